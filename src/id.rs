@@ -1,1 +1,694 @@
-//! Session ids (placeholder).
+//! Session ids that stay unique over time, and the slab ([`IdTable`]) that hands them out.
+//!
+//! # Layout
+//!
+//! A [`SessionId`] is a nonzero `u32` split into two fields:
+//!
+//! ```text
+//!  31                  17 16                  0
+//! +----------------------+---------------------+
+//! | generation (15 bits) | slot + 1 (17 bits)  |
+//! +----------------------+---------------------+
+//! ```
+//!
+//! The low [`SLOT_BITS`] = 17 bits hold the slot index *plus one*, so the slot field is never
+//! zero and therefore the whole id is never zero (`Option<SessionId>` is 4 bytes). Slot
+//! indexes run `0..MAX_SLOTS`, where [`MAX_SLOTS`] = 2^17 - 1 = **131,071**: that is the largest
+//! number of sessions one table can hold at once. The high [`GENERATION_BITS`] = 15 bits hold
+//! the slot's generation, `0..32,768`.
+//!
+//! Ids print (both `Debug` and `Display`) as `#<slot>.<generation>`, e.g. `#12.4031` for slot
+//! index 12 at generation 4031, which keeps them short and greppable in logs.
+//!
+//! # The horizon
+//!
+//! Every time a session is removed, its slot's generation is incremented by one (mod 2^15). A
+//! removed id therefore resolves to nothing from then on, and the *same* `u32` is handed out
+//! again only when its slot comes back round to the same generation: after that slot has been
+//! issued **32,768 more times** (2^15 = 32,768 releases of that slot). This is the exact,
+//! guaranteed horizon; nothing can make an id recur sooner.
+//!
+//! Released slots go to the *back* of a FIFO free list and new sessions take the slot at the
+//! *front*, so a released slot waits behind every other free slot before it is reused. When
+//! churn is spread over N slots in rotation, each slot is reused only every N-th allocation,
+//! and an id recurs at the earliest after about N × 32,768 releases overall (with the full
+//! capacity in rotation, 131,071 × 32,768 ≈ 4.3 × 10^9). The worst case — one slot churning
+//! while every other slot is held by a long-lived session — is the per-slot bound of 32,768
+//! releases. A LIFO free list would instead hammer the same slot and always sit at that worst
+//! case; FIFO costs nothing and spreads wear over all free slots.
+//!
+//! New slots are created (appended to the slot vector) only when the free list is empty, so the
+//! table's memory is proportional to its high-water mark of live sessions
+//! ([`IdTable::slots_created`]), not to its capacity.
+//!
+//! Each newly created slot starts at a generation drawn from the service's RNG, so two service
+//! instances (or two runs with different seeds) hand out different ids; this makes accidental
+//! cross-instance matches unlikely but, unlike the horizon above, is not a guarantee.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::num::NonZeroU32;
+
+/// Number of low bits of a [`SessionId`] holding the slot index plus one.
+pub(crate) const SLOT_BITS: u32 = 17;
+
+/// Number of high bits of a [`SessionId`] holding the slot's generation.
+pub(crate) const GENERATION_BITS: u32 = 15;
+
+/// Mask of the slot field (low [`SLOT_BITS`] bits).
+const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
+
+/// Mask of a generation value (low [`GENERATION_BITS`] bits, before shifting).
+const GENERATION_MASK: u32 = (1 << GENERATION_BITS) - 1;
+
+/// Number of distinct generations per slot: 2^15 = 32,768. A released id is issued again only
+/// after its slot has been issued this many more times.
+#[cfg(test)]
+pub(crate) const GENERATIONS: u32 = 1 << GENERATION_BITS;
+
+/// The most sessions one service (one session table) can hold: 2^17 - 1 = 131,071. The slot
+/// field stores `slot + 1` in 17 bits and 0 is reserved, so slot indexes run `0..MAX_SLOTS`.
+pub const MAX_SLOTS: usize = (1 << SLOT_BITS) as usize - 1;
+
+/// Identifies one session of one `Service`.
+///
+/// A nonzero `u32`, `(generation << 17) | (slot + 1)`: the low 17 bits hold the slot index
+/// plus one (so the value is never 0 and `Option<SessionId>` is 4 bytes), the high 15 bits the
+/// slot's generation. A service holds at most [`MAX_SLOTS`] = 2^17 - 1 = 131,071 sessions at
+/// once.
+///
+/// Ids are unique among live sessions, and unique over time up to a horizon: removing a
+/// session bumps its slot's generation (mod 2^15), so its id stops resolving at once and is
+/// issued again only after that slot has been handed out **32,768 more times**. Freed slots are
+/// reused oldest-first, so when churn is spread over N slots an id recurs at the earliest after
+/// about N × 32,768 releases overall (never sooner than 32,768). The first generation of each
+/// slot is drawn from the service's RNG, so different services and seeds use different ids.
+///
+/// `Debug` and `Display` both print `#<slot>.<generation>`, e.g. `#12.4031` (slot index 12,
+/// generation 4031). Use [`get`](Self::get) / [`from_raw`](Self::from_raw) for the raw `u32`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(NonZeroU32);
+
+impl SessionId {
+    /// Builds the id for `slot` at `generation`. `slot` must be below [`MAX_SLOTS`] (the table
+    /// guarantees it); `generation` is masked to 15 bits.
+    fn new(slot: usize, generation: u32) -> SessionId {
+        debug_assert!(slot < MAX_SLOTS);
+        // slot < MAX_SLOTS = 2^17 - 1, so slot + 1 fits the 17-bit field and is nonzero.
+        let slot_field = (slot as u32 + 1) & SLOT_MASK;
+        let raw = ((generation & GENERATION_MASK) << SLOT_BITS) | slot_field;
+        // The fallback is unreachable (slot_field >= 1); it only avoids a panic path.
+        SessionId(NonZeroU32::new(raw).unwrap_or(NonZeroU32::MIN))
+    }
+
+    /// The raw `u32` value: `(generation << 17) | (slot + 1)`. Never zero.
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+
+    /// Rebuilds an id from its raw value (e.g. one received from a peer or a log). Returns
+    /// `None` for 0 and for any value whose low 17 bits (the slot field) are 0. Any other
+    /// value is a well-formed id, though it need not name a live session.
+    pub fn from_raw(raw: u32) -> Option<SessionId> {
+        if raw & SLOT_MASK == 0 {
+            return None;
+        }
+        NonZeroU32::new(raw).map(SessionId)
+    }
+
+    /// The slot index, `0..MAX_SLOTS`.
+    pub(crate) fn slot(self) -> usize {
+        ((self.0.get() & SLOT_MASK) - 1) as usize
+    }
+
+    /// The slot's generation when this id was issued, `0..32,768`.
+    pub(crate) fn generation(self) -> u32 {
+        self.0.get() >> SLOT_BITS
+    }
+}
+
+impl fmt::Display for SessionId {
+    /// Prints `#<slot>.<generation>`, e.g. `#12.4031`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}.{}", self.slot(), self.generation())
+    }
+}
+
+impl fmt::Debug for SessionId {
+    /// Same as `Display`: `#<slot>.<generation>`, e.g. `#12.4031`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Returned by [`IdTable::insert_with`] when the table already holds `capacity` entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TableFull;
+
+impl fmt::Display for TableFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("session table full")
+    }
+}
+
+impl std::error::Error for TableFull {}
+
+/// One slot of an [`IdTable`]: its current generation and, if occupied, the value.
+struct Slot<T> {
+    /// The generation the next (or current) occupant's id carries.
+    generation: u32,
+    /// The occupant, or `None` while the slot sits on the free list.
+    value: Option<T>,
+}
+
+/// A slab of values addressed by [`SessionId`], with O(1) lookup that rejects stale
+/// generations.
+///
+/// Removing an entry bumps its slot's generation and queues the slot at the back of a FIFO
+/// free list; inserting takes the front of the free list, or creates a new slot if the free
+/// list is empty and fewer than `capacity` slots exist. See the module docs for the horizon
+/// this gives.
+pub(crate) struct IdTable<T> {
+    /// All slots ever created, indexed by slot index. Never shrinks.
+    slots: Vec<Slot<T>>,
+    /// Vacant slot indexes, oldest release at the front.
+    free: VecDeque<u32>,
+    /// Number of occupied slots.
+    len: usize,
+    /// Maximum number of occupied slots (and of slots ever created), at most [`MAX_SLOTS`].
+    capacity: usize,
+}
+
+impl<T> IdTable<T> {
+    /// An empty table holding at most `capacity` live entries (clamped to [`MAX_SLOTS`]).
+    /// Allocates nothing up front.
+    pub(crate) fn new(capacity: usize) -> Self {
+        IdTable {
+            slots: Vec::new(),
+            free: VecDeque::new(),
+            len: 0,
+            capacity: capacity.min(MAX_SLOTS),
+        }
+    }
+
+    /// Allocates an id, builds the value with `f(id)` and stores it.
+    ///
+    /// Reuses the longest-vacant slot if any; otherwise creates a new slot whose initial
+    /// generation is drawn from `rng`. Fails with [`TableFull`] (without calling `f` or
+    /// touching `rng`) if the table already holds `capacity` entries. If `f` panics the table
+    /// is left unchanged (no slot is lost).
+    pub(crate) fn insert_with(
+        &mut self,
+        rng: &mut impl rand_core::Rng,
+        f: impl FnOnce(SessionId) -> T,
+    ) -> Result<SessionId, TableFull> {
+        if self.len >= self.capacity {
+            return Err(TableFull);
+        }
+        if let Some(&slot) = self.free.front() {
+            let slot = slot as usize;
+            let Some(entry) = self.slots.get(slot) else {
+                // Unreachable: the free list only holds indexes of created slots.
+                return Err(TableFull);
+            };
+            let id = SessionId::new(slot, entry.generation);
+            let value = f(id);
+            self.free.pop_front();
+            if let Some(entry) = self.slots.get_mut(slot) {
+                entry.value = Some(value);
+            }
+            self.len += 1;
+            Ok(id)
+        } else if self.slots.len() < self.capacity {
+            let slot = self.slots.len();
+            let generation = rng.next_u32() & GENERATION_MASK;
+            let id = SessionId::new(slot, generation);
+            let value = f(id);
+            self.slots.push(Slot {
+                generation,
+                value: Some(value),
+            });
+            self.len += 1;
+            Ok(id)
+        } else {
+            // Unreachable while len < capacity: every created slot is either occupied or free.
+            Err(TableFull)
+        }
+    }
+
+    /// The value stored under `id`, or `None` if its slot is vacant, was never created, or
+    /// has moved on to another generation (the id is stale).
+    pub(crate) fn get(&self, id: SessionId) -> Option<&T> {
+        let entry = self.slots.get(id.slot())?;
+        if entry.generation == id.generation() {
+            entry.value.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// The value stored under `id`, mutably; `None` under the same conditions as
+    /// [`get`](Self::get).
+    #[cfg(test)]
+    pub(crate) fn get_mut(&mut self, id: SessionId) -> Option<&mut T> {
+        let entry = self.slots.get_mut(id.slot())?;
+        if entry.generation == id.generation() {
+            entry.value.as_mut()
+        } else {
+            None
+        }
+    }
+
+    /// Removes and returns the value stored under `id`. On success the slot's generation is
+    /// bumped (so `id` is stale from now on) and the slot joins the back of the free list.
+    /// Returns `None` and changes nothing if `id` does not name a live entry.
+    pub(crate) fn remove(&mut self, id: SessionId) -> Option<T> {
+        let slot = id.slot();
+        let entry = self.slots.get_mut(slot)?;
+        if entry.generation != id.generation() {
+            return None;
+        }
+        let value = entry.value.take()?;
+        entry.generation = (entry.generation + 1) & GENERATION_MASK;
+        self.free.push_back(slot as u32);
+        self.len -= 1;
+        Some(value)
+    }
+
+    /// Number of live entries.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the table holds no live entries.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Maximum number of live entries (the requested capacity clamped to [`MAX_SLOTS`]).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Number of slots ever created: the high-water mark of [`len`](Self::len), for status
+    /// reports and leak checks. Never exceeds [`capacity`](Self::capacity).
+    pub(crate) fn slots_created(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The live entries with their ids, in slot order (deterministic, independent of
+    /// insertion order).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (SessionId, &T)> {
+        self.slots.iter().enumerate().filter_map(|(slot, entry)| {
+            entry
+                .value
+                .as_ref()
+                .map(|value| (SessionId::new(slot, entry.generation), value))
+        })
+    }
+}
+
+impl<T> fmt::Debug for IdTable<T> {
+    /// Summary only (`len`, `capacity`, `slots_created`); the values are not printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdTable")
+            .field("len", &self.len)
+            .field("capacity", &self.capacity)
+            .field("slots_created", &self.slots.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::{Rng, SeedableRng};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn rng(seed: u64) -> ChaCha20Rng {
+        ChaCha20Rng::seed_from_u64(seed)
+    }
+
+    #[test]
+    fn from_raw_rejects_zero_and_empty_slot_field() {
+        assert_eq!(SessionId::from_raw(0), None);
+        assert_eq!(SessionId::from_raw(1 << SLOT_BITS), None);
+        assert_eq!(SessionId::from_raw(!SLOT_MASK), None);
+        let id = SessionId::from_raw(1).expect("slot field 1 is valid");
+        assert_eq!((id.slot(), id.generation()), (0, 0));
+        let id = SessionId::from_raw(u32::MAX).expect("all ones is valid");
+        assert_eq!(
+            (id.slot(), id.generation()),
+            (MAX_SLOTS - 1, GENERATION_MASK)
+        );
+    }
+
+    #[test]
+    fn slot_and_generation_round_trip() {
+        assert_eq!(MAX_SLOTS, 131_071);
+        assert_eq!(GENERATIONS, 32_768);
+        for slot in [0, 1, 2, 12, 4096, MAX_SLOTS - 2, MAX_SLOTS - 1] {
+            for generation in [0, 1, 4031, GENERATION_MASK - 1, GENERATION_MASK] {
+                let id = SessionId::new(slot, generation);
+                assert_eq!(id.slot(), slot);
+                assert_eq!(id.generation(), generation);
+                assert_eq!(id.get(), (generation << SLOT_BITS) | (slot as u32 + 1));
+                assert_eq!(SessionId::from_raw(id.get()), Some(id));
+            }
+        }
+        // Generations are masked to 15 bits.
+        assert_eq!(SessionId::new(3, GENERATIONS + 5).generation(), 5);
+        // Every raw value with a nonzero slot field round-trips.
+        let mut r = rng(1);
+        for _ in 0..10_000 {
+            let raw = r.next_u32();
+            match SessionId::from_raw(raw) {
+                Some(id) => {
+                    assert_eq!(id.get(), raw);
+                    assert!(id.slot() < MAX_SLOTS);
+                    assert!(id.generation() < GENERATIONS);
+                    assert_eq!(SessionId::new(id.slot(), id.generation()), id);
+                }
+                None => assert_eq!(raw & SLOT_MASK, 0),
+            }
+        }
+    }
+
+    #[test]
+    fn display_and_debug_format() {
+        let id = SessionId::new(12, 4031);
+        assert_eq!(id.to_string(), "#12.4031");
+        assert_eq!(format!("{id:?}"), "#12.4031");
+        assert_eq!(format!("{:?}", Some(SessionId::new(0, 0))), "Some(#0.0)");
+        assert_eq!(std::mem::size_of::<Option<SessionId>>(), 4);
+    }
+
+    #[test]
+    fn table_full_at_capacity() {
+        let mut r = rng(2);
+        let mut t = IdTable::new(3);
+        assert_eq!(t.capacity(), 3);
+        let ids: Vec<_> = (0..3)
+            .map(|i| t.insert_with(&mut r, |_| i).expect("below capacity"))
+            .collect();
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.insert_with(&mut r, |_| 99), Err(TableFull));
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.slots_created(), 3);
+        assert_eq!(t.remove(ids[1]), Some(1));
+        let id = t.insert_with(&mut r, |_| 7).expect("a slot was freed");
+        assert_eq!(id.slot(), ids[1].slot());
+        assert_eq!(id.generation(), (ids[1].generation() + 1) & GENERATION_MASK);
+        assert_eq!(t.insert_with(&mut r, |_| 99), Err(TableFull));
+        assert_eq!(t.slots_created(), 3);
+
+        let mut zero = IdTable::new(0);
+        assert_eq!(zero.insert_with(&mut r, |_| ()), Err(TableFull));
+        assert!(zero.is_empty());
+        assert_eq!(IdTable::<()>::new(usize::MAX).capacity(), MAX_SLOTS);
+    }
+
+    #[test]
+    fn fills_all_max_slots() {
+        let mut r = rng(3);
+        let mut t = IdTable::new(usize::MAX);
+        let mut last = None;
+        for i in 0..MAX_SLOTS {
+            last = Some(
+                t.insert_with(&mut r, |_| i as u32)
+                    .expect("below MAX_SLOTS"),
+            );
+        }
+        let last = last.expect("MAX_SLOTS > 0");
+        assert_eq!(last.slot(), MAX_SLOTS - 1);
+        assert_eq!(last.get() & SLOT_MASK, SLOT_MASK);
+        assert_eq!(t.get(last), Some(&(MAX_SLOTS as u32 - 1)));
+        assert_eq!(t.insert_with(&mut r, |_| 0), Err(TableFull));
+        assert_eq!(t.len(), MAX_SLOTS);
+        assert_eq!(t.slots_created(), MAX_SLOTS);
+    }
+
+    #[test]
+    fn stale_id_rejected_without_disturbing_live_entry() {
+        let mut r = rng(4);
+        let mut t = IdTable::new(1);
+        let old = t.insert_with(&mut r, |id| (id, "old")).expect("empty");
+        assert_eq!(t.get(old), Some(&(old, "old")));
+        assert_eq!(t.remove(old), Some((old, "old")));
+        assert_eq!(t.get(old), None);
+        assert_eq!(t.remove(old), None);
+
+        let new = t.insert_with(&mut r, |id| (id, "new")).expect("slot freed");
+        assert_eq!(new.slot(), old.slot());
+        assert_ne!(new, old);
+        assert_eq!(t.get(old), None);
+        assert_eq!(t.get_mut(old), None);
+        assert_eq!(t.remove(old), None);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.get(new), Some(&(new, "new")));
+        let ids: Vec<_> = t.iter().map(|(id, v)| (id, v.1)).collect();
+        assert_eq!(ids, vec![(new, "new")]);
+
+        // Ids from slots never created, and future generations, are rejected too.
+        assert_eq!(t.get(SessionId::new(1, new.generation())), None);
+        assert_eq!(t.remove(SessionId::new(MAX_SLOTS - 1, 0)), None);
+        let future = SessionId::new(new.slot(), new.generation() + 1);
+        assert_eq!(t.get(future), None);
+        assert_eq!(t.remove(future), None);
+        assert_eq!(t.get(new), Some(&(new, "new")));
+    }
+
+    #[test]
+    fn arbitrary_raw_ids_never_panic() {
+        let mut r = rng(5);
+        let mut t = IdTable::new(64);
+        let mut live = BTreeMap::new();
+        for i in 0..40u32 {
+            let id = t.insert_with(&mut r, |_| i).expect("below capacity");
+            live.insert(id.get(), i);
+        }
+        let edges = [
+            0,
+            1,
+            SLOT_MASK,
+            SLOT_MASK + 1,
+            1 << SLOT_BITS,
+            u32::MAX,
+            u32::MAX - 1,
+        ];
+        let randoms: Vec<u32> = (0..50_000).map(|_| r.next_u32()).collect();
+        let live_raws: Vec<u32> = live.keys().copied().collect();
+        for &raw in edges.iter().chain(&randoms).chain(&live_raws) {
+            let Some(id) = SessionId::from_raw(raw) else {
+                assert_eq!(raw & SLOT_MASK, 0);
+                continue;
+            };
+            assert_eq!(t.get(id), live.get(&raw));
+            assert_eq!(t.remove(id), live.remove(&raw));
+            assert_eq!(t.len(), live.len());
+        }
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn panicking_constructor_leaves_table_unchanged() {
+        let mut r = rng(6);
+        let mut t = IdTable::new(2);
+        let a = t.insert_with(&mut r, |_| 1).expect("empty");
+        let reused = |t: &mut IdTable<i32>, r: &mut ChaCha20Rng| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = t.insert_with(r, |_| panic!("constructor failed"));
+            }))
+            .is_err()
+        };
+        // New-slot path.
+        assert!(reused(&mut t, &mut r));
+        assert_eq!((t.len(), t.slots_created()), (1, 1));
+        // Free-list path.
+        assert_eq!(t.remove(a), Some(1));
+        assert!(reused(&mut t, &mut r));
+        assert_eq!((t.len(), t.slots_created()), (0, 1));
+        let b = t.insert_with(&mut r, |_| 2).expect("slot still free");
+        assert_eq!(b.slot(), a.slot());
+        assert_eq!(b.generation(), (a.generation() + 1) & GENERATION_MASK);
+    }
+
+    /// Runs `ops` random allocate/release steps against a table of `capacity`, checking it
+    /// against a model. Returns (most issues of any one slot, number of raw ids re-issued).
+    fn churn(seed: u64, capacity: usize, ops: usize) -> (u64, u64) {
+        const RING: usize = 256;
+        let mut r = rng(seed);
+        let mut t: IdTable<u64> = IdTable::new(capacity);
+
+        // Model.
+        let mut live: Vec<(SessionId, u64)> = Vec::new();
+        let mut live_raw: BTreeSet<u32> = BTreeSet::new();
+        let mut issues: Vec<u64> = Vec::new(); // per slot: times issued
+        let mut last_generation: Vec<u32> = Vec::new(); // per slot: generation of last issue
+        let mut free: VecDeque<usize> = VecDeque::new(); // expected FIFO free list
+        // raw id -> issue count of its slot when it was (last) issued
+        let mut issued_at: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut released: VecDeque<SessionId> = VecDeque::with_capacity(RING);
+        let mut reissued = 0u64;
+        let mut high_water = 0usize;
+        let mut next_value = 0u64;
+
+        for step in 0..ops {
+            // One 32-bit draw per step, cut into 8-bit fields (ChaCha is slow in debug builds;
+            // the modulo bias of an 8-bit field is irrelevant here).
+            let bits = r.next_u32();
+            let field = |k: u32| ((bits >> (8 * k)) & 0xff) as usize;
+            let insert = if live.is_empty() {
+                true
+            } else if live.len() == capacity {
+                field(0) % 16 == 0 // occasionally probe TableFull
+            } else {
+                field(0) % 2 == 0
+            };
+
+            if insert {
+                let value = next_value;
+                next_value += 1;
+                let mut seen = None;
+                let result = t.insert_with(&mut r, |id| {
+                    seen = Some(id);
+                    value
+                });
+                if live.len() == capacity {
+                    assert_eq!(result, Err(TableFull), "seed {seed} step {step}");
+                    assert_eq!(seen, None);
+                } else {
+                    let id = result.expect("below capacity");
+                    assert_eq!(seen, Some(id), "f receives the id it is stored under");
+                    let slot = id.slot();
+                    // FIFO reuse, new slots only when the free list is empty.
+                    match free.pop_front() {
+                        Some(expected) => {
+                            assert_eq!(slot, expected, "FIFO reuse, seed {seed} step {step}");
+                            assert_eq!(
+                                id.generation(),
+                                (last_generation[slot] + 1) & GENERATION_MASK
+                            );
+                            last_generation[slot] = id.generation();
+                        }
+                        None => {
+                            assert_eq!(slot, issues.len(), "new slots are appended");
+                            issues.push(0);
+                            last_generation.push(id.generation());
+                        }
+                    }
+                    issues[slot] += 1;
+                    // (a) live ids are unique.
+                    assert!(live_raw.insert(id.get()), "duplicate live id {id}");
+                    // (b) the horizon.
+                    if let Some(prev) = issued_at.insert(id.get(), issues[slot]) {
+                        reissued += 1;
+                        assert!(
+                            issues[slot] - prev >= u64::from(GENERATIONS),
+                            "{id} re-issued after only {} issues of its slot",
+                            issues[slot] - prev
+                        );
+                    }
+                    live.push((id, value));
+                    high_water = high_water.max(live.len());
+                }
+            } else {
+                let i = field(1) % live.len();
+                let (id, value) = live.swap_remove(i);
+                assert_eq!(t.remove(id), Some(value));
+                assert!(live_raw.remove(&id.get()));
+                free.push_back(id.slot());
+                if released.len() == RING {
+                    released.pop_front();
+                }
+                released.push_back(id);
+            }
+
+            assert_eq!(t.len(), live.len());
+            assert_eq!(t.is_empty(), live.is_empty());
+            assert_eq!(
+                t.slots_created(),
+                high_water,
+                "slots only created when needed"
+            );
+            assert!(t.slots_created() <= capacity);
+
+            // (c) stale ids never resolve, and removing them changes nothing.
+            if !released.is_empty() {
+                let newest = released.len() - 1;
+                for k in [newest, field(2) % released.len()] {
+                    let stale = released[k];
+                    assert!(
+                        !live_raw.contains(&stale.get()),
+                        "{stale} recurred too soon"
+                    );
+                    assert_eq!(t.get(stale), None, "stale {stale} resolved");
+                    assert_eq!(t.remove(stale), None, "stale {stale} removed");
+                    assert_eq!(t.len(), live.len());
+                }
+            }
+
+            // (d) live ids resolve to their own values: one at random every step, all of them
+            // (and iter()) periodically.
+            if !live.is_empty() {
+                let (id, value) = live[field(3) % live.len()];
+                assert_eq!(t.get(id), Some(&value));
+            }
+            if step % 4096 == 0 || step + 1 == ops {
+                for &(id, value) in &live {
+                    assert_eq!(t.get(id), Some(&value));
+                }
+                let mut expected: Vec<(SessionId, u64)> = live.clone();
+                expected.sort_by_key(|(id, _)| id.slot());
+                let got: Vec<(SessionId, u64)> = t.iter().map(|(id, &v)| (id, v)).collect();
+                assert_eq!(got, expected, "iter() is in slot order");
+            }
+        }
+        (issues.iter().copied().max().unwrap_or(0), reissued)
+    }
+
+    /// Runs `churn` for two seeds at `capacity`, 200,000 steps each; returns the most issues
+    /// of any one slot and asserts every check inside `churn`.
+    fn churn_two_seeds(capacity: usize) -> (u64, u64) {
+        let (mut max_reuse, mut reissued) = (0, 0);
+        for seed in [capacity as u64, 1000 + capacity as u64] {
+            let (reuse, again) = churn(seed, capacity, 200_000);
+            max_reuse = max_reuse.max(reuse);
+            reissued += again;
+        }
+        (max_reuse, reissued)
+    }
+
+    #[test]
+    fn churn_capacity_1_wraps_generations() {
+        let (max_reuse, reissued) = churn_two_seeds(1);
+        // Generations must actually wrap for the horizon check to mean anything.
+        assert!(
+            max_reuse > 2 * u64::from(GENERATIONS),
+            "max reuse {max_reuse}"
+        );
+        assert!(reissued > 0);
+    }
+
+    #[test]
+    fn churn_capacity_2_wraps_generations() {
+        let (max_reuse, reissued) = churn_two_seeds(2);
+        assert!(max_reuse > u64::from(GENERATIONS), "max reuse {max_reuse}");
+        assert!(reissued > 0);
+    }
+
+    #[test]
+    fn churn_capacity_7() {
+        let (max_reuse, _) = churn_two_seeds(7);
+        assert!(max_reuse > 10_000, "max reuse {max_reuse}");
+    }
+
+    #[test]
+    fn churn_capacity_64() {
+        let (max_reuse, _) = churn_two_seeds(64);
+        assert!(max_reuse > 1_000, "max reuse {max_reuse}");
+    }
+}

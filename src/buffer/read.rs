@@ -1,0 +1,455 @@
+//! [`ReadBuffer`]: received bytes that have not been parsed yet (partial frames included).
+//!
+//! The session's read side uses it like this:
+//!
+//! 1. `spare(min)` gives a writable tail to pass to `poll_read`; `commit(n)` marks the `n` bytes
+//!    the read filled as received.
+//! 2. Frames are parsed from `data()` and `consume(k)` drops the parsed bytes.
+//! 3. For a frame header announcing a body of `N` bytes (already checked against the maximum frame
+//!    size by the caller), `reserve_total(4 + N)` grows the buffer through the pool's size classes
+//!    so the whole frame fits.
+//!
+//! The buffer holds at most one [`Block`] from its [`BufferPool`]. It allocates nothing until
+//! first used and only grows when asked: it never allocates for a frame's announced length on its
+//! own (validating that length is the caller's job).
+//!
+//! # Memory policy
+//!
+//! * Consuming everything resets the offsets to the start of the block, which is kept.
+//! * When more room is needed, live bytes are first moved to the front of the block (only the
+//!   live bytes are copied); only if that is not enough is a bigger block taken from the pool, the
+//!   live bytes copied over and the old block returned.
+//! * [`ReadBuffer::shrink_if_idle`] returns a block that grew beyond the initial class once the
+//!   buffer is empty (a single large frame does not pin a large block for the session's life);
+//!   an initial-size block is kept because the next read needs it anyway.
+//! * [`ReadBuffer::release`] drops the block whatever its size (destroyed or idle sessions); the
+//!   next `spare` takes a fresh initial-size block.
+
+use std::fmt;
+
+use super::pool::{Block, BufferPool};
+
+/// Received bytes not yet parsed, held in one pooled [`Block`] (see the module docs).
+///
+/// Live bytes are `block[start..end]`; `block[end..]` is the spare tail reads go into.
+pub(crate) struct ReadBuffer {
+    block: Option<Block>,
+    start: usize,
+    end: usize,
+    pool: BufferPool,
+    initial: usize,
+}
+
+impl ReadBuffer {
+    /// Creates an empty buffer whose first block will be `pool.class_size(initial_class)` bytes.
+    /// Allocates nothing until first used.
+    pub(crate) fn new(pool: BufferPool, initial_class: usize) -> Self {
+        let initial = pool.class_size(initial_class);
+        Self {
+            block: None,
+            start: 0,
+            end: 0,
+            pool,
+            initial,
+        }
+    }
+
+    /// The size of the block taken on first use.
+    #[cfg(test)]
+    pub(crate) fn initial_capacity(&self) -> usize {
+        self.initial
+    }
+
+    /// Number of received, unconsumed bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether there are no unconsumed bytes.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Length of the current block (0 when the buffer holds none).
+    pub(crate) fn capacity(&self) -> usize {
+        self.block.as_ref().map_or(0, Block::len)
+    }
+
+    /// The received, unconsumed bytes.
+    pub(crate) fn data(&self) -> &[u8] {
+        match &self.block {
+            Some(b) => &b[self.start..self.end],
+            None => &[],
+        }
+    }
+
+    /// The writable tail after the live bytes, at least `min` bytes long — and never empty, even
+    /// for `min == 0`, so a read into it that returns 0 always means end of stream.
+    ///
+    /// Takes an initial-size block on first use; if the tail is too short, first moves the live
+    /// bytes to the front of the block, and if that is not enough either, moves them into a block
+    /// of the next class that fits `len() + min`. Returns the whole tail, which may be longer than
+    /// `min`.
+    pub(crate) fn spare(&mut self, min: usize) -> &mut [u8] {
+        let min = min.max(1);
+        if self.capacity() - self.end < min {
+            let live = self.len();
+            let needed = live.saturating_add(min);
+            self.make_room(needed);
+        }
+        let end = self.end;
+        match &mut self.block {
+            Some(b) => &mut b[end..],
+            None => &mut [],
+        }
+    }
+
+    /// Marks `n` bytes of the tail returned by [`spare`](Self::spare) as received.
+    ///
+    /// `n` beyond the tail is a caller bug (debug assertion; clamped in release builds).
+    pub(crate) fn commit(&mut self, n: usize) {
+        let room = self.capacity() - self.end;
+        debug_assert!(n <= room, "commit({n}) beyond the spare tail ({room})");
+        self.end += n.min(room);
+    }
+
+    /// Drops the first `n` received bytes (parsed frames). When the buffer becomes empty the
+    /// offsets go back to the start of the block; the block itself is kept.
+    ///
+    /// `n > len()` is a caller bug (debug assertion; clamped in release builds).
+    pub(crate) fn consume(&mut self, n: usize) {
+        let len = self.len();
+        debug_assert!(n <= len, "consume({n}) beyond the buffered bytes ({len})");
+        self.start += n.min(len);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Makes sure `total` bytes counted from the first unconsumed byte fit in the block (for a
+    /// frame of `total` bytes whose length the caller has already validated), compacting or
+    /// moving to the next size class `>= total` as needed. Does nothing if they already fit.
+    pub(crate) fn reserve_total(&mut self, total: usize) {
+        if self.capacity() - self.start < total {
+            self.make_room(total);
+        }
+    }
+
+    /// Makes `block.len() - start >= needed` hold with `start == 0` (compacting or growing).
+    /// `needed` must be at least `len()`.
+    fn make_room(&mut self, needed: usize) {
+        let live = self.len();
+        debug_assert!(needed >= live);
+        match &mut self.block {
+            Some(b) if b.len() >= needed => {
+                // Compaction is enough: move only the live bytes to the front.
+                b.copy_within(self.start..self.end, 0);
+            }
+            old => {
+                let mut new = self.pool.take(needed.max(self.initial));
+                if let Some(old) = old {
+                    new[..live].copy_from_slice(&old[self.start..self.end]);
+                }
+                // The previous block (if any) goes back to the pool here.
+                *old = Some(new);
+            }
+        }
+        self.start = 0;
+        self.end = live;
+    }
+
+    /// If the buffer is empty and its block grew beyond the initial class, returns the block to
+    /// the pool (the next [`spare`](Self::spare) takes an initial-size block). An empty
+    /// initial-size block is kept, and a buffer holding a partial frame is left alone.
+    ///
+    /// Returns whether a block was released.
+    pub(crate) fn shrink_if_idle(&mut self) -> bool {
+        if self.is_empty() && self.capacity() > self.initial {
+            self.block = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Returns the block to the pool whatever its size, discarding any unconsumed bytes (for
+    /// destroyed sessions and idle ones that should hold no memory). The buffer stays usable: the
+    /// next [`spare`](Self::spare) takes a fresh initial-size block.
+    pub(crate) fn release(&mut self) {
+        self.block = None;
+        self.start = 0;
+        self.end = 0;
+    }
+}
+
+impl fmt::Debug for ReadBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadBuffer")
+            .field("len", &self.len())
+            .field("start", &self.start)
+            .field("capacity", &self.capacity())
+            .field("initial", &self.initial)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::pool::PoolConfig;
+
+    fn pool() -> BufferPool {
+        BufferPool::new(PoolConfig {
+            min_class: 512,
+            max_class: 64 * 1024,
+            ..PoolConfig::default()
+        })
+    }
+
+    /// Copies `bytes` into the buffer the way a socket read would (possibly in several reads).
+    fn receive(rb: &mut ReadBuffer, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let spare = rb.spare(1);
+            let n = spare.len().min(bytes.len());
+            spare[..n].copy_from_slice(&bytes[..n]);
+            rb.commit(n);
+            bytes = &bytes[n..];
+        }
+    }
+
+    #[test]
+    fn new_does_not_allocate() {
+        let pool = pool();
+        let rb = ReadBuffer::new(pool.clone(), 1000);
+        assert_eq!(rb.capacity(), 0);
+        assert_eq!(rb.initial_capacity(), 1024);
+        assert!(rb.is_empty());
+        assert_eq!(rb.data(), b"");
+        assert_eq!(pool.stats(), Default::default());
+    }
+
+    #[test]
+    fn spare_commit_data_consume() {
+        let pool = pool();
+        let mut rb = ReadBuffer::new(pool.clone(), 512);
+        let spare = rb.spare(4);
+        assert_eq!(spare.len(), 512);
+        spare[..5].copy_from_slice(b"hello");
+        rb.commit(5);
+        assert_eq!(rb.data(), b"hello");
+        assert_eq!(rb.len(), 5);
+        assert_eq!(rb.spare(1).len(), 507);
+        rb.consume(2);
+        assert_eq!(rb.data(), b"llo");
+        rb.consume(3);
+        assert!(rb.is_empty());
+        // Emptying resets the offsets: the whole block is spare again, and it is kept.
+        assert_eq!(rb.spare(1).len(), 512);
+        assert_eq!(pool.stats().allocations, 1);
+        assert_eq!(pool.stats().in_use_blocks, 1);
+    }
+
+    #[test]
+    fn spare_is_never_empty() {
+        let mut rb = ReadBuffer::new(pool(), 512);
+        assert_eq!(rb.spare(0).len(), 512);
+        receive(&mut rb, &[7; 512]);
+        assert_eq!(rb.capacity(), 512);
+        // Full buffer: spare(0) still grows so a 0-byte read cannot be mistaken for EOF.
+        assert!(!rb.spare(0).is_empty());
+        assert_eq!(rb.data(), &[7; 512][..]);
+    }
+
+    #[test]
+    fn compaction_moves_partial_frame_to_front() {
+        let pool = pool();
+        let mut rb = ReadBuffer::new(pool.clone(), 512);
+        let mut stream: Vec<u8> = (0..500u32).map(|i| i as u8).collect();
+        receive(&mut rb, &stream);
+        // Parse 400 bytes of complete frames; 100 bytes of a partial frame stay at offset 400.
+        rb.consume(400);
+        assert_eq!(rb.spare(1).len(), 12);
+        // Asking for more than the tail compacts instead of growing.
+        let spare = rb.spare(300);
+        assert_eq!(spare.len(), 412);
+        assert_eq!(rb.capacity(), 512);
+        assert_eq!(rb.data(), &stream[400..]);
+        assert_eq!(pool.stats().allocations, 1);
+        // More of the frame arrives after the compacted bytes.
+        let more: Vec<u8> = (0..300u32).map(|i| (i * 3) as u8).collect();
+        receive(&mut rb, &more);
+        stream.extend_from_slice(&more);
+        assert_eq!(rb.data(), &stream[400..]);
+        assert_eq!(pool.stats().allocations, 1);
+    }
+
+    #[test]
+    fn grows_through_classes_via_reserve_total() {
+        let pool = pool();
+        let mut rb = ReadBuffer::new(pool.clone(), 512);
+        // A 4-byte header announcing a 3000-byte body, behind 10 bytes already parsed.
+        let mut frame = vec![0u8; 3004];
+        frame[..4].copy_from_slice(&3000u32.to_le_bytes());
+        for (i, b) in frame[4..].iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        receive(&mut rb, &[9; 10]);
+        receive(&mut rb, &frame[..100]);
+        rb.consume(10);
+        rb.reserve_total(4 + 3000);
+        assert_eq!(rb.capacity(), 4096);
+        assert_eq!(rb.data(), &frame[..100]);
+        // Enough room for the rest of the frame without further growth.
+        assert!(rb.spare(1).len() >= 3004 - 100);
+        receive(&mut rb, &frame[100..]);
+        assert_eq!(rb.data(), &frame[..]);
+        assert_eq!(rb.capacity(), 4096);
+        // The initial block went back to the pool when the buffer grew.
+        let s = pool.stats();
+        assert_eq!((s.in_use_blocks, s.retained_blocks), (1, 1));
+        // Already satisfied: no change.
+        rb.reserve_total(100);
+        assert_eq!(rb.capacity(), 4096);
+        // Next class for a bigger frame.
+        rb.reserve_total(5000);
+        assert_eq!(rb.capacity(), 8192);
+        assert_eq!(rb.data(), &frame[..]);
+    }
+
+    #[test]
+    fn reserve_total_compacts_when_block_is_big_enough() {
+        let pool = pool();
+        let mut rb = ReadBuffer::new(pool.clone(), 1024);
+        receive(&mut rb, &[1; 1000]);
+        rb.consume(900);
+        rb.reserve_total(1000);
+        assert_eq!(rb.capacity(), 1024);
+        assert_eq!(rb.data(), &[1; 100][..]);
+        assert_eq!(rb.spare(1).len(), 924);
+        assert_eq!(pool.stats().allocations, 1);
+    }
+
+    #[test]
+    fn grows_via_spare_and_keeps_data() {
+        let pool = pool();
+        let mut rb = ReadBuffer::new(pool.clone(), 512);
+        receive(&mut rb, &[5; 500]);
+        let spare = rb.spare(100);
+        assert_eq!(spare.len(), 1024 - 500);
+        assert_eq!(rb.data(), &[5; 500][..]);
+    }
+
+    #[test]
+    fn oversize_frame_gets_exact_block() {
+        let pool = pool();
+        let mut rb = ReadBuffer::new(pool.clone(), 512);
+        rb.reserve_total(100_000);
+        assert_eq!(rb.capacity(), 100_000);
+        receive(&mut rb, &[3; 100_000]);
+        rb.consume(100_000);
+        assert!(rb.shrink_if_idle());
+        let s = pool.stats();
+        assert_eq!(
+            (s.oversize_allocations, s.in_use_blocks, s.frees),
+            (1, 0, 1)
+        );
+    }
+
+    #[test]
+    fn shrink_if_idle_returns_large_block_only() {
+        let pool = pool();
+        let mut rb = ReadBuffer::new(pool.clone(), 512);
+        assert!(!rb.shrink_if_idle()); // nothing held
+        receive(&mut rb, b"abc");
+        rb.reserve_total(2000);
+        assert_eq!(rb.capacity(), 2048);
+        // A partial frame keeps the large block.
+        assert!(!rb.shrink_if_idle());
+        assert_eq!(rb.data(), b"abc");
+        rb.consume(3);
+        assert!(rb.shrink_if_idle());
+        assert_eq!(rb.capacity(), 0);
+        assert_eq!(pool.stats().in_use_blocks, 0);
+        // Back to an initial-size block, reused from the pool.
+        assert_eq!(rb.spare(1).len(), 512);
+        let s = pool.stats();
+        assert_eq!((s.in_use_bytes, s.reuses), (512, 1));
+        // An empty initial-size block is kept.
+        assert!(!rb.shrink_if_idle());
+        assert_eq!(rb.capacity(), 512);
+    }
+
+    #[test]
+    fn release_drops_block_and_discards_data() {
+        let pool = pool();
+        let mut rb = ReadBuffer::new(pool.clone(), 512);
+        receive(&mut rb, b"partial");
+        rb.release();
+        assert_eq!((rb.len(), rb.capacity()), (0, 0));
+        assert_eq!(pool.stats().in_use_blocks, 0);
+        receive(&mut rb, b"again");
+        assert_eq!(rb.data(), b"again");
+        drop(rb);
+        let s = pool.stats();
+        assert_eq!((s.in_use_blocks, s.in_use_bytes), (0, 0));
+    }
+
+    /// Random reads, parses and frame reservations against a `Vec<u8>` model.
+    #[test]
+    fn randomized_against_model() {
+        let pool = BufferPool::new(PoolConfig {
+            min_class: 512,
+            max_class: 8192,
+            ..PoolConfig::default()
+        });
+        let mut rb = ReadBuffer::new(pool.clone(), 512);
+        let mut model: Vec<u8> = Vec::new();
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut byte = 0u8;
+        for _ in 0..20_000 {
+            match next() % 6 {
+                0..=2 => {
+                    let want = (next() % 700) as usize;
+                    let spare = rb.spare(want);
+                    assert!(spare.len() >= want.max(1));
+                    let n = (next() as usize % (spare.len() + 1)).min(want.max(1) * 2);
+                    for b in &mut spare[..n] {
+                        byte = byte.wrapping_add(1);
+                        *b = byte;
+                    }
+                    model.extend_from_slice(&spare[..n]);
+                    rb.commit(n);
+                }
+                3 | 4 => {
+                    let n = (next() as usize) % (model.len() + 1);
+                    rb.consume(n);
+                    model.drain(..n);
+                }
+                _ => {
+                    let total = (next() % 10_000) as usize;
+                    rb.reserve_total(total);
+                    assert!(rb.capacity() >= total);
+                    if total > model.len() {
+                        // The frame's remaining bytes fit without further growth.
+                        let cap = rb.capacity();
+                        assert!(rb.spare(total - model.len()).len() >= total - model.len());
+                        assert_eq!(rb.capacity(), cap);
+                    }
+                }
+            }
+            assert_eq!(rb.data(), &model[..]);
+            if next() % 50 == 0 && rb.shrink_if_idle() {
+                assert!(model.is_empty());
+            }
+        }
+        drop(rb);
+        assert_eq!(pool.stats().in_use_blocks, 0);
+    }
+}

@@ -1,0 +1,79 @@
+//! [`Config`]: every limit and timeout of a service, in one place, with documented defaults.
+
+use std::time::Duration;
+
+use crate::buffer::PoolConfig;
+
+/// Limits and timeouts of a [`Service`](crate::Service).
+///
+/// | field | default |
+/// |---|---|
+/// | `max_sessions` | 10,000 |
+/// | `max_frame` | 1 MiB |
+/// | `send_queue_limit` | 4 MiB |
+/// | `connect_timeout` | 5 s |
+/// | `linger` | 5 s |
+/// | `heartbeat` | off |
+/// | `idle_timeout` / `idle_sweep` | off / 1 s |
+/// | `segment_size` | 16 KiB |
+/// | `read_buffer` | 4 KiB |
+/// | `rng_seed` | from the runtime (OS entropy in production) |
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Maximum live sessions (accepted plus connected). Connections beyond it are refused
+    /// (accepted and dropped at once) and counted as `refused` in the status. At most
+    /// [`MAX_SESSIONS`](crate::MAX_SESSIONS).
+    pub max_sessions: usize,
+    /// Maximum frame body in bytes. A peer announcing more is disconnected before anything
+    /// of that size is allocated; a send of more fails with `SendError::TooLarge`.
+    pub max_frame: usize,
+    /// Maximum bytes queued for sending on one session (queued and not yet written to the
+    /// socket). A send that would exceed it fails with `SendError::QueueFull`.
+    pub send_queue_limit: usize,
+    /// How long `connect` waits for the TCP connection.
+    pub connect_timeout: Duration,
+    /// After `close()`, how long the session may take to flush its queue and see the peer's
+    /// end of stream before the socket is dropped.
+    pub linger: Duration,
+    /// Heartbeat-on-send: if set, a `send` on a session that has received nothing for longer
+    /// than this closes it (reason `Heartbeat`) and fails. No timer is involved.
+    pub heartbeat: Option<Duration>,
+    /// If set, one service-wide sweep closes sessions that have received nothing for longer
+    /// than this (reason `Idle`), so silent peers are found even when the server never sends.
+    pub idle_timeout: Option<Duration>,
+    /// Period of the idle sweep (only used when `idle_timeout` is set).
+    pub idle_sweep: Duration,
+    /// Size of the send queue's segments (rounded up to a power of two).
+    pub segment_size: usize,
+    /// Initial read buffer size (rounded up to a power of two); it grows for large frames and
+    /// shrinks back when idle.
+    pub read_buffer: usize,
+    /// The buffer pool's size classes and retention.
+    pub pool: PoolConfig,
+    /// Seed of the service's RNG (`ChaCha20Rng`), the only randomness the stack uses. `None`
+    /// takes 32 bytes from the runtime (the OS in production, the seed in simulation).
+    pub rng_seed: Option<u64>,
+    /// Initial state of the service's logging switch (see `Service::set_logging`).
+    pub logging: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_sessions: 10_000,
+            max_frame: 1 << 20,
+            send_queue_limit: 4 << 20,
+            connect_timeout: Duration::from_secs(5),
+            linger: Duration::from_secs(5),
+            heartbeat: None,
+            idle_timeout: None,
+            idle_sweep: Duration::from_secs(1),
+            segment_size: 16 << 10,
+            read_buffer: 4 << 10,
+            pool: PoolConfig::default(),
+            rng_seed: None,
+            logging: true,
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Errors, classified by who is at fault, and the one mapping from an ending to a
+//! [`CloseReason`].
+//!
+//! - The peer misbehaved: [`CloseReason::Protocol`] with a [`ProtocolViolation`]; the session
+//!   closes, nothing else is affected.
+//! - The caller misused the API: a typed error at the call ([`SendError`], [`ConnectError`],
+//!   [`AcceptError`], [`SubscribeError`]).
+//! - The network failed: [`CloseReason::Io`], [`CloseReason::Reset`], a timeout.
+
+use std::fmt;
+use std::io;
+
+/// Why a session ended. Every ending goes through the same close path with one of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// `close()` was called on this side.
+    Local,
+    /// The peer closed the connection cleanly (end of stream at a frame boundary).
+    PeerClosed,
+    /// The connection was reset by the peer.
+    Reset,
+    /// Another I/O error on the socket.
+    Io(io::ErrorKind),
+    /// The peer sent something this protocol does not allow.
+    Protocol(ProtocolViolation),
+    /// Nothing was received for longer than the heartbeat timeout when a send was attempted.
+    Heartbeat,
+    /// Nothing was received for longer than the idle timeout (service-wide sweep).
+    Idle,
+    /// The service was shut down.
+    Shutdown,
+    /// A subscriber callback panicked while handling this session's traffic.
+    Panic,
+    /// The session's task was dropped before it finished (its runtime shut down, or the
+    /// simulated host crashed).
+    Aborted,
+}
+
+impl CloseReason {
+    /// A stable short name, used as a key in status counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CloseReason::Local => "local",
+            CloseReason::PeerClosed => "peer-closed",
+            CloseReason::Reset => "reset",
+            CloseReason::Io(_) => "io",
+            CloseReason::Protocol(_) => "protocol",
+            CloseReason::Heartbeat => "heartbeat",
+            CloseReason::Idle => "idle",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Panic => "panic",
+            CloseReason::Aborted => "aborted",
+        }
+    }
+
+    /// All values of [`CloseReason::kind`], in a fixed order.
+    pub const KINDS: [&'static str; 10] = [
+        "local",
+        "peer-closed",
+        "reset",
+        "io",
+        "protocol",
+        "heartbeat",
+        "idle",
+        "shutdown",
+        "panic",
+        "aborted",
+    ];
+
+    pub(crate) fn kind_index(&self) -> usize {
+        let k = self.kind();
+        Self::KINDS.iter().position(|x| *x == k).unwrap_or(0)
+    }
+
+    /// True for endings that both sides agreed on (local close, peer close, shutdown): these
+    /// flush what was queued and wait for the peer's end of stream. Every other ending drops
+    /// the connection at once.
+    pub fn is_clean(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::Local | CloseReason::PeerClosed | CloseReason::Shutdown
+        )
+    }
+
+    /// The reason for a failed read or write.
+    pub(crate) fn from_io(e: &io::Error) -> CloseReason {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => CloseReason::Reset,
+            io::ErrorKind::BrokenPipe => CloseReason::Reset,
+            k => CloseReason::Io(k),
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Local => f.write_str("closed locally"),
+            CloseReason::PeerClosed => f.write_str("closed by peer"),
+            CloseReason::Reset => f.write_str("connection reset"),
+            CloseReason::Io(k) => write!(f, "I/O error: {k}"),
+            CloseReason::Protocol(v) => write!(f, "protocol violation: {v}"),
+            CloseReason::Heartbeat => f.write_str("heartbeat timeout"),
+            CloseReason::Idle => f.write_str("idle timeout"),
+            CloseReason::Shutdown => f.write_str("service shut down"),
+            CloseReason::Panic => f.write_str("a subscriber panicked"),
+            CloseReason::Aborted => f.write_str("session task aborted"),
+        }
+    }
+}
+
+/// What the peer did wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolViolation {
+    /// A frame header announced a body longer than the configured maximum.
+    FrameTooLarge {
+        /// The announced length.
+        len: u32,
+        /// The configured maximum.
+        max: u32,
+    },
+    /// A frame too short to hold a message id.
+    FrameTooShort {
+        /// Its length.
+        len: u32,
+    },
+    /// A message id no type is registered for.
+    UnknownMessage {
+        /// The id.
+        id: u32,
+    },
+    /// A body that does not decode as the registered type.
+    Undecodable {
+        /// The message id.
+        id: u32,
+        /// The registered type.
+        type_name: &'static str,
+    },
+    /// The stream ended in the middle of a frame.
+    TruncatedFrame,
+}
+
+impl fmt::Display for ProtocolViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolViolation::FrameTooLarge { len, max } => {
+                write!(f, "frame of {len} bytes exceeds the maximum of {max}")
+            }
+            ProtocolViolation::FrameTooShort { len } => {
+                write!(f, "frame of {len} bytes is too short for a message id")
+            }
+            ProtocolViolation::UnknownMessage { id } => write!(f, "unknown message id {id}"),
+            ProtocolViolation::Undecodable { id, type_name } => {
+                write!(f, "message id {id} does not decode as {type_name}")
+            }
+            ProtocolViolation::TruncatedFrame => f.write_str("stream ended inside a frame"),
+        }
+    }
+}
+
+/// Why [`SessionRef::send`](crate::SessionRef::send) failed. Nothing was queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The session is closing or closed; `reason` says why.
+    Closed(CloseReason),
+    /// The session this ref pointed to is gone (destroyed); its id has been released.
+    Stale,
+    /// The send queue would exceed its byte limit (a slow consumer).
+    QueueFull {
+        /// Bytes queued now.
+        queued: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The encoded message is larger than the maximum frame.
+    TooLarge {
+        /// Its encoded length.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The message could not be serialized (for example a NaN float, which borsh refuses).
+    Encode(String),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Closed(r) => write!(f, "session closed ({r})"),
+            SendError::Stale => f.write_str("stale session ref: the session is gone"),
+            SendError::QueueFull { queued, limit } => {
+                write!(f, "send queue full ({queued} of {limit} bytes queued)")
+            }
+            SendError::TooLarge { len, max } => {
+                write!(
+                    f,
+                    "message of {len} bytes exceeds the maximum frame of {max}"
+                )
+            }
+            SendError::Encode(e) => write!(f, "message could not be serialized: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Why [`Service::connect`](crate::Service::connect) failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// No protocol of that name is registered.
+    UnknownProtocol(String),
+    /// The connection did not complete within the connect timeout.
+    Timeout,
+    /// The service is at its maximum number of sessions.
+    TooManySessions,
+    /// The service has been shut down.
+    Shutdown,
+    /// The socket failed (refused, unreachable, ...).
+    Io(io::Error),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::UnknownProtocol(p) => write!(f, "unknown protocol {p:?}"),
+            ConnectError::Timeout => f.write_str("connect timed out"),
+            ConnectError::TooManySessions => f.write_str("maximum number of sessions reached"),
+            ConnectError::Shutdown => f.write_str("service is shut down"),
+            ConnectError::Io(e) => write!(f, "connect failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConnectError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why [`Service::accept`](crate::Service::accept) failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AcceptError {
+    /// No protocol of that name is registered.
+    UnknownProtocol(String),
+    /// The service has been shut down.
+    Shutdown,
+    /// Binding the listener failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for AcceptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcceptError::UnknownProtocol(p) => write!(f, "unknown protocol {p:?}"),
+            AcceptError::Shutdown => f.write_str("service is shut down"),
+            AcceptError::Io(e) => write!(f, "listen failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AcceptError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AcceptError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why a subscription or registration failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// No protocol of that name is registered.
+    UnknownProtocol(String),
+    /// Another message type is already registered under this id.
+    DuplicateId {
+        /// The id.
+        id: u32,
+        /// The type registered first.
+        existing: &'static str,
+        /// The type that was refused.
+        refused: &'static str,
+    },
+    /// The session is already gone (for close notifications keyed by session id).
+    SessionGone,
+}
+
+impl fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubscribeError::UnknownProtocol(p) => write!(f, "unknown protocol {p:?}"),
+            SubscribeError::DuplicateId {
+                id,
+                existing,
+                refused,
+            } => write!(
+                f,
+                "message id {id} is already registered for {existing}; refused {refused}"
+            ),
+            SubscribeError::SessionGone => f.write_str("the session is already gone"),
+        }
+    }
+}
+
+impl std::error::Error for SubscribeError {}

@@ -1,0 +1,229 @@
+//! The subscription registry: message decoders by id and subscribers by topic.
+//!
+//! The registry is an immutable snapshot behind an `Arc`. Subscribing builds a new snapshot
+//! (copy on write) and bumps a version number; each session task keeps its own `Arc` and
+//! refreshes it when the version moves, so dispatch takes no lock and callbacks may
+//! subscribe or unsubscribe without deadlocking.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::error::{ProtocolViolation, SubscribeError};
+use crate::message::Message;
+use crate::service::topic::{AnyMessage, Event, Received, SessionEvent, SubId};
+use crate::session::SessionRef;
+
+/// Index of a protocol in the service's protocol table.
+pub(crate) type ProtocolId = u16;
+
+/// Where a delivery goes.
+pub(crate) enum Target<E> {
+    Callback(Arc<dyn Fn(&E) + Send + Sync>),
+    /// An inbox and how to make an owned event from a borrowed delivery.
+    Inbox(mpsc::UnboundedSender<Event>, fn(&E) -> Event),
+}
+
+impl<E> Clone for Target<E> {
+    fn clone(&self) -> Self {
+        match self {
+            Target::Callback(f) => Target::Callback(f.clone()),
+            Target::Inbox(tx, to_event) => Target::Inbox(tx.clone(), *to_event),
+        }
+    }
+}
+
+struct Sub<E> {
+    id: SubId,
+    protocol: ProtocolId,
+    target: Target<E>,
+}
+
+impl<E> Clone for Sub<E> {
+    fn clone(&self) -> Self {
+        Sub {
+            id: self.id,
+            protocol: self.protocol,
+            target: self.target.clone(),
+        }
+    }
+}
+
+/// Decodes one message type and hands it to that type's subscribers.
+trait Handler: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    /// Decodes `body` and delivers it. `Ok(false)` if nobody on `protocol` wanted it.
+    fn dispatch(
+        &self,
+        protocol: ProtocolId,
+        session: &SessionRef,
+        body: &[u8],
+    ) -> Result<bool, ProtocolViolation>;
+    fn without(&self, id: SubId) -> Option<Arc<dyn Handler>>;
+    fn as_any(&self) -> &dyn Any;
+}
+
+struct Typed<T: Message> {
+    subs: Vec<Sub<Received<T>>>,
+}
+
+impl<T: Message> Handler for Typed<T> {
+    fn type_name(&self) -> &'static str {
+        T::name()
+    }
+
+    fn dispatch(
+        &self,
+        protocol: ProtocolId,
+        session: &SessionRef,
+        body: &[u8],
+    ) -> Result<bool, ProtocolViolation> {
+        let msg = borsh::from_slice::<T>(body).map_err(|_| ProtocolViolation::Undecodable {
+            id: T::ID,
+            type_name: T::name(),
+        })?;
+        let mut wanted = self
+            .subs
+            .iter()
+            .filter(|s| s.protocol == protocol)
+            .peekable();
+        if wanted.peek().is_none() {
+            return Ok(false);
+        }
+        let received = Received {
+            session: session.clone(),
+            msg,
+        };
+        for sub in wanted {
+            match &sub.target {
+                Target::Callback(f) => f(&received),
+                // Only the inbox path copies: callbacks get a reference.
+                Target::Inbox(tx, to_event) => {
+                    let _ = tx.send(to_event(&received));
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn without(&self, id: SubId) -> Option<Arc<dyn Handler>> {
+        let pos = self.subs.iter().position(|s| s.id == id)?;
+        let mut subs = self.subs.clone();
+        subs.remove(pos);
+        Some(Arc::new(Typed::<T> { subs }))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The inbox conversion for messages of type `T`.
+pub(crate) fn message_event<T: Message + Clone>(r: &Received<T>) -> Event {
+    Event::Message(AnyMessage::new(r.session.clone(), r.msg.clone()))
+}
+
+/// The inbox conversion for session events.
+pub(crate) fn session_event(e: &SessionEvent) -> Event {
+    Event::Session(e.clone())
+}
+
+/// One immutable snapshot of all subscriptions of a service.
+#[derive(Default, Clone)]
+pub(crate) struct Registry {
+    handlers: BTreeMap<u32, Arc<dyn Handler>>,
+    sessions: Vec<Sub<SessionEvent>>,
+}
+
+impl Registry {
+    /// Decodes a frame body with the decoder registered for `id` and delivers it.
+    pub(crate) fn dispatch(
+        &self,
+        protocol: ProtocolId,
+        session: &SessionRef,
+        id: u32,
+        body: &[u8],
+    ) -> Result<bool, ProtocolViolation> {
+        match self.handlers.get(&id) {
+            Some(h) => h.dispatch(protocol, session, body),
+            None => Err(ProtocolViolation::UnknownMessage { id }),
+        }
+    }
+
+    /// Delivers a session event to the session subscribers of `protocol`.
+    pub(crate) fn publish(&self, protocol: ProtocolId, ev: &SessionEvent) {
+        for sub in self.sessions.iter().filter(|s| s.protocol == protocol) {
+            match &sub.target {
+                Target::Callback(f) => f(ev),
+                Target::Inbox(tx, to_event) => {
+                    let _ = tx.send(to_event(ev));
+                }
+            }
+        }
+    }
+
+    /// A copy with `T` registered (if it is not yet) and, if given, one more subscriber.
+    pub(crate) fn with_message<T: Message>(
+        &self,
+        sub: Option<(SubId, ProtocolId, Target<Received<T>>)>,
+    ) -> Result<Registry, SubscribeError> {
+        let mut subs = match self.handlers.get(&T::ID) {
+            None => Vec::new(),
+            Some(h) => match h.as_any().downcast_ref::<Typed<T>>() {
+                Some(t) => t.subs.clone(),
+                None => {
+                    return Err(SubscribeError::DuplicateId {
+                        id: T::ID,
+                        existing: h.type_name(),
+                        refused: T::name(),
+                    });
+                }
+            },
+        };
+        if let Some((id, protocol, target)) = sub {
+            subs.push(Sub {
+                id,
+                protocol,
+                target,
+            });
+        }
+        let mut next = self.clone();
+        next.handlers.insert(T::ID, Arc::new(Typed::<T> { subs }));
+        Ok(next)
+    }
+
+    /// A copy with one more session-event subscriber.
+    pub(crate) fn with_sessions(
+        &self,
+        id: SubId,
+        protocol: ProtocolId,
+        target: Target<SessionEvent>,
+    ) -> Registry {
+        let mut next = self.clone();
+        next.sessions.push(Sub {
+            id,
+            protocol,
+            target,
+        });
+        next
+    }
+
+    /// A copy without subscription `id` (message types stay registered). `None` if absent.
+    pub(crate) fn without(&self, id: SubId) -> Option<Registry> {
+        if let Some(pos) = self.sessions.iter().position(|s| s.id == id) {
+            let mut next = self.clone();
+            next.sessions.remove(pos);
+            return Some(next);
+        }
+        for (msg_id, h) in &self.handlers {
+            if let Some(h2) = h.without(id) {
+                let mut next = self.clone();
+                next.handlers.insert(*msg_id, h2);
+                return Some(next);
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,72 @@
+//! The runtime abstraction: the one place that touches sockets, clocks and tasks.
+//!
+//! [`Runtime`] is an object-safe trait that the service holds as one `Arc<dyn Runtime>`
+//! handle. Two backends implement it:
+//!
+//! - [`TokioRuntime`]: real TCP sockets (with `TCP_NODELAY`) and Tokio's clock;
+//! - [`TurmoilRuntime`] (feature `sim`): turmoil's simulated TCP, on the simulated host's
+//!   virtual clock.
+//!
+//! Only the files in this directory may name `tokio::net`, `tokio::time`, `std::time::Instant`
+//! or spawn tasks (clippy's `disallowed_types`/`disallowed_methods` enforce it everywhere else).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::time::Instant;
+
+mod tokio_rt;
+#[cfg(feature = "sim")]
+mod turmoil_rt;
+
+pub use tokio_rt::TokioRuntime;
+#[cfg(feature = "sim")]
+pub use turmoil_rt::TurmoilRuntime;
+
+/// A boxed, `Send` future (the runtime trait is object safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A connected, bidirectional byte stream.
+pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ByteStream for T {}
+
+/// A boxed byte stream as handed out by a runtime.
+pub type BoxStream = Box<dyn ByteStream>;
+
+/// A listening socket.
+pub trait Listener: Send + Sync + 'static {
+    /// Waits for the next inbound connection. Must be cancel safe.
+    fn accept(&self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>>;
+    /// The address the listener is bound to (with the real port when bound to port 0).
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// Sockets, a monotonic clock, timers and task spawning: everything the stack needs from
+/// the outside world.
+pub trait Runtime: Send + Sync + 'static {
+    /// A short name for logs and status ("tokio", "turmoil").
+    fn name(&self) -> &'static str;
+    /// Binds a listener to `addr` (`"host:port"`).
+    fn bind<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>>;
+    /// Opens a connection to `addr` (`"host:port"`); returns the stream and the peer address.
+    fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<(BoxStream, SocketAddr)>>;
+    /// Now, on this runtime's monotonic clock.
+    fn now(&self) -> Instant;
+    /// A future that completes at `deadline` on this runtime's clock.
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()>;
+    /// Runs `task` in the background on this runtime.
+    fn spawn(&self, task: BoxFuture<'static, ()>);
+    /// 32 bytes of seed material for a service whose configuration names no seed.
+    /// Production backends read the OS; the simulator derives them from its seed.
+    fn entropy(&self) -> [u8; 32];
+}
+
+/// A future that completes after `d` on `rt`'s clock.
+pub(crate) fn sleep(rt: &dyn Runtime, d: Duration) -> BoxFuture<'static, ()> {
+    rt.sleep_until(rt.now() + d)
+}

@@ -1,0 +1,88 @@
+//! The turmoil backend: simulated TCP inside a turmoil host (feature `sim`).
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+use std::io;
+use std::net::SocketAddr;
+
+use turmoil::net::{TcpListener, TcpStream};
+
+use super::tokio_rt::{self, TokioClock};
+use super::{BoxFuture, BoxStream, Listener, Runtime};
+use crate::time::Instant;
+
+/// Sockets from turmoil's simulated network and the host's virtual clock.
+///
+/// Create it (and the `Service` that owns it) inside a turmoil host or client future: each
+/// simulated host gets its own runtime handle and its own service. Bind with
+/// `"0.0.0.0:PORT"`; connect with `"hostname:PORT"`.
+#[derive(Debug)]
+pub struct TurmoilRuntime {
+    clock: TokioClock,
+    seed: [u8; 32],
+}
+
+impl TurmoilRuntime {
+    /// A runtime handle for the current simulated host. `seed` feeds the entropy of services
+    /// that do not name their own RNG seed; derive it from the simulation seed and the host.
+    pub fn new(seed: u64) -> TurmoilRuntime {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        bytes[8..16].copy_from_slice(b"turmoil!");
+        TurmoilRuntime {
+            clock: TokioClock::new(),
+            seed: bytes,
+        }
+    }
+}
+
+struct TurmoilListener(TcpListener);
+
+impl Listener for TurmoilListener {
+    fn accept(&self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
+        Box::pin(async move {
+            let (stream, peer) = self.0.accept().await?;
+            Ok((Box::new(stream) as BoxStream, peer))
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl Runtime for TurmoilRuntime {
+    fn name(&self) -> &'static str {
+        "turmoil"
+    }
+
+    fn bind<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
+        Box::pin(async move {
+            let l = TcpListener::bind(addr.to_string()).await?;
+            Ok(Box::new(TurmoilListener(l)) as Box<dyn Listener>)
+        })
+    }
+
+    fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<(BoxStream, SocketAddr)>> {
+        Box::pin(async move {
+            let stream = TcpStream::connect(addr.to_string()).await?;
+            let peer = stream.peer_addr()?;
+            Ok((Box::new(stream) as BoxStream, peer))
+        })
+    }
+
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        self.clock.sleep_until(deadline)
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        tokio_rt::spawn(task);
+    }
+
+    fn entropy(&self) -> [u8; 32] {
+        self.seed
+    }
+}

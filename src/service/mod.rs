@@ -1,0 +1,646 @@
+//! The [`Service`]: acceptors, connectors, the session table, subscriptions, status.
+//!
+//! A service is an explicit, cloneable handle (an `Arc`): there is no global instance, and
+//! several services in one process (one per simulated host) share nothing.
+
+pub(crate) mod status;
+pub(crate) mod topic;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use tokio::sync::{mpsc, watch};
+
+use crate::buffer::{BufferPool, SegmentQueue};
+use crate::config::Config;
+use crate::error::{AcceptError, CloseReason, ConnectError, SubscribeError};
+use crate::id::{IdTable, SessionId};
+use crate::message::Message;
+use crate::registry::{self, ProtocolId, Registry, Target};
+use crate::runtime::{BoxFuture, BoxStream, Listener, Runtime, TokioRuntime};
+use crate::session::driver::Driver;
+use crate::session::shared::{Phase, SendState, SessionCounters};
+use crate::session::{SessionRef, SessionShared};
+use crate::time::Instant;
+
+pub use status::{ProtocolCount, SessionInfo, SessionState, Status};
+pub use topic::{AnyMessage, Direction, Event, Inbox, Received, SessionEvent, SubId, Topic};
+
+/// The name of the built-in plaintext protocol: borsh messages in length-prefixed frames.
+pub const BITS: &str = "bits";
+
+/// Service-wide counters (relaxed atomics).
+#[derive(Debug, Default)]
+pub(crate) struct ServiceCounters {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) connected: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) connect_failures: AtomicU64,
+    pub(crate) closes: [AtomicU64; CloseReason::KINDS.len()],
+    pub(crate) heartbeat_expiries: AtomicU64,
+    pub(crate) queue_full: AtomicU64,
+    pub(crate) protocol_errors: AtomicU64,
+    pub(crate) linger_expired: AtomicU64,
+    pub(crate) unhandled: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    /// Traffic of destroyed sessions (live sessions keep their own counters).
+    pub(crate) done: SessionCounters,
+}
+
+/// What sessions share with their service: the runtime, configuration, pool and counters.
+pub(crate) struct ServiceCore {
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) config: Config,
+    pub(crate) pool: BufferPool,
+    pub(crate) counters: ServiceCounters,
+    logging: AtomicBool,
+}
+
+impl ServiceCore {
+    /// The service's logging switch.
+    pub(crate) fn logging(&self) -> bool {
+        self.logging.load(Relaxed)
+    }
+}
+
+struct Sessions {
+    table: IdTable<Arc<SessionShared>>,
+    rng: ChaCha20Rng,
+}
+
+type CloseWatchers = BTreeMap<SessionId, Vec<Box<dyn FnOnce(&CloseReason) + Send>>>;
+
+/// The state behind a [`Service`] handle.
+pub(crate) struct ServiceInner {
+    pub(crate) core: Arc<ServiceCore>,
+    sessions: Mutex<Sessions>,
+    protocols: Vec<Arc<str>>,
+    registry: Mutex<Arc<Registry>>,
+    registry_version: AtomicU64,
+    next_sub: AtomicU64,
+    close_watchers: Mutex<CloseWatchers>,
+    shutdown: watch::Sender<bool>,
+    live: watch::Sender<usize>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here completes its mutation before anything can panic.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ServiceInner {
+    /// The current registry snapshot and its version.
+    pub(crate) fn registry(&self) -> (u64, Arc<Registry>) {
+        let r = lock(&self.registry);
+        (self.registry_version.load(Relaxed), r.clone())
+    }
+
+    /// The registry if it changed since `version` (one atomic load when it did not).
+    pub(crate) fn registry_if_newer(&self, version: u64) -> (u64, Option<Arc<Registry>>) {
+        if self.registry_version.load(Relaxed) == version {
+            return (version, None);
+        }
+        let (v, r) = self.registry();
+        (v, Some(r))
+    }
+
+    fn modify_registry(
+        &self,
+        f: impl FnOnce(&Registry) -> Result<Registry, SubscribeError>,
+    ) -> Result<(), SubscribeError> {
+        let mut r = lock(&self.registry);
+        let next = f(&r)?;
+        *r = Arc::new(next);
+        self.registry_version.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    fn protocol_id(&self, name: &str) -> Option<ProtocolId> {
+        self.protocols
+            .iter()
+            .position(|p| &**p == name)
+            .map(|i| i as ProtocolId)
+    }
+
+    fn next_sub(&self) -> SubId {
+        SubId(self.next_sub.fetch_add(1, Relaxed))
+    }
+
+    fn is_shut_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Registers a new session, publishes `Opened` and starts its task.
+    fn open_session(
+        self: &Arc<Self>,
+        stream: BoxStream,
+        peer: SocketAddr,
+        protocol: ProtocolId,
+        direction: Direction,
+    ) -> Option<SessionRef> {
+        let core = &self.core;
+        let now = core.runtime.now();
+        let shared = {
+            let mut s = lock(&self.sessions);
+            let Sessions { table, rng } = &mut *s;
+            let mut made = None;
+            let res = table.insert_with(rng, |id| {
+                let sh = Arc::new(SessionShared {
+                    id,
+                    protocol,
+                    protocol_name: self.protocols[protocol as usize].clone(),
+                    peer,
+                    direction,
+                    opened_at: now,
+                    core: core.clone(),
+                    last_recv: AtomicU64::new(now.as_nanos_u64()),
+                    in_flight: Default::default(),
+                    counters: SessionCounters::default(),
+                    state: Mutex::new(SendState {
+                        queue: SegmentQueue::new(core.pool.clone(), core.config.segment_size),
+                        phase: Phase::Open,
+                        waker: None,
+                    }),
+                });
+                made = Some(sh.clone());
+                sh
+            });
+            if res.is_err() {
+                return None;
+            }
+            self.live.send_replace(table.len());
+            made?
+        };
+        match direction {
+            Direction::Accepted => core.counters.accepted.fetch_add(1, Relaxed),
+            _ => core.counters.connected.fetch_add(1, Relaxed),
+        };
+        if core.logging() {
+            tracing::debug!(target: "laxnet", id = %shared.id, %peer, ?direction, "session opened");
+        }
+        let sref = SessionRef {
+            shared: shared.clone(),
+        };
+        let (_, registry) = self.registry();
+        let opened = SessionEvent::Opened {
+            session: sref.clone(),
+            direction,
+        };
+        // `Opened` is published before the task that reads the session's messages exists.
+        if catch_unwind(AssertUnwindSafe(|| registry.publish(protocol, &opened))).is_err() {
+            core.counters.panics.fetch_add(1, Relaxed);
+            shared.request_close(CloseReason::Panic);
+        }
+        let driver = Driver::new(self.clone(), shared, stream);
+        core.runtime.spawn(Box::pin(driver.run()));
+        Some(sref)
+    }
+
+    /// Publishes `Closed` and releases the session's id. Called once per session by its task.
+    pub(crate) fn close_session(&self, shared: &Arc<SessionShared>, reason: CloseReason) {
+        let core = &self.core;
+        core.counters.closes[reason.kind_index()].fetch_add(1, Relaxed);
+        let (_, registry) = self.registry();
+        let closed = SessionEvent::Closed {
+            id: shared.id,
+            reason: reason.clone(),
+        };
+        let watchers = lock(&self.close_watchers)
+            .remove(&shared.id)
+            .unwrap_or_default();
+        let publish = || {
+            registry.publish(shared.protocol, &closed);
+            for w in watchers {
+                w(&reason);
+            }
+        };
+        if catch_unwind(AssertUnwindSafe(publish)).is_err() {
+            core.counters.panics.fetch_add(1, Relaxed);
+        }
+        // Destroy: the id is released and refs turn stale.
+        {
+            let mut st = shared.lock();
+            st.phase = Phase::Destroyed;
+            st.queue.clear();
+            st.waker = None;
+        }
+        let done = &core.counters.done;
+        let c = &shared.counters;
+        for (from, to) in [
+            (&c.bytes_in, &done.bytes_in),
+            (&c.bytes_out, &done.bytes_out),
+            (&c.msgs_in, &done.msgs_in),
+            (&c.msgs_out, &done.msgs_out),
+        ] {
+            to.fetch_add(from.load(Relaxed), Relaxed);
+        }
+        let mut s = lock(&self.sessions);
+        s.table.remove(shared.id);
+        self.live.send_replace(s.table.len());
+    }
+
+    fn slots_created(&self) -> usize {
+        lock(&self.sessions).table.slots_created()
+    }
+
+    /// Live sessions in slot order.
+    fn snapshot(&self) -> Vec<Arc<SessionShared>> {
+        lock(&self.sessions)
+            .table
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+}
+
+/// A handle to a network service: listeners, outbound connections and their sessions.
+///
+/// Cheap to clone; all clones are the same service. See the crate docs for an example.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<ServiceInner>,
+}
+
+impl Service {
+    /// A service on real Tokio sockets. Call inside a Tokio runtime (with `net` and `time`).
+    pub fn new(config: Config) -> Service {
+        Service::with_runtime(config, TokioRuntime::new())
+    }
+
+    /// A service on the given runtime backend (for simulation: `TurmoilRuntime`).
+    pub fn with_runtime(config: Config, runtime: impl Runtime) -> Service {
+        let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+        let rng = match config.rng_seed {
+            Some(seed) => ChaCha20Rng::seed_from_u64(seed),
+            None => ChaCha20Rng::from_seed(runtime.entropy()),
+        };
+        let mut config = config;
+        config.max_sessions = config.max_sessions.clamp(1, crate::id::MAX_SLOTS);
+        let core = Arc::new(ServiceCore {
+            pool: BufferPool::new(config.pool.clone()),
+            logging: AtomicBool::new(config.logging),
+            counters: ServiceCounters::default(),
+            runtime,
+            config,
+        });
+        let inner = Arc::new(ServiceInner {
+            sessions: Mutex::new(Sessions {
+                table: IdTable::new(core.config.max_sessions),
+                rng,
+            }),
+            protocols: vec![Arc::from(BITS)],
+            registry: Mutex::new(Arc::new(Registry::default())),
+            registry_version: AtomicU64::new(0),
+            next_sub: AtomicU64::new(1),
+            close_watchers: Mutex::new(BTreeMap::new()),
+            shutdown: watch::Sender::new(false),
+            live: watch::Sender::new(0),
+            core,
+        });
+        let svc = Service { inner };
+        if let Some(idle) = svc.inner.core.config.idle_timeout {
+            svc.spawn_idle_sweep(idle);
+        }
+        svc
+    }
+
+    /// The configuration (with `max_sessions` clamped to what ids can address).
+    pub fn config(&self) -> &Config {
+        &self.inner.core.config
+    }
+
+    /// Now, on the service's runtime clock.
+    pub fn now(&self) -> Instant {
+        self.inner.core.runtime.now()
+    }
+
+    /// Names of the protocols `accept` and `connect` can use.
+    pub fn protocols(&self) -> Vec<String> {
+        self.inner.protocols.iter().map(|p| p.to_string()).collect()
+    }
+
+    /// Registers message type `T` for decoding without subscribing to it (received `T`s are
+    /// then counted as unhandled instead of closing the session). Subscribing registers too.
+    pub fn register<T: Message>(&self) -> Result<(), SubscribeError> {
+        self.inner.modify_registry(|r| r.with_message::<T>(None))
+    }
+
+    /// Subscribes `f` to `topic`. Callbacks run on the session's task, in per-session order.
+    ///
+    /// ```no_run
+    /// # async fn demo(svc: laxnet::Service) -> Result<(), Box<dyn std::error::Error>> {
+    /// use laxnet::{Received, SessionEvent, Topic};
+    /// # #[derive(borsh::BorshSerialize, borsh::BorshDeserialize, Debug, Clone)] struct Chat { text: String }
+    /// # laxnet::message!(Chat = 1);
+    /// svc.sub(Topic::sessions("bits"), |ev: &SessionEvent| println!("{ev:?}"))?;
+    /// svc.sub(Topic::message::<Chat>("bits"), |m: &Received<Chat>| {
+    ///     let _ = m.session.send(&m.msg); // echo
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sub<E: 'static>(
+        &self,
+        topic: Topic<E>,
+        f: impl Fn(&E) + Send + Sync + 'static,
+    ) -> Result<SubId, SubscribeError> {
+        let protocol = self.protocol_for_sub(&topic.protocol)?;
+        let id = self.inner.next_sub();
+        let target = Target::Callback(Arc::new(f));
+        self.inner
+            .modify_registry(|r| (topic.add)(r, id, protocol, target))?;
+        Ok(id)
+    }
+
+    /// Ends a subscription. Returns false if it did not exist.
+    pub fn unsub(&self, id: SubId) -> bool {
+        self.inner
+            .modify_registry(|r| r.without(id).ok_or(SubscribeError::SessionGone))
+            .is_ok()
+    }
+
+    /// A new, empty [`Inbox`]; add topics with [`Inbox::sessions`] and [`Inbox::messages`].
+    pub fn inbox(&self) -> Inbox {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Inbox {
+            rx,
+            tx,
+            subs: Vec::new(),
+            service: self.clone(),
+        }
+    }
+
+    pub(crate) fn sub_inbox_sessions(
+        &self,
+        protocol: &str,
+        tx: mpsc::UnboundedSender<Event>,
+    ) -> Result<SubId, SubscribeError> {
+        let protocol = self.protocol_for_sub(protocol)?;
+        let id = self.inner.next_sub();
+        let target = Target::Inbox(tx, registry::session_event);
+        self.inner
+            .modify_registry(|r| Ok(r.with_sessions(id, protocol, target)))?;
+        Ok(id)
+    }
+
+    pub(crate) fn sub_inbox_messages<T: Message + Clone>(
+        &self,
+        protocol: &str,
+        tx: mpsc::UnboundedSender<Event>,
+    ) -> Result<SubId, SubscribeError> {
+        let protocol = self.protocol_for_sub(protocol)?;
+        let id = self.inner.next_sub();
+        let target = Target::Inbox(tx, registry::message_event::<T>);
+        self.inner
+            .modify_registry(|r| r.with_message::<T>(Some((id, protocol, target))))?;
+        Ok(id)
+    }
+
+    fn protocol_for_sub(&self, name: &str) -> Result<ProtocolId, SubscribeError> {
+        self.inner
+            .protocol_id(name)
+            .ok_or_else(|| SubscribeError::UnknownProtocol(name.to_string()))
+    }
+
+    /// Calls `f` once with the reason when session `id` closes: interest in one session's
+    /// close, keyed by its id. Fails if the session is already gone.
+    pub fn on_close(
+        &self,
+        id: SessionId,
+        f: impl FnOnce(&CloseReason) + Send + 'static,
+    ) -> Result<(), SubscribeError> {
+        // Hold the watcher lock while checking liveness so a concurrent close cannot slip
+        // between the check and the insert.
+        let mut w = lock(&self.inner.close_watchers);
+        match self.acquire(id) {
+            Some(s) if !matches!(s.shared.phase(), Phase::Destroyed) => {
+                w.entry(id).or_default().push(Box::new(f));
+                Ok(())
+            }
+            _ => Err(SubscribeError::SessionGone),
+        }
+    }
+
+    /// A ref to live session `id`, or `None` if no such session (never a newer session that
+    /// reuses the slot).
+    pub fn acquire(&self, id: SessionId) -> Option<SessionRef> {
+        let s = lock(&self.inner.sessions);
+        s.table.get(id).map(|shared| SessionRef {
+            shared: shared.clone(),
+        })
+    }
+
+    /// Listens on `addr` (`"host:port"`, port 0 for any) and opens a session with `protocol`
+    /// for every connection, up to `Config::max_sessions`.
+    pub async fn accept(&self, addr: &str, protocol: &str) -> Result<Acceptor, AcceptError> {
+        let proto = self
+            .inner
+            .protocol_id(protocol)
+            .ok_or_else(|| AcceptError::UnknownProtocol(protocol.to_string()))?;
+        if self.inner.is_shut_down() {
+            return Err(AcceptError::Shutdown);
+        }
+        let listener = self
+            .inner
+            .core
+            .runtime
+            .bind(addr)
+            .await
+            .map_err(AcceptError::Io)?;
+        let local_addr = listener.local_addr().map_err(AcceptError::Io)?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = accept_loop(self.inner.clone(), listener, proto, stop_rx);
+        spawn_guarded(&self.inner.core, Box::pin(task));
+        if self.inner.core.logging() {
+            tracing::info!(target: "laxnet", %local_addr, protocol, "listening");
+        }
+        Ok(Acceptor {
+            local_addr,
+            stop: stop_tx,
+        })
+    }
+
+    /// Connects to `addr` and opens a session with `protocol`. Fails after
+    /// `Config::connect_timeout`.
+    pub async fn connect(&self, addr: &str, protocol: &str) -> Result<SessionRef, ConnectError> {
+        let inner = &self.inner;
+        let proto = inner
+            .protocol_id(protocol)
+            .ok_or_else(|| ConnectError::UnknownProtocol(protocol.to_string()))?;
+        if inner.is_shut_down() {
+            return Err(ConnectError::Shutdown);
+        }
+        if lock(&inner.sessions).table.len() >= inner.core.config.max_sessions {
+            return Err(ConnectError::TooManySessions);
+        }
+        let rt = &inner.core.runtime;
+        let mut timer = rt.sleep_until(rt.now() + inner.core.config.connect_timeout);
+        let mut connecting = rt.connect(addr);
+        let res = std::future::poll_fn(|cx| {
+            // Biased: the connection wins a tie with the timer.
+            if let std::task::Poll::Ready(r) = connecting.as_mut().poll(cx) {
+                return std::task::Poll::Ready(Some(r));
+            }
+            timer.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
+        let (stream, peer) = match res {
+            None => {
+                inner.core.counters.connect_failures.fetch_add(1, Relaxed);
+                return Err(ConnectError::Timeout);
+            }
+            Some(Err(e)) => {
+                inner.core.counters.connect_failures.fetch_add(1, Relaxed);
+                return Err(ConnectError::Io(e));
+            }
+            Some(Ok(x)) => x,
+        };
+        if inner.is_shut_down() {
+            return Err(ConnectError::Shutdown);
+        }
+        inner
+            .open_session(stream, peer, proto, Direction::Connected)
+            .ok_or(ConnectError::TooManySessions)
+    }
+
+    /// Switches this service's logging (tracing events and session spans under the target
+    /// `laxnet`) on or off at run time.
+    pub fn set_logging(&self, on: bool) {
+        self.inner.core.logging.store(on, Relaxed);
+    }
+
+    /// Whether logging is on.
+    pub fn logging(&self) -> bool {
+        self.inner.core.logging()
+    }
+
+    /// Stops every listener, closes every session (reason `Shutdown`, each flushed within the
+    /// linger time) and returns when all of them are destroyed. Later `accept`/`connect`
+    /// calls fail with `Shutdown`.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+        for s in self.inner.snapshot() {
+            s.request_close(CloseReason::Shutdown);
+        }
+        let mut live = self.inner.live.subscribe();
+        let _ = live.wait_for(|n| *n == 0).await;
+        self.inner.core.pool.trim();
+    }
+
+    fn spawn_idle_sweep(&self, idle: std::time::Duration) {
+        let inner = Arc::downgrade(&self.inner);
+        let core = self.inner.core.clone();
+        let mut stop = self.inner.shutdown.subscribe();
+        let period = core.config.idle_sweep;
+        let task = async move {
+            loop {
+                let tick = crate::runtime::sleep(&*core.runtime, period);
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => return,
+                    () = tick => {}
+                }
+                let Some(inner) = inner.upgrade() else { return };
+                let now = core.runtime.now();
+                for s in inner.snapshot() {
+                    if s.silent_for(now, idle) && s.request_close(CloseReason::Idle) {
+                        core.counters.closes[CloseReason::Idle.kind_index()].fetch_add(0, Relaxed);
+                    }
+                }
+            }
+        };
+        spawn_guarded(&self.inner.core, Box::pin(task));
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<ServiceInner> {
+        &self.inner
+    }
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("runtime", &self.inner.core.runtime.name())
+            .field("protocols", &self.inner.protocols)
+            .finish()
+    }
+}
+
+/// A listener started by [`Service::accept`]. Dropping the handle keeps it listening;
+/// [`Acceptor::close`] or service shutdown stops it.
+#[derive(Debug)]
+pub struct Acceptor {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+impl Acceptor {
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting; sessions already open are not affected.
+    pub fn close(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+async fn accept_loop(
+    inner: Arc<ServiceInner>,
+    listener: Box<dyn Listener>,
+    protocol: ProtocolId,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut shutdown = inner.shutdown.subscribe();
+    loop {
+        let res = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => return,
+            r = listener.accept() => r,
+        };
+        let core = &inner.core;
+        match res {
+            Ok((stream, peer)) => {
+                if inner
+                    .open_session(stream, peer, protocol, Direction::Accepted)
+                    .is_none()
+                {
+                    // At max_sessions: the stream is dropped here, which closes it.
+                    core.counters.refused.fetch_add(1, Relaxed);
+                    if core.logging() {
+                        tracing::warn!(target: "laxnet", %peer, "refused: max sessions reached");
+                    }
+                }
+            }
+            Err(e) => {
+                if core.logging() {
+                    tracing::warn!(target: "laxnet", error = %e, "accept failed");
+                }
+                // Out of descriptors and similar: back off instead of spinning.
+                crate::runtime::sleep(&*core.runtime, std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Spawns a service task; a panic in it is counted and logged instead of vanishing.
+fn spawn_guarded(core: &Arc<ServiceCore>, task: BoxFuture<'static, ()>) {
+    let c = core.clone();
+    let mut task = task;
+    core.runtime.spawn(Box::pin(std::future::poll_fn(
+        move |cx| match catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {
+            Ok(p) => p,
+            Err(_) => {
+                c.counters.panics.fetch_add(1, Relaxed);
+                tracing::error!(target: "laxnet", "a service task panicked");
+                std::task::Poll::Ready(())
+            }
+        },
+    )));
+}

@@ -1,0 +1,275 @@
+//! What subscribers receive: topics, session events, received messages, and the [`Inbox`]
+//! for async code.
+//!
+//! Ordering contract: for one session, every subscriber sees `Opened` before that session's
+//! first message, messages in the order they were sent, and `Closed` after the last message.
+//! Callbacks run on the session's task; a subscriber that blocks stalls that session only.
+
+use std::any::Any;
+use std::fmt;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::mpsc;
+
+use crate::error::{CloseReason, SubscribeError};
+use crate::id::SessionId;
+use crate::message::Message;
+use crate::registry::{ProtocolId, Registry, Target};
+use crate::session::SessionRef;
+
+/// Which side opened the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Direction {
+    /// Accepted by one of this service's listeners.
+    Accepted,
+    /// Opened by this service's `connect`.
+    Connected,
+}
+
+/// A session lifecycle event.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// A session opened. Published before any of its messages.
+    Opened {
+        /// A ref to send on it or close it.
+        session: SessionRef,
+        /// Who opened it.
+        direction: Direction,
+    },
+    /// A session ended. Published exactly once per session, after its last message; its id
+    /// is released right after.
+    Closed {
+        /// The session.
+        id: SessionId,
+        /// Why it ended.
+        reason: CloseReason,
+    },
+}
+
+impl SessionEvent {
+    /// The session this event is about.
+    pub fn id(&self) -> SessionId {
+        match self {
+            SessionEvent::Opened { session, .. } => session.id(),
+            SessionEvent::Closed { id, .. } => *id,
+        }
+    }
+}
+
+/// A message received on a session.
+#[derive(Debug, Clone)]
+pub struct Received<T> {
+    /// The session it arrived on; reply with `session.send(..)`.
+    pub session: SessionRef,
+    /// The message.
+    pub msg: T,
+}
+
+/// A subscription key: session events or one message type, on one protocol.
+///
+/// ```
+/// # use laxnet::{Topic, Message};
+/// # #[derive(borsh::BorshSerialize, borsh::BorshDeserialize, Debug, Clone)] struct Chat;
+/// # laxnet::message!(Chat = 1);
+/// let sessions = Topic::sessions("bits");
+/// let chats = Topic::message::<Chat>("bits");
+/// ```
+pub struct Topic<E> {
+    pub(crate) protocol: String,
+    pub(crate) kind: TopicKind,
+    /// Adds a subscriber of this topic to a registry snapshot.
+    pub(crate) add: AddFn<E>,
+    _event: PhantomData<fn(E)>,
+}
+
+pub(crate) type AddFn<E> =
+    fn(&Registry, SubId, ProtocolId, Target<E>) -> Result<Registry, SubscribeError>;
+
+fn add_sessions(
+    r: &Registry,
+    id: SubId,
+    p: ProtocolId,
+    t: Target<SessionEvent>,
+) -> Result<Registry, SubscribeError> {
+    Ok(r.with_sessions(id, p, t))
+}
+
+fn add_message<T: Message>(
+    r: &Registry,
+    id: SubId,
+    p: ProtocolId,
+    t: Target<Received<T>>,
+) -> Result<Registry, SubscribeError> {
+    r.with_message::<T>(Some((id, p, t)))
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TopicKind {
+    Sessions,
+    Message,
+}
+
+impl Topic<SessionEvent> {
+    /// Session events (opened, closed) of sessions on `protocol`.
+    pub fn sessions(protocol: &str) -> Topic<SessionEvent> {
+        Topic {
+            protocol: protocol.to_string(),
+            kind: TopicKind::Sessions,
+            add: add_sessions,
+            _event: PhantomData,
+        }
+    }
+
+    /// Messages of type `T` received on sessions of `protocol`. Subscribing registers `T`'s
+    /// decoder under `T::ID`.
+    pub fn message<T: Message>(protocol: &str) -> Topic<Received<T>> {
+        Topic {
+            protocol: protocol.to_string(),
+            kind: TopicKind::Message,
+            add: add_message::<T>,
+            _event: PhantomData,
+        }
+    }
+}
+
+impl<E> fmt::Debug for Topic<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Topic({:?}, {:?})", self.protocol, self.kind)
+    }
+}
+
+/// Identifies a subscription, for [`Service::unsub`](crate::Service::unsub).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SubId(pub(crate) u64);
+
+/// What an [`Inbox`] yields: session events and messages in one stream, so the per-session
+/// order holds across both.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A session lifecycle event.
+    Session(SessionEvent),
+    /// A received message of any subscribed type.
+    Message(AnyMessage),
+}
+
+/// A received message whose type is chosen at run time; see [`AnyMessage::downcast`].
+pub struct AnyMessage {
+    /// The session it arrived on.
+    pub session: SessionRef,
+    msg: Box<dyn Any + Send>,
+    type_name: &'static str,
+}
+
+impl AnyMessage {
+    pub(crate) fn new<T: Message>(session: SessionRef, msg: T) -> AnyMessage {
+        AnyMessage {
+            session,
+            msg: Box::new(msg),
+            type_name: T::name(),
+        }
+    }
+
+    /// True if the message is a `T`.
+    pub fn is<T: Message>(&self) -> bool {
+        self.msg.is::<T>()
+    }
+
+    /// The message as a `T`, or `self` back if it is another type.
+    pub fn downcast<T: Message>(self) -> Result<Received<T>, AnyMessage> {
+        match self.msg.downcast::<T>() {
+            Ok(msg) => Ok(Received {
+                session: self.session,
+                msg: *msg,
+            }),
+            Err(msg) => Err(AnyMessage {
+                session: self.session,
+                msg,
+                type_name: self.type_name,
+            }),
+        }
+    }
+
+    /// The message's type name.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+}
+
+impl fmt::Debug for AnyMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnyMessage")
+            .field("session", &self.session.id())
+            .field("type", &self.type_name)
+            .finish()
+    }
+}
+
+/// An async stream of [`Event`]s for the topics added to it: the actor-style alternative to
+/// callbacks. Dropping the inbox ends its subscriptions.
+///
+/// The queue is unbounded: a consumer that stops reading keeps every delivered message in
+/// memory. Pair it with `Config::send_queue_limit` on the sending side and keep up.
+pub struct Inbox {
+    pub(crate) rx: mpsc::UnboundedReceiver<Event>,
+    pub(crate) tx: mpsc::UnboundedSender<Event>,
+    pub(crate) subs: Vec<SubId>,
+    pub(crate) service: crate::Service,
+}
+
+impl Inbox {
+    /// Adds session events of `protocol` to this inbox.
+    pub fn sessions(&mut self, protocol: &str) -> Result<&mut Inbox, crate::SubscribeError> {
+        let id = self.service.sub_inbox_sessions(protocol, self.tx.clone())?;
+        self.subs.push(id);
+        Ok(self)
+    }
+
+    /// Adds messages of type `T` on `protocol` to this inbox.
+    pub fn messages<T: Message + Clone>(
+        &mut self,
+        protocol: &str,
+    ) -> Result<&mut Inbox, crate::SubscribeError> {
+        let id = self
+            .service
+            .sub_inbox_messages::<T>(protocol, self.tx.clone())?;
+        self.subs.push(id);
+        Ok(self)
+    }
+
+    /// Waits for the next event. (The inbox keeps a sender of its own, so this never returns
+    /// `None` while the inbox exists; the `Option` mirrors the `Stream` impl.)
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is ready.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl futures_core::Stream for Inbox {
+    type Item = Event;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        for id in self.subs.drain(..) {
+            self.service.unsub(id);
+        }
+    }
+}
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox").field("subs", &self.subs).finish()
+    }
+}

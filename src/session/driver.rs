@@ -1,0 +1,364 @@
+//! The session task: the only code that awaits a session's socket or reads the clock for it.
+//!
+//! One task per session, written as a hand-rolled poll loop (no `select!`, so no scheduling
+//! randomness): each turn it
+//! 1. syncs with the shared state under one short lock: takes the frames queued by `send`
+//!    (swapping the whole queue), notices a close request, registers its waker;
+//! 2. reads what the socket has, feeds [`Inbound`], dispatches complete frames to subscribers;
+//! 3. writes queued bytes with one vectored write;
+//! 4. when closing: once the queue is flushed, shuts the write side down and waits for the
+//!    peer's end of stream, all bounded by the linger timer;
+//!
+//! and repeats until nothing progresses (then it sleeps until the socket, a sender or the
+//! timer wakes it) or its budget is used up (then it yields). When the close sequence ends it
+//! publishes `Closed` exactly once and destroys the session: buffers go back to the pool, the
+//! id is released and every ref turns stale.
+
+use std::future::Future;
+use std::io::IoSlice;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::buffer::SegmentQueue;
+use crate::error::{CloseReason, ProtocolViolation};
+use crate::registry::Registry;
+use crate::runtime::{BoxFuture, BoxStream};
+use crate::service::ServiceInner;
+use crate::session::inbound::Inbound;
+use crate::session::shared::{Phase, SessionRef, SessionShared};
+
+/// Socket reads or writes per poll before the task yields to others.
+const BUDGET: usize = 64;
+/// Slices per vectored write.
+const MAX_SLICES: usize = 64;
+
+/// Drives one session from open to destroy.
+pub(crate) struct Driver {
+    shared: Arc<SessionShared>,
+    sref: SessionRef,
+    service: Arc<ServiceInner>,
+    stream: Option<BoxStream>,
+    inbound: Inbound,
+    /// Bytes taken from the shared queue, being written.
+    out: SegmentQueue,
+    registry: Arc<Registry>,
+    registry_version: u64,
+    /// Set once the close sequence has started.
+    reason: Option<CloseReason>,
+    linger: Option<BoxFuture<'static, ()>>,
+    /// No more reads: end of stream, read error, or a protocol violation.
+    read_done: bool,
+    /// The write side is shut down (or broken).
+    write_done: bool,
+    finished: bool,
+    span: tracing::Span,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        service: Arc<ServiceInner>,
+        shared: Arc<SessionShared>,
+        stream: BoxStream,
+    ) -> Driver {
+        let core = &shared.core;
+        let inbound = Inbound::new(
+            core.pool.clone(),
+            core.config.read_buffer,
+            core.config.max_frame,
+        );
+        let out = SegmentQueue::new(core.pool.clone(), core.config.segment_size);
+        let (registry_version, registry) = service.registry();
+        let span = if core.logging() {
+            tracing::debug_span!(target: "laxnet", "session", id = %shared.id, peer = %shared.peer, protocol = %shared.protocol_name)
+        } else {
+            tracing::Span::none()
+        };
+        Driver {
+            sref: SessionRef {
+                shared: shared.clone(),
+            },
+            shared,
+            service,
+            stream: Some(stream),
+            inbound,
+            out,
+            registry,
+            registry_version,
+            reason: None,
+            linger: None,
+            read_done: false,
+            write_done: false,
+            finished: false,
+            span,
+        }
+    }
+
+    /// Starts the close sequence (the first reason wins) and arms the linger timer.
+    fn begin_close(&mut self, reason: CloseReason) {
+        if self.reason.is_some() {
+            return;
+        }
+        let core = &self.shared.core;
+        if core.logging() {
+            tracing::debug!(target: "laxnet", %reason, "closing");
+        }
+        // Senders see the close from now on (no-op if a ref or the service requested it).
+        self.shared.request_close(reason.clone());
+        if reason.is_clean() {
+            let deadline = core.runtime.now() + core.config.linger;
+            self.linger = Some(core.runtime.sleep_until(deadline));
+        } else {
+            // Abortive: the peer is gone or hostile; flushing to it is pointless.
+            self.read_done = true;
+            self.write_done = true;
+            self.out.clear();
+        }
+        self.reason = Some(reason);
+    }
+
+    /// Step 1: one short lock on the shared state.
+    fn sync(&mut self, cx: &Context<'_>) -> bool {
+        let mut took = false;
+        let closing = {
+            let mut st = self.shared.lock();
+            if self.out.is_empty() && !st.queue.is_empty() {
+                std::mem::swap(&mut self.out, &mut st.queue);
+                self.shared.in_flight.store(self.out.len(), Relaxed);
+                took = true;
+            }
+            match &st.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => st.waker = Some(cx.waker().clone()),
+            }
+            match &st.phase {
+                Phase::Closing(r) if self.reason.is_none() => Some(r.clone()),
+                _ => None,
+            }
+        };
+        if let Some(r) = closing {
+            self.begin_close(r);
+        }
+        took
+    }
+
+    /// Step 2: one socket read and the frames it completes.
+    fn read(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(stream) = self.stream.as_mut() else {
+            return false;
+        };
+        let spare = self.inbound.spare();
+        let mut buf = ReadBuf::new(spare);
+        match Pin::new(stream).poll_read(cx, &mut buf) {
+            Poll::Pending => false,
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len();
+                if n == 0 {
+                    self.read_done = true;
+                    match self.inbound.finish() {
+                        Ok(()) => self.begin_close(CloseReason::PeerClosed),
+                        Err(v) => self.violation(v),
+                    }
+                    return true;
+                }
+                self.inbound.commit(n);
+                self.shared.counters.bytes_in.fetch_add(n as u64, Relaxed);
+                self.shared.touch(self.shared.core.runtime.now());
+                self.dispatch();
+                true
+            }
+            Poll::Ready(Err(e)) => {
+                self.read_done = true;
+                self.begin_close(CloseReason::from_io(&e));
+                true
+            }
+        }
+    }
+
+    fn violation(&mut self, v: ProtocolViolation) {
+        self.read_done = true;
+        self.shared
+            .core
+            .counters
+            .protocol_errors
+            .fetch_add(1, Relaxed);
+        self.begin_close(CloseReason::Protocol(v));
+    }
+
+    /// Hands every complete frame to its subscribers, in order.
+    fn dispatch(&mut self) {
+        let (version, registry) = self.service.registry_if_newer(self.registry_version);
+        if let Some(r) = registry {
+            self.registry = r;
+            self.registry_version = version;
+        }
+        loop {
+            let frame = match self.inbound.poll_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return,
+                Err(v) => return self.violation(v),
+            };
+            let body = self.inbound.body(&frame);
+            match self
+                .registry
+                .dispatch(self.shared.protocol, &self.sref, frame.id, body)
+            {
+                Ok(delivered) => {
+                    self.shared.counters.msgs_in.fetch_add(1, Relaxed);
+                    if !delivered {
+                        self.shared.core.counters.unhandled.fetch_add(1, Relaxed);
+                    }
+                }
+                Err(v) => return self.violation(v),
+            }
+            self.inbound.consume(&frame);
+        }
+    }
+
+    /// Step 3: one vectored write of queued bytes.
+    fn write(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.out.is_empty() || self.write_done {
+            return false;
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return false;
+        };
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let n = self.out.io_slices(&mut slices);
+        match Pin::new(stream).poll_write_vectored(cx, &slices[..n]) {
+            Poll::Pending => false,
+            Poll::Ready(Ok(0)) => {
+                self.write_failed(CloseReason::Io(std::io::ErrorKind::WriteZero));
+                true
+            }
+            Poll::Ready(Ok(written)) => {
+                self.out.advance(written);
+                self.shared.in_flight.store(self.out.len(), Relaxed);
+                self.shared
+                    .counters
+                    .bytes_out
+                    .fetch_add(written as u64, Relaxed);
+                true
+            }
+            Poll::Ready(Err(e)) => {
+                self.write_failed(CloseReason::from_io(&e));
+                true
+            }
+        }
+    }
+
+    fn write_failed(&mut self, reason: CloseReason) {
+        self.write_done = true;
+        self.read_done = true;
+        self.out.clear();
+        self.begin_close(reason);
+    }
+
+    /// Step 4: the close sequence. Returns true when it is complete.
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.reason.is_none() {
+            return false;
+        }
+        if let Some(timer) = self.linger.as_mut() {
+            if timer.as_mut().poll(cx).is_ready() {
+                self.shared
+                    .core
+                    .counters
+                    .linger_expired
+                    .fetch_add(1, Relaxed);
+                return true;
+            }
+        }
+        if !self.write_done && self.out.is_empty() && self.shared.lock().queue.is_empty() {
+            let Some(stream) = self.stream.as_mut() else {
+                return true;
+            };
+            match Pin::new(stream).poll_shutdown(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(_) => self.write_done = true,
+            }
+        }
+        self.write_done && self.read_done
+    }
+
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        for _ in 0..BUDGET {
+            let mut progress = self.sync(cx);
+            if !self.read_done {
+                progress |= self.read(cx);
+            }
+            progress |= self.write(cx);
+            if self.poll_close(cx) {
+                return Poll::Ready(());
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Publishes `Closed` and destroys the session. Runs exactly once.
+    fn finish(&mut self, reason: CloseReason) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.stream = None;
+        self.inbound.release();
+        self.out.clear();
+        self.linger = None;
+        let shared = self.shared.clone();
+        {
+            // Whatever is still queued is lost: make it visible as `Closing` to senders until
+            // the id is released below.
+            let mut st = shared.lock();
+            st.queue.clear();
+            if st.phase == Phase::Open {
+                st.phase = Phase::Closing(reason.clone());
+            }
+        }
+        self.shared.in_flight.store(0, Relaxed);
+        if shared.core.logging() {
+            tracing::debug!(target: "laxnet", %reason, "closed");
+        }
+        self.service.close_session(&shared, reason);
+    }
+
+    /// The task's future.
+    pub(crate) fn run(mut self) -> impl Future<Output = ()> + Send {
+        std::future::poll_fn(move |cx| {
+            let span = self.span.clone();
+            let _enter = span.enter();
+            match catch_unwind(AssertUnwindSafe(|| self.poll_inner(cx))) {
+                Ok(Poll::Pending) => Poll::Pending,
+                Ok(Poll::Ready(())) => {
+                    let reason = self.reason.clone().unwrap_or(CloseReason::Aborted);
+                    self.finish(reason);
+                    Poll::Ready(())
+                }
+                Err(_) => {
+                    self.shared.core.counters.panics.fetch_add(1, Relaxed);
+                    tracing::error!(target: "laxnet", id = %self.shared.id, "a subscriber panicked; closing the session");
+                    self.finish(CloseReason::Panic);
+                    Poll::Ready(())
+                }
+            }
+        })
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // The task was dropped before it finished (its runtime shut down): still publish
+        // `Closed` and release everything, so nothing leaks and nobody waits forever.
+        if !self.finished {
+            self.finish(CloseReason::Aborted);
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! [`SessionShared`] and [`SessionRef`]: the state a session shares between its driver task
+//! and every task holding a ref.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+
+use crate::buffer::SegmentQueue;
+use crate::error::{CloseReason, SendError};
+use crate::id::SessionId;
+use crate::message::{Message, encode_frame};
+use crate::registry::ProtocolId;
+use crate::service::ServiceCore;
+use crate::service::topic::Direction;
+use crate::time::Instant;
+
+/// Where a session is in its life, as seen by senders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Sends are accepted.
+    Open,
+    /// Closing for `reason`: no new sends; the driver flushes and shuts down.
+    Closing(CloseReason),
+    /// The driver has finished and released the id. Refs are stale.
+    Destroyed,
+}
+
+/// The part protected by the session's lock.
+pub(crate) struct SendState {
+    /// Frames queued by `send`, not yet taken by the driver.
+    pub(crate) queue: SegmentQueue,
+    pub(crate) phase: Phase,
+    /// The driver's waker, taken by a send that makes the queue non-empty and by `close`.
+    pub(crate) waker: Option<Waker>,
+}
+
+/// Per-session counters (relaxed atomics: statistics, not synchronization).
+#[derive(Debug, Default)]
+pub(crate) struct SessionCounters {
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) msgs_in: AtomicU64,
+    pub(crate) msgs_out: AtomicU64,
+}
+
+/// One session's state shared by its driver and its refs.
+pub(crate) struct SessionShared {
+    pub(crate) id: SessionId,
+    pub(crate) protocol: ProtocolId,
+    pub(crate) protocol_name: Arc<str>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) direction: Direction,
+    pub(crate) opened_at: Instant,
+    pub(crate) core: Arc<ServiceCore>,
+    /// When anything was last received ([`Instant::as_nanos_u64`]); the heartbeat clock.
+    pub(crate) last_recv: AtomicU64,
+    /// Bytes the driver has taken from the queue and not yet written.
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) counters: SessionCounters,
+    pub(crate) state: Mutex<SendState>,
+}
+
+impl SessionShared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SendState> {
+        // A poisoned lock means a panic while holding it: the state is still a consistent
+        // queue (every mutation completes or rolls back before it can panic), so keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn last_recv(&self) -> Instant {
+        Instant::from_nanos_u64(self.last_recv.load(Relaxed))
+    }
+
+    pub(crate) fn touch(&self, now: Instant) {
+        self.last_recv.store(now.as_nanos_u64(), Relaxed);
+    }
+
+    /// Requests the close sequence with `reason` (the first reason wins). Returns true if this
+    /// call started it.
+    pub(crate) fn request_close(&self, reason: CloseReason) -> bool {
+        let waker = {
+            let mut st = self.lock();
+            if st.phase != Phase::Open {
+                return false;
+            }
+            st.phase = Phase::Closing(reason);
+            st.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// The current phase.
+    pub(crate) fn phase(&self) -> Phase {
+        self.lock().phase.clone()
+    }
+
+    /// True if nothing has been received for longer than `timeout` at `now`.
+    pub(crate) fn silent_for(&self, now: Instant, timeout: std::time::Duration) -> bool {
+        now.saturating_since(self.last_recv()) > timeout
+    }
+}
+
+/// A cheap, cloneable handle to send on a session or close it.
+///
+/// A ref points at one session for its whole life: once that session is destroyed, the ref
+/// fails with [`SendError::Stale`] forever, even after the id's slot is reused by a new
+/// session. `send` takes the session's own lock; there is no table lookup per send.
+#[derive(Clone)]
+pub struct SessionRef {
+    pub(crate) shared: Arc<SessionShared>,
+}
+
+impl SessionRef {
+    /// The session's id.
+    pub fn id(&self) -> SessionId {
+        self.shared.id
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.shared.peer
+    }
+
+    /// The protocol name the session was opened with.
+    pub fn protocol(&self) -> &str {
+        &self.shared.protocol_name
+    }
+
+    /// Whether this side accepted or connected the session.
+    pub fn direction(&self) -> crate::Direction {
+        self.shared.direction
+    }
+
+    /// True while sends are accepted (not closing, not destroyed).
+    pub fn is_open(&self) -> bool {
+        self.shared.phase() == Phase::Open
+    }
+
+    /// Queues `msg` for sending. Never blocks: the message is serialized straight into the
+    /// session's send queue and the session's task writes it.
+    ///
+    /// With a heartbeat configured, a session that has received nothing for longer than the
+    /// heartbeat timeout is closed here (reason `Heartbeat`) and the send fails.
+    pub fn send<T: Message>(&self, msg: &T) -> Result<(), SendError> {
+        let sh = &*self.shared;
+        let core = &*sh.core;
+        if let Some(timeout) = core.config.heartbeat {
+            let now = core.runtime.now();
+            if sh.silent_for(now, timeout) {
+                let reason = if sh.request_close(CloseReason::Heartbeat) {
+                    core.counters.heartbeat_expiries.fetch_add(1, Relaxed);
+                    CloseReason::Heartbeat
+                } else {
+                    return Err(self.closed_error());
+                };
+                return Err(SendError::Closed(reason));
+            }
+        }
+        let waker = {
+            let mut st = sh.lock();
+            match &st.phase {
+                Phase::Open => {}
+                Phase::Closing(r) => return Err(SendError::Closed(r.clone())),
+                Phase::Destroyed => return Err(SendError::Stale),
+            }
+            let was_empty = st.queue.is_empty();
+            let before = st.queue.len();
+            let mark = st.queue.mark();
+            encode_frame(&mut st.queue, msg, core.config.max_frame)?;
+            let queued = st.queue.len() + sh.in_flight.load(Relaxed);
+            if queued > core.config.send_queue_limit {
+                st.queue.truncate(mark);
+                core.counters.queue_full.fetch_add(1, Relaxed);
+                return Err(SendError::QueueFull {
+                    queued: before + sh.in_flight.load(Relaxed),
+                    limit: core.config.send_queue_limit,
+                });
+            }
+            if was_empty { st.waker.take() } else { None }
+        };
+        sh.counters.msgs_out.fetch_add(1, Relaxed);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Starts the graceful close: no new sends, queued messages are flushed (within the
+    /// linger time), then the connection is shut down and one `Closed` event is published.
+    /// Idempotent; callable from any task.
+    pub fn close(&self) {
+        self.shared.request_close(CloseReason::Local);
+    }
+
+    fn closed_error(&self) -> SendError {
+        match self.shared.phase() {
+            Phase::Open => SendError::Closed(CloseReason::Local),
+            Phase::Closing(r) => SendError::Closed(r),
+            Phase::Destroyed => SendError::Stale,
+        }
+    }
+}
+
+impl fmt::Debug for SessionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRef")
+            .field("id", &self.shared.id)
+            .field("peer", &self.shared.peer)
+            .field("protocol", &&*self.shared.protocol_name)
+            .finish()
+    }
+}
