@@ -56,6 +56,10 @@ pub struct Config {
     pub rng_seed: Option<u64>,
     /// Initial state of the service's logging switch (see `Service::set_logging`).
     pub logging: bool,
+    /// A deliberate bug to plant (oracle tests only).
+    #[cfg(feature = "planted-bugs")]
+    #[doc(hidden)]
+    pub planted: Option<crate::planted::Bug>,
 }
 
 impl Default for Config {
@@ -74,6 +78,8 @@ impl Default for Config {
             pool: PoolConfig::default(),
             rng_seed: None,
             logging: true,
+            #[cfg(feature = "planted-bugs")]
+            planted: None,
         }
     }
 }

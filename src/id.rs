@@ -177,6 +177,9 @@ pub(crate) struct IdTable<T> {
     len: usize,
     /// Maximum number of occupied slots (and of slots ever created), at most [`MAX_SLOTS`].
     capacity: usize,
+    /// Planted bug: releases do not bump the generation.
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) planted_no_bump: bool,
 }
 
 impl<T> IdTable<T> {
@@ -188,6 +191,8 @@ impl<T> IdTable<T> {
             free: VecDeque::new(),
             len: 0,
             capacity: capacity.min(MAX_SLOTS),
+            #[cfg(feature = "planted-bugs")]
+            planted_no_bump: false,
         }
     }
 
@@ -269,7 +274,11 @@ impl<T> IdTable<T> {
             return None;
         }
         let value = entry.value.take()?;
-        entry.generation = (entry.generation + 1) & GENERATION_MASK;
+        #[cfg(feature = "planted-bugs")]
+        let bump = u32::from(!self.planted_no_bump);
+        #[cfg(not(feature = "planted-bugs"))]
+        let bump = 1;
+        entry.generation = (entry.generation + bump) & GENERATION_MASK;
         self.free.push_back(slot as u32);
         self.len -= 1;
         Some(value)

@@ -61,6 +61,9 @@ mod config;
 mod error;
 mod id;
 mod message;
+#[cfg(feature = "planted-bugs")]
+#[doc(hidden)]
+pub mod planted;
 mod registry;
 pub mod runtime;
 mod service;

@@ -201,26 +201,22 @@ impl ServiceInner {
         Some(sref)
     }
 
-    /// Publishes `Closed` and releases the session's id. Called once per session by its task.
-    pub(crate) fn close_session(&self, shared: &Arc<SessionShared>, reason: CloseReason) {
+    /// Publishes `Closed` (unless `publish` is false because it already was) and releases
+    /// the session's id. Called once per session by its task.
+    pub(crate) fn close_session(
+        &self,
+        shared: &Arc<SessionShared>,
+        reason: CloseReason,
+        publish: bool,
+    ) {
         let core = &self.core;
         core.counters.closes[reason.kind_index()].fetch_add(1, Relaxed);
-        let (_, registry) = self.registry();
-        let closed = SessionEvent::Closed {
-            id: shared.id,
-            reason: reason.clone(),
-        };
-        let watchers = lock(&self.close_watchers)
-            .remove(&shared.id)
-            .unwrap_or_default();
-        let publish = || {
-            registry.publish(shared.protocol, &closed);
-            for w in watchers {
-                w(&reason);
-            }
-        };
-        if catch_unwind(AssertUnwindSafe(publish)).is_err() {
-            core.counters.panics.fetch_add(1, Relaxed);
+        if publish {
+            self.publish_closed(shared, &reason);
+        }
+        #[cfg(feature = "planted-bugs")]
+        if crate::planted::is(&core.config, crate::planted::Bug::DoubleClosed) {
+            self.publish_closed(shared, &reason);
         }
         // Destroy: the id is released and refs turn stale.
         {
@@ -239,9 +235,35 @@ impl ServiceInner {
         ] {
             to.fetch_add(from.load(Relaxed), Relaxed);
         }
+        #[cfg(feature = "planted-bugs")]
+        if crate::planted::is(&core.config, crate::planted::Bug::LeakSlot) {
+            return;
+        }
         let mut s = lock(&self.sessions);
         s.table.remove(shared.id);
         self.live.send_replace(s.table.len());
+    }
+
+    /// Publishes `Closed` to the session subscribers of its protocol and to its close
+    /// watchers.
+    pub(crate) fn publish_closed(&self, shared: &Arc<SessionShared>, reason: &CloseReason) {
+        let (_, registry) = self.registry();
+        let closed = SessionEvent::Closed {
+            id: shared.id,
+            reason: reason.clone(),
+        };
+        let watchers = lock(&self.close_watchers)
+            .remove(&shared.id)
+            .unwrap_or_default();
+        let publish = || {
+            registry.publish(shared.protocol, &closed);
+            for w in watchers {
+                w(reason);
+            }
+        };
+        if catch_unwind(AssertUnwindSafe(publish)).is_err() {
+            self.core.counters.panics.fetch_add(1, Relaxed);
+        }
     }
 
     fn slots_created(&self) -> usize {
@@ -288,11 +310,15 @@ impl Service {
             runtime,
             config,
         });
+        #[allow(unused_mut)]
+        let mut table = IdTable::new(core.config.max_sessions);
+        #[cfg(feature = "planted-bugs")]
+        {
+            table.planted_no_bump =
+                crate::planted::is(&core.config, crate::planted::Bug::NoGenerationBump);
+        }
         let inner = Arc::new(ServiceInner {
-            sessions: Mutex::new(Sessions {
-                table: IdTable::new(core.config.max_sessions),
-                rng,
-            }),
+            sessions: Mutex::new(Sessions { table, rng }),
             protocols: vec![Arc::from(BITS)],
             registry: Mutex::new(Arc::new(Registry::default())),
             registry_version: AtomicU64::new(0),

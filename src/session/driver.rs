@@ -56,6 +56,8 @@ pub(crate) struct Driver {
     /// The write side is shut down (or broken).
     write_done: bool,
     finished: bool,
+    /// `Closed` was already published (only early under a planted bug).
+    closed_published: bool,
     span: tracing::Span,
 }
 
@@ -94,6 +96,7 @@ impl Driver {
             read_done: false,
             write_done: false,
             finished: false,
+            closed_published: false,
             span,
         }
     }
@@ -118,7 +121,23 @@ impl Driver {
             self.write_done = true;
             self.out.clear();
         }
+        #[cfg(feature = "planted-bugs")]
+        self.plant_on_close(&reason);
         self.reason = Some(reason);
+    }
+
+    #[cfg(feature = "planted-bugs")]
+    fn plant_on_close(&mut self, reason: &CloseReason) {
+        use crate::planted::{Bug, is};
+        let config = &self.shared.core.config;
+        if is(config, Bug::NoFlushOnClose) && *reason == CloseReason::Local {
+            self.out.clear();
+            self.shared.lock().queue.clear();
+        }
+        if is(config, Bug::DeliverAfterClose) && reason.is_clean() {
+            self.service.publish_closed(&self.shared, reason);
+            self.closed_published = true;
+        }
     }
 
     /// Step 1: one short lock on the shared state.
@@ -327,7 +346,8 @@ impl Driver {
         if shared.core.logging() {
             tracing::debug!(target: "laxnet", %reason, "closed");
         }
-        self.service.close_session(&shared, reason);
+        self.service
+            .close_session(&shared, reason, !self.closed_published);
     }
 
     /// The task's future.

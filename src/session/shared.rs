@@ -149,7 +149,14 @@ impl SessionRef {
     pub fn send<T: Message>(&self, msg: &T) -> Result<(), SendError> {
         let sh = &*self.shared;
         let core = &*sh.core;
-        if let Some(timeout) = core.config.heartbeat {
+        #[cfg(feature = "planted-bugs")]
+        let heartbeat = core
+            .config
+            .heartbeat
+            .filter(|_| !crate::planted::is(&core.config, crate::planted::Bug::HeartbeatIgnored));
+        #[cfg(not(feature = "planted-bugs"))]
+        let heartbeat = core.config.heartbeat;
+        if let Some(timeout) = heartbeat {
             let now = core.runtime.now();
             if sh.silent_for(now, timeout) {
                 let reason = if sh.request_close(CloseReason::Heartbeat) {
