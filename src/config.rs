@@ -18,6 +18,7 @@ use crate::buffer::PoolConfig;
 /// | `segment_size` | 16 KiB |
 /// | `read_buffer` | 4 KiB |
 /// | `rng_seed` | from the runtime (OS entropy in production) |
+/// | `encryption` | none (`"bits-hpke"` unavailable) |
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -54,6 +55,8 @@ pub struct Config {
     /// Seed of the service's RNG (`ChaCha20Rng`), the only randomness the stack uses. `None`
     /// takes 32 bytes from the runtime (the OS in production, the seed in simulation).
     pub rng_seed: Option<u64>,
+    /// Keys and limits of the encrypted protocol (`"bits-hpke"`); `None` disables it.
+    pub encryption: Option<crate::crypto::Encryption>,
     /// Initial state of the service's logging switch (see `Service::set_logging`).
     pub logging: bool,
     /// A deliberate bug to plant (oracle tests only).
@@ -77,6 +80,7 @@ impl Default for Config {
             read_buffer: 4 << 10,
             pool: PoolConfig::default(),
             rng_seed: None,
+            encryption: None,
             logging: true,
             #[cfg(feature = "planted-bugs")]
             planted: None,

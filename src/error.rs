@@ -32,6 +32,8 @@ pub enum CloseReason {
     Shutdown,
     /// A subscriber callback panicked while handling this session's traffic.
     Panic,
+    /// An encrypted session's records failed (tampering, truncation, counter limit).
+    Crypto(crate::crypto::CryptoError),
     /// The session's task was dropped before it finished (its runtime shut down, or the
     /// simulated host crashed).
     Aborted,
@@ -50,12 +52,13 @@ impl CloseReason {
             CloseReason::Idle => "idle",
             CloseReason::Shutdown => "shutdown",
             CloseReason::Panic => "panic",
+            CloseReason::Crypto(_) => "crypto",
             CloseReason::Aborted => "aborted",
         }
     }
 
     /// All values of [`CloseReason::kind`], in a fixed order.
-    pub const KINDS: [&'static str; 10] = [
+    pub const KINDS: [&'static str; 11] = [
         "local",
         "peer-closed",
         "reset",
@@ -65,6 +68,7 @@ impl CloseReason {
         "idle",
         "shutdown",
         "panic",
+        "crypto",
         "aborted",
     ];
 
@@ -105,6 +109,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Idle => f.write_str("idle timeout"),
             CloseReason::Shutdown => f.write_str("service shut down"),
             CloseReason::Panic => f.write_str("a subscriber panicked"),
+            CloseReason::Crypto(e) => write!(f, "crypto: {e}"),
             CloseReason::Aborted => f.write_str("session task aborted"),
         }
     }
@@ -221,6 +226,8 @@ pub enum ConnectError {
     Shutdown,
     /// The socket failed (refused, unreachable, ...).
     Io(io::Error),
+    /// The encrypted protocol's handshake failed (wrong server key, timeout, ...).
+    Handshake(crate::crypto::HandshakeError),
 }
 
 impl fmt::Display for ConnectError {
@@ -231,6 +238,7 @@ impl fmt::Display for ConnectError {
             ConnectError::TooManySessions => f.write_str("maximum number of sessions reached"),
             ConnectError::Shutdown => f.write_str("service is shut down"),
             ConnectError::Io(e) => write!(f, "connect failed: {e}"),
+            ConnectError::Handshake(e) => write!(f, "handshake failed: {e}"),
         }
     }
 }
@@ -254,6 +262,8 @@ pub enum AcceptError {
     Shutdown,
     /// Binding the listener failed.
     Io(io::Error),
+    /// The encrypted protocol needs `Config::encryption` with an identity key pair.
+    NotConfigured,
 }
 
 impl fmt::Display for AcceptError {
@@ -262,6 +272,7 @@ impl fmt::Display for AcceptError {
             AcceptError::UnknownProtocol(p) => write!(f, "unknown protocol {p:?}"),
             AcceptError::Shutdown => f.write_str("service is shut down"),
             AcceptError::Io(e) => write!(f, "listen failed: {e}"),
+            AcceptError::NotConfigured => f.write_str("encryption keys not configured"),
         }
     }
 }

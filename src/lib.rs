@@ -58,6 +58,7 @@
 
 mod buffer;
 mod config;
+mod crypto;
 mod error;
 mod id;
 mod message;
@@ -72,6 +73,7 @@ mod time;
 
 pub use buffer::{PoolConfig, PoolStats};
 pub use config::Config;
+pub use crypto::{BITS_HPKE, Cipher, CryptoError, Encryption, HandshakeError, KeyError, KeyPair, PublicKey};
 pub use error::{
     AcceptError, CloseReason, ConnectError, ProtocolViolation, SendError, SubscribeError,
 };

@@ -76,6 +76,16 @@ impl ReadBuffer {
     }
 
     /// The received, unconsumed bytes.
+    ///
+    /// Mutable view of the same bytes (records are decrypted in place).
+    pub(crate) fn data_mut(&mut self) -> &mut [u8] {
+        match &mut self.block {
+            Some(b) => &mut b[self.start..self.end],
+            None => &mut [],
+        }
+    }
+
+    /// The buffered bytes.
     pub(crate) fn data(&self) -> &[u8] {
         match &self.block {
             Some(b) => &b[self.start..self.end],

@@ -18,6 +18,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::buffer::{BufferPool, SegmentQueue};
 use crate::config::Config;
+use crate::crypto::handshake::SessionKeys;
+use crate::crypto::io::Sealed;
+use crate::crypto::{self, Encryption, HandshakeError};
 use crate::error::{AcceptError, CloseReason, ConnectError, SubscribeError};
 use crate::id::{IdTable, SessionId};
 use crate::message::Message;
@@ -34,6 +37,10 @@ pub use topic::{AnyMessage, Direction, Event, Inbox, Received, SessionEvent, Sub
 /// The name of the built-in plaintext protocol: borsh messages in length-prefixed frames.
 pub const BITS: &str = "bits";
 
+/// Protocol ids in the factory: the table below is the factory.
+const PROTOCOLS: [&str; 2] = [BITS, crate::crypto::BITS_HPKE];
+const SEALED: ProtocolId = 1;
+
 /// Service-wide counters (relaxed atomics).
 #[derive(Debug, Default)]
 pub(crate) struct ServiceCounters {
@@ -48,6 +55,9 @@ pub(crate) struct ServiceCounters {
     pub(crate) linger_expired: AtomicU64,
     pub(crate) unhandled: AtomicU64,
     pub(crate) panics: AtomicU64,
+    pub(crate) handshakes: AtomicU64,
+    pub(crate) handshake_failures: AtomicU64,
+    pub(crate) handshakes_refused: AtomicU64,
     /// Traffic of destroyed sessions (live sessions keep their own counters).
     pub(crate) done: SessionCounters,
 }
@@ -86,6 +96,8 @@ pub(crate) struct ServiceInner {
     close_watchers: Mutex<CloseWatchers>,
     shutdown: watch::Sender<bool>,
     live: watch::Sender<usize>,
+    /// Encrypted connections still in their handshake (pre-authentication).
+    in_handshake: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -131,6 +143,17 @@ impl ServiceInner {
         SubId(self.next_sub.fetch_add(1, Relaxed))
     }
 
+    /// 32 bytes from the service RNG (handshake randomness), under a short lock.
+    fn draw_seed(&self) -> [u8; 32] {
+        let mut seed = [0u8; 32];
+        rand_core::Rng::fill_bytes(&mut lock(&self.sessions).rng, &mut seed);
+        seed
+    }
+
+    fn is_full(&self) -> bool {
+        lock(&self.sessions).table.len() >= self.core.config.max_sessions
+    }
+
     fn is_shut_down(&self) -> bool {
         *self.shutdown.borrow()
     }
@@ -142,6 +165,7 @@ impl ServiceInner {
         peer: SocketAddr,
         protocol: ProtocolId,
         direction: Direction,
+        sealed: Option<Box<Sealed>>,
     ) -> Option<SessionRef> {
         let core = &self.core;
         let now = core.runtime.now();
@@ -196,7 +220,7 @@ impl ServiceInner {
             core.counters.panics.fetch_add(1, Relaxed);
             shared.request_close(CloseReason::Panic);
         }
-        let driver = Driver::new(self.clone(), shared, stream);
+        let driver = Driver::new(self.clone(), shared, stream, sealed);
         core.runtime.spawn(Box::pin(driver.run()));
         Some(sref)
     }
@@ -266,6 +290,11 @@ impl ServiceInner {
         }
     }
 
+    fn sealed(&self, keys: &SessionKeys, is_client: bool, enc: &Encryption) -> Sealed {
+        let c = &self.core.config;
+        Sealed::new(keys, is_client, enc, &self.core.pool, c.read_buffer, c.segment_size)
+    }
+
     fn slots_created(&self) -> usize {
         lock(&self.sessions).table.slots_created()
     }
@@ -319,13 +348,14 @@ impl Service {
         }
         let inner = Arc::new(ServiceInner {
             sessions: Mutex::new(Sessions { table, rng }),
-            protocols: vec![Arc::from(BITS)],
+            protocols: PROTOCOLS.iter().map(|p| Arc::from(*p)).collect(),
             registry: Mutex::new(Arc::new(Registry::default())),
             registry_version: AtomicU64::new(0),
             next_sub: AtomicU64::new(1),
             close_watchers: Mutex::new(BTreeMap::new()),
             shutdown: watch::Sender::new(false),
             live: watch::Sender::new(0),
+            in_handshake: Default::default(),
             core,
         });
         let svc = Service { inner };
@@ -470,6 +500,12 @@ impl Service {
         if self.inner.is_shut_down() {
             return Err(AcceptError::Shutdown);
         }
+        if proto == SEALED {
+            let enc = self.inner.core.config.encryption.as_ref();
+            if enc.and_then(|e| e.identity.as_ref()).is_none() {
+                return Err(AcceptError::NotConfigured);
+            }
+        }
         let listener = self
             .inner
             .core
@@ -514,7 +550,7 @@ impl Service {
             timer.as_mut().poll(cx).map(|()| None)
         })
         .await;
-        let (stream, peer) = match res {
+        let (mut stream, peer) = match res {
             None => {
                 inner.core.counters.connect_failures.fetch_add(1, Relaxed);
                 return Err(ConnectError::Timeout);
@@ -525,11 +561,32 @@ impl Service {
             }
             Some(Ok(x)) => x,
         };
+        let sealed = if proto == SEALED {
+            let enc = inner
+                .core
+                .config
+                .encryption
+                .as_ref()
+                .ok_or(ConnectError::Handshake(HandshakeError::NotConfigured))?;
+            let seed = inner.draw_seed();
+            match crypto::io::client(&**rt, &mut stream, enc, seed).await {
+                Ok(keys) => {
+                    inner.core.counters.handshakes.fetch_add(1, Relaxed);
+                    Some(Box::new(inner.sealed(&keys, true, enc)))
+                }
+                Err(e) => {
+                    inner.core.counters.handshake_failures.fetch_add(1, Relaxed);
+                    return Err(ConnectError::Handshake(e));
+                }
+            }
+        } else {
+            None
+        };
         if inner.is_shut_down() {
             return Err(ConnectError::Shutdown);
         }
         inner
-            .open_session(stream, peer, proto, Direction::Connected)
+            .open_session(stream, peer, proto, Direction::Connected, sealed)
             .ok_or(ConnectError::TooManySessions)
     }
 
@@ -567,7 +624,7 @@ impl Service {
                 let tick = crate::runtime::sleep(&*core.runtime, period);
                 tokio::select! {
                     biased;
-                    _ = stop.wait_for(|s| *s) => return,
+                    Ok(_) = stop.wait_for(|s| *s) => return,
                     () = tick => {}
                 }
                 let Some(inner) = inner.upgrade() else { return };
@@ -626,15 +683,17 @@ async fn accept_loop(
     loop {
         let res = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|s| *s) => return,
-            _ = stop.wait_for(|s| *s) => return,
+            Ok(_) = shutdown.wait_for(|s| *s) => return,
+            // A dropped `Acceptor` handle closes the channel: keep listening (a disabled branch).
+            Ok(_) = stop.wait_for(|s| *s) => return,
             r = listener.accept() => r,
         };
         let core = &inner.core;
         match res {
+            Ok((stream, peer)) if protocol == SEALED => start_server_handshake(&inner, stream, peer),
             Ok((stream, peer)) => {
                 if inner
-                    .open_session(stream, peer, protocol, Direction::Accepted)
+                    .open_session(stream, peer, protocol, Direction::Accepted, None)
                     .is_none()
                 {
                     // At max_sessions: the stream is dropped here, which closes it.
@@ -653,6 +712,48 @@ async fn accept_loop(
             }
         }
     }
+}
+
+/// Runs the server side of an encrypted handshake in its own task, so a slow client never
+/// holds up the accept loop. The connection holds no session (no id, no event) until the
+/// client has proved liveness; at most `max_handshakes` run at once.
+fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer: SocketAddr) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let core = &inner.core;
+    let Some(enc) = core.config.encryption.clone() else { return };
+    let busy = inner.in_handshake.fetch_add(1, SeqCst) >= enc.max_handshakes;
+    if busy || inner.is_full() {
+        inner.in_handshake.fetch_sub(1, SeqCst);
+        let counter = if busy { &core.counters.handshakes_refused } else { &core.counters.refused };
+        counter.fetch_add(1, Relaxed);
+        return; // dropping the stream closes it
+    }
+    let seed = inner.draw_seed();
+    let inner2 = inner.clone();
+    spawn_guarded(core, Box::pin(async move {
+        let inner = inner2;
+        let res = crypto::io::server(&*inner.core.runtime, &mut stream, &enc, seed).await;
+        inner.in_handshake.fetch_sub(1, SeqCst);
+        let counters = &inner.core.counters;
+        match res {
+            Ok(keys) => {
+                counters.handshakes.fetch_add(1, Relaxed);
+                if inner.is_shut_down() {
+                    return;
+                }
+                let sealed = Box::new(inner.sealed(&keys, false, &enc));
+                if inner.open_session(stream, peer, SEALED, Direction::Accepted, Some(sealed)).is_none() {
+                    counters.refused.fetch_add(1, Relaxed);
+                }
+            }
+            Err(e) => {
+                counters.handshake_failures.fetch_add(1, Relaxed);
+                if inner.core.logging() {
+                    tracing::info!(target: "laxnet", %peer, error = %e, "handshake failed");
+                }
+            }
+        }
+    }));
 }
 
 /// Spawns a service task; a panic in it is counted and logged instead of vanishing.

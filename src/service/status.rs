@@ -100,6 +100,12 @@ pub struct Status {
     pub linger_expired: u64,
     /// Panics caught in subscribers or service tasks.
     pub panics: u64,
+    /// Encrypted handshakes completed.
+    pub handshakes: u64,
+    /// Encrypted handshakes that failed (bad key, garbage, timeout).
+    pub handshake_failures: u64,
+    /// Connections dropped because too many handshakes were in progress.
+    pub handshakes_refused: u64,
     /// Id slots created (high-water mark of concurrent sessions).
     pub slots: usize,
     /// The buffer pool.
@@ -174,6 +180,9 @@ impl Service {
             heartbeat_expiries: c.heartbeat_expiries.load(Relaxed),
             linger_expired: c.linger_expired.load(Relaxed),
             panics: c.panics.load(Relaxed),
+            handshakes: c.handshakes.load(Relaxed),
+            handshake_failures: c.handshake_failures.load(Relaxed),
+            handshakes_refused: c.handshakes_refused.load(Relaxed),
             slots: inner.slots_created(),
             pool: core.pool.stats(),
         }
@@ -215,7 +224,7 @@ impl fmt::Display for Status {
             writeln!(f, "{:<16} {:>8} {:>8}", p.protocol, p.open, p.closing)?;
         }
         writeln!(f, "{:<24} {:>14}", "counter", "value")?;
-        let rows: [(&str, u64); 14] = [
+        let rows: [(&str, u64); 17] = [
             ("accepted", self.accepted),
             ("connected", self.connected),
             ("refused", self.refused),
@@ -229,6 +238,9 @@ impl fmt::Display for Status {
             ("heartbeat expiries", self.heartbeat_expiries),
             ("linger expired", self.linger_expired),
             ("panics", self.panics),
+            ("handshakes", self.handshakes),
+            ("handshake failures", self.handshake_failures),
+            ("handshakes refused", self.handshakes_refused),
             ("id slots", self.slots as u64),
         ];
         for (k, v) in rows {

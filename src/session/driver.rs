@@ -25,6 +25,9 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::buffer::SegmentQueue;
+use crate::crypto::CryptoError;
+use crate::crypto::io::Sealed;
+use crate::crypto::record::{self, Opener, RecordType};
 use crate::error::{CloseReason, ProtocolViolation};
 use crate::registry::Registry;
 use crate::runtime::{BoxFuture, BoxStream};
@@ -34,6 +37,8 @@ use crate::session::shared::{Phase, SessionRef, SessionShared};
 
 /// Socket reads or writes per poll before the task yields to others.
 const BUDGET: usize = 64;
+/// Smallest spare room offered to a socket read of an encrypted session.
+const MIN_READ: usize = 512;
 /// Slices per vectored write.
 const MAX_SLICES: usize = 64;
 
@@ -44,8 +49,10 @@ pub(crate) struct Driver {
     service: Arc<ServiceInner>,
     stream: Option<BoxStream>,
     inbound: Inbound,
-    /// Bytes taken from the shared queue, being written.
+    /// Frames taken from the shared queue, being written (or sealed, when encrypted).
     out: SegmentQueue,
+    /// The record layer of an encrypted session.
+    sealed: Option<Box<Sealed>>,
     registry: Arc<Registry>,
     registry_version: u64,
     /// Set once the close sequence has started.
@@ -66,6 +73,7 @@ impl Driver {
         service: Arc<ServiceInner>,
         shared: Arc<SessionShared>,
         stream: BoxStream,
+        sealed: Option<Box<Sealed>>,
     ) -> Driver {
         let core = &shared.core;
         let inbound = Inbound::new(
@@ -89,6 +97,7 @@ impl Driver {
             stream: Some(stream),
             inbound,
             out,
+            sealed,
             registry,
             registry_version,
             reason: None,
@@ -120,6 +129,9 @@ impl Driver {
             self.read_done = true;
             self.write_done = true;
             self.out.clear();
+            if let Some(s) = self.sealed.as_mut() {
+                s.wire_out.clear();
+            }
         }
         #[cfg(feature = "planted-bugs")]
         self.plant_on_close(&reason);
@@ -170,24 +182,31 @@ impl Driver {
         let Some(stream) = self.stream.as_mut() else {
             return false;
         };
-        let spare = self.inbound.spare();
+        let spare = match self.sealed.as_mut() {
+            Some(s) => s.wire_in.spare(MIN_READ),
+            None => self.inbound.spare(),
+        };
         let mut buf = ReadBuf::new(spare);
         match Pin::new(stream).poll_read(cx, &mut buf) {
             Poll::Pending => false,
             Poll::Ready(Ok(())) => {
                 let n = buf.filled().len();
                 if n == 0 {
-                    self.read_done = true;
-                    match self.inbound.finish() {
-                        Ok(()) => self.begin_close(CloseReason::PeerClosed),
-                        Err(v) => self.violation(v),
-                    }
+                    self.end_of_stream();
                     return true;
                 }
-                self.inbound.commit(n);
                 self.shared.counters.bytes_in.fetch_add(n as u64, Relaxed);
                 self.shared.touch(self.shared.core.runtime.now());
-                self.dispatch();
+                match self.sealed.as_mut() {
+                    Some(s) => {
+                        s.wire_in.commit(n);
+                        self.open_records();
+                    }
+                    None => {
+                        self.inbound.commit(n);
+                        self.dispatch();
+                    }
+                }
                 true
             }
             Poll::Ready(Err(e)) => {
@@ -196,6 +215,63 @@ impl Driver {
                 true
             }
         }
+    }
+
+    /// The peer's end of stream: clean only at a frame boundary and, when encrypted, after
+    /// its authenticated close.
+    fn end_of_stream(&mut self) {
+        self.read_done = true;
+        if let Some(s) = &self.sealed {
+            if !s.close_received || !s.wire_in.is_empty() {
+                return self.crypto_failure(CryptoError::Truncated);
+            }
+        }
+        match self.inbound.finish() {
+            Ok(()) => self.begin_close(CloseReason::PeerClosed),
+            Err(v) => self.violation(v),
+        }
+    }
+
+    /// Opens every complete record, moving its frames to the inbound buffer and dispatching
+    /// them. Nothing from a record that fails authentication (or after it) is delivered.
+    fn open_records(&mut self) {
+        loop {
+            let Some(s) = self.sealed.as_mut() else { return };
+            if self.read_done {
+                return;
+            }
+            let total = match Opener::record_len(s.wire_in.data(), s.max_record) {
+                Ok(Some(t)) => t,
+                Ok(None) => return,
+                Err(e) => return self.crypto_failure(e),
+            };
+            if s.wire_in.len() < total {
+                s.wire_in.reserve_total(total);
+                return;
+            }
+            let record = &mut s.wire_in.data_mut()[..total];
+            match s.opener.open(record) {
+                Err(e) => return self.crypto_failure(e),
+                Ok((_, _)) if s.close_received => return self.crypto_failure(CryptoError::BadRecord),
+                Ok((RecordType::Close, _)) => s.close_received = true,
+                Ok((RecordType::Data, range)) => {
+                    let n = range.len();
+                    self.inbound.spare_for(n)[..n].copy_from_slice(&record[range]);
+                    self.inbound.commit(n);
+                }
+            }
+            s.wire_in.consume(total);
+            if s.wire_in.is_empty() {
+                s.wire_in.shrink_if_idle();
+            }
+            self.dispatch();
+        }
+    }
+
+    fn crypto_failure(&mut self, e: CryptoError) {
+        self.read_done = true;
+        self.shared.core.counters.protocol_errors.fetch_add(1, Relaxed);
+        self.begin_close(CloseReason::Crypto(e));
     }
 
     fn violation(&mut self, v: ProtocolViolation) {
@@ -238,25 +314,67 @@ impl Driver {
         }
     }
 
-    /// Step 3: one vectored write of queued bytes.
+    /// Step 3a (encrypted sessions): seals queued frames into records, many frames per
+    /// record, while fewer than a few records wait for the socket.
+    fn seal_records(&mut self) -> bool {
+        let Some(s) = self.sealed.as_mut() else { return false };
+        let mut progress = false;
+        while !self.out.is_empty() && s.wire_out.len() < 4 * s.max_record {
+            let n = self.out.len().min(s.max_record);
+            let mut block = self.shared.core.pool.take(n + record::OVERHEAD);
+            let mut at = record::HEADER + 1;
+            for chunk in self.out.chunks() {
+                let take = chunk.len().min(record::HEADER + 1 + n - at);
+                block[at..at + take].copy_from_slice(&chunk[..take]);
+                at += take;
+                if at == record::HEADER + 1 + n {
+                    break;
+                }
+            }
+            match s.sealer.seal(RecordType::Data, &mut block, n) {
+                Ok(total) => s.wire_out.push(&block[..total]),
+                Err(e) => {
+                    self.write_failed(CloseReason::Crypto(e));
+                    return true;
+                }
+            }
+            self.out.advance(n);
+            progress = true;
+        }
+        progress
+    }
+
+    /// Step 3: seal (if encrypted), then one vectored write of queued bytes.
     fn write(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.out.is_empty() || self.write_done {
+        if self.write_done {
             return false;
         }
+        let progress = self.seal_records();
+        if self.write_done {
+            return progress;
+        }
+        let queue = match self.sealed.as_mut() {
+            Some(s) => &mut s.wire_out,
+            None => &mut self.out,
+        };
+        if queue.is_empty() {
+            return progress;
+        }
         let Some(stream) = self.stream.as_mut() else {
-            return false;
+            return progress;
         };
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let n = self.out.io_slices(&mut slices);
+        let n = queue.io_slices(&mut slices);
         match Pin::new(stream).poll_write_vectored(cx, &slices[..n]) {
-            Poll::Pending => false,
+            Poll::Pending => progress,
             Poll::Ready(Ok(0)) => {
                 self.write_failed(CloseReason::Io(std::io::ErrorKind::WriteZero));
                 true
             }
             Poll::Ready(Ok(written)) => {
-                self.out.advance(written);
-                self.shared.in_flight.store(self.out.len(), Relaxed);
+                queue.advance(written);
+                let pending = self.out.len() + self.sealed.as_ref().map_or(0, |s| s.wire_out.len());
+                self.shared.in_flight.store(pending, Relaxed);
                 self.shared
                     .counters
                     .bytes_out
@@ -274,6 +392,9 @@ impl Driver {
         self.write_done = true;
         self.read_done = true;
         self.out.clear();
+        if let Some(s) = self.sealed.as_mut() {
+            s.wire_out.clear();
+        }
         self.begin_close(reason);
     }
 
@@ -292,7 +413,23 @@ impl Driver {
                 return true;
             }
         }
-        if !self.write_done && self.out.is_empty() && self.shared.lock().queue.is_empty() {
+        let flushed = self.out.is_empty() && self.shared.lock().queue.is_empty();
+        if !self.write_done && flushed {
+            if let Some(s) = self.sealed.as_mut() {
+                if !s.close_sent {
+                    // The authenticated end of stream, after the last frame.
+                    let mut block = self.shared.core.pool.take(record::OVERHEAD);
+                    match s.sealer.seal(RecordType::Close, &mut block, 0) {
+                        Ok(total) => s.wire_out.push(&block[..total]),
+                        Err(_) => s.wire_out.clear(),
+                    }
+                    s.close_sent = true;
+                    return false;
+                }
+                if !s.wire_out.is_empty() {
+                    return false;
+                }
+            }
             let Some(stream) = self.stream.as_mut() else {
                 return true;
             };
@@ -331,6 +468,10 @@ impl Driver {
         self.stream = None;
         self.inbound.release();
         self.out.clear();
+        if let Some(s) = self.sealed.as_mut() {
+            s.wire_in.release();
+            s.wire_out.clear();
+        }
         self.linger = None;
         let shared = self.shared.clone();
         {

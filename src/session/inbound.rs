@@ -42,6 +42,11 @@ impl Inbound {
         self.buf.spare(MIN_READ)
     }
 
+    /// Room for at least `n` bytes (decrypted payload copied in by the record layer).
+    pub(crate) fn spare_for(&mut self, n: usize) -> &mut [u8] {
+        self.buf.spare(n.max(MIN_READ))
+    }
+
     /// Records `n` bytes read into [`Inbound::spare`].
     pub(crate) fn commit(&mut self, n: usize) {
         self.buf.commit(n);

@@ -1,0 +1,131 @@
+//! The handshake over a byte stream, and the per-session record state the driver uses.
+//!
+//! The handshake reads exactly the bytes of each message (fixed sizes, checked before any
+//! cryptographic work), so no application bytes are consumed early, and holds at most one
+//! ClientHello (136 bytes) per attempt.
+
+use std::future::Future;
+use std::task::Poll;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::handshake::{self, CF_LEN, CH_HEADER, CH_MAX, SH_LEN, SessionKeys};
+use super::record::{Opener, Sealer};
+use super::{Encryption, HandshakeError};
+use crate::buffer::{BufferPool, ReadBuffer, SegmentQueue};
+use crate::runtime::{BoxStream, Runtime};
+
+fn io_err(e: std::io::Error) -> HandshakeError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        HandshakeError::Closed
+    } else {
+        HandshakeError::Io(e.kind())
+    }
+}
+
+/// Runs `fut` bounded by the handshake timeout on `rt`'s clock.
+async fn bounded<T>(
+    rt: &dyn Runtime,
+    enc: &Encryption,
+    fut: impl Future<Output = Result<T, HandshakeError>>,
+) -> Result<T, HandshakeError> {
+    let mut timer = rt.sleep_until(rt.now() + enc.handshake_timeout);
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        // Biased: a handshake that completes wins a tie with the timer.
+        if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        timer.as_mut().poll(cx).map(|()| Err(HandshakeError::Timeout))
+    })
+    .await
+}
+
+/// The client side: hello, check the server, finish. `seed` comes from the service RNG.
+pub(crate) async fn client(
+    rt: &dyn Runtime,
+    stream: &mut BoxStream,
+    enc: &Encryption,
+    seed: [u8; 32],
+) -> Result<SessionKeys, HandshakeError> {
+    let server = enc.server_key.as_ref().ok_or(HandshakeError::NotConfigured)?;
+    bounded(rt, enc, async {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let (pending, hello) = handshake::client_hello(&mut rng, enc.cipher, server, enc.identity.as_ref())?;
+        stream.write_all(&hello).await.map_err(io_err)?;
+        let mut sh = [0u8; SH_LEN];
+        stream.read_exact(&mut sh).await.map_err(io_err)?;
+        let (keys, cf) = handshake::client_finish(pending, &sh)?;
+        stream.write_all(&cf).await.map_err(io_err)?;
+        Ok(keys)
+    })
+    .await
+}
+
+/// The server side: read the hello, answer, check the client's finished tag.
+pub(crate) async fn server(
+    rt: &dyn Runtime,
+    stream: &mut BoxStream,
+    enc: &Encryption,
+    seed: [u8; 32],
+) -> Result<SessionKeys, HandshakeError> {
+    let identity = enc.identity.as_ref().ok_or(HandshakeError::NotConfigured)?;
+    bounded(rt, enc, async {
+        let mut hello = [0u8; CH_MAX];
+        stream.read_exact(&mut hello[..CH_HEADER]).await.map_err(io_err)?;
+        let header: &[u8; CH_HEADER] = hello.first_chunk().expect("header");
+        let len = handshake::client_hello_len(header)?;
+        stream.read_exact(&mut hello[CH_HEADER..len]).await.map_err(io_err)?;
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let (pending, sh) = handshake::server_respond(&mut rng, identity, enc.allowed_clients.as_deref(), &hello[..len])?;
+        stream.write_all(&sh).await.map_err(io_err)?;
+        let mut cf = [0u8; CF_LEN];
+        stream.read_exact(&mut cf).await.map_err(io_err)?;
+        handshake::server_finish(pending, &cf)
+    })
+    .await
+}
+
+/// Record state of one encrypted session, owned by its driver.
+pub(crate) struct Sealed {
+    pub(crate) sealer: Sealer,
+    pub(crate) opener: Opener,
+    pub(crate) max_record: usize,
+    /// Raw bytes from the socket: records, possibly partial.
+    pub(crate) wire_in: ReadBuffer,
+    /// Sealed records waiting for the socket.
+    pub(crate) wire_out: SegmentQueue,
+    /// Our authenticated close has been queued.
+    pub(crate) close_sent: bool,
+    /// The peer's authenticated close has arrived.
+    pub(crate) close_received: bool,
+}
+
+impl Sealed {
+    /// Record state for the side that `is_client`.
+    pub(crate) fn new(
+        keys: &SessionKeys,
+        is_client: bool,
+        enc: &Encryption,
+        pool: &BufferPool,
+        read_buffer: usize,
+        segment: usize,
+    ) -> Sealed {
+        let (tx_key, tx_nonce, rx_key, rx_nonce) = if is_client {
+            (&keys.c2s_key, &keys.c2s_nonce, &keys.s2c_key, &keys.s2c_nonce)
+        } else {
+            (&keys.s2c_key, &keys.s2c_nonce, &keys.c2s_key, &keys.c2s_nonce)
+        };
+        Sealed {
+            sealer: Sealer::new(keys.cipher, tx_key, tx_nonce, enc.record_limit),
+            opener: Opener::new(keys.cipher, rx_key, rx_nonce, enc.record_limit),
+            max_record: enc.max_record.max(64),
+            wire_in: ReadBuffer::new(pool.clone(), read_buffer),
+            wire_out: SegmentQueue::new(pool.clone(), segment),
+            close_sent: false,
+            close_received: false,
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Static X25519 keys: generation, bytes, files.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+use hpke::kem::X25519HkdfSha256;
+use hpke::{Deserializable, Kem as _, Serializable};
+
+pub(crate) type Kem = X25519HkdfSha256;
+pub(crate) type SecretKey = <Kem as hpke::Kem>::PrivateKey;
+pub(crate) type KemPublicKey = <Kem as hpke::Kem>::PublicKey;
+
+/// An X25519 public key (32 bytes): the server's pinned identity or an allowed client.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PublicKey(pub(crate) [u8; 32]);
+
+impl PublicKey {
+    /// The key's bytes.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
+    /// A key from its 32 bytes. Fails on an invalid encoding.
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<PublicKey, KeyError> {
+        KemPublicKey::from_bytes(&bytes).map_err(|_| KeyError::Invalid)?;
+        Ok(PublicKey(bytes))
+    }
+
+    pub(crate) fn kem(&self) -> KemPublicKey {
+        // Validated at construction.
+        KemPublicKey::from_bytes(&self.0).expect("validated public key")
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({self})")
+    }
+}
+
+impl std::str::FromStr for PublicKey {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<PublicKey, KeyError> {
+        let bytes = parse_hex32(s.trim()).ok_or(KeyError::Invalid)?;
+        PublicKey::from_bytes(bytes)
+    }
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A static X25519 key pair: a server's identity, or a client's for client authentication.
+///
+/// `Debug` never prints the secret half.
+#[derive(Clone)]
+pub struct KeyPair {
+    pub(crate) secret: SecretKey,
+    pub(crate) public: PublicKey,
+}
+
+/// A key could not be used.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The bytes are not a valid key.
+    Invalid,
+    /// Reading or writing the key file failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::Invalid => f.write_str("invalid key"),
+            KeyError::Io(e) => write!(f, "key file: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+impl KeyPair {
+    /// A new key pair from the operating system's RNG.
+    pub fn generate() -> KeyPair {
+        let mut seed = [0u8; 32];
+        rand_core::TryRng::try_fill_bytes(&mut getrandom::SysRng, &mut seed)
+            .expect("the operating system's random number generator is unavailable");
+        KeyPair::from_seed(&seed)
+    }
+
+    /// The key pair derived from `seed` (deterministic: for tests and simulations).
+    pub fn from_seed(seed: &[u8; 32]) -> KeyPair {
+        let (secret, public) = Kem::derive_keypair(seed);
+        let public = PublicKey(public.to_bytes().into());
+        KeyPair { secret, public }
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        self.public
+    }
+
+    /// The secret key's 32 bytes. Keep them secret.
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        self.secret.to_bytes().into()
+    }
+
+    /// A key pair from the secret key's 32 bytes.
+    pub fn from_secret_bytes(bytes: [u8; 32]) -> Result<KeyPair, KeyError> {
+        let secret = SecretKey::from_bytes(&bytes).map_err(|_| KeyError::Invalid)?;
+        let public = PublicKey(Kem::sk_to_pk(&secret).to_bytes().into());
+        Ok(KeyPair { secret, public })
+    }
+
+    /// Writes the secret key to `path` as hex, readable by the owner only (mode 0600 on Unix).
+    /// Fails if the file exists.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), KeyError> {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(path).map_err(KeyError::Io)?;
+        let hex: String = self.secret_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        writeln!(f, "{hex}").map_err(KeyError::Io)
+    }
+
+    /// Reads a key written by [`KeyPair::save`].
+    pub fn load(path: impl AsRef<Path>) -> Result<KeyPair, KeyError> {
+        let text = std::fs::read_to_string(path).map_err(KeyError::Io)?;
+        let bytes = parse_hex32(text.trim()).ok_or(KeyError::Invalid)?;
+        KeyPair::from_secret_bytes(bytes)
+    }
+}
+
+impl fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyPair").field("public", &self.public).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_bytes_round_trip_and_public_matches() {
+        let k = KeyPair::from_seed(&[7; 32]);
+        let k2 = KeyPair::from_secret_bytes(k.secret_bytes()).unwrap();
+        assert_eq!(k.public(), k2.public());
+        assert_eq!(k.public().to_string().parse::<PublicKey>().unwrap(), k.public());
+        assert!(!format!("{k:?}").contains(&format!("{:02x}", k.secret_bytes()[0]).repeat(4)));
+    }
+
+    #[test]
+    fn save_is_owner_only_and_loads_back() {
+        let dir = std::env::temp_dir().join(format!("laxnet-key-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let k = KeyPair::from_seed(&[9; 32]);
+        k.save(&dir).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        assert!(k.save(&dir).is_err(), "save must not overwrite");
+        assert_eq!(KeyPair::load(&dir).unwrap().public(), k.public());
+        std::fs::remove_file(&dir).unwrap();
+    }
+}
