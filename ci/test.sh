@@ -28,4 +28,5 @@ fi
 
 step "examples"
 cargo run --quiet --example chat > /dev/null
+cargo run --quiet --example encryption > /dev/null
 echo "ci/test.sh: all checks passed"
