@@ -91,3 +91,8 @@ pub use time::Instant;
 
 /// Re-exported so message types can derive the serialization traits with a matching version.
 pub use borsh;
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
