@@ -603,7 +603,8 @@ impl Service {
 
     /// Stops every listener, closes every session (reason `Shutdown`, each flushed within the
     /// linger time) and returns when all of them are destroyed. Later `accept`/`connect`
-    /// calls fail with `Shutdown`.
+    /// calls fail with `Shutdown`. Finally drops every subscription (callbacks often hold a
+    /// clone of the service; without a shutdown that cycle keeps the service alive).
     pub async fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
         for s in self.inner.snapshot() {
@@ -611,6 +612,10 @@ impl Service {
         }
         let mut live = self.inner.live.subscribe();
         let _ = live.wait_for(|n| *n == 0).await;
+        // Subscriptions often capture a clone of the service: dropping them here breaks that
+        // cycle so the service's memory is freed once the last handle goes.
+        let _ = self.inner.modify_registry(|_| Ok(Registry::default()));
+        lock(&self.inner.close_watchers).clear();
         self.inner.core.pool.trim();
     }
 
@@ -630,8 +635,8 @@ impl Service {
                 let Some(inner) = inner.upgrade() else { return };
                 let now = core.runtime.now();
                 for s in inner.snapshot() {
-                    if s.silent_for(now, idle) && s.request_close(CloseReason::Idle) {
-                        core.counters.closes[CloseReason::Idle.kind_index()].fetch_add(0, Relaxed);
+                    if s.silent_for(now, idle) {
+                        s.request_close(CloseReason::Idle);
                     }
                 }
             }
