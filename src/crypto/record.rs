@@ -283,4 +283,58 @@ mod tests {
         assert_eq!(Opener::record_len(&3u32.to_le_bytes(), 100), Err(CryptoError::BadRecord));
         assert_eq!(Opener::record_len(&20u32.to_le_bytes(), 100), Ok(Some(24)));
     }
+
+    /// With the null cipher, random bytes reach the record and frame parsers behind the AEAD:
+    /// every outcome is a record, a frame, or a typed error — never a panic, never a buffer
+    /// larger than the limits.
+    #[test]
+    fn null_cipher_property_random_records_and_frames() {
+        use crate::buffer::{BufferPool, PoolConfig};
+        use crate::session::inbound::Inbound;
+        use rand_chacha::ChaCha20Rng;
+        use rand_core::{Rng, SeedableRng};
+
+        let pool = BufferPool::new(PoolConfig::default());
+        let mut rng = ChaCha20Rng::seed_from_u64(77);
+        for _ in 0..300 {
+            let mut sealer = Sealer::new(Cipher::Null, &[0; 32], &[0; 12], u64::MAX);
+            let mut opener = Opener::new(Cipher::Null, &[0; 32], &[0; 12], u64::MAX);
+            let mut inbound = Inbound::new(pool.clone(), 512, 4096);
+            let mut wire = Vec::new();
+            for _ in 0..(rng.next_u32() % 8) {
+                // Half the time well-formed records with random payloads, else raw junk.
+                let len = (rng.next_u32() % 300) as usize;
+                let mut payload = vec![0u8; len];
+                rng.fill_bytes(&mut payload);
+                if rng.next_u32() % 2 == 0 {
+                    let mut rec = vec![0u8; len + OVERHEAD];
+                    rec[HEADER + 1..HEADER + 1 + len].copy_from_slice(&payload);
+                    let n = sealer.seal(RecordType::Data, &mut rec, len).unwrap();
+                    wire.extend_from_slice(&rec[..n]);
+                } else {
+                    wire.extend_from_slice(&payload);
+                }
+            }
+            let mut at = 0;
+            'records: while let Ok(Some(total)) = Opener::record_len(&wire[at..], 1024) {
+                if wire.len() - at < total {
+                    break;
+                }
+                let mut rec = wire[at..at + total].to_vec();
+                at += total;
+                let Ok((_, range)) = opener.open(&mut rec) else { break };
+                let n = range.len();
+                inbound.spare_for(n)[..n].copy_from_slice(&rec[range]);
+                inbound.commit(n);
+                loop {
+                    match inbound.poll_frame() {
+                        Ok(Some(f)) => inbound.consume(&f),
+                        Ok(None) => break,
+                        Err(_) => break 'records,
+                    }
+                }
+            }
+            assert!(pool.stats().in_use_bytes <= 8192 + 4096, "{:?}", pool.stats());
+        }
+    }
 }
