@@ -188,7 +188,16 @@ impl Driver {
         };
         let mut buf = ReadBuf::new(spare);
         match Pin::new(stream).poll_read(cx, &mut buf) {
-            Poll::Pending => false,
+            Poll::Pending => {
+                // Nothing to read: an idle session holds no read memory.
+                self.inbound.release_if_empty();
+                if let Some(s) = self.sealed.as_mut() {
+                    if s.wire_in.is_empty() {
+                        s.wire_in.release();
+                    }
+                }
+                false
+            }
             Poll::Ready(Ok(())) => {
                 let n = buf.filled().len();
                 if n == 0 {

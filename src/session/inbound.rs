@@ -99,6 +99,14 @@ impl Inbound {
     pub(crate) fn release(&mut self) {
         self.buf.release();
     }
+
+    /// Gives the buffer back to the pool if it holds nothing (an idle session keeps no read
+    /// buffer; the next read takes one from the pool again).
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.buf.is_empty() {
+            self.buf.release();
+        }
+    }
 }
 
 #[cfg(test)]
