@@ -433,6 +433,8 @@ impl Driver {
                         Err(_) => s.wire_out.clear(),
                     }
                     s.close_sent = true;
+                    // Progress the poll loop cannot see: run another turn to write it.
+                    cx.waker().wake_by_ref();
                     return false;
                 }
                 if !s.wire_out.is_empty() {
