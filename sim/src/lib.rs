@@ -1,0 +1,49 @@
+//! `laxnet-sim`: seeded deterministic simulation of `laxnet` on turmoil.
+//!
+//! - [`scenario`]: scenarios as data (`scenarios/*.toml`).
+//! - [`schedule`]: the fault recorder; every RNG-driven fault decision goes through it.
+//! - [`faulty`]: [`FaultyRuntime`](faulty::FaultyRuntime), a `laxnet::Runtime` injecting
+//!   short reads/writes, stalls and resets into turmoil's sockets.
+//! - [`workload`]: what the simulated servers and clients do.
+//! - [`state`]: the event log, the trace hash and the oracle.
+//! - [`runner`]: one seed, start to verdict.
+//! - [`suite`]: many seeds on several threads, the summary table.
+//! - [`timeline`]: the per-session timeline, as text and as HTML/SVG.
+//! - [`shrink`]: minimising a failing fault schedule.
+//!
+//! Determinism: a run's trace hash is FNV-1a over its ordered event log (sim time, host,
+//! event); collections are `BTreeMap`/`Vec` only; every RNG is seeded from the run's seed. Two
+//! sources of nondeterminism outside our code are neutralised: tokio drops a crashed host's
+//! tasks in an order that depends on process-global task ids (so `Closed` events of a crash
+//! are processed in id order and the crashed host's streams are closed in creation order, see
+//! [`faulty::Graveyard`]), and whatever the simulator's final teardown does is kept out of
+//! the log.
+//!
+//! Debugging aids (environment variables): `LAXSIM_DUMP=PREFIX` writes every run's event log
+//! to `PREFIX.SEED.N`; `LAXSIM_PANIC_TRACE=1` also prints panics caught inside a run;
+//! `LAXSIM_SCENARIOS=DIR` changes the scenario directory; `RUST_LOG` filters `replay --trace`
+//! (default `laxnet=trace`).
+
+pub mod faulty;
+pub mod msg;
+pub mod rng;
+pub mod runner;
+pub mod scenario;
+pub mod schedule;
+pub mod shrink;
+pub mod state;
+pub mod suite;
+pub mod timeline;
+pub mod workload;
+
+/// Names of the planted bugs this build can plant (empty without `planted-bugs`).
+pub fn plantable() -> Vec<&'static str> {
+    #[cfg(feature = "planted-bugs")]
+    {
+        laxnet::planted::Bug::ALL.iter().map(|(_, n)| *n).collect()
+    }
+    #[cfg(not(feature = "planted-bugs"))]
+    {
+        Vec::new()
+    }
+}

@@ -1,0 +1,426 @@
+//! Scenarios as data: the hosts, the workload, the faults and the service configuration of one
+//! simulated run, read from `scenarios/*.toml`.
+//!
+//! Every field except `name`, `duration_ms` and `[hosts]` has a default, so a scenario file
+//! only says what makes it different. Unknown keys are errors (a typo must not silently fall
+//! back to a default).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// An inclusive `[lo, hi]` range, written as a two-element array in TOML.
+pub type Span = [u64; 2];
+
+/// One scenario file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// The name `--scenario` selects (the file name without `.toml` by convention).
+    pub name: String,
+    /// One line on what the scenario is for.
+    #[serde(default)]
+    pub description: String,
+    /// Lifecycle edges this scenario must reach at least once over a suite run.
+    #[serde(default)]
+    pub expect_edges: Vec<String>,
+    /// Edges every single seed must reach at least this many times (else the seed fails:
+    /// the scenario is too weak to mean anything).
+    #[serde(default)]
+    pub expect_min: std::collections::BTreeMap<String, u64>,
+    /// Length of the workload phase (sim time). Then every host drains and checks quiescence.
+    pub duration_ms: u64,
+    /// Upper bound on the drain phase: hosts must be quiescent by then.
+    #[serde(default = "default_drain")]
+    pub drain_ms: u64,
+    /// The hosts.
+    pub hosts: Hosts,
+    /// The simulated network.
+    #[serde(default)]
+    pub net: Net,
+    /// Service configuration and socket faults of the servers.
+    #[serde(default)]
+    pub server: Side,
+    /// Service configuration and socket faults of the clients.
+    #[serde(default)]
+    pub client: Side,
+    /// What the hosts do.
+    #[serde(default)]
+    pub workload: Workload,
+    /// Network-level faults (planned from the seed at the start of the run).
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+fn default_drain() -> u64 {
+    2000
+}
+
+/// Host counts. Servers are named `server0..`, clients `client0..`; every host is a turmoil
+/// `host` (so it can crash and restart), and every client connects to every server in turn.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hosts {
+    /// Number of servers.
+    pub servers: u16,
+    /// Number of clients.
+    pub clients: u16,
+}
+
+/// turmoil network settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Net {
+    /// Base message latency range `[min, max]` in milliseconds.
+    pub latency_ms: Span,
+    /// turmoil's `tcp_capacity` (segments: receive queue, send credits, accept backlog).
+    pub tcp_capacity: usize,
+}
+
+impl Default for Net {
+    fn default() -> Self {
+        Net {
+            latency_ms: [1, 10],
+            tcp_capacity: 256,
+        }
+    }
+}
+
+/// One role's service configuration and socket-layer faults.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Side {
+    /// `laxnet::Config` fields.
+    pub service: ServiceCfg,
+    /// Faults injected in this role's sockets (the `FaultyRuntime`).
+    pub io: IoFaults,
+}
+
+/// The `laxnet::Config` fields a scenario can set.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceCfg {
+    /// `max_sessions`.
+    pub max_sessions: usize,
+    /// `heartbeat` in ms (absent: off).
+    pub heartbeat_ms: Option<u64>,
+    /// `idle_timeout` in ms (absent: off).
+    pub idle_timeout_ms: Option<u64>,
+    /// `send_queue_limit` in bytes.
+    pub send_queue_limit: usize,
+    /// `linger` in ms.
+    pub linger_ms: u64,
+    /// `max_frame` in bytes.
+    pub max_frame: usize,
+    /// `connect_timeout` in ms.
+    pub connect_timeout_ms: u64,
+    /// `segment_size` in bytes.
+    pub segment_size: usize,
+}
+
+impl Default for ServiceCfg {
+    fn default() -> Self {
+        ServiceCfg {
+            max_sessions: 1024,
+            heartbeat_ms: None,
+            idle_timeout_ms: None,
+            send_queue_limit: 1 << 20,
+            linger_ms: 400,
+            max_frame: 1 << 20,
+            connect_timeout_ms: 500,
+            segment_size: 16 << 10,
+        }
+    }
+}
+
+impl ServiceCfg {
+    /// The linger time.
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
+    }
+
+    /// The heartbeat timeout.
+    pub fn heartbeat(&self) -> Option<Duration> {
+        self.heartbeat_ms.map(Duration::from_millis)
+    }
+}
+
+/// Per-operation probabilities of socket faults, drawn for every poll of a read or write.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IoFaults {
+    /// A read returns fewer bytes than available.
+    pub short_read: f64,
+    /// A write accepts fewer bytes than offered.
+    pub short_write: f64,
+    /// A read stalls (returns `Pending`, wakes after `stall_ms`).
+    pub stall_read: f64,
+    /// A write stalls.
+    pub stall_write: f64,
+    /// Stall length range in ms.
+    pub stall_ms: Span,
+    /// A read fails with `ConnectionReset`.
+    pub reset_read: f64,
+    /// A write fails with `ConnectionReset` (possibly after a short write: mid-frame).
+    pub reset_write: f64,
+}
+
+impl Default for IoFaults {
+    fn default() -> Self {
+        IoFaults {
+            short_read: 0.0,
+            short_write: 0.0,
+            stall_read: 0.0,
+            stall_write: 0.0,
+            stall_ms: [1, 20],
+            reset_read: 0.0,
+            reset_write: 0.0,
+        }
+    }
+}
+
+impl IoFaults {
+    /// True if no fault can ever be injected.
+    pub fn is_off(&self) -> bool {
+        self.short_read == 0.0
+            && self.short_write == 0.0
+            && self.stall_read == 0.0
+            && self.stall_write == 0.0
+            && self.reset_read == 0.0
+            && self.reset_write == 0.0
+    }
+}
+
+/// What the hosts do.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workload {
+    /// Period of each host's workload loop.
+    pub tick_ms: u64,
+    /// Sessions each client tries to keep open.
+    pub sessions_per_client: usize,
+    /// Pause between two connect attempts of a client.
+    pub connect_gap_ms: Span,
+    /// Probability a connect attempt is abandoned after `connect_abort_ms` (close while
+    /// connecting).
+    pub connect_abort: f64,
+    /// When an abandoned connect is dropped.
+    pub connect_abort_ms: Span,
+    /// How long a session lives before its closer closes it.
+    pub life_ms: Span,
+    /// Pause between two bursts a client sends on a session.
+    pub send_gap_ms: Span,
+    /// Messages per burst.
+    pub burst: Span,
+    /// Payload bytes of an ordinary message.
+    pub payload: Span,
+    /// Probability a message is large.
+    pub large: f64,
+    /// Payload bytes of a large message.
+    pub large_payload: Span,
+    /// Fraction of messages sent as the second message type (`Bulk`).
+    pub bulk_mix: f64,
+    /// Probability the server answers a received message.
+    pub reply: f64,
+    /// Messages per answer.
+    pub reply_burst: Span,
+    /// If set, servers also push bursts on every session at this interval.
+    pub server_push_gap_ms: Option<Span>,
+    /// Probability the client closes a session when its life ends.
+    pub closer_client: f64,
+    /// Probability the server closes it (else, with `closer_both`, both close at once;
+    /// with the remaining probability nobody closes before the end of the run).
+    pub closer_server: f64,
+    /// Probability both ends close at once.
+    pub closer_both: f64,
+    /// Probability the closer sends a burst right before `close()` (close during a send
+    /// burst: everything must still arrive).
+    pub close_burst: f64,
+    /// Probability a side closes the session from inside its `Opened` callback.
+    pub close_on_open: f64,
+    /// Probability a server session never sends anything (a silent peer).
+    pub mute: f64,
+    /// Session refs kept after close, to probe with sends later.
+    pub keep_refs: usize,
+    /// Pause between two stale-ref probes.
+    pub probe_gap_ms: Span,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            tick_ms: 2,
+            sessions_per_client: 2,
+            connect_gap_ms: [0, 20],
+            connect_abort: 0.0,
+            connect_abort_ms: [0, 3],
+            life_ms: [100, 600],
+            send_gap_ms: [5, 30],
+            burst: [1, 3],
+            payload: [0, 200],
+            large: 0.0,
+            large_payload: [2000, 40000],
+            bulk_mix: 0.2,
+            reply: 1.0,
+            reply_burst: [1, 1],
+            server_push_gap_ms: None,
+            closer_client: 0.6,
+            closer_server: 0.3,
+            closer_both: 0.1,
+            close_burst: 0.3,
+            close_on_open: 0.0,
+            mute: 0.0,
+            keep_refs: 16,
+            probe_gap_ms: [10, 40],
+        }
+    }
+}
+
+/// A class of timed network faults: how many, and how long each lasts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timed {
+    /// How many per run.
+    pub count: Span,
+    /// How long each lasts (partition until repair, hold until release, crash until restart).
+    pub dur_ms: Span,
+}
+
+impl Default for Timed {
+    fn default() -> Self {
+        Timed {
+            count: [0, 0],
+            dur_ms: [100, 500],
+        }
+    }
+}
+
+/// Latency spikes: the maximum message latency is raised for a while.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Spikes {
+    /// How many per run.
+    pub count: Span,
+    /// How long each lasts.
+    pub dur_ms: Span,
+    /// The raised maximum latency.
+    pub max_ms: Span,
+}
+
+impl Default for Spikes {
+    fn default() -> Self {
+        Spikes {
+            count: [0, 0],
+            dur_ms: [100, 400],
+            max_ms: [50, 200],
+        }
+    }
+}
+
+/// Network-level faults, planned from the seed (or read from a schedule).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// Partitions between a client and a server, later repaired.
+    pub partitions: Timed,
+    /// Holds (messages delayed, none lost) between a client and a server, later released.
+    pub holds: Timed,
+    /// Raised latency for a while.
+    pub spikes: Spikes,
+    /// Server crashes, each followed by a restart.
+    pub crashes: Timed,
+}
+
+impl Scenario {
+    /// Parses one scenario from TOML text.
+    pub fn parse(text: &str) -> Result<Scenario, String> {
+        let s: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.hosts.servers == 0 || self.hosts.clients == 0 {
+            return Err(format!(
+                "{}: needs at least one server and one client",
+                self.name
+            ));
+        }
+        if self.duration_ms == 0 || self.workload.tick_ms == 0 {
+            return Err(format!(
+                "{}: duration_ms and tick_ms must be > 0",
+                self.name
+            ));
+        }
+        for e in self.expect_edges.iter().chain(self.expect_min.keys()) {
+            if !crate::state::EDGES.contains(&e.as_str()) {
+                return Err(format!(
+                    "{}: unknown edge {e:?} in expect_edges (known: {})",
+                    self.name,
+                    crate::state::EDGES.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Total number of hosts.
+    pub fn host_count(&self) -> u16 {
+        self.hosts.servers + self.hosts.clients
+    }
+
+    /// The name of host `i` (servers first).
+    pub fn host_name(&self, i: u16) -> String {
+        if i < self.hosts.servers {
+            format!("server{i}")
+        } else {
+            format!("client{}", i - self.hosts.servers)
+        }
+    }
+
+    /// True if host `i` is a server.
+    pub fn is_server(&self, i: u16) -> bool {
+        i < self.hosts.servers
+    }
+
+    /// The role configuration of host `i`.
+    pub fn side(&self, i: u16) -> &Side {
+        if self.is_server(i) {
+            &self.server
+        } else {
+            &self.client
+        }
+    }
+}
+
+/// The default scenario directory: `$LAXSIM_SCENARIOS`, else the workspace's `scenarios/`.
+pub fn default_dir() -> PathBuf {
+    match std::env::var_os("LAXSIM_SCENARIOS") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios"),
+    }
+}
+
+/// Every `*.toml` scenario in `dir`, sorted by name.
+pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, String> {
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let s = Scenario::parse(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+        out.push(s);
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    for w in out.windows(2) {
+        if w[0].name == w[1].name {
+            return Err(format!("two scenarios named {:?}", w[0].name));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,1286 @@
+//! The state one simulated run shares between its hosts, the fault layer and the driver loop:
+//! the ordered event log (hashed into the trace hash), the oracle's view of every session and
+//! stream, the edge counters and the violations.
+//!
+//! Everything sits behind one mutex. The simulation is single-threaded, so it is never
+//! contended; the rule is only that nobody holds it across an `.await` or while calling into
+//! the simulator (a crash runs library drop code that publishes `Closed` events, which lock it).
+//! Library calls made under the lock (`send`, `close`, `acquire`, `status`) never call back
+//! into subscribers synchronously.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use laxnet::{CloseReason, SendError, Service, SessionRef};
+
+use crate::msg::{self, Body, Bulk, Data};
+use crate::rng::Rng;
+use crate::scenario::Scenario;
+use crate::schedule::{Fault, IoAct, Recorder};
+
+/// Every lifecycle edge the run counts; scenarios list the ones they must reach.
+pub const EDGES: &[&str] = &[
+    "slot-reused",
+    "close-during-connect",
+    "connect-aborted",
+    "stale-ref-send",
+    "heartbeat-expiry",
+    "send-queue-overflow",
+    "destroy-with-queued-data",
+    "crash-mid-frame",
+    "reset-mid-frame",
+    "peer-crash",
+    "host-restart",
+    "both-ends-close",
+    "close-during-burst",
+    "graceful-close-checked",
+    "admission-refused",
+    "linger-expired",
+    "partition",
+    "hold-release",
+    "latency-spike",
+    "short-read",
+    "short-write",
+    "io-stall",
+    "io-reset",
+    "truncated-frame",
+    "aborted",
+    "idle-close",
+];
+
+/// Violations kept per run (the rest are only counted).
+pub const MAX_VIOLATIONS: usize = 50;
+
+/// The shared state handle.
+pub type Shared = Arc<Mutex<State>>;
+
+/// Locks the shared state (a poisoned lock means a panic, which is reported anyway).
+pub fn lock(s: &Shared) -> MutexGuard<'_, State> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One event of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Ev {
+    /// A host's software started (incarnation `inc`).
+    Start {
+        /// Incarnation.
+        inc: u16,
+    },
+    /// The driver crashed this host.
+    Crash,
+    /// A network fault started or ended (`what`), between this host and `peer`.
+    Net {
+        /// partition, repair, hold, release, spike, spike-end.
+        what: &'static str,
+        /// The other host, or the latency for spikes.
+        arg: u64,
+    },
+    /// A socket-layer fault on a stream.
+    Io {
+        /// Stream number.
+        stream: u64,
+        /// What.
+        act: IoAct,
+    },
+    /// `connect` failed.
+    ConnectErr {
+        /// Why.
+        what: String,
+    },
+    /// Session opened.
+    Opened {
+        /// Id (raw).
+        id: u32,
+        /// True if this side connected.
+        connected: bool,
+        /// Its stream.
+        stream: Option<u64>,
+    },
+    /// Session closed.
+    Closed {
+        /// Id.
+        id: u32,
+        /// Reason.
+        reason: String,
+    },
+    /// A send succeeded.
+    Send {
+        /// Id.
+        id: u32,
+        /// Seq.
+        seq: u64,
+        /// Payload bytes.
+        len: u32,
+    },
+    /// A send failed.
+    SendErr {
+        /// Id.
+        id: u32,
+        /// The error.
+        err: String,
+    },
+    /// A message was delivered.
+    Recv {
+        /// Receiving session id.
+        id: u32,
+        /// Sender host.
+        from: u16,
+        /// Sender session id.
+        from_id: u32,
+        /// Seq.
+        seq: u64,
+    },
+    /// The workload called `close()`.
+    Close {
+        /// Id.
+        id: u32,
+        /// Why (client, server, both, on-open, end).
+        how: &'static str,
+    },
+    /// A stale-ref probe.
+    Probe {
+        /// Id.
+        id: u32,
+        /// The result.
+        res: String,
+    },
+    /// The host drained: its final status.
+    Quiesced {
+        /// Live sessions.
+        live: u64,
+        /// Pool bytes in use.
+        in_use: u64,
+        /// Panics counted by the service.
+        panics: u64,
+    },
+    /// An invariant failed.
+    Violation {
+        /// What.
+        what: String,
+    },
+}
+
+/// One log entry: sim time, host, incarnation, event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Entry {
+    /// Sim time in microseconds.
+    pub t_us: u64,
+    /// Host index.
+    pub host: u16,
+    /// Host incarnation.
+    pub inc: u16,
+    /// What happened.
+    pub ev: Ev,
+}
+
+/// Tracks frame boundaries in a byte stream of "bits" frames (`len: u32 LE`, then `len`
+/// bytes), to tell whether a stream stopped in the middle of a frame.
+#[derive(Debug, Default, Clone)]
+pub struct FrameTrack {
+    hdr: [u8; 4],
+    have: usize,
+    left: u64,
+}
+
+impl FrameTrack {
+    /// Feeds bytes that went through.
+    pub fn feed(&mut self, mut b: &[u8]) {
+        while !b.is_empty() {
+            if self.left > 0 {
+                let k = (self.left as usize).min(b.len());
+                self.left -= k as u64;
+                b = &b[k..];
+            } else {
+                self.hdr[self.have] = b[0];
+                self.have += 1;
+                b = &b[1..];
+                if self.have == 4 {
+                    self.left = u32::from_le_bytes(self.hdr) as u64;
+                    self.have = 0;
+                }
+            }
+        }
+    }
+
+    /// True if the bytes so far end inside a frame.
+    pub fn mid_frame(&self) -> bool {
+        self.have > 0 || self.left > 0
+    }
+}
+
+/// One stream created by the faulty runtime.
+#[derive(Debug)]
+pub struct StreamInfo {
+    /// Owning host.
+    pub host: u16,
+    /// Its incarnation.
+    pub inc: u16,
+    /// Created by `connect` (else by `accept`).
+    pub connected: bool,
+    /// The stream at the other end, once both exist.
+    pub peer: Option<u64>,
+    /// The session using it.
+    pub sess: Option<usize>,
+    /// Host-clock nanoseconds of the last read that returned bytes (or of creation).
+    pub last_read_ns: u64,
+    /// Bytes written.
+    pub written: u64,
+    /// Frame position of what was written.
+    pub wf: FrameTrack,
+    /// Frame position of what was read.
+    pub rf: FrameTrack,
+    /// A reset was injected.
+    pub reset: bool,
+    /// Still owned by the library (not dropped).
+    pub open: bool,
+    /// Read polls so far.
+    pub rops: u64,
+    /// Write polls so far.
+    pub wops: u64,
+}
+
+/// The oracle's view of one session.
+#[derive(Debug, Clone)]
+pub struct Sess {
+    /// Host.
+    pub host: u16,
+    /// Incarnation.
+    pub inc: u16,
+    /// Id (raw).
+    pub id: u32,
+    /// This side connected.
+    pub connected: bool,
+    /// Its stream.
+    pub stream: Option<u64>,
+    /// When `Opened` arrived.
+    pub opened_us: u64,
+    /// `Closed` events seen.
+    pub closed: u32,
+    /// When the first `Closed` arrived.
+    pub closed_us: Option<u64>,
+    /// Its reason.
+    pub reason: Option<CloseReason>,
+    /// When the workload first called `close()` on an open session.
+    pub close_called_us: Option<u64>,
+    /// Successful sends (the next seq).
+    pub sent: u64,
+    /// Successful sends when `close()` was called.
+    pub sent_at_close: Option<u64>,
+    /// Wire bytes of the successful sends.
+    pub enq_bytes: u64,
+    /// Next expected seq from the peer.
+    pub recv_next: u64,
+    /// The peer identity bound by the first message.
+    pub sender: Option<(u16, u16, u32)>,
+    /// A send already failed with `Closed(Heartbeat)`.
+    pub hb_fired: bool,
+}
+
+/// A session the workload is driving.
+pub struct Live {
+    /// The ref from `Opened`.
+    pub sref: SessionRef,
+    /// Index into [`State::sessions`].
+    pub sess: usize,
+    /// Next burst (sim µs).
+    pub next_send_us: u64,
+    /// When its closer acts (sim µs), if anyone closes it before the end.
+    pub close_at_us: Option<u64>,
+    /// Who closes: "client", "server", "both".
+    pub closer: &'static str,
+    /// Send a burst right before closing.
+    pub burst_close: bool,
+    /// A server session that never sends.
+    pub mute: bool,
+}
+
+/// A ref kept after its session closed.
+pub struct Kept {
+    /// The ref.
+    pub sref: SessionRef,
+    /// Index into [`State::sessions`].
+    pub sess: usize,
+}
+
+/// One host's workload state.
+pub struct HostState {
+    /// Name.
+    pub name: String,
+    /// True for servers.
+    pub server: bool,
+    /// Current incarnation.
+    pub inc: u16,
+    /// Incarnations started so far.
+    pub starts: u16,
+    /// Its service (None while crashed).
+    pub svc: Option<Service>,
+    /// Workload RNG.
+    pub rng: Rng,
+    /// Sessions being driven, by id.
+    pub live: BTreeMap<u32, Live>,
+    /// Refs kept after close.
+    pub kept: VecDeque<Kept>,
+    /// Current id → session index (this incarnation).
+    pub by_id: BTreeMap<u32, usize>,
+    /// Ids issued in this incarnation.
+    pub ids_seen: BTreeSet<u32>,
+    /// Slot → latest id issued on it (this incarnation).
+    pub slot_latest: BTreeMap<u32, u32>,
+    /// Sessions opened and not yet closed.
+    pub open_now: usize,
+    /// Connects in flight.
+    pub connecting: usize,
+    /// The stream the runtime created last (taken by the next `Opened`).
+    pub last_stream: Option<u64>,
+    /// Drained and checked.
+    pub done: bool,
+    /// Currently crashed.
+    pub down: bool,
+    /// Next connect attempt (sim µs).
+    pub next_connect_us: u64,
+    /// Next stale probe (sim µs).
+    pub next_probe_us: u64,
+    /// Round-robin server choice.
+    pub next_server: u16,
+    /// Workload phase over: no new connects or sends.
+    pub draining: bool,
+}
+
+/// Library handles to drop outside the state lock.
+pub struct Handles(pub Option<Service>, pub Vec<SessionRef>);
+
+/// A failed invariant.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    /// Sim time (µs).
+    pub t_us: u64,
+    /// Host.
+    pub host: Option<u16>,
+    /// Session index.
+    pub sess: Option<usize>,
+    /// What failed.
+    pub what: String,
+}
+
+/// The shared state of one run.
+pub struct State {
+    /// The scenario.
+    pub sc: Arc<Scenario>,
+    /// Sim time of the current step (µs), set by the driver loop.
+    pub now_us: u64,
+    /// The event log.
+    pub log: Vec<Entry>,
+    /// Every session ever opened.
+    pub sessions: Vec<Sess>,
+    /// Every stream ever created.
+    pub streams: Vec<StreamInfo>,
+    /// Streams waiting for their other end: (client addr, server addr) → stream.
+    pub unpaired: BTreeMap<(SocketAddr, SocketAddr), u64>,
+    /// The hosts.
+    pub hosts: Vec<HostState>,
+    /// Failed invariants (the first [`MAX_VIOLATIONS`]).
+    pub violations: Vec<Violation>,
+    /// All failed invariants, counted.
+    pub violation_count: u64,
+    /// Edge counters.
+    pub edges: BTreeMap<&'static str, u64>,
+    /// Fault decisions.
+    pub rec: Recorder,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// `Closed` events held while a host crashes.
+    pub crash_closed: Vec<(u16, u32, CloseReason)>,
+    /// The run is over: the log takes no more entries.
+    pub frozen: bool,
+    /// Print events as they happen (replay --trace).
+    pub echo: bool,
+}
+
+impl State {
+    /// A fresh state.
+    pub fn new(sc: Arc<Scenario>, seed: u64, rec: Recorder) -> State {
+        let hosts = (0..sc.host_count())
+            .map(|i| HostState {
+                name: sc.host_name(i),
+                server: sc.is_server(i),
+                inc: 0,
+                starts: 0,
+                svc: None,
+                rng: Rng::new(seed, 1 + i as u64),
+                live: BTreeMap::new(),
+                kept: VecDeque::new(),
+                by_id: BTreeMap::new(),
+                ids_seen: BTreeSet::new(),
+                slot_latest: BTreeMap::new(),
+                open_now: 0,
+                connecting: 0,
+                last_stream: None,
+                done: false,
+                down: false,
+                next_connect_us: 0,
+                next_probe_us: 0,
+                next_server: i % sc.hosts.servers.max(1),
+                draining: false,
+            })
+            .collect();
+        State {
+            sc,
+            now_us: 0,
+            log: Vec::new(),
+            sessions: Vec::new(),
+            streams: Vec::new(),
+            unpaired: BTreeMap::new(),
+            hosts,
+            violations: Vec::new(),
+            violation_count: 0,
+            edges: BTreeMap::new(),
+            rec,
+            delivered: 0,
+            crash_closed: Vec::new(),
+            frozen: false,
+            echo: false,
+        }
+    }
+
+    /// Appends an event.
+    pub fn log(&mut self, host: u16, ev: Ev) {
+        if self.frozen {
+            return;
+        }
+        let inc = self.hosts.get(host as usize).map_or(0, |h| h.inc);
+        let e = Entry {
+            t_us: self.now_us,
+            host,
+            inc,
+            ev,
+        };
+        if self.echo {
+            println!("{}", self.fmt_entry(&e));
+        }
+        self.log.push(e);
+    }
+
+    /// Counts an edge.
+    pub fn edge(&mut self, name: &'static str) {
+        debug_assert!(EDGES.contains(&name), "unknown edge {name}");
+        *self.edges.entry(name).or_default() += 1;
+    }
+
+    /// Records a violation.
+    pub fn violation(&mut self, host: Option<u16>, sess: Option<usize>, what: String) {
+        let t = self.now_us;
+        self.violation_at(t, host, sess, what);
+    }
+
+    /// Records a violation that happened at sim time `t_us`.
+    pub fn violation_at(
+        &mut self,
+        t_us: u64,
+        host: Option<u16>,
+        sess: Option<usize>,
+        what: String,
+    ) {
+        self.violation_count += 1;
+        if self.violations.len() >= MAX_VIOLATIONS {
+            return;
+        }
+        if let Some(h) = host {
+            self.log(h, Ev::Violation { what: what.clone() });
+        }
+        self.violations.push(Violation {
+            t_us,
+            host,
+            sess,
+            what,
+        });
+    }
+
+    /// Formats a log entry for people.
+    pub fn fmt_entry(&self, e: &Entry) -> String {
+        let host = self
+            .hosts
+            .get(e.host as usize)
+            .map_or("?", |h| h.name.as_str());
+        format!(
+            "{:>10.3}ms {host}/{} {}",
+            e.t_us as f64 / 1000.0,
+            e.inc,
+            fmt_ev(&e.ev)
+        )
+    }
+
+    /// The trace hash: FNV-1a over the ordered event log.
+    pub fn trace_hash(&self) -> u64 {
+        let mut h = Fnv::default();
+        for e in &self.log {
+            e.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    // ---- streams -------------------------------------------------------------------------
+
+    /// Registers a stream the runtime just created; pairs it with its other end.
+    pub fn new_stream(
+        &mut self,
+        host: u16,
+        connected: bool,
+        local: SocketAddr,
+        peer: SocketAddr,
+        now_ns: u64,
+    ) -> u64 {
+        let id = self.streams.len() as u64;
+        let inc = self.hosts[host as usize].inc;
+        let key = if connected {
+            (local, peer)
+        } else {
+            (peer, local)
+        };
+        let mut info = StreamInfo {
+            host,
+            inc,
+            connected,
+            peer: None,
+            sess: None,
+            last_read_ns: now_ns,
+            written: 0,
+            wf: FrameTrack::default(),
+            rf: FrameTrack::default(),
+            reset: false,
+            open: true,
+            rops: 0,
+            wops: 0,
+        };
+        match self.unpaired.remove(&key) {
+            Some(other) if self.streams[other as usize].connected != connected => {
+                info.peer = Some(other);
+                self.streams[other as usize].peer = Some(id);
+            }
+            _ => {
+                self.unpaired.insert(key, id);
+            }
+        }
+        self.streams.push(info);
+        self.hosts[host as usize].last_stream = Some(id);
+        id
+    }
+
+    /// Records an injected socket fault.
+    pub fn io_fault(&mut self, stream: u64, act: IoAct) {
+        let (host, mid) = {
+            let s = &self.streams[stream as usize];
+            (s.host, s.wf.mid_frame() || s.rf.mid_frame())
+        };
+        match act {
+            IoAct::Short { .. } => {}
+            IoAct::Stall { .. } => self.edge("io-stall"),
+            IoAct::Reset => {
+                self.streams[stream as usize].reset = true;
+                self.edge("io-reset");
+                if mid {
+                    self.edge("reset-mid-frame");
+                }
+            }
+        }
+        self.log(host, Ev::Io { stream, act });
+    }
+
+    // ---- sessions ------------------------------------------------------------------------
+
+    /// `Opened` arrived on host `h`.
+    pub fn on_opened(&mut self, h: u16, sref: &SessionRef, connected: bool) -> usize {
+        let id = sref.id().get();
+        let now = self.now_us;
+        let stream = self.hosts[h as usize].last_stream.take();
+        let idx = self.sessions.len();
+        let inc = self.hosts[h as usize].inc;
+        self.sessions.push(Sess {
+            host: h,
+            inc,
+            id,
+            connected,
+            stream,
+            opened_us: now,
+            closed: 0,
+            closed_us: None,
+            reason: None,
+            close_called_us: None,
+            sent: 0,
+            sent_at_close: None,
+            enq_bytes: 0,
+            recv_next: 0,
+            sender: None,
+            hb_fired: false,
+        });
+        if let Some(st) = stream {
+            self.streams[st as usize].sess = Some(idx);
+        } else {
+            self.violation(
+                Some(h),
+                Some(idx),
+                format!("session {} opened without a new stream", fmt_id(id)),
+            );
+        }
+        self.log(
+            h,
+            Ev::Opened {
+                id,
+                connected,
+                stream,
+            },
+        );
+        let max = self.sc.side(h).service.max_sessions;
+        let host = &mut self.hosts[h as usize];
+        let reissued = !host.ids_seen.insert(id);
+        let slot = id & 0x1_FFFF;
+        let slot_reused = host.slot_latest.insert(slot, id).is_some();
+        host.by_id.insert(id, idx);
+        host.open_now += 1;
+        let open_now = host.open_now;
+        if reissued {
+            self.violation(
+                Some(h),
+                Some(idx),
+                format!(
+                    "id {} reissued within the run (generation did not advance)",
+                    fmt_id(id)
+                ),
+            );
+        }
+        if slot_reused {
+            self.edge("slot-reused");
+        }
+        if open_now > max {
+            self.violation(
+                Some(h),
+                Some(idx),
+                format!("{open_now} sessions open, over max_sessions = {max}"),
+            );
+        }
+        idx
+    }
+
+    /// `Closed` arrived on host `h`. While the host crashes, the events are held and
+    /// processed in id order afterwards ([`State::flush_crash`]): tokio drops a crashed
+    /// host's tasks in an order that depends on process-global task ids.
+    pub fn on_closed(&mut self, h: u16, id: u32, reason: &CloseReason) {
+        if self.hosts[h as usize].down {
+            self.crash_closed.push((h, id, reason.clone()));
+            return;
+        }
+        self.closed_now(h, id, reason);
+    }
+
+    /// Processes the `Closed` events held during a crash, in id order.
+    pub fn flush_crash(&mut self) {
+        let mut held = std::mem::take(&mut self.crash_closed);
+        held.sort_by_key(|(h, id, _)| (*h, *id));
+        for (h, id, reason) in held {
+            self.closed_now(h, id, &reason);
+        }
+    }
+
+    fn closed_now(&mut self, h: u16, id: u32, reason: &CloseReason) {
+        self.log(
+            h,
+            Ev::Closed {
+                id,
+                reason: reason.to_string(),
+            },
+        );
+        let Some(&idx) = self.hosts[h as usize].by_id.get(&id) else {
+            self.violation(
+                Some(h),
+                None,
+                format!("Closed for unknown session {}", fmt_id(id)),
+            );
+            return;
+        };
+        let now = self.now_us;
+        let s = &mut self.sessions[idx];
+        s.closed += 1;
+        if s.closed > 1 {
+            let n = s.closed;
+            self.violation(
+                Some(h),
+                Some(idx),
+                format!("Closed published {n} times for {}", fmt_id(id)),
+            );
+            return;
+        }
+        s.closed_us = Some(now);
+        s.reason = Some(reason.clone());
+        let (stream, enq) = (s.stream, s.enq_bytes);
+        self.hosts[h as usize].open_now -= 1;
+        match reason {
+            CloseReason::Heartbeat => {}
+            CloseReason::Aborted => self.edge("aborted"),
+            CloseReason::Idle => self.edge("idle-close"),
+            CloseReason::Protocol(laxnet::ProtocolViolation::TruncatedFrame) => {
+                self.edge("truncated-frame")
+            }
+            _ => {}
+        }
+        if let Some(st) = stream {
+            let (written, peer) = {
+                let info = &self.streams[st as usize];
+                (info.written, info.peer)
+            };
+            if enq > written {
+                self.edge("destroy-with-queued-data");
+            }
+            if let Some(p) = peer {
+                let ph = self.streams[p as usize].host;
+                if self.hosts[ph as usize].down {
+                    self.edge("peer-crash");
+                }
+            }
+        }
+        let keep = self.sc.workload.keep_refs;
+        let host = &mut self.hosts[h as usize];
+        if let Some(l) = host.live.remove(&id) {
+            if keep > 0 {
+                if host.kept.len() >= keep {
+                    host.kept.pop_front();
+                }
+                host.kept.push_back(Kept {
+                    sref: l.sref,
+                    sess: idx,
+                });
+            }
+        }
+    }
+
+    /// A message arrived on session `id` of host `h`.
+    pub fn on_recv(&mut self, h: u16, id: u32, b: &Body) {
+        self.log(
+            h,
+            Ev::Recv {
+                id,
+                from: b.host,
+                from_id: b.sid,
+                seq: b.seq,
+            },
+        );
+        self.delivered += 1;
+        let Some(&idx) = self.hosts[h as usize].by_id.get(&id) else {
+            self.violation(
+                Some(h),
+                None,
+                format!("message delivered to unknown session {}", fmt_id(id)),
+            );
+            return;
+        };
+        let me = (b.host, b.inc, b.sid);
+        let s = &self.sessions[idx];
+        let mut bad = Vec::new();
+        if s.closed > 0 {
+            bad.push(format!(
+                "message seq {} delivered to {} after its Closed",
+                b.seq,
+                fmt_id(id)
+            ));
+        }
+        match s.sender {
+            None => {
+                // The first message: it must come from the session at the other end of this
+                // session's connection.
+                if let Some(peer) = s
+                    .stream
+                    .and_then(|st| self.streams[st as usize].peer)
+                    .and_then(|p| self.streams[p as usize].sess)
+                {
+                    let p = &self.sessions[peer];
+                    if (p.host, p.inc, p.id) != me {
+                        bad.push(format!(
+                            "message from {}/{} {} delivered to {}, whose peer is {}/{} {}",
+                            b.host,
+                            b.inc,
+                            fmt_id(b.sid),
+                            fmt_id(id),
+                            p.host,
+                            p.inc,
+                            fmt_id(p.id)
+                        ));
+                    }
+                }
+            }
+            Some(prev) if prev != me => bad.push(format!(
+                "message from {}/{} {} delivered to {}, which was receiving from {}/{} {}",
+                b.host,
+                b.inc,
+                fmt_id(b.sid),
+                fmt_id(id),
+                prev.0,
+                prev.1,
+                fmt_id(prev.2)
+            )),
+            Some(_) => {}
+        }
+        if b.seq != s.recv_next {
+            bad.push(format!(
+                "{} expected seq {} but got {} (gap or reorder)",
+                fmt_id(id),
+                s.recv_next,
+                b.seq
+            ));
+        }
+        if !msg::pattern_ok(b.seq, &b.payload) {
+            bad.push(format!(
+                "corrupt payload in seq {} on {}",
+                b.seq,
+                fmt_id(id)
+            ));
+        }
+        let s = &mut self.sessions[idx];
+        s.sender.get_or_insert(me);
+        s.recv_next = b.seq + 1;
+        for what in bad {
+            self.violation(Some(h), Some(idx), what);
+        }
+    }
+
+    /// Sends `n` messages on live session `id` of host `h`; the last carries `flags`.
+    /// Returns false once a send fails with anything but a full queue.
+    pub fn send_burst(&mut self, h: u16, sref: &SessionRef, n: u64, flags: u8) -> bool {
+        let Some(&idx) = self.hosts[h as usize].by_id.get(&sref.id().get()) else {
+            return false;
+        };
+        for i in 0..n {
+            let f = if i + 1 == n { flags } else { 0 };
+            if !self.send_one(h, idx, sref, f) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn send_one(&mut self, h: u16, idx: usize, sref: &SessionRef, flags: u8) -> bool {
+        let w = &self.sc.workload;
+        let (large, large_payload, payload, bulk_mix) =
+            (w.large, w.large_payload, w.payload, w.bulk_mix);
+        let host = &mut self.hosts[h as usize];
+        let Some(svc) = host.svc.clone() else {
+            return false;
+        };
+        let len = if host.rng.chance(large) {
+            host.rng.range(large_payload[0], large_payload[1])
+        } else {
+            host.rng.range(payload[0], payload[1])
+        } as usize;
+        let bulk = host.rng.chance(bulk_mix);
+        let s = &self.sessions[idx];
+        let body = Body {
+            host: h,
+            inc: host.inc,
+            sid: s.id,
+            seq: s.sent,
+            flags,
+            payload: msg::pattern(s.sent, len),
+        };
+        let now = svc.now();
+        let res = if bulk {
+            sref.send(&Bulk(body))
+        } else {
+            sref.send(&Data(body))
+        };
+        self.after_send(h, idx, res, now.since_origin(), len)
+    }
+
+    /// Accounts for one send's result and checks the heartbeat rule.
+    fn after_send(
+        &mut self,
+        h: u16,
+        idx: usize,
+        res: Result<(), SendError>,
+        now: Duration,
+        len: usize,
+    ) -> bool {
+        let hb = self.sc.side(h).service.heartbeat();
+        let s = &self.sessions[idx];
+        let (id, hb_fired) = (s.id, s.hb_fired);
+        let silent = s.stream.map(|st| {
+            let last = Duration::from_nanos(self.streams[st as usize].last_read_ns);
+            now.saturating_sub(last)
+        });
+        match res {
+            Ok(()) => {
+                let seq = s.sent;
+                let s = &mut self.sessions[idx];
+                s.sent += 1;
+                s.enq_bytes += msg::frame_len(len);
+                self.log(
+                    h,
+                    Ev::Send {
+                        id,
+                        seq,
+                        len: len as u32,
+                    },
+                );
+                if let (Some(hb), Some(silent)) = (hb, silent) {
+                    if silent > hb {
+                        self.violation(
+                            Some(h),
+                            Some(idx),
+                            format!(
+                                "send on {} succeeded after {silent:?} of silence, past the heartbeat timeout {hb:?}",
+                                fmt_id(id)
+                            ),
+                        );
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                let full = matches!(e, SendError::QueueFull { .. });
+                self.log(
+                    h,
+                    Ev::SendErr {
+                        id,
+                        err: e.to_string(),
+                    },
+                );
+                match e {
+                    SendError::QueueFull { queued, limit } => {
+                        self.edge("send-queue-overflow");
+                        if queued > limit {
+                            self.violation(
+                                Some(h),
+                                Some(idx),
+                                format!("send queue holds {queued} bytes, over its limit {limit}"),
+                            );
+                        }
+                    }
+                    SendError::Closed(CloseReason::Heartbeat) if !hb_fired => {
+                        self.sessions[idx].hb_fired = true;
+                        self.edge("heartbeat-expiry");
+                        match (hb, silent) {
+                            (Some(hb), Some(silent)) if silent <= hb => self.violation(
+                                Some(h),
+                                Some(idx),
+                                format!(
+                                    "{} closed by heartbeat after only {silent:?} of silence (timeout {hb:?})",
+                                    fmt_id(id)
+                                ),
+                            ),
+                            (None, _) => self.violation(
+                                Some(h),
+                                Some(idx),
+                                format!("{} closed by heartbeat with no heartbeat configured", fmt_id(id)),
+                            ),
+                            _ => {}
+                        }
+                    }
+                    _ => {}
+                }
+                full
+            }
+        }
+    }
+
+    /// The workload closes live session `id` on host `h`.
+    pub fn close(&mut self, h: u16, id: u32, how: &'static str) {
+        let Some(l) = self.hosts[h as usize].live.get(&id) else {
+            return;
+        };
+        let (sref, idx) = (l.sref.clone(), l.sess);
+        let was_open = sref.is_open();
+        sref.close();
+        self.log(h, Ev::Close { id, how });
+        let now = self.now_us;
+        let s = &mut self.sessions[idx];
+        if was_open && s.close_called_us.is_none() {
+            s.close_called_us = Some(now);
+            s.sent_at_close = Some(s.sent);
+        }
+    }
+
+    /// Probes the kept refs of host `h`: a closed session's ref must never send again, and
+    /// its id must never resolve again.
+    pub fn probe(&mut self, h: u16) {
+        let Some(svc) = self.hosts[h as usize].svc.clone() else {
+            return;
+        };
+        let kept: Vec<(SessionRef, usize)> = self.hosts[h as usize]
+            .kept
+            .iter()
+            .map(|k| (k.sref.clone(), k.sess))
+            .collect();
+        for (sref, idx) in kept {
+            let id = sref.id().get();
+            let s = &self.sessions[idx];
+            if s.closed == 0 {
+                continue;
+            }
+            let body = Body {
+                host: h,
+                inc: s.inc,
+                sid: id,
+                seq: u64::MAX,
+                flags: 0,
+                payload: Vec::new(),
+            };
+            let res = sref.send(&Data(body));
+            let slot = id & 0x1_FFFF;
+            let reused = self.hosts[h as usize]
+                .slot_latest
+                .get(&slot)
+                .is_some_and(|latest| *latest != id);
+            let res_s = match &res {
+                Ok(()) => "ok".to_string(),
+                Err(e) => e.to_string(),
+            };
+            self.log(h, Ev::Probe { id, res: res_s });
+            match res {
+                Ok(()) => self.violation(
+                    Some(h),
+                    Some(idx),
+                    format!("send on the ref of closed session {} succeeded", fmt_id(id)),
+                ),
+                Err(SendError::Stale) if reused => self.edge("stale-ref-send"),
+                Err(SendError::Stale) | Err(SendError::Closed(_)) => {}
+                Err(e) => self.violation(
+                    Some(h),
+                    Some(idx),
+                    format!(
+                        "send on the ref of closed session {} failed with {e}, not Stale/Closed",
+                        fmt_id(id)
+                    ),
+                ),
+            }
+            if let Some(r) = svc.acquire(sref.id()) {
+                let same = r.id() == sref.id();
+                self.violation(
+                    Some(h),
+                    Some(idx),
+                    format!(
+                        "acquire({}) returned a live session after it was destroyed{}",
+                        fmt_id(id),
+                        if same { "" } else { " (a different id!)" }
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Host `h` crashed: forget its incarnation's sessions. Returns the handles to drop
+    /// outside the lock.
+    pub fn crashed(&mut self, h: u16) -> Handles {
+        let host = &mut self.hosts[h as usize];
+        let svc = host.svc.take();
+        let mut refs: Vec<SessionRef> = std::mem::take(&mut host.live)
+            .into_values()
+            .map(|l| l.sref)
+            .collect();
+        refs.extend(std::mem::take(&mut host.kept).into_iter().map(|k| k.sref));
+        host.by_id.clear();
+        host.ids_seen.clear();
+        host.slot_latest.clear();
+        host.open_now = 0;
+        host.connecting = 0;
+        host.last_stream = None;
+        host.done = false;
+        host.draining = false;
+        Handles(svc, refs)
+    }
+
+    /// Takes every service and ref out of the state (they reference it through the runtime:
+    /// a cycle). Drop the result outside the lock.
+    pub fn release_handles(&mut self) -> Vec<Handles> {
+        self.hosts
+            .iter_mut()
+            .map(|host| {
+                let svc = host.svc.take();
+                let mut refs: Vec<SessionRef> = std::mem::take(&mut host.live)
+                    .into_values()
+                    .map(|l| l.sref)
+                    .collect();
+                refs.extend(std::mem::take(&mut host.kept).into_iter().map(|k| k.sref));
+                Handles(svc, refs)
+            })
+            .collect()
+    }
+
+    // ---- the end of the run --------------------------------------------------------------
+
+    /// Post-run checks over every session: exactly one `Closed`, and no loss after a
+    /// graceful close. Also counts the edges that need both ends.
+    pub fn final_checks(&mut self) {
+        let margin = 2_000; // µs: two ticks
+        for idx in 0..self.sessions.len() {
+            let s = self.sessions[idx].clone();
+            if s.closed == 0 {
+                let h = s.host;
+                self.violation_at(
+                    s.opened_us,
+                    Some(h),
+                    Some(idx),
+                    format!("session {} never got a Closed event", fmt_id(s.id)),
+                );
+                continue;
+            }
+            let Some(peer) = s
+                .stream
+                .and_then(|st| self.streams[st as usize].peer)
+                .map(|p| (p, &self.streams[p as usize]))
+                .and_then(|(p, ps)| ps.sess.map(|x| (p, x)))
+            else {
+                continue;
+            };
+            let (pstream, pidx) = peer;
+            let r = self.sessions[pidx].clone();
+            if s.close_called_us.is_some() && r.close_called_us.is_some() && s.connected {
+                self.edge("both-ends-close");
+            }
+            // Everything sent before a graceful close() must arrive, provided the close
+            // finished within the linger time (so it flushed and saw the peer's end of
+            // stream) and the peer read to a clean end of stream; resets injected into
+            // either stream are excused.
+            let linger = self.sc.side(s.host).service.linger_ms * 1000;
+            let (Some(called), Some(closed), Some(sent)) =
+                (s.close_called_us, s.closed_us, s.sent_at_close)
+            else {
+                continue;
+            };
+            let in_time = closed.saturating_sub(called) + margin < linger;
+            let clean = s.reason == Some(CloseReason::Local)
+                && r.reason == Some(CloseReason::PeerClosed)
+                && in_time
+                && !self.streams[s.stream.unwrap_or(0) as usize].reset
+                && !self.streams[pstream as usize].reset;
+            if !clean {
+                continue;
+            }
+            self.edge("graceful-close-checked");
+            if r.recv_next != sent {
+                let h = s.host;
+                self.violation_at(
+                    closed,
+                    Some(h),
+                    Some(idx),
+                    format!(
+                        "graceful close of {} lost messages: {sent} sent before close(), the peer ({} on {}) received {}",
+                        fmt_id(s.id),
+                        fmt_id(r.id),
+                        self.hosts[r.host as usize].name,
+                        r.recv_next
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The last `n` log lines about session `idx`.
+    pub fn session_tail(&self, idx: usize, n: usize) -> Vec<String> {
+        let s = &self.sessions[idx];
+        let mine: Vec<&Entry> = self
+            .log
+            .iter()
+            .filter(|e| e.host == s.host && e.inc == s.inc && ev_id(&e.ev) == Some(s.id))
+            .filter(|e| !matches!(e.ev, Ev::Probe { .. }))
+            .filter(|e| e.t_us >= s.opened_us)
+            .collect();
+        mine[mine.len().saturating_sub(n)..]
+            .iter()
+            .map(|e| self.fmt_entry(e))
+            .collect()
+    }
+
+    /// Number of fault decisions taken (network and socket).
+    pub fn faults_injected(&self) -> u64 {
+        self.rec
+            .records
+            .iter()
+            .filter(|f| !matches!(f, Fault::Latency { .. }))
+            .count() as u64
+    }
+}
+
+/// The session id an event is about, if any.
+pub fn ev_id(ev: &Ev) -> Option<u32> {
+    match ev {
+        Ev::Opened { id, .. }
+        | Ev::Closed { id, .. }
+        | Ev::Send { id, .. }
+        | Ev::SendErr { id, .. }
+        | Ev::Recv { id, .. }
+        | Ev::Close { id, .. }
+        | Ev::Probe { id, .. } => Some(*id),
+        _ => None,
+    }
+}
+
+/// Formats a raw id as the library does (`#slot.generation`).
+pub fn fmt_id(id: u32) -> String {
+    match laxnet::SessionId::from_raw(id) {
+        Some(i) => i.to_string(),
+        None => format!("#raw{id}"),
+    }
+}
+
+/// Formats an event for people.
+pub fn fmt_ev(ev: &Ev) -> String {
+    match ev {
+        Ev::Start { inc } => format!("start (incarnation {inc})"),
+        Ev::Crash => "CRASH".into(),
+        Ev::Net { what, arg } => format!("net {what} {arg}"),
+        Ev::Io { stream, act } => format!("io-fault stream {stream}: {act:?}"),
+        Ev::ConnectErr { what } => format!("connect failed: {what}"),
+        Ev::Opened {
+            id,
+            connected,
+            stream,
+        } => format!(
+            "{} opened ({}, stream {})",
+            fmt_id(*id),
+            if *connected { "connected" } else { "accepted" },
+            stream.map_or("?".into(), |s| s.to_string())
+        ),
+        Ev::Closed { id, reason } => format!("{} CLOSED: {reason}", fmt_id(*id)),
+        Ev::Send { id, seq, len } => format!("{} send seq {seq} ({len} B)", fmt_id(*id)),
+        Ev::SendErr { id, err } => format!("{} send failed: {err}", fmt_id(*id)),
+        Ev::Recv {
+            id,
+            from,
+            from_id,
+            seq,
+        } => format!(
+            "{} recv seq {seq} from host {from} {}",
+            fmt_id(*id),
+            fmt_id(*from_id)
+        ),
+        Ev::Close { id, how } => format!("{} close() ({how})", fmt_id(*id)),
+        Ev::Probe { id, res } => format!("{} stale-ref probe: {res}", fmt_id(*id)),
+        Ev::Quiesced {
+            live,
+            in_use,
+            panics,
+        } => format!("quiesced: live {live}, pool in use {in_use} B, panics {panics}"),
+        Ev::Violation { what } => format!("VIOLATION: {what}"),
+    }
+}
+
+/// FNV-1a, 64 bit.
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= *b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}

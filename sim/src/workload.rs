@@ -1,0 +1,389 @@
+//! The programs the simulated hosts run: servers accept and answer, clients connect, send and
+//! close, both sides close in all the ways the scenario asks for, keep refs after close and
+//! probe them, and at the end drain and check quiescence. Every observation goes to the
+//! oracle in [`crate::state::State`].
+#![allow(clippy::disallowed_methods)] // the workload paces itself with tokio's (virtual) timers
+
+use std::time::Duration;
+
+use laxnet::{Config, Direction, Received, Service, SessionEvent, SessionRef, Topic};
+
+use crate::faulty::FaultyRuntime;
+use crate::msg::{Body, Bulk, CLOSE_REQ, Data};
+use crate::state::{Ev, Live, Shared, State, lock};
+
+/// The port servers listen on.
+pub const PORT: u16 = 7000;
+
+/// What a host runs, per run.
+#[derive(Clone, Debug)]
+pub struct HostOpts {
+    /// The run's seed.
+    pub seed: u64,
+    /// A planted bug for every service.
+    pub plant: Option<String>,
+    /// The library's logging switch.
+    pub logging: bool,
+}
+
+fn mix(seed: u64, h: u16, inc: u16) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((h as u64) << 32) ^ ((inc as u64) << 48) ^ 0x5EED
+}
+
+fn config(st: &State, h: u16, inc: u16, opts: &HostOpts) -> Config {
+    let s = &st.sc.side(h).service;
+    let mut c = Config::default();
+    c.max_sessions = s.max_sessions;
+    c.heartbeat = s.heartbeat();
+    c.idle_timeout = s.idle_timeout_ms.map(Duration::from_millis);
+    c.send_queue_limit = s.send_queue_limit;
+    c.linger = s.linger();
+    c.max_frame = s.max_frame;
+    c.connect_timeout = Duration::from_millis(s.connect_timeout_ms);
+    c.segment_size = s.segment_size;
+    c.rng_seed = Some(mix(opts.seed, h, inc));
+    c.logging = opts.logging;
+    #[cfg(feature = "planted-bugs")]
+    {
+        c.planted = opts.plant.as_deref().and_then(|p| p.parse().ok());
+    }
+    c
+}
+
+/// The software of host `h`: one incarnation per call (turmoil calls it again on restart).
+pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Result {
+    let (svc, server, tick, _grave) = {
+        let mut st = lock(&shared);
+        let inc = {
+            let host = &mut st.hosts[h as usize];
+            host.inc = host.starts;
+            host.starts += 1;
+            host.inc
+        };
+        let cfg = config(&st, h, inc, &opts);
+        let io = st.sc.side(h).io.clone();
+        let rt = FaultyRuntime::new(shared.clone(), h, mix(opts.seed, h, inc) ^ 1, io);
+        let grave = rt.graveyard();
+        let svc = Service::with_runtime(cfg, rt);
+        let host = &mut st.hosts[h as usize];
+        host.svc = Some(svc.clone());
+        host.draining = false;
+        host.done = false;
+        let server = host.server;
+        st.log(h, Ev::Start { inc });
+        (
+            svc,
+            server,
+            Duration::from_millis(st.sc.workload.tick_ms),
+            grave,
+        )
+    };
+    subscribe(&shared, &svc, h);
+    // Keep the acceptor handle for the whole incarnation (laxnet up to 85af22e stopped
+    // listening when the handle was dropped, contrary to its docs).
+    let mut _acceptor = None;
+    if server {
+        match svc.accept(&format!("0.0.0.0:{PORT}"), "bits").await {
+            Ok(a) => _acceptor = Some(a),
+            Err(e) => lock(&shared).violation(Some(h), None, format!("accept failed: {e}")),
+        }
+    }
+    loop {
+        tokio::time::sleep(tick).await;
+        let connects = {
+            let mut st = lock(&shared);
+            if st.now_us >= st.sc.duration_ms * 1000 {
+                break;
+            }
+            step(&mut st, h)
+        };
+        for (addr, abort) in connects {
+            tokio::spawn(connect(shared.clone(), h, svc.clone(), addr, abort));
+        }
+    }
+    drain(&shared, h, &svc).await;
+    Ok(())
+}
+
+fn subscribe(shared: &Shared, svc: &Service, h: u16) {
+    let sh = shared.clone();
+    let r1 = svc.sub(Topic::sessions("bits"), move |ev: &SessionEvent| {
+        on_session(&sh, h, ev)
+    });
+    let sh = shared.clone();
+    let r2 = svc.sub(Topic::message::<Data>("bits"), move |m: &Received<Data>| {
+        on_message(&sh, h, &m.session, &m.msg.0)
+    });
+    let sh = shared.clone();
+    let r3 = svc.sub(Topic::message::<Bulk>("bits"), move |m: &Received<Bulk>| {
+        on_message(&sh, h, &m.session, &m.msg.0)
+    });
+    for r in [r1.err(), r2.err(), r3.err()].into_iter().flatten() {
+        lock(shared).violation(Some(h), None, format!("subscribe failed: {r}"));
+    }
+}
+
+fn on_session(shared: &Shared, h: u16, ev: &SessionEvent) {
+    let mut st = lock(shared);
+    match ev {
+        SessionEvent::Opened { session, direction } => {
+            let connected = *direction == Direction::Connected;
+            let idx = st.on_opened(h, session, connected);
+            let w = st.sc.workload.clone();
+            let now = st.now_us;
+            let host = &mut st.hosts[h as usize];
+            let server = host.server;
+            let rng = &mut host.rng;
+            let (closer, close) = if server {
+                if rng.chance(w.closer_server) {
+                    ("server", true)
+                } else {
+                    ("", false)
+                }
+            } else {
+                let r = rng.unit();
+                if r < w.closer_client {
+                    ("client", true)
+                } else if r < w.closer_client + w.closer_both {
+                    ("both", true)
+                } else {
+                    ("", false)
+                }
+            };
+            let life = rng.range(w.life_ms[0], w.life_ms[1]) * 1000;
+            let mute = server && rng.chance(w.mute);
+            let burst_close = rng.chance(w.close_burst);
+            let on_open = rng.chance(w.close_on_open);
+            let first_send = if server {
+                w.server_push_gap_ms
+                    .map_or(u64::MAX, |g| now + rng.range(g[0], g[1]) * 1000)
+            } else {
+                now + rng.range(0, w.send_gap_ms[1]) * 1000
+            };
+            let id = session.id().get();
+            host.live.insert(
+                id,
+                Live {
+                    sref: session.clone(),
+                    sess: idx,
+                    next_send_us: first_send,
+                    close_at_us: close.then_some(now + life),
+                    closer,
+                    burst_close,
+                    mute,
+                },
+            );
+            if on_open {
+                st.edge("close-during-connect");
+                st.close(h, id, "on-open");
+            }
+        }
+        SessionEvent::Closed { id, reason } => st.on_closed(h, id.get(), reason),
+        _ => {}
+    }
+}
+
+fn on_message(shared: &Shared, h: u16, session: &SessionRef, body: &Body) {
+    let mut st = lock(shared);
+    let id = session.id().get();
+    st.on_recv(h, id, body);
+    if body.seq == u64::MAX || !st.hosts[h as usize].server {
+        return;
+    }
+    let Some(live) = st.hosts[h as usize].live.get(&id) else {
+        return;
+    };
+    if live.mute {
+        return;
+    }
+    let w = &st.sc.workload;
+    let (reply, rb) = (w.reply, w.reply_burst);
+    let host = &mut st.hosts[h as usize];
+    if host.rng.chance(reply) {
+        let n = host.rng.range(rb[0], rb[1]);
+        st.send_burst(h, session, n, 0);
+    }
+    if body.flags & CLOSE_REQ != 0 {
+        st.close(h, id, "both");
+    }
+}
+
+/// One pass of host `h`'s workload loop. Returns the connects to start.
+fn step(st: &mut State, h: u16) -> Vec<(String, Option<Duration>)> {
+    let now = st.now_us;
+    let w = st.sc.workload.clone();
+    let servers = st.sc.hosts.servers;
+    let mut connects = Vec::new();
+    if now >= st.hosts[h as usize].next_probe_us {
+        st.probe(h);
+        let host = &mut st.hosts[h as usize];
+        host.next_probe_us = now + host.rng.range(w.probe_gap_ms[0], w.probe_gap_ms[1]) * 1000;
+    }
+    let host = &mut st.hosts[h as usize];
+    if !host.server
+        && host.live.len() + host.connecting < w.sessions_per_client
+        && now >= host.next_connect_us
+    {
+        host.connecting += 1;
+        host.next_connect_us =
+            now + host.rng.range(w.connect_gap_ms[0], w.connect_gap_ms[1]) * 1000;
+        let target = host.next_server;
+        host.next_server = (host.next_server + 1) % servers;
+        let abort = host.rng.chance(w.connect_abort).then(|| {
+            Duration::from_millis(host.rng.range(w.connect_abort_ms[0], w.connect_abort_ms[1]))
+        });
+        connects.push((format!("server{target}:{PORT}"), abort));
+    }
+    let ids: Vec<u32> = host.live.keys().copied().collect();
+    for id in ids {
+        let host = &mut st.hosts[h as usize];
+        let Some(l) = host.live.get_mut(&id) else {
+            continue;
+        };
+        let sref = l.sref.clone();
+        if now >= l.next_send_us && !l.mute {
+            let gap = if host.server {
+                w.server_push_gap_ms
+            } else {
+                Some(w.send_gap_ms)
+            };
+            l.next_send_us = match gap {
+                Some(g) => now + host.rng.range(g[0].max(1), g[1].max(1)) * 1000,
+                None => u64::MAX,
+            };
+            let n = host.rng.range(w.burst[0], w.burst[1]);
+            st.send_burst(h, &sref, n, 0);
+        }
+        let host = &mut st.hosts[h as usize];
+        let Some(l) = host.live.get_mut(&id) else {
+            continue;
+        };
+        if l.close_at_us.is_some_and(|t| now >= t) {
+            l.close_at_us = None;
+            let (closer, burst_close) = (l.closer, l.burst_close);
+            if burst_close {
+                let n = host.rng.range(w.burst[0], w.burst[1]).max(2);
+                st.edge("close-during-burst");
+                st.send_burst(h, &sref, n, 0);
+            }
+            if closer == "both" {
+                st.send_burst(h, &sref, 1, CLOSE_REQ);
+            }
+            st.close(h, id, closer);
+        }
+    }
+    connects
+}
+
+async fn connect(shared: Shared, h: u16, svc: Service, addr: String, abort: Option<Duration>) {
+    let res = match abort {
+        Some(d) => tokio::time::timeout(d, svc.connect(&addr, "bits"))
+            .await
+            .ok(),
+        None => Some(svc.connect(&addr, "bits").await),
+    };
+    let mut st = lock(&shared);
+    let host = &mut st.hosts[h as usize];
+    host.connecting = host.connecting.saturating_sub(1);
+    match res {
+        None => {
+            st.edge("connect-aborted");
+            st.edge("close-during-connect");
+            st.log(
+                h,
+                Ev::ConnectErr {
+                    what: "abandoned".into(),
+                },
+            );
+        }
+        Some(Err(e)) => st.log(
+            h,
+            Ev::ConnectErr {
+                what: e.to_string(),
+            },
+        ),
+        Some(Ok(_)) => {}
+    }
+}
+
+/// The end of the run: close everything, wait for every session to be destroyed, then check
+/// that the service is back to empty.
+async fn drain(shared: &Shared, h: u16, svc: &Service) {
+    let budget = {
+        let mut st = lock(shared);
+        st.hosts[h as usize].draining = true;
+        // Leave the driver loop some slack after this host's own deadline.
+        Duration::from_millis(st.sc.drain_ms.saturating_sub(200).max(100))
+    };
+    let finished = tokio::time::timeout(budget, svc.shutdown()).await.is_ok();
+    let mut st = lock(shared);
+    st.probe(h);
+    let status = svc.status();
+    if !finished {
+        st.violation(
+            Some(h),
+            None,
+            format!(
+                "shutdown did not finish within {budget:?}: {} sessions still live",
+                status.live()
+            ),
+        );
+    }
+    if status.live() != 0 {
+        st.violation(
+            Some(h),
+            None,
+            format!(
+                "at quiescence {} sessions are still live (slot leak)",
+                status.live()
+            ),
+        );
+    }
+    if status.pool.in_use_bytes != 0 {
+        st.violation(
+            Some(h),
+            None,
+            format!(
+                "at quiescence {} pooled bytes are still in use (buffer leak)",
+                status.pool.in_use_bytes
+            ),
+        );
+    }
+    if status.panics != 0 {
+        st.violation(
+            Some(h),
+            None,
+            format!("the service counted {} panics", status.panics),
+        );
+    }
+    for _ in 0..status.refused {
+        st.edge("admission-refused");
+    }
+    for _ in 0..status.linger_expired {
+        st.edge("linger-expired");
+    }
+    let ids: Vec<u32> = st.hosts[h as usize].ids_seen.iter().copied().collect();
+    for id in ids {
+        if let Some(sid) = laxnet::SessionId::from_raw(id) {
+            if svc.acquire(sid).is_some() {
+                st.violation(
+                    Some(h),
+                    None,
+                    format!(
+                        "acquire({}) still resolves after the service drained",
+                        crate::state::fmt_id(id)
+                    ),
+                );
+            }
+        }
+    }
+    st.log(
+        h,
+        Ev::Quiesced {
+            live: status.live() as u64,
+            in_use: status.pool.in_use_bytes as u64,
+            panics: status.panics,
+        },
+    );
+    st.hosts[h as usize].done = true;
+}

@@ -1,0 +1,82 @@
+//! The oracle is tested: every planted library bug is caught. (Feature `planted-bugs`; the
+//! full 200-seed check of the command line is in `ci/sim.sh`.)
+#![cfg(feature = "planted-bugs")]
+
+use std::sync::Arc;
+
+use laxnet_sim::runner::{RunOpts, run_seed};
+use laxnet_sim::scenario::{Scenario, default_dir, load_dir};
+
+fn scenario(name: &str) -> Arc<Scenario> {
+    let all = load_dir(&default_dir()).expect("scenarios load");
+    Arc::new(
+        all.into_iter()
+            .find(|s| s.name == name)
+            .expect("scenario exists"),
+    )
+}
+
+/// Each bug with a scenario meant to catch it and what the report must say.
+const CASES: [(&str, &str, &str); 6] = [
+    ("no-flush-on-close", "steady-echo", "lost messages"),
+    ("double-closed", "steady-echo", "Closed published 2 times"),
+    ("deliver-after-close", "close-races", "after its Closed"),
+    ("no-generation-bump", "admission", "reissued"),
+    (
+        "leak-slot",
+        "admission",
+        "returned a live session after it was destroyed",
+    ),
+    (
+        "heartbeat-ignored",
+        "partition-heartbeat",
+        "past the heartbeat timeout",
+    ),
+];
+
+#[test]
+fn every_planted_bug_is_caught() {
+    for (bug, sc_name, needle) in CASES {
+        let sc = scenario(sc_name);
+        let mut caught = None;
+        for seed in 0..3 {
+            let o = run_seed(
+                &sc,
+                &RunOpts {
+                    seed,
+                    plant: Some(bug.to_string()),
+                    ..Default::default()
+                },
+            );
+            if !o.passed() {
+                caught = Some(o);
+                break;
+            }
+        }
+        let o = caught
+            .unwrap_or_else(|| panic!("planted bug {bug} not caught by {sc_name} seeds 0..3"));
+        assert!(
+            o.violations.iter().any(|v| v.contains(needle)),
+            "{bug}: expected a violation mentioning {needle:?}, got {:#?}",
+            &o.violations[..o.violations.len().min(3)]
+        );
+    }
+}
+
+#[test]
+fn the_same_seeds_pass_without_a_plant() {
+    for (_, sc_name, _) in CASES {
+        let o = run_seed(
+            &scenario(sc_name),
+            &RunOpts {
+                seed: 0,
+                ..Default::default()
+            },
+        );
+        assert!(
+            o.passed(),
+            "{sc_name} seed 0 without a plant: {:#?}",
+            o.violations
+        );
+    }
+}
