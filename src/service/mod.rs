@@ -249,6 +249,9 @@ impl ServiceInner {
             st.queue.clear();
             st.waker = None;
         }
+        // Fold and remove under the table lock, so a status snapshot (which reads the totals
+        // under the same lock) counts this session exactly once.
+        let mut s = lock(&self.sessions);
         let done = &core.counters.done;
         let c = &shared.counters;
         for (from, to) in [
@@ -263,7 +266,6 @@ impl ServiceInner {
         if crate::planted::is(&core.config, crate::planted::Bug::LeakSlot) {
             return;
         }
-        let mut s = lock(&self.sessions);
         s.table.remove(shared.id);
         self.live.send_replace(s.table.len());
     }
@@ -297,6 +299,20 @@ impl ServiceInner {
 
     fn slots_created(&self) -> usize {
         lock(&self.sessions).table.slots_created()
+    }
+
+    /// Live sessions in slot order, with the destroyed sessions' totals read under the same
+    /// lock (bytes in/out, messages in/out).
+    pub(crate) fn snapshot_with_done(&self) -> ([u64; 4], Vec<Arc<SessionShared>>) {
+        let s = lock(&self.sessions);
+        let d = &self.core.counters.done;
+        let done = [
+            d.bytes_in.load(Relaxed),
+            d.bytes_out.load(Relaxed),
+            d.msgs_in.load(Relaxed),
+            d.msgs_out.load(Relaxed),
+        ];
+        (done, s.table.iter().map(|(_, s)| s.clone()).collect())
     }
 
     /// Live sessions in slot order.

@@ -142,13 +142,8 @@ impl Service {
                 closing: 0,
             })
             .collect();
-        let (mut bi, mut bo, mut mi, mut mo) = (
-            c.done.bytes_in.load(Relaxed),
-            c.done.bytes_out.load(Relaxed),
-            c.done.msgs_in.load(Relaxed),
-            c.done.msgs_out.load(Relaxed),
-        );
-        for s in inner.snapshot() {
+        let ([mut bi, mut bo, mut mi, mut mo], live) = inner.snapshot_with_done();
+        for s in live {
             let row = &mut sessions[s.protocol as usize];
             match s.phase() {
                 Phase::Open => row.open += 1,

@@ -188,9 +188,10 @@ impl SessionRef {
                     limit: core.config.send_queue_limit,
                 });
             }
+            // Counted under the lock, so a concurrent destroy folds it into the totals.
+            sh.counters.msgs_out.fetch_add(1, Relaxed);
             if was_empty { st.waker.take() } else { None }
         };
-        sh.counters.msgs_out.fetch_add(1, Relaxed);
         if let Some(w) = waker {
             w.wake();
         }

@@ -1,0 +1,1318 @@
+//! The scenarios, written once against [`Ctx`]; `main.rs` instantiates each per backend.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::time::Duration;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use laxnet::{
+    AcceptError, CloseReason, Config, ConnectError, Direction, Event, Message, ProtocolViolation,
+    SendError, Service, SessionEvent, SessionId, SessionRef, SubscribeError, Topic,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{BITS, Ctx, Seq, install_echo, raw_frame};
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+/// Starts both services (the server echoing every `Seq`) and the server's listener.
+async fn setup_echo(ctx: &Ctx, server: Config, client: Config) -> String {
+    ctx.start(server, client).await;
+    let h = ctx.server.clone();
+    ctx.server.exec(move |s| install_echo(&h, s)).await;
+    ctx.listen().await
+}
+
+/// The server-side id of the `n`-th (0-based) session the server opened.
+async fn server_session(ctx: &Ctx, n: usize) -> SessionId {
+    ctx.wait_for(&format!("the server to open session #{n}"), || {
+        ctx.server.opened().len() > n
+    })
+    .await;
+    ctx.server.opened()[n]
+}
+
+/// Sends `Seq`s `seqs` of `len` bytes on `s`, on the client host, in one go.
+async fn send_all(ctx: &Ctx, s: &SessionRef, seqs: impl IntoIterator<Item = u64>, len: usize) {
+    let s = s.clone();
+    let seqs: Vec<u64> = seqs.into_iter().collect();
+    ctx.client
+        .exec(move |_| {
+            for q in seqs {
+                s.send(&Seq::new(q, len))
+                    .unwrap_or_else(|e| panic!("send {q} on {}: {e}", s.id()));
+            }
+        })
+        .await;
+}
+
+/// Sends `Seq` `seq` from the client on `s` and waits for the server's echo of it.
+async fn round_trip(ctx: &Ctx, s: &SessionRef, seq: u64) {
+    send_all(ctx, s, [seq], 16).await;
+    let id = s.id();
+    ctx.wait_for(&format!("the echo of {seq} on {id}"), || {
+        ctx.client.msgs(id).last() == Some(&seq)
+    })
+    .await;
+}
+
+/// Closes client session `s` and waits until both sides published `Closed`.
+async fn close_client_session(ctx: &Ctx, s: &SessionRef, server_id: SessionId) {
+    let s2 = s.clone();
+    ctx.client.exec(move |_| s2.close()).await;
+    let id = s.id();
+    ctx.wait_for(&format!("{id} closed on both sides"), || {
+        ctx.client.closed(id).is_some() && ctx.server.closed(server_id).is_some()
+    })
+    .await;
+    assert_eq!(ctx.client.closed(id), Some(CloseReason::Local));
+    assert_eq!(ctx.server.closed(server_id), Some(CloseReason::PeerClosed));
+}
+
+/// Endings a side sees when its peer vanished or dropped it.
+fn peer_gone(r: &CloseReason) -> bool {
+    matches!(
+        r,
+        CloseReason::PeerClosed | CloseReason::Reset | CloseReason::Io(_)
+    )
+}
+
+/// (slot, generation) from the `#slot.gen` form, cross-checked against the raw layout.
+fn slot_gen(id: SessionId) -> (u32, u32) {
+    let text = id.to_string();
+    let (slot, generation) = text
+        .strip_prefix('#')
+        .and_then(|t| t.split_once('.'))
+        .unwrap_or_else(|| panic!("id {text:?} is not #slot.gen"));
+    let (slot, generation): (u32, u32) = (slot.parse().unwrap(), generation.parse().unwrap());
+    assert_eq!(slot, (id.get() & 0x1_FFFF) - 1, "{text}");
+    assert_eq!(generation, id.get() >> 17, "{text}");
+    assert_eq!(SessionId::from_raw(id.get()), Some(id));
+    (slot, generation)
+}
+
+/// Reads `raw` to its end (bounded); returns the bytes and whether it ended cleanly.
+async fn read_to_end(ctx: &Ctx, raw: &mut laxnet::runtime::BoxStream) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    ctx.within("the raw peer's stream to end", async {
+        loop {
+            match raw.read(&mut buf).await {
+                Ok(0) => return (got, true),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => return (got, false),
+            }
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. echo
+
+pub(crate) async fn echo(ctx: Arc<Ctx>) {
+    setup_echo(&ctx, Config::default(), Config::default()).await;
+    // The client also listens through an Inbox (the async alternative to callbacks).
+    let mut inbox = ctx
+        .client
+        .exec(|svc| {
+            let mut inbox = svc.inbox();
+            inbox.sessions(BITS).unwrap().messages::<Seq>(BITS).unwrap();
+            inbox
+        })
+        .await;
+    let sess = ctx.connect().await;
+    let id = sess.id();
+    const N: u64 = 300;
+    // Empty, small and segment-crossing (> 16 KiB) payloads.
+    let len = |q: u64| match q % 50 {
+        0 => 40_000,
+        1 => 0,
+        k => (k * 37) as usize,
+    };
+    let expected: u64 = (0..N).map(|q| Seq::new(q, len(q)).wire_len()).sum();
+    // A burst from one synchronous call, then sends spread over time.
+    let s = sess.clone();
+    ctx.client
+        .exec(move |_| {
+            for q in 0..100 {
+                s.send(&Seq::new(q, len(q))).unwrap();
+            }
+        })
+        .await;
+    let s = sess.clone();
+    ctx.client
+        .exec_async(move |_| async move {
+            for q in 100..N {
+                s.send(&Seq::new(q, len(q))).unwrap();
+                if q % 10 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        })
+        .await;
+    ctx.wait_for("all echoes", || ctx.client.msgs(id).len() as u64 >= N)
+        .await;
+    assert_eq!(ctx.client.msgs(id), (0..N).collect::<Vec<_>>());
+    let srv_id = server_session(&ctx, 0).await;
+    assert_eq!(ctx.server.msgs(srv_id), (0..N).collect::<Vec<_>>());
+    assert_eq!(ctx.client.sessions()[&id].bytes, expected);
+    let (cl, sl) = (&ctx.client.sessions()[&id], &ctx.server.sessions()[&srv_id]);
+    assert_eq!(
+        (cl.dir, sl.dir),
+        (Direction::Connected, Direction::Accepted)
+    );
+    assert_eq!(cl.peer, sess.peer_addr());
+    assert_eq!(sess.direction(), Direction::Connected);
+    assert_eq!(sess.protocol(), BITS);
+
+    let (c, s) = (ctx.client.status().await, ctx.server.status().await);
+    assert_eq!((c.connected, c.accepted), (1, 0), "{c}");
+    assert_eq!((s.connected, s.accepted), (0, 1), "{s}");
+    for st in [&c, &s] {
+        assert_eq!((st.msgs_in, st.msgs_out), (N, N), "{st}");
+        assert_eq!((st.bytes_in, st.bytes_out), (expected, expected), "{st}");
+        assert_eq!(st.live(), 1, "{st}");
+    }
+    // The per-session listing agrees, and nothing is left queued.
+    let info = ctx.client.exec(|s| s.sessions()).await;
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].id, id);
+    assert_eq!((info[0].msgs_in, info[0].msgs_out), (N, N));
+    assert_eq!((info[0].bytes_in, info[0].bytes_out), (expected, expected));
+    assert_eq!(info[0].queued, 0);
+    assert_eq!(info[0].protocol, BITS);
+
+    close_client_session(&ctx, &sess, srv_id).await;
+    ctx.assert_no_leaks().await;
+    // The inbox saw the same story as the callbacks: Opened, every echo in order, Closed.
+    let mut seen = Vec::new();
+    while let Some(ev) = inbox.try_recv() {
+        seen.push(match ev {
+            Event::Session(SessionEvent::Opened { session, .. }) => {
+                assert_eq!(session.id(), id);
+                "opened".to_string()
+            }
+            Event::Session(SessionEvent::Closed { id: i, reason }) => {
+                assert_eq!((i, reason), (id, CloseReason::Local));
+                "closed".to_string()
+            }
+            Event::Message(m) => {
+                let m = m.downcast::<Seq>().expect("a Seq");
+                assert_eq!(m.session.id(), id);
+                assert!(m.msg.intact());
+                m.msg.seq.to_string()
+            }
+            other => panic!("unexpected inbox event {other:?}"),
+        });
+    }
+    let mut want = vec!["opened".to_string()];
+    want.extend((0..N).map(|q| q.to_string()));
+    want.push("closed".to_string());
+    assert_eq!(seen, want);
+    ctx.client.exec(move |_| drop(inbox)).await;
+    // Counters of destroyed sessions are kept.
+    for st in [ctx.client.status().await, ctx.server.status().await] {
+        assert_eq!((st.msgs_in, st.msgs_out), (N, N), "{st}");
+        assert_eq!((st.bytes_in, st.bytes_out), (expected, expected), "{st}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. many sessions
+
+pub(crate) async fn many_sessions(ctx: Arc<Ctx>) {
+    const SESSIONS: usize = 120;
+    const PER: u64 = 5;
+    let addr = setup_echo(&ctx, Config::default(), Config::default()).await;
+    let refs: Vec<SessionRef> = ctx
+        .client
+        .exec_async(move |svc: Service| async move {
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..SESSIONS {
+                let (svc, addr) = (svc.clone(), addr.clone());
+                set.spawn(async move { (i, svc.connect(&addr, BITS).await) });
+            }
+            let mut out = vec![None; SESSIONS];
+            while let Some(r) = set.join_next().await {
+                let (i, r) = r.expect("connect task");
+                out[i] = Some(r.unwrap_or_else(|e| panic!("connect {i}: {e}")));
+            }
+            out.into_iter().map(Option::unwrap).collect()
+        })
+        .await;
+    // Interleaved: message k of every session, then message k + 1 of every session.
+    let r2 = refs.clone();
+    ctx.client
+        .exec(move |_| {
+            for k in 0..PER {
+                for (i, s) in r2.iter().enumerate() {
+                    s.send(&Seq::new(i as u64 * 1000 + k, 8 + i)).unwrap();
+                }
+            }
+        })
+        .await;
+    let total = SESSIONS as u64 * PER;
+    ctx.wait_for("every echo", || {
+        ctx.client
+            .sessions()
+            .values()
+            .map(|s| s.msgs.len() as u64)
+            .sum::<u64>()
+            >= total
+    })
+    .await;
+    for (i, s) in refs.iter().enumerate() {
+        let want: Vec<u64> = (0..PER).map(|k| i as u64 * 1000 + k).collect();
+        assert_eq!(ctx.client.msgs(s.id()), want, "client session {i}");
+    }
+    let server = ctx.server.sessions();
+    assert_eq!(server.len(), SESSIONS);
+    for s in server.values() {
+        let base = s.msgs[0] / 1000 * 1000;
+        let want: Vec<u64> = (0..PER).map(|k| base + k).collect();
+        assert_eq!(s.msgs, want, "server session {}", s.id);
+    }
+    let st = ctx.server.status().await;
+    assert_eq!(st.accepted, SESSIONS as u64, "{st}");
+    assert_eq!(st.live(), SESSIONS, "{st}");
+    assert_eq!(st.slots, SESSIONS, "{st}");
+    assert_eq!(st.msgs_in, total, "{st}");
+
+    let r2 = refs.clone();
+    ctx.client
+        .exec(move |_| r2.iter().for_each(|s| s.close()))
+        .await;
+    ctx.wait_for("every session closed on both sides", || {
+        ctx.client.sessions().values().all(|s| s.closed.is_some())
+            && ctx.server.sessions().values().all(|s| s.closed.is_some())
+    })
+    .await;
+    for s in ctx.client.sessions().values() {
+        assert_eq!(s.closed, Some(CloseReason::Local), "{}", s.id);
+    }
+    for s in ctx.server.sessions().values() {
+        assert_eq!(s.closed, Some(CloseReason::PeerClosed), "{}", s.id);
+    }
+    ctx.assert_no_leaks().await;
+    let st = ctx.server.status().await;
+    assert_eq!(st.closed("peer-closed"), SESSIONS as u64, "{st}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. close from either side
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Side {
+    Server,
+    Client,
+}
+
+async fn close_from(ctx: Arc<Ctx>, side: Side) {
+    setup_echo(&ctx, Config::default(), Config::default()).await;
+    const SESSIONS: usize = 3;
+    let mut pairs = Vec::new();
+    for n in 0..SESSIONS {
+        let c = ctx.connect().await;
+        let s = server_session(&ctx, n).await;
+        pairs.push((c, s));
+    }
+    for (c, _) in &pairs {
+        send_all(&ctx, c, 0..10, 32).await;
+    }
+    ctx.wait_for("the echoes", || {
+        pairs
+            .iter()
+            .all(|(c, _)| ctx.client.msgs(c.id()).len() == 10)
+    })
+    .await;
+    // The closing side queues a few more messages and closes at once: they still arrive,
+    // before the other side's `Closed`.
+    let refs: Vec<SessionRef> = match side {
+        Side::Client => pairs.iter().map(|(c, _)| c.clone()).collect(),
+        Side::Server => {
+            let ids: Vec<SessionId> = pairs.iter().map(|(_, s)| *s).collect();
+            ctx.server
+                .exec(move |svc| ids.iter().map(|i| svc.acquire(*i).unwrap()).collect())
+                .await
+        }
+    };
+    let host = match side {
+        Side::Client => &ctx.client,
+        Side::Server => &ctx.server,
+    };
+    let r2 = refs.clone();
+    host.exec(move |_| {
+        for s in &r2 {
+            for q in 100..105 {
+                s.send(&Seq::new(q, 64)).unwrap();
+            }
+            assert!(s.is_open());
+            s.close();
+            assert!(!s.is_open());
+            assert_eq!(
+                s.send(&Seq::new(999, 1)),
+                Err(SendError::Closed(CloseReason::Local))
+            );
+            s.close(); // idempotent
+        }
+    })
+    .await;
+    ctx.wait_for("every session closed on both sides", || {
+        ctx.client.sessions().values().all(|s| s.closed.is_some())
+            && ctx.server.sessions().values().all(|s| s.closed.is_some())
+    })
+    .await;
+    let (local, remote) = match side {
+        Side::Client => (&ctx.client, &ctx.server),
+        Side::Server => (&ctx.server, &ctx.client),
+    };
+    // `sessions()` already checked: one Opened first, messages, exactly one Closed last.
+    for s in local.sessions().values() {
+        assert_eq!(
+            s.closed,
+            Some(CloseReason::Local),
+            "{side:?} side, {}",
+            s.id
+        );
+    }
+    for s in remote.sessions().values() {
+        assert_eq!(
+            s.closed,
+            Some(CloseReason::PeerClosed),
+            "other side, {}",
+            s.id
+        );
+    }
+    // The messages queued right before close() all arrived.
+    for (c, s) in &pairs {
+        let (client_msgs, server_msgs) = (ctx.client.msgs(c.id()), ctx.server.msgs(*s));
+        match side {
+            Side::Client => {
+                let mut want: Vec<u64> = (0..10).collect();
+                want.extend(100..105);
+                assert_eq!(server_msgs, want);
+            }
+            Side::Server => {
+                let mut want: Vec<u64> = (0..10).collect();
+                want.extend(100..105);
+                assert_eq!(client_msgs, want);
+            }
+        }
+    }
+    ctx.assert_no_leaks().await;
+    // Refs on either side are stale once their session is destroyed.
+    let r2 = refs.clone();
+    let res = host
+        .exec(move |_| {
+            r2.iter()
+                .map(|s| s.send(&Seq::new(1, 1)))
+                .collect::<Vec<_>>()
+        })
+        .await;
+    assert!(res.iter().all(|r| *r == Err(SendError::Stale)), "{res:?}");
+    let st = local.status().await;
+    assert_eq!(st.closed("local"), SESSIONS as u64, "{st}");
+    assert_eq!(st.linger_expired, 0, "{st}");
+}
+
+pub(crate) async fn close_from_server(ctx: Arc<Ctx>) {
+    close_from(ctx, Side::Server).await
+}
+
+pub(crate) async fn close_from_client(ctx: Arc<Ctx>) {
+    close_from(ctx, Side::Client).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. close with queued data
+
+pub(crate) async fn close_with_queued_data(ctx: Arc<Ctx>) {
+    const N: u64 = 2000;
+    const LEN: usize = 1500; // ~3 MB in all, under the 4 MiB send queue limit
+    ctx.start(Config::default(), Config::default()).await;
+    ctx.listen().await;
+
+    // Client -> server.
+    let c = ctx.connect().await;
+    let srv = server_session(&ctx, 0).await;
+    let c2 = c.clone();
+    ctx.client
+        .exec(move |_| {
+            for q in 0..N {
+                c2.send(&Seq::new(q, LEN)).unwrap();
+            }
+            c2.close();
+        })
+        .await;
+    ctx.wait_for("the server to see the close", || {
+        ctx.server.closed(srv).is_some()
+    })
+    .await;
+    assert_eq!(ctx.server.msgs(srv), (0..N).collect::<Vec<_>>());
+    assert_eq!(ctx.server.closed(srv), Some(CloseReason::PeerClosed));
+    ctx.wait_for("the client's Closed", || {
+        ctx.client.closed(c.id()).is_some()
+    })
+    .await;
+    assert_eq!(ctx.client.closed(c.id()), Some(CloseReason::Local));
+
+    // Server -> client.
+    let c = ctx.connect().await;
+    let srv = server_session(&ctx, 1).await;
+    ctx.server
+        .exec(move |svc| {
+            let s = svc.acquire(srv).unwrap();
+            for q in 0..N {
+                s.send(&Seq::new(q, LEN)).unwrap();
+            }
+            s.close();
+        })
+        .await;
+    ctx.wait_for("the client to see the close", || {
+        ctx.client.closed(c.id()).is_some()
+    })
+    .await;
+    assert_eq!(ctx.client.msgs(c.id()), (0..N).collect::<Vec<_>>());
+    assert_eq!(ctx.client.closed(c.id()), Some(CloseReason::PeerClosed));
+    ctx.wait_for("the server's Closed", || ctx.server.closed(srv).is_some())
+        .await;
+    assert_eq!(ctx.server.closed(srv), Some(CloseReason::Local));
+
+    ctx.assert_no_leaks().await;
+    for st in [ctx.client.status().await, ctx.server.status().await] {
+        assert_eq!(st.linger_expired, 0, "{st}");
+        assert_eq!((st.msgs_in, st.msgs_out), (N, N), "{st}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. peer crash
+
+pub(crate) async fn peer_crash(ctx: Arc<Ctx>) {
+    setup_echo(&ctx, Config::default(), Config::default()).await;
+    let c = ctx.connect().await;
+    let srv = server_session(&ctx, 0).await;
+    for q in 0..5 {
+        round_trip(&ctx, &c, q).await;
+    }
+    // Leave traffic in flight both ways when the client dies.
+    send_all(&ctx, &c, 5..50, 2000).await;
+    ctx.server
+        .exec(move |svc| {
+            let s = svc.acquire(srv).unwrap();
+            for q in 1000..1050 {
+                let _ = s.send(&Seq::new(q, 2000));
+            }
+        })
+        .await;
+    let old = ctx.client.incarnation();
+    ctx.crash_client().await;
+
+    ctx.wait_for("the server to notice the crash", || {
+        ctx.server.closed(srv).is_some()
+    })
+    .await;
+    let reason = ctx.server.closed(srv).unwrap();
+    assert!(peer_gone(&reason), "server saw {reason:?}");
+    // The crashed host's session task was dropped: exactly one Closed(Aborted) there.
+    let dead = crate::harness::sessions_of(&ctx.client.events_of(old));
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[&c.id()].closed, Some(CloseReason::Aborted));
+    // The echoes of the crashed session that were still running fail, but never panic.
+    ctx.wait_until("the server to destroy the session", async || {
+        ctx.server.status().await.live() == 0
+    })
+    .await;
+
+    // The server keeps serving.
+    ctx.restart_client().await;
+    assert_eq!(ctx.client.incarnation(), old + 1);
+    let c2 = ctx.connect().await;
+    let srv2 = server_session(&ctx, 1).await;
+    assert_ne!(srv, srv2);
+    for q in 0..5 {
+        round_trip(&ctx, &c2, q).await;
+    }
+    close_client_session(&ctx, &c2, srv2).await;
+    // Exactly one Closed per server session, all checked by `sessions()`.
+    let server = ctx.server.sessions();
+    assert_eq!(server.len(), 2);
+    assert!(server.values().all(|s| s.closed.is_some()));
+    ctx.assert_no_leaks().await;
+    let st = ctx.server.status().await;
+    assert_eq!(st.accepted, 2, "{st}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. heartbeat against a silent peer
+
+pub(crate) async fn heartbeat_silent_peer(ctx: Arc<Ctx>) {
+    // Virtual time is exact; real time gets generous margins.
+    let sim = ctx.is_sim();
+    let t = if sim {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_millis(1000)
+    };
+    let mut sc = Config::default();
+    sc.heartbeat = Some(t);
+    setup_echo(&ctx, sc, Config::default()).await;
+    let good = ctx.connect().await;
+    let good_srv = server_session(&ctx, 0).await;
+    let mut raw = ctx.raw_connect().await.expect("raw connect");
+    let raw_id = server_session(&ctx, 1).await;
+
+    // The server probes the silent session just before and just after the timeout, measuring
+    // the silence on its own clock.
+    let probe = ctx.server.spawn(move |svc: Service| async move {
+        let s = svc.acquire(raw_id).unwrap();
+        let idle = || {
+            svc.sessions()
+                .into_iter()
+                .find(|i| i.id == raw_id)
+                .map(|i| i.idle)
+                .unwrap()
+        };
+        // Late enough that a timeout fired early (at T/2, say) is caught on both backends.
+        let before_target = if sim {
+            t - Duration::from_millis(10)
+        } else {
+            t * 6 / 10
+        };
+        let i = idle();
+        if i < before_target {
+            tokio::time::sleep(before_target - i).await;
+        }
+        let before = idle();
+        let r1 = s.send(&Seq::new(7, 0));
+        let open1 = s.is_open();
+        let after_target = t + Duration::from_millis(10);
+        let i = idle();
+        if i < after_target {
+            tokio::time::sleep(after_target - i).await;
+        }
+        let after = idle();
+        let r2 = s.send(&Seq::new(8, 0));
+        let r3 = s.send(&Seq::new(9, 0));
+        (before, r1, open1, after, r2, r3)
+    });
+    // Meanwhile the good session keeps talking (its echoes are sends too).
+    let pings = async {
+        let mut q = 0;
+        let stop = if ctx.is_sim() { t * 2 } else { t * 3 / 2 };
+        let start = tokio::time::Instant::now();
+        while tokio::time::Instant::now() - start < stop {
+            round_trip(&ctx, &good, q).await;
+            q += 1;
+            ctx.sleep(t / 10).await;
+        }
+        q
+    };
+    let ((before, r1, open1, after, r2, r3), pinged) = tokio::join!(probe, pings);
+
+    let guard = if sim {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(200)
+    };
+    if before + guard < t {
+        assert_eq!(
+            r1,
+            Ok(()),
+            "send after {before:?} of silence (timeout {t:?})"
+        );
+        assert!(open1);
+    } else {
+        eprintln!("heartbeat: machine too slow to probe before the timeout ({before:?})");
+    }
+    if sim {
+        assert!(before >= t - Duration::from_millis(20), "{before:?}");
+    }
+    assert!(after > t, "{after:?}");
+    assert_eq!(r2, Err(SendError::Closed(CloseReason::Heartbeat)));
+    assert!(
+        r3 == Err(SendError::Closed(CloseReason::Heartbeat)) || r3 == Err(SendError::Stale),
+        "{r3:?}"
+    );
+    ctx.wait_for("the server's Closed(Heartbeat)", || {
+        ctx.server.closed(raw_id).is_some()
+    })
+    .await;
+    assert_eq!(ctx.server.closed(raw_id), Some(CloseReason::Heartbeat));
+    let st = ctx.server.status().await;
+    assert_eq!(st.heartbeat_expiries, 1, "{st}");
+    assert_eq!(st.closed("heartbeat"), 1, "{st}");
+    // The silent peer got exactly the frame sent before the timeout, then its stream ended.
+    let (bytes, clean) = read_to_end(&ctx, &mut raw).await;
+    if before + guard < t {
+        assert_eq!(bytes, Seq::new(7, 0).frame());
+    }
+    assert!(clean, "the stream of the expired session was reset");
+
+    // The talking session was never closed, and every ping came back in order.
+    assert!(pinged >= 5, "{pinged}");
+    assert_eq!(ctx.client.msgs(good.id()), (0..pinged).collect::<Vec<_>>());
+    assert_eq!(ctx.server.closed(good_srv), None);
+    assert_eq!(ctx.client.closed(good.id()), None);
+    close_client_session(&ctx, &good, good_srv).await;
+    drop(raw);
+    ctx.assert_no_leaks().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. stale refs
+
+pub(crate) async fn stale_ref(ctx: Arc<Ctx>) {
+    let mut sc = Config::default();
+    sc.max_sessions = 1;
+    setup_echo(&ctx, sc, Config::default()).await;
+    let a = ctx.connect().await;
+    let a_srv = server_session(&ctx, 0).await;
+    let ra: SessionRef = ctx.server.exec(move |s| s.acquire(a_srv).unwrap()).await;
+    assert_eq!(ra.id(), a_srv);
+    let ra2 = ra.clone();
+    assert_eq!(
+        ctx.server.exec(move |_| ra2.send(&Seq::new(1, 4))).await,
+        Ok(())
+    );
+    ctx.wait_for("A to get 1", || ctx.client.msgs(a.id()) == [1])
+        .await;
+    close_client_session(&ctx, &a, a_srv).await;
+    ctx.wait_until("A destroyed on the server", async || {
+        ctx.server.status().await.live() == 0
+    })
+    .await;
+
+    let b = ctx.connect().await;
+    let b_srv = server_session(&ctx, 1).await;
+    assert_ne!(a_srv, b_srv);
+    let (sa, ga) = slot_gen(a_srv);
+    let (sb, gb) = slot_gen(b_srv);
+    assert_eq!(sa, sb, "B reuses A's slot ({a_srv} / {b_srv})");
+    assert_eq!(
+        gb,
+        (ga + 1) % (1 << 15),
+        "B has the next generation ({a_srv} / {b_srv})"
+    );
+
+    let ra2 = ra.clone();
+    let (send, open, acquired, on_close, b_open) = ctx
+        .server
+        .exec(move |svc| {
+            let send = ra2.send(&Seq::new(666, 4));
+            ra2.close(); // must not touch B
+            (
+                send,
+                ra2.is_open(),
+                svc.acquire(a_srv).is_some(),
+                svc.on_close(a_srv, |_| {}),
+                svc.acquire(b_srv).map(|r| r.is_open()),
+            )
+        })
+        .await;
+    assert_eq!(send, Err(SendError::Stale));
+    assert!(!open);
+    assert!(!acquired, "acquire(old id) found a session");
+    assert_eq!(on_close, Err(SubscribeError::SessionGone));
+    assert_eq!(b_open, Some(true), "B was closed through A's stale ref");
+    // B gets what is sent to B, and nothing that was sent through A's ref.
+    ctx.server
+        .exec(move |svc| svc.acquire(b_srv).unwrap().send(&Seq::new(777, 4)))
+        .await
+        .unwrap();
+    ctx.wait_for("B to get 777", || !ctx.client.msgs(b.id()).is_empty())
+        .await;
+    round_trip(&ctx, &b, 5).await;
+    assert_eq!(ctx.client.msgs(b.id()), [777, 5]);
+    assert_eq!(ctx.client.closed(b.id()), None);
+    close_client_session(&ctx, &b, b_srv).await;
+    ctx.assert_no_leaks().await;
+    let st = ctx.server.status().await;
+    assert_eq!((st.accepted, st.refused, st.slots), (2, 0, 1), "{st}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. unknown protocol
+
+pub(crate) async fn unknown_protocol(ctx: Arc<Ctx>) {
+    ctx.start(Config::default(), Config::default()).await;
+    let addr = ctx.listen().await;
+    let bind = ctx.bind_addr();
+    let (accept, sub_s, sub_m, inbox_s, inbox_m, protocols) = ctx
+        .server
+        .exec_async(move |svc: Service| async move {
+            let accept = svc.accept(bind, "nope").await.map(|_| ());
+            let sub_s = svc.sub(Topic::sessions("nope"), |_| {});
+            let sub_m = svc.sub(Topic::message::<Seq>("nope"), |_| {});
+            let mut inbox = svc.inbox();
+            let inbox_s = inbox.sessions("nope").map(|_| ());
+            let inbox_m = inbox.messages::<Seq>("nope").map(|_| ());
+            (accept, sub_s, sub_m, inbox_s, inbox_m, svc.protocols())
+        })
+        .await;
+    assert!(
+        matches!(&accept, Err(AcceptError::UnknownProtocol(p)) if p == "nope"),
+        "{accept:?}"
+    );
+    let unknown = SubscribeError::UnknownProtocol("nope".into());
+    assert_eq!(sub_s.unwrap_err(), unknown);
+    assert_eq!(sub_m.unwrap_err(), unknown);
+    assert_eq!(inbox_s.unwrap_err(), unknown);
+    assert_eq!(inbox_m.unwrap_err(), unknown);
+    assert!(protocols.iter().any(|p| p == BITS), "{protocols:?}");
+    assert!(!protocols.iter().any(|p| p == "nope"), "{protocols:?}");
+    let a = addr.clone();
+    let connect = ctx
+        .client
+        .exec_async(move |svc: Service| async move { svc.connect(&a, "nope").await.map(|_| ()) })
+        .await;
+    assert!(
+        matches!(&connect, Err(ConnectError::UnknownProtocol(p)) if p == "nope"),
+        "{connect:?}"
+    );
+    // Refused before touching the network.
+    let (c, s) = (ctx.client.status().await, ctx.server.status().await);
+    assert_eq!((c.connected, c.connect_failures), (0, 0), "{c}");
+    assert_eq!(s.accepted, 0, "{s}");
+    // "bits" still works.
+    let c = ctx.connect().await;
+    let srv = server_session(&ctx, 0).await;
+    close_client_session(&ctx, &c, srv).await;
+    ctx.assert_no_leaks().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. bad input
+
+/// A seeded xorshift stream of bytes.
+fn garbage(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+enum Expect {
+    Exactly(ProtocolViolation),
+    AnyProtocol,
+}
+
+pub(crate) async fn bad_input(ctx: Arc<Ctx>) {
+    const MAX: usize = 4096;
+    let mut sc = Config::default();
+    sc.max_frame = MAX;
+    setup_echo(&ctx, sc, Config::default()).await;
+    let good = ctx.connect().await;
+    let good_srv = server_session(&ctx, 0).await;
+
+    // The good session talks the whole time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (g, st) = (good.clone(), stop.clone());
+    let pinger = ctx.client.spawn(move |_| async move {
+        let mut q = 0u64;
+        while !st.load(SeqCst) {
+            g.send(&Seq::new(q, 100)).unwrap();
+            q += 1;
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        q
+    });
+    // The server watches its pool: nobody's claimed frame size may ever be allocated.
+    let st = stop.clone();
+    let sampler = ctx.server.spawn(move |svc: Service| async move {
+        let mut max = 0;
+        while !st.load(SeqCst) {
+            max = max.max(svc.status().pool.in_use_bytes);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        max
+    });
+
+    let huge: u32 = 64 << 20;
+    let mut attacks: Vec<(&str, Vec<u8>, bool, Expect)> = vec![
+        (
+            "header claiming 64 MiB",
+            {
+                let mut b = huge.to_le_bytes().to_vec();
+                b.extend_from_slice(&1u32.to_le_bytes());
+                b.extend_from_slice(&[0u8; 100]);
+                b
+            },
+            false,
+            Expect::Exactly(ProtocolViolation::FrameTooLarge {
+                len: huge,
+                max: MAX as u32,
+            }),
+        ),
+        (
+            "one byte over the maximum",
+            {
+                // A frame of exactly the maximum is fine (it is echoed below), the next is not.
+                let mut b = Seq::new(4242, MAX - 16).frame();
+                assert_eq!(b.len(), MAX + 4);
+                b.extend_from_slice(&(MAX as u32 + 1).to_le_bytes());
+                b.extend_from_slice(&[0u8; 64]);
+                b
+            },
+            false,
+            Expect::Exactly(ProtocolViolation::FrameTooLarge {
+                len: MAX as u32 + 1,
+                max: MAX as u32,
+            }),
+        ),
+        (
+            "unknown message id",
+            raw_frame(999, &[1, 2, 3]),
+            false,
+            Expect::Exactly(ProtocolViolation::UnknownMessage { id: 999 }),
+        ),
+        (
+            "undecodable body",
+            raw_frame(Seq::ID, &[1, 2, 3]),
+            false,
+            Expect::Exactly(ProtocolViolation::Undecodable {
+                id: Seq::ID,
+                type_name: Seq::name(),
+            }),
+        ),
+        (
+            "frame too short for an id",
+            vec![2, 0, 0, 0, 9, 9],
+            false,
+            Expect::Exactly(ProtocolViolation::FrameTooShort { len: 2 }),
+        ),
+        (
+            "stream ends inside a frame",
+            Seq::new(1, 50).frame()[..30].to_vec(),
+            true,
+            Expect::Exactly(ProtocolViolation::TruncatedFrame),
+        ),
+    ];
+    for i in 0..3u64 {
+        let mut g = garbage(ctx.seed() * 10 + i, 2000);
+        if i == 2 {
+            // Past the length check, so the id and body parsers see the garbage too.
+            g[..4].copy_from_slice(&200u32.to_le_bytes());
+        }
+        attacks.push(("random garbage", g, true, Expect::AnyProtocol));
+    }
+
+    let mut raws = Vec::new();
+    let attack_count = attacks.len();
+    for (n, (what, bytes, eof, expect)) in attacks.into_iter().enumerate() {
+        let mut raw = ctx.raw_connect().await.expect("raw connect");
+        let id = server_session(&ctx, n + 1).await;
+        let _ = raw.write_all(&bytes).await;
+        if eof {
+            let _ = raw.shutdown().await;
+        }
+        ctx.wait_for(&format!("attack {what:?} to close {id}"), || {
+            ctx.server.closed(id).is_some()
+        })
+        .await;
+        let reason = ctx.server.closed(id).unwrap();
+        match expect {
+            Expect::Exactly(v) => {
+                assert_eq!(reason, CloseReason::Protocol(v), "attack {what:?}")
+            }
+            Expect::AnyProtocol => assert!(
+                matches!(reason, CloseReason::Protocol(_)),
+                "attack {what:?}: {reason:?}"
+            ),
+        }
+        // The good session still works after every attack.
+        let before = ctx.client.msgs(good.id()).len();
+        ctx.wait_for(&format!("pings to flow after attack {what:?}"), || {
+            ctx.client.msgs(good.id()).len() >= before + 3
+        })
+        .await;
+        raws.push(raw);
+    }
+    // The maximum-size frame of the second attack was accepted and echoed before the
+    // oversize one closed its session.
+    let boundary = ctx.server.opened()[2];
+    assert_eq!(ctx.server.msgs(boundary), [4242]);
+
+    stop.store(true, SeqCst);
+    let (sent, max_in_use) = tokio::join!(pinger, sampler);
+    ctx.wait_for("every ping echoed", || {
+        ctx.client.msgs(good.id()).len() as u64 == sent
+    })
+    .await;
+    assert_eq!(ctx.client.msgs(good.id()), (0..sent).collect::<Vec<_>>());
+    assert_eq!(ctx.client.closed(good.id()), None);
+    assert_eq!(ctx.server.closed(good_srv), None);
+    let st = ctx.server.status().await;
+    assert_eq!(st.closed("protocol"), attack_count as u64, "{st}");
+    assert_eq!(st.pool.oversize_allocations, 0, "{st}");
+    assert!(
+        max_in_use < 1 << 20,
+        "pool in use peaked at {max_in_use} bytes"
+    );
+    close_client_session(&ctx, &good, good_srv).await;
+    drop(raws);
+    ctx.assert_no_leaks().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. max sessions
+
+pub(crate) async fn max_sessions(ctx: Arc<Ctx>) {
+    let mut sc = Config::default();
+    sc.max_sessions = 3;
+    setup_echo(&ctx, sc, Config::default()).await;
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(ctx.connect().await);
+    }
+    ctx.wait_until("3 admitted, 2 refused", async || {
+        let st = ctx.server.status().await;
+        st.refused == 2 && st.live() == 3
+    })
+    .await;
+    ctx.wait_for("the refused clients to see their sessions close", || {
+        ctx.client
+            .sessions()
+            .values()
+            .filter(|s| s.closed.is_some())
+            .count()
+            == 2
+    })
+    .await;
+    let (refused, admitted): (Vec<_>, Vec<_>) = clients
+        .iter()
+        .cloned()
+        .partition(|c| ctx.client.closed(c.id()).is_some());
+    for c in &refused {
+        let r = ctx.client.closed(c.id()).unwrap();
+        assert!(peer_gone(&r), "refused client saw {r:?}");
+    }
+    for (q, c) in admitted.iter().enumerate() {
+        round_trip(&ctx, c, q as u64).await;
+    }
+    let st = ctx.server.status().await;
+    assert_eq!((st.accepted, st.refused, st.live()), (3, 2, 3), "{st}");
+    assert_eq!(ctx.server.opened().len(), 3);
+
+    // One leaves; a newcomer is admitted.
+    let gone = &admitted[0];
+    let gone_srv = *ctx
+        .server
+        .sessions()
+        .values()
+        .find(|s| s.msgs == [0])
+        .map(|s| &s.id)
+        .unwrap();
+    close_client_session(&ctx, gone, gone_srv).await;
+    ctx.wait_until("the slot to free up", async || {
+        ctx.server.status().await.live() == 2
+    })
+    .await;
+    let newcomer = ctx.connect().await;
+    let newcomer_srv = server_session(&ctx, 3).await;
+    round_trip(&ctx, &newcomer, 10).await;
+    let st = ctx.server.status().await;
+    assert_eq!((st.accepted, st.refused, st.live()), (4, 2, 3), "{st}");
+
+    for c in admitted[1..].iter().chain([&newcomer]) {
+        let c2 = c.clone();
+        ctx.client.exec(move |_| c2.close()).await;
+    }
+    ctx.wait_for("everything closed", || {
+        ctx.client.sessions().values().all(|s| s.closed.is_some())
+            && ctx.server.sessions().values().all(|s| s.closed.is_some())
+    })
+    .await;
+    assert_eq!(
+        ctx.server.closed(newcomer_srv),
+        Some(CloseReason::PeerClosed)
+    );
+    ctx.assert_no_leaks().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11. shutdown
+
+pub(crate) async fn shutdown(ctx: Arc<Ctx>) {
+    const SESSIONS: usize = 4;
+    const QUEUED: u64 = 50;
+    setup_echo(&ctx, Config::default(), Config::default()).await;
+    let mut clients = Vec::new();
+    for n in 0..SESSIONS {
+        let c = ctx.connect().await;
+        round_trip(&ctx, &c, 0).await;
+        server_session(&ctx, n).await;
+        clients.push(c);
+    }
+    let accepted_before = ctx.server.status().await.accepted;
+    // Every session has messages queued when the server shuts down: they are flushed first.
+    let bind = ctx.bind_addr();
+    let addr = ctx.server_addr();
+    let done = ctx.server.spawn(move |svc: Service| async move {
+        for s in svc.sessions() {
+            let r = svc.acquire(s.id).unwrap();
+            for q in 1000..1000 + QUEUED {
+                r.send(&Seq::new(q, 300)).unwrap();
+            }
+        }
+        svc.shutdown().await;
+        let st = svc.status();
+        let listed = svc.sessions().len();
+        let accept = svc.accept(bind, BITS).await.map(|_| ());
+        let connect = svc.connect(&addr, BITS).await.map(|_| ());
+        svc.shutdown().await; // a second shutdown returns at once
+        (st, listed, accept, connect)
+    });
+    let (st, listed, accept, connect) = ctx.within("server.shutdown()", done).await;
+    assert_eq!(st.live(), 0, "{st}");
+    assert_eq!(listed, 0);
+    assert_eq!(st.pool.in_use_bytes, 0, "{st}");
+    assert!(matches!(accept, Err(AcceptError::Shutdown)), "{accept:?}");
+    assert!(
+        matches!(connect, Err(ConnectError::Shutdown)),
+        "{connect:?}"
+    );
+    assert_eq!(st.closed("shutdown"), SESSIONS as u64, "{st}");
+
+    let server = ctx.server.sessions();
+    assert_eq!(server.len(), SESSIONS);
+    for s in server.values() {
+        assert_eq!(s.closed, Some(CloseReason::Shutdown), "{}", s.id);
+    }
+    ctx.wait_for("the clients to see the shutdown", || {
+        ctx.client.sessions().values().all(|s| s.closed.is_some())
+    })
+    .await;
+    for c in &clients {
+        let mut want = vec![0];
+        want.extend(1000..1000 + QUEUED);
+        assert_eq!(ctx.client.msgs(c.id()), want, "{}", c.id());
+        assert_eq!(ctx.client.closed(c.id()), Some(CloseReason::PeerClosed));
+    }
+    // The listener is gone: a new connection is refused or dropped, never admitted.
+    if let Ok(mut raw) = ctx.raw_connect().await {
+        let _ = read_to_end(&ctx, &mut raw).await;
+    }
+    let st = ctx.server.status().await;
+    assert_eq!(st.accepted, accepted_before, "{st}");
+    assert_eq!(st.linger_expired, 0, "{st}");
+
+    // The client shuts down too (nothing left to close), then refuses to connect.
+    let addr = ctx.server_addr();
+    let connect = ctx
+        .client
+        .exec_async(move |svc: Service| async move {
+            svc.shutdown().await;
+            svc.connect(&addr, BITS).await.map(|_| ())
+        })
+        .await;
+    assert!(
+        matches!(connect, Err(ConnectError::Shutdown)),
+        "{connect:?}"
+    );
+    ctx.assert_no_leaks().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 12. duplicate message ids
+
+#[derive(BorshSerialize, BorshDeserialize, Debug, Clone)]
+struct Impostor {
+    x: u8,
+}
+laxnet::message!(Impostor = 1);
+
+#[derive(BorshSerialize, BorshDeserialize, Debug, Clone)]
+struct First42 {
+    x: u32,
+}
+#[derive(BorshSerialize, BorshDeserialize, Debug, Clone)]
+struct Second42 {
+    y: u32,
+}
+laxnet::message!(First42 = 42, Second42 = 42);
+
+pub(crate) async fn duplicate_message_id(ctx: Arc<Ctx>) {
+    setup_echo(&ctx, Config::default(), Config::default()).await;
+    let results = ctx
+        .server
+        .exec(|svc| {
+            let mut inbox = svc.inbox();
+            vec![
+                svc.register::<Impostor>(),
+                svc.sub(Topic::message::<Impostor>(BITS), |_| {})
+                    .map(|_| ()),
+                inbox.messages::<Impostor>(BITS).map(|_| ()),
+                svc.register::<Seq>(), // the same type again is fine
+                svc.register::<First42>(),
+                svc.register::<Second42>(),
+                svc.sub(Topic::message::<Second42>(BITS), |_| {})
+                    .map(|_| ()),
+                svc.register::<First42>(),
+            ]
+        })
+        .await;
+    let dup1 = Err(SubscribeError::DuplicateId {
+        id: 1,
+        existing: Seq::name(),
+        refused: Impostor::name(),
+    });
+    let dup42 = Err(SubscribeError::DuplicateId {
+        id: 42,
+        existing: First42::name(),
+        refused: Second42::name(),
+    });
+    assert_eq!(
+        results,
+        vec![
+            dup1.clone(),
+            dup1.clone(),
+            dup1,
+            Ok(()),
+            Ok(()),
+            dup42.clone(),
+            dup42,
+            Ok(())
+        ]
+    );
+    // The refused registrations changed nothing: Seq still echoes, and id 42 decodes as the
+    // first type (registered without subscribers: counted as unhandled, session kept).
+    ctx.client
+        .exec(|svc| svc.register::<Second42>())
+        .await
+        .unwrap();
+    let c = ctx.connect().await;
+    let srv = server_session(&ctx, 0).await;
+    round_trip(&ctx, &c, 1).await;
+    let c2 = c.clone();
+    ctx.client
+        .exec(move |_| c2.send(&Second42 { y: 7 }))
+        .await
+        .unwrap();
+    round_trip(&ctx, &c, 2).await;
+    let st = ctx.server.status().await;
+    assert_eq!((st.unhandled, st.msgs_in), (1, 3), "{st}");
+    assert_eq!(ctx.server.closed(srv), None);
+    close_client_session(&ctx, &c, srv).await;
+    ctx.assert_no_leaks().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 13. listener lifetime
+
+/// `Acceptor` docs: "Dropping the handle keeps it listening; `Acceptor::close` or service
+/// shutdown stops it."
+pub(crate) async fn dropped_acceptor_keeps_listening(ctx: Arc<Ctx>) {
+    ctx.start(Config::default(), Config::default()).await;
+    let (b1, b2) = (ctx.bind_addr_n(0), ctx.bind_addr_n(1));
+    let (dropped, closed) = ctx
+        .server
+        .exec_async(move |svc: Service| async move {
+            let dropped = svc.accept(&b1, BITS).await.unwrap().local_addr();
+            let acc = svc.accept(&b2, BITS).await.unwrap();
+            acc.close();
+            (dropped, acc.local_addr())
+        })
+        .await;
+    // Give both accept loops time to react to their handles.
+    ctx.sleep(Duration::from_millis(50)).await;
+    let (a1, a2) = (ctx.dial_addr(dropped), ctx.dial_addr(closed));
+    let (kept, stopped) = ctx
+        .client
+        .exec_async(move |svc: Service| async move {
+            let kept = svc.connect(&a1, BITS).await;
+            let stopped = svc.connect(&a2, BITS).await;
+            (kept, stopped)
+        })
+        .await;
+    let kept = kept.unwrap_or_else(|e| {
+        panic!("the listener whose Acceptor was dropped no longer accepts: {e}")
+    });
+    let srv = server_session(&ctx, 0).await;
+    round_trip_without_echo(&ctx, &kept, srv).await;
+    // The closed listener admits nobody (the connect fails, or its stream is dropped).
+    if let Ok(s) = stopped {
+        ctx.wait_for("the closed listener's connection to be dropped", || {
+            ctx.client.closed(s.id()).is_some()
+        })
+        .await;
+    }
+    ctx.sleep(Duration::from_millis(20)).await;
+    assert_eq!(ctx.server.status().await.accepted, 1);
+    close_client_session(&ctx, &kept, srv).await;
+    ctx.assert_no_leaks().await;
+}
+
+/// A message from the client arrives on server session `srv`.
+async fn round_trip_without_echo(ctx: &Ctx, c: &SessionRef, srv: SessionId) {
+    send_all(ctx, c, [1], 8).await;
+    ctx.wait_for("the server to receive 1", || ctx.server.msgs(srv) == [1])
+        .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 14. status snapshots while sessions close
+
+/// Every message was received before any session closes, so every `status()` snapshot taken
+/// while they close must still count exactly that many (a destroyed session's counters move
+/// into the service totals; a snapshot must count them once).
+pub(crate) async fn status_consistent_while_closing(ctx: Arc<Ctx>) {
+    const SESSIONS: u64 = 100;
+    const ROUNDS: u64 = 5;
+    setup_echo(&ctx, Config::default(), Config::default()).await;
+    let sim = ctx.is_sim();
+    let (mut polls, mut bad) = (0, Vec::new());
+    for round in 1..=ROUNDS {
+        let mut refs = Vec::new();
+        for q in 0..SESSIONS {
+            let c = ctx.connect().await;
+            send_all(&ctx, &c, [q], 8).await;
+            refs.push(c);
+        }
+        let n = round * SESSIONS;
+        ctx.wait_until("every message echoed", async || {
+            ctx.server.status().await.msgs_in == n && ctx.client.status().await.msgs_in == n
+        })
+        .await;
+        let poller = ctx.server.spawn(move |svc: Service| async move {
+            let (mut polls, mut bad) = (0u64, Vec::new());
+            loop {
+                let st = svc.status();
+                polls += 1;
+                if (st.msgs_in, st.msgs_out) != (n, n) {
+                    bad.push((st.msgs_in, st.msgs_out, st.live()));
+                }
+                if st.live() == 0 {
+                    return (polls, bad);
+                }
+                if sim {
+                    // A task that never sleeps stops virtual time (and the whole simulation).
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                } else if polls % 256 == 0 {
+                    // Bursts of snapshots: the session tasks run on the other worker meanwhile.
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        ctx.client
+            .exec(move |_| refs.iter().for_each(|s| s.close()))
+            .await;
+        let (p, b) = ctx.within("every session to close", poller).await;
+        polls += p;
+        bad.extend(b);
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {polls} status snapshots miscounted (msgs_in, msgs_out, live), e.g. {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+    ctx.assert_no_leaks().await;
+}
