@@ -89,6 +89,14 @@ pub use service::{
 pub use session::SessionRef;
 pub use time::Instant;
 
+/// Internals for benchmarks only (feature `bench-internals`); not a stable API.
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench_api {
+    pub use crate::buffer::{BufferPool, PoolConfig, ReadBuffer, SegmentQueue};
+    pub use crate::message::{HEADER_BYTES, LEN_BYTES, Parsed, encode_frame, parse_frame};
+}
+
 /// Re-exported so message types can derive the serialization traits with a matching version.
 pub use borsh;
 

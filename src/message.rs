@@ -14,6 +14,9 @@
 //! anything of that size is allocated ([`parse_frame`] is the cheap first phase; borsh the
 //! second).
 
+// The frame functions are public only through `bench_api` (feature `bench-internals`).
+#![cfg_attr(not(feature = "bench-internals"), allow(unreachable_pub))]
+
 use borsh::{BorshDeserialize, BorshSerialize};
 
 use crate::buffer::SegmentQueue;
@@ -54,13 +57,13 @@ macro_rules! message {
 }
 
 /// Bytes of the length prefix.
-pub(crate) const LEN_BYTES: usize = 4;
+pub const LEN_BYTES: usize = 4;
 /// Bytes of the frame header: length prefix and message id.
-pub(crate) const HEADER_BYTES: usize = 8;
+pub const HEADER_BYTES: usize = 8;
 
 /// Serializes `msg` as one frame at the end of `queue`, straight into its segments.
 /// On error nothing is left in the queue. Returns the frame's size on the wire.
-pub(crate) fn encode_frame<T: Message>(
+pub fn encode_frame<T: Message>(
     queue: &mut SegmentQueue,
     msg: &T,
     max_frame: usize,
@@ -88,7 +91,7 @@ pub(crate) fn encode_frame<T: Message>(
 
 /// The result of looking at the front of the receive buffer.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Parsed<'a> {
+pub enum Parsed<'a> {
     /// More bytes are needed; the whole frame will be `total` bytes once its header is known.
     Incomplete {
         /// The frame's total size if the header has arrived.
@@ -107,7 +110,7 @@ pub(crate) enum Parsed<'a> {
 
 /// Phase one of decoding: finds the first frame in `data` without allocating.
 /// A length over `max_frame` is a protocol violation, detected from the 4-byte prefix alone.
-pub(crate) fn parse_frame(data: &[u8], max_frame: usize) -> Result<Parsed<'_>, ProtocolViolation> {
+pub fn parse_frame(data: &[u8], max_frame: usize) -> Result<Parsed<'_>, ProtocolViolation> {
     let Some(prefix) = data.first_chunk::<LEN_BYTES>() else {
         return Ok(Parsed::Incomplete { total: None });
     };

@@ -20,11 +20,13 @@
 //!
 //! All of this is safe Rust without `unsafe`.
 
+// Public only through `bench_api` (feature `bench-internals`); crate-internal otherwise.
+#![cfg_attr(not(feature = "bench-internals"), allow(unreachable_pub))]
+
 mod pool;
 mod read;
 mod segment;
 
-pub(crate) use pool::BufferPool;
-pub use pool::{PoolConfig, PoolStats};
-pub(crate) use read::ReadBuffer;
-pub(crate) use segment::SegmentQueue;
+pub use pool::{BufferPool, PoolConfig, PoolStats};
+pub use read::ReadBuffer;
+pub use segment::SegmentQueue;

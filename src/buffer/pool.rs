@@ -99,7 +99,7 @@ pub struct PoolStats {
 ///
 /// Safe to use from several threads; all clones share the same blocks and counters.
 #[derive(Clone)]
-pub(crate) struct BufferPool(Arc<Inner>);
+pub struct BufferPool(Arc<Inner>);
 
 struct Inner {
     /// `log2(min_class)`.
@@ -137,7 +137,7 @@ impl Default for BufferPool {
 
 impl BufferPool {
     /// Creates an empty pool (nothing is allocated up front). See [`PoolConfig`] for rounding.
-    pub(crate) fn new(config: PoolConfig) -> Self {
+    pub fn new(config: PoolConfig) -> Self {
         let min_class = round_class(config.min_class);
         let max_class = round_class(config.max_class).max(min_class);
         let min_shift = min_class.trailing_zeros();
@@ -164,14 +164,14 @@ impl BufferPool {
 
     /// The effective configuration (class bounds rounded to powers of two).
     #[cfg(test)]
-    pub(crate) fn config(&self) -> &PoolConfig {
+    pub fn config(&self) -> &PoolConfig {
         &self.0.config
     }
 
     /// The length of the block [`take`](Self::take) returns for `min_len`: `min_class` for small
     /// requests, the next power of two up to `max_class`, and `min_len` itself above `max_class`
     /// (oversize).
-    pub(crate) fn class_size(&self, min_len: usize) -> usize {
+    pub fn class_size(&self, min_len: usize) -> usize {
         let c = &self.0.config;
         if min_len <= c.min_class {
             c.min_class
@@ -197,7 +197,7 @@ impl BufferPool {
     /// block of that class if there is one and allocating (zero-filled) otherwise.
     ///
     /// The contents of a reused block are whatever its previous user left in it.
-    pub(crate) fn take(&self, min_len: usize) -> Block {
+    pub fn take(&self, min_len: usize) -> Block {
         let inner = &*self.0;
         let size = self.class_size(min_len);
         let buf = match self.class_index(size) {
@@ -269,7 +269,7 @@ impl BufferPool {
 
     /// Frees every retained block (for shutdown or memory pressure). Blocks in use are not
     /// affected; they are retained or freed as usual when dropped.
-    pub(crate) fn trim(&self) {
+    pub fn trim(&self) {
         let inner = &*self.0;
         for class in &inner.classes {
             let drained = std::mem::take(&mut *lock(class));
@@ -286,7 +286,7 @@ impl BufferPool {
     }
 
     /// A snapshot of the pool's counters (see [`PoolStats`]).
-    pub(crate) fn stats(&self) -> PoolStats {
+    pub fn stats(&self) -> PoolStats {
         let i = &*self.0;
         PoolStats {
             in_use_blocks: i.in_use_blocks.load(Ordering::Relaxed),
@@ -302,7 +302,7 @@ impl BufferPool {
 
     /// Whether `self` and `other` are handles to the same pool.
     #[cfg(test)]
-    pub(crate) fn same_pool(&self, other: &BufferPool) -> bool {
+    pub fn same_pool(&self, other: &BufferPool) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
 }
@@ -320,7 +320,7 @@ impl fmt::Debug for BufferPool {
 ///
 /// Its length is fixed (the size class, or the exact length for an oversize block). It
 /// dereferences to `[u8]`.
-pub(crate) struct Block {
+pub struct Block {
     buf: Box<[u8]>,
     pool: BufferPool,
 }
@@ -328,13 +328,13 @@ pub(crate) struct Block {
 impl Block {
     /// The block's length in bytes (its size class).
     #[allow(clippy::len_without_is_empty)] // a block is never empty (min_class >= 1)
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.buf.len()
     }
 
     /// The pool this block returns to.
     #[cfg(test)]
-    pub(crate) fn pool(&self) -> &BufferPool {
+    pub fn pool(&self) -> &BufferPool {
         &self.pool
     }
 }

@@ -32,7 +32,7 @@ use super::pool::{Block, BufferPool};
 /// Received bytes not yet parsed, held in one pooled [`Block`] (see the module docs).
 ///
 /// Live bytes are `block[start..end]`; `block[end..]` is the spare tail reads go into.
-pub(crate) struct ReadBuffer {
+pub struct ReadBuffer {
     block: Option<Block>,
     start: usize,
     end: usize,
@@ -43,7 +43,7 @@ pub(crate) struct ReadBuffer {
 impl ReadBuffer {
     /// Creates an empty buffer whose first block will be `pool.class_size(initial_class)` bytes.
     /// Allocates nothing until first used.
-    pub(crate) fn new(pool: BufferPool, initial_class: usize) -> Self {
+    pub fn new(pool: BufferPool, initial_class: usize) -> Self {
         let initial = pool.class_size(initial_class);
         Self {
             block: None,
@@ -56,29 +56,29 @@ impl ReadBuffer {
 
     /// The size of the block taken on first use.
     #[cfg(test)]
-    pub(crate) fn initial_capacity(&self) -> usize {
+    pub fn initial_capacity(&self) -> usize {
         self.initial
     }
 
     /// Number of received, unconsumed bytes.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.end - self.start
     }
 
     /// Whether there are no unconsumed bytes.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.start == self.end
     }
 
     /// Length of the current block (0 when the buffer holds none).
-    pub(crate) fn capacity(&self) -> usize {
+    pub fn capacity(&self) -> usize {
         self.block.as_ref().map_or(0, Block::len)
     }
 
     /// The received, unconsumed bytes.
     ///
     /// Mutable view of the same bytes (records are decrypted in place).
-    pub(crate) fn data_mut(&mut self) -> &mut [u8] {
+    pub fn data_mut(&mut self) -> &mut [u8] {
         match &mut self.block {
             Some(b) => &mut b[self.start..self.end],
             None => &mut [],
@@ -86,7 +86,7 @@ impl ReadBuffer {
     }
 
     /// The buffered bytes.
-    pub(crate) fn data(&self) -> &[u8] {
+    pub fn data(&self) -> &[u8] {
         match &self.block {
             Some(b) => &b[self.start..self.end],
             None => &[],
@@ -100,7 +100,7 @@ impl ReadBuffer {
     /// bytes to the front of the block, and if that is not enough either, moves them into a block
     /// of the next class that fits `len() + min`. Returns the whole tail, which may be longer than
     /// `min`.
-    pub(crate) fn spare(&mut self, min: usize) -> &mut [u8] {
+    pub fn spare(&mut self, min: usize) -> &mut [u8] {
         let min = min.max(1);
         if self.capacity() - self.end < min {
             let live = self.len();
@@ -117,7 +117,7 @@ impl ReadBuffer {
     /// Marks `n` bytes of the tail returned by [`spare`](Self::spare) as received.
     ///
     /// `n` beyond the tail is a caller bug (debug assertion; clamped in release builds).
-    pub(crate) fn commit(&mut self, n: usize) {
+    pub fn commit(&mut self, n: usize) {
         let room = self.capacity() - self.end;
         debug_assert!(n <= room, "commit({n}) beyond the spare tail ({room})");
         self.end += n.min(room);
@@ -127,7 +127,7 @@ impl ReadBuffer {
     /// offsets go back to the start of the block; the block itself is kept.
     ///
     /// `n > len()` is a caller bug (debug assertion; clamped in release builds).
-    pub(crate) fn consume(&mut self, n: usize) {
+    pub fn consume(&mut self, n: usize) {
         let len = self.len();
         debug_assert!(n <= len, "consume({n}) beyond the buffered bytes ({len})");
         self.start += n.min(len);
@@ -140,7 +140,7 @@ impl ReadBuffer {
     /// Makes sure `total` bytes counted from the first unconsumed byte fit in the block (for a
     /// frame of `total` bytes whose length the caller has already validated), compacting or
     /// moving to the next size class `>= total` as needed. Does nothing if they already fit.
-    pub(crate) fn reserve_total(&mut self, total: usize) {
+    pub fn reserve_total(&mut self, total: usize) {
         if self.capacity() - self.start < total {
             self.make_room(total);
         }
@@ -174,7 +174,7 @@ impl ReadBuffer {
     /// initial-size block is kept, and a buffer holding a partial frame is left alone.
     ///
     /// Returns whether a block was released.
-    pub(crate) fn shrink_if_idle(&mut self) -> bool {
+    pub fn shrink_if_idle(&mut self) -> bool {
         if self.is_empty() && self.capacity() > self.initial {
             self.block = None;
             true
@@ -186,7 +186,7 @@ impl ReadBuffer {
     /// Returns the block to the pool whatever its size, discarding any unconsumed bytes (for
     /// destroyed sessions and idle ones that should hold no memory). The buffer stays usable: the
     /// next [`spare`](Self::spare) takes a fresh initial-size block.
-    pub(crate) fn release(&mut self) {
+    pub fn release(&mut self) {
         self.block = None;
         self.start = 0;
         self.end = 0;

@@ -41,14 +41,14 @@ use super::pool::{Block, BufferPool};
 /// prefix is patched, so relying on that is pointless.) Using a mark whose bytes are already
 /// sent, or that lies beyond the end, is a caller bug: debug builds panic, release builds clamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Mark(u64);
+pub struct Mark(u64);
 
 /// Outgoing bytes in equal-size segments taken from a [`BufferPool`] (see the module docs).
 ///
 /// Invariants: `segs` is empty exactly when `len == 0` (then `head == tail == 0`); otherwise the
 /// queued bytes are `segs[0][head..]`, the middle segments in full, and `segs[last][..tail]` (just
 /// `segs[0][head..tail]` for a single segment), with `head < seg_size` and `0 < tail <= seg_size`.
-pub(crate) struct SegmentQueue {
+pub struct SegmentQueue {
     segs: VecDeque<Block>,
     /// Read offset in the first segment.
     head: usize,
@@ -66,7 +66,7 @@ pub(crate) struct SegmentQueue {
 impl SegmentQueue {
     /// Creates an empty queue of segments of `pool.class_size(seg_size)` bytes. Allocates
     /// nothing until the first byte is queued.
-    pub(crate) fn new(pool: BufferPool, seg_size: usize) -> Self {
+    pub fn new(pool: BufferPool, seg_size: usize) -> Self {
         let seg_size = pool.class_size(seg_size);
         Self {
             segs: VecDeque::new(),
@@ -80,24 +80,24 @@ impl SegmentQueue {
     }
 
     /// Number of queued (unsent) bytes.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether no bytes are queued.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Number of segments currently held.
     #[cfg(test)]
-    pub(crate) fn segments(&self) -> usize {
+    pub fn segments(&self) -> usize {
         self.segs.len()
     }
 
     /// Length of each segment in bytes.
     #[cfg(test)]
-    pub(crate) fn segment_size(&self) -> usize {
+    pub fn segment_size(&self) -> usize {
         self.seg_size
     }
 
@@ -131,7 +131,7 @@ impl SegmentQueue {
     }
 
     /// Appends `bytes`, spanning into new segments as needed.
-    pub(crate) fn push(&mut self, mut bytes: &[u8]) {
+    pub fn push(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             let dst = self.writable_tail();
             let n = dst.len().min(bytes.len());
@@ -142,13 +142,13 @@ impl SegmentQueue {
     }
 
     /// The current end of the queue: the position the next pushed byte will have.
-    pub(crate) fn mark(&self) -> Mark {
+    pub fn mark(&self) -> Mark {
         Mark(self.end_pos)
     }
 
     /// Appends `n` zero bytes (for a length prefix to [`patch`](Self::patch) later) and returns
     /// their position. They may span two or more segments.
-    pub(crate) fn reserve(&mut self, mut n: usize) -> Mark {
+    pub fn reserve(&mut self, mut n: usize) -> Mark {
         let at = self.mark();
         while n > 0 {
             let dst = self.writable_tail();
@@ -163,7 +163,7 @@ impl SegmentQueue {
 
     /// Number of bytes queued from `m` to the end (e.g. a message's length including its
     /// reserved prefix).
-    pub(crate) fn len_since(&self, m: Mark) -> usize {
+    pub fn len_since(&self, m: Mark) -> usize {
         debug_assert!(m.0 <= self.end_pos, "mark {m:?} beyond the end");
         usize::try_from(self.end_pos.saturating_sub(m.0)).unwrap_or(usize::MAX)
     }
@@ -177,7 +177,7 @@ impl SegmentQueue {
     /// Overwrites the queued bytes starting at `at` with `bytes` (which may cross segment
     /// boundaries). The range must lie within the queued bytes; outside it is a caller bug (debug
     /// assertion; in release builds only the part inside the queue is written).
-    pub(crate) fn patch(&mut self, at: Mark, bytes: &[u8]) {
+    pub fn patch(&mut self, at: Mark, bytes: &[u8]) {
         let front = self.front_pos();
         debug_assert!(
             at.0 >= front && at.0.saturating_add(bytes.len() as u64) <= self.end_pos,
@@ -208,7 +208,7 @@ impl SegmentQueue {
     ///
     /// A mark beyond the end is a caller bug (debug assertion; ignored in release builds); a mark
     /// before the front (bytes already sent) likewise (rolls back all queued bytes in release).
-    pub(crate) fn truncate(&mut self, m: Mark) {
+    pub fn truncate(&mut self, m: Mark) {
         let front = self.front_pos();
         debug_assert!(
             (front..=self.end_pos).contains(&m.0),
@@ -238,7 +238,7 @@ impl SegmentQueue {
 
     /// Fills `out` with up to `out.len()` slices covering the queued bytes in order and returns
     /// how many it filled (0 only if the queue is empty or `out` is).
-    pub(crate) fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+    pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
         let mut filled = 0;
         for (slot, chunk) in out.iter_mut().zip(self.chunks()) {
             *slot = IoSlice::new(chunk);
@@ -248,7 +248,7 @@ impl SegmentQueue {
     }
 
     /// The queued bytes as one non-empty slice per segment, in order.
-    pub(crate) fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> {
         let last = self.segs.len().saturating_sub(1);
         self.segs.iter().enumerate().map(move |(i, seg)| {
             let start = if i == 0 { self.head } else { 0 };
@@ -262,7 +262,7 @@ impl SegmentQueue {
     /// memory while idle; the pool retains them, so refilling it does not allocate).
     ///
     /// `n > len()` is a caller bug (debug assertion; clamped in release builds).
-    pub(crate) fn advance(&mut self, n: usize) {
+    pub fn advance(&mut self, n: usize) {
         debug_assert!(
             n <= self.len,
             "advance({n}) beyond the queued bytes ({})",
@@ -282,7 +282,7 @@ impl SegmentQueue {
 
     /// Discards all queued bytes and returns every segment to the pool. Outstanding marks become
     /// invalid.
-    pub(crate) fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.segs.clear();
         self.head = 0;
         self.tail = 0;
