@@ -1,0 +1,233 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // benchmarks may use real time directly
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
+
+//! Micro-benchmarks of laxnet's building blocks, through `laxnet::bench_api` (feature
+//! `bench-internals`, which re-exposes crate-internal types for benchmarks only):
+//!
+//! * `message/*`: borsh encode and decode of the 28-byte perf message (no framing).
+//! * `frame/*`: `encode_frame` (header + borsh body into the send queue) and `parse_frame`.
+//! * `pool/*`: `BufferPool::take` + drop (return) for the 512 B and 16 KiB classes.
+//! * `read_buffer/*`: steady small reads (spare/commit/consume) and growth of an empty buffer
+//!   to hold one 1 MiB frame arriving in 64 KiB reads (compaction + size-class moves).
+//! * `segment/*`: filling the send queue with frames and the vectored flush (`io_slices` +
+//!   `write_vectored` into memory + `advance`).
+//!
+//! Run: `cargo bench --features bench-internals --bench internals`
+
+use std::hint::black_box;
+use std::io::{IoSlice, Write};
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use laxnet::bench_api::{
+    BufferPool, HEADER_BYTES, Parsed, PoolConfig, ReadBuffer, SegmentQueue, encode_frame,
+    parse_frame,
+};
+
+#[derive(BorshSerialize, BorshDeserialize, Debug, Clone, Copy, PartialEq)]
+struct Msg {
+    id: u32,
+    seq: u64,
+    payload: [u8; 16],
+}
+laxnet::message!(Msg = 7);
+
+const MSG: Msg = Msg {
+    id: 7,
+    seq: 1,
+    payload: [0xAB; 16],
+};
+const BODY: usize = 28;
+const FRAME: usize = HEADER_BYTES + BODY;
+const MAX_FRAME: usize = 1 << 20;
+const SEGMENT: usize = 16 << 10;
+
+fn pool() -> BufferPool {
+    BufferPool::new(PoolConfig::default())
+}
+
+/// `n` frames of `MSG`, back to back.
+fn frames(n: usize) -> Vec<u8> {
+    let mut one = Vec::with_capacity(FRAME);
+    one.extend_from_slice(&((BODY + 4) as u32).to_le_bytes());
+    one.extend_from_slice(&7u32.to_le_bytes());
+    MSG.serialize(&mut one).unwrap();
+    assert_eq!(one.len(), FRAME);
+    one.repeat(n)
+}
+
+fn message(c: &mut Criterion) {
+    let mut g = c.benchmark_group("message");
+    g.throughput(Throughput::Elements(1));
+    let mut buf = [0u8; 64];
+    g.bench_function("encode_borsh", |b| {
+        b.iter(|| {
+            let mut w: &mut [u8] = &mut buf;
+            black_box(&MSG).serialize(&mut w).unwrap();
+            black_box(&buf);
+        })
+    });
+    let mut body = Vec::new();
+    MSG.serialize(&mut body).unwrap();
+    g.bench_function("decode_borsh", |b| {
+        b.iter(|| black_box(borsh::from_slice::<Msg>(black_box(&body)).unwrap()))
+    });
+    g.finish();
+}
+
+fn frame(c: &mut Criterion) {
+    let mut g = c.benchmark_group("frame");
+    const N: usize = 1000;
+    g.throughput(Throughput::Elements(N as u64));
+    let p = pool();
+    let mut q = SegmentQueue::new(p.clone(), SEGMENT);
+    g.bench_function("write", |b| {
+        b.iter(|| {
+            for _ in 0..N {
+                encode_frame(&mut q, black_box(&MSG), MAX_FRAME).unwrap();
+            }
+            q.clear();
+        })
+    });
+    let data = frames(N);
+    g.bench_function("parse", |b| {
+        b.iter(|| {
+            let mut rest = black_box(&data[..]);
+            let mut ids = 0u32;
+            while let Ok(Parsed::Frame { id, body, total }) = parse_frame(rest, MAX_FRAME) {
+                ids = ids.wrapping_add(id);
+                black_box(body);
+                rest = &rest[total..];
+            }
+            ids
+        })
+    });
+    g.bench_function("parse_decode", |b| {
+        b.iter(|| {
+            let mut rest = black_box(&data[..]);
+            while let Ok(Parsed::Frame { body, total, .. }) = parse_frame(rest, MAX_FRAME) {
+                black_box(borsh::from_slice::<Msg>(body).unwrap());
+                rest = &rest[total..];
+            }
+        })
+    });
+    g.finish();
+}
+
+fn pool_take_return(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pool");
+    g.throughput(Throughput::Elements(1));
+    let p = pool();
+    drop(p.take(512));
+    drop(p.take(SEGMENT));
+    g.bench_function("take_return_512", |b| {
+        b.iter(|| drop(black_box(p.take(512))))
+    });
+    g.bench_function("take_return_16k", |b| {
+        b.iter(|| drop(black_box(p.take(SEGMENT))))
+    });
+    // The fallback when a class has nothing retained: a zeroed allocation and a free.
+    let none = BufferPool::new(PoolConfig {
+        keep_per_class: 0,
+        ..PoolConfig::default()
+    });
+    g.bench_function("allocate_free_16k_unpooled", |b| {
+        b.iter(|| drop(black_box(none.take(SEGMENT))))
+    });
+    g.finish();
+}
+
+fn read_buffer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("read_buffer");
+    // Steady state: 4 KiB reads of whole frames, all consumed (the block is kept).
+    let chunk = frames(4096 / FRAME);
+    g.throughput(Throughput::Bytes(chunk.len() as u64));
+    let mut rb = ReadBuffer::new(pool(), 4096);
+    g.bench_function("read_consume_4k", |b| {
+        b.iter(|| {
+            let spare = rb.spare(512);
+            let n = chunk.len().min(spare.len());
+            spare[..n].copy_from_slice(&chunk[..n]);
+            rb.commit(n);
+            let len = rb.len();
+            black_box(rb.data());
+            rb.consume(len);
+        })
+    });
+    // Growth: one 1 MiB frame arriving in 64 KiB reads into an empty 4 KiB-class buffer.
+    const BIG: usize = 1 << 20;
+    let mut big = vec![0u8; BIG];
+    big[..4].copy_from_slice(&((BIG - 4) as u32).to_le_bytes());
+    g.throughput(Throughput::Bytes(BIG as u64));
+    let p = pool();
+    g.bench_function("grow_to_1mib_frame", |b| {
+        b.iter_batched(
+            || ReadBuffer::new(p.clone(), 4096),
+            |mut rb| {
+                let mut off = 0;
+                while off < BIG {
+                    let spare = rb.spare(512);
+                    let n = spare.len().min(64 << 10).min(BIG - off);
+                    spare[..n].copy_from_slice(&big[off..off + n]);
+                    rb.commit(n);
+                    off += n;
+                    if rb.len() >= 4 {
+                        rb.reserve_total(BIG);
+                    }
+                }
+                assert_eq!(rb.len(), BIG);
+                rb.consume(BIG);
+                rb.shrink_if_idle();
+                rb
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn segment(c: &mut Criterion) {
+    let mut g = c.benchmark_group("segment");
+    const N: usize = 1 << 15; // 32768 frames = 1.1 MiB, 72 segments
+    g.throughput(Throughput::Elements(N as u64));
+    let p = pool();
+    let mut q = SegmentQueue::new(p.clone(), SEGMENT);
+    // Fill: frames into segments (segments come back from the pool after the first round).
+    g.bench_function("fill_frames", |b| {
+        b.iter(|| {
+            for _ in 0..N {
+                encode_frame(&mut q, black_box(&MSG), MAX_FRAME).unwrap();
+            }
+            q.clear();
+        })
+    });
+    // Vectored flush: 64 slices per write into memory (a stand-in for the kernel's copy),
+    // advancing by what was written, until the queue is drained.
+    let mut sink: Vec<u8> = Vec::with_capacity(2 << 20);
+    g.bench_function("fill_and_flush_vectored", |b| {
+        b.iter(|| {
+            for _ in 0..N {
+                encode_frame(&mut q, black_box(&MSG), MAX_FRAME).unwrap();
+            }
+            while !q.is_empty() {
+                let mut slices = [IoSlice::new(&[]); 64];
+                let n = q.io_slices(&mut slices);
+                sink.clear();
+                let written = sink.write_vectored(&slices[..n]).unwrap();
+                q.advance(written);
+            }
+            black_box(&sink);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    message,
+    frame,
+    pool_take_return,
+    read_buffer,
+    segment
+);
+criterion_main!(benches);
