@@ -252,6 +252,13 @@ impl BufferPool {
                         })
                         .is_ok()
                 {
+                    if list.len() == list.capacity() {
+                        // Grow the free list in large steps (bounded by what the class may
+                        // keep), so a steady state never reallocates it on the message path.
+                        let max = inner.config.keep_per_class / size;
+                        let more = list.capacity().max(64).min(max.saturating_sub(list.len()));
+                        list.reserve(more);
+                    }
                     list.push(buf);
                     inner.retained_blocks.fetch_add(1, Ordering::Relaxed);
                     None
