@@ -68,6 +68,25 @@ pub fn encode_frame<T: Message>(
     msg: &T,
     max_frame: usize,
 ) -> Result<usize, SendError> {
+    // Fast path: the whole frame fits in the room left in the last segment. Serialize straight
+    // into that slice (borsh's writes become inlined copies into `&mut [u8]`), then write the
+    // header in front of it: no per-field segment bookkeeping, no patching.
+    let room = queue.room();
+    if let Some((header, body)) = room.split_at_mut_checked(HEADER_BYTES) {
+        let mut w = SliceWriter { buf: body, pos: 0 };
+        if msg.serialize(&mut w).is_ok() {
+            let len = w.pos + (HEADER_BYTES - LEN_BYTES);
+            if len <= max_frame {
+                header[..LEN_BYTES].copy_from_slice(&(len as u32).to_le_bytes());
+                header[LEN_BYTES..].copy_from_slice(&T::ID.to_le_bytes());
+                let total = LEN_BYTES + len;
+                queue.commit_room(total);
+                return Ok(total);
+            }
+        }
+        // Did not fit (or failed, or too large): the general path below redoes it and reports
+        // errors; it also truncates away a segment that `room` may have taken.
+    }
     let start = queue.reserve(HEADER_BYTES);
     if let Err(e) = msg.serialize(queue) {
         queue.truncate(start);
@@ -87,6 +106,39 @@ pub fn encode_frame<T: Message>(
     header[4..].copy_from_slice(&T::ID.to_le_bytes());
     queue.patch(start, &header);
     Ok(total)
+}
+
+/// A `Write` into a fixed slice whose `write_all` inlines to a fixed-size copy when borsh
+/// writes a fixed-size field (`&mut [u8]`'s own impl clamps the length, which turns every
+/// field into a `memcpy` call). Fails with `WriteZero` when the slice is too short.
+struct SliceWriter<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl std::io::Write for SliceWriter<'_> {
+    #[inline]
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.write_all(data).map(|()| data.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        let end = self.pos + data.len();
+        match self.buf.get_mut(self.pos..end) {
+            Some(dst) => {
+                dst.copy_from_slice(data);
+                self.pos = end;
+                Ok(())
+            }
+            None => Err(std::io::ErrorKind::WriteZero.into()),
+        }
+    }
+
+    #[inline]
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The result of looking at the front of the receive buffer.

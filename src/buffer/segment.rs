@@ -123,6 +123,21 @@ impl SegmentQueue {
         &mut last[tail..]
     }
 
+    /// The writable rest of the last segment (taking a fresh segment if there is none or the
+    /// last one is full), for a caller that writes a whole frame in place and then calls
+    /// [`commit_room`](Self::commit_room). Never empty. If the caller commits nothing, a segment
+    /// taken here stays behind empty until the next write or `truncate`/`clear`; callers must
+    /// follow up with a write or a `truncate` (as `encode_frame`'s fallback does).
+    pub(crate) fn room(&mut self) -> &mut [u8] {
+        self.writable_tail()
+    }
+
+    /// Records `n` bytes written into [`room`](Self::room).
+    pub(crate) fn commit_room(&mut self, n: usize) {
+        debug_assert!(self.tail + n <= self.seg_size);
+        self.commit_tail(n);
+    }
+
     /// Records `n` bytes written into [`writable_tail`](Self::writable_tail).
     fn commit_tail(&mut self, n: usize) {
         self.tail += n;
