@@ -184,6 +184,7 @@ impl ServiceInner {
                     core: core.clone(),
                     last_recv: AtomicU64::new(now.as_nanos_u64()),
                     in_flight: Default::default(),
+                    max_record: sealed.as_ref().map(|s| s.max_record),
                     counters: SessionCounters::default(),
                     state: Mutex::new(SendState {
                         queue: SegmentQueue::new(core.pool.clone(), core.config.segment_size),

@@ -205,7 +205,7 @@ impl Service {
                 bytes_out: s.counters.bytes_out.load(Relaxed),
                 msgs_in: s.counters.msgs_in.load(Relaxed),
                 msgs_out: s.counters.msgs_out.load(Relaxed),
-                queued: s.lock().queue.len() + s.in_flight.load(Relaxed),
+                queued: s.wire_len(s.lock().queue.len()) + s.in_flight.load(Relaxed),
             })
             .collect()
     }

@@ -159,7 +159,9 @@ impl Driver {
             let mut st = self.shared.lock();
             if self.out.is_empty() && !st.queue.is_empty() {
                 std::mem::swap(&mut self.out, &mut st.queue);
-                self.shared.in_flight.store(self.out.len(), Relaxed);
+                // Everything taken and not yet written counts against the send-queue limit,
+                // sealed records included.
+                self.update_in_flight();
                 took = true;
             }
             match &st.waker {
@@ -175,6 +177,13 @@ impl Driver {
             self.begin_close(r);
         }
         took
+    }
+
+    /// Publishes the bytes taken from the queue and not yet written, in wire bytes.
+    fn update_in_flight(&self) {
+        let sealed = self.sealed.as_ref().map_or(0, |s| s.wire_out.len());
+        let pending = self.shared.wire_len(self.out.len()) + sealed;
+        self.shared.in_flight.store(pending, Relaxed);
     }
 
     /// Step 2: one socket read and the frames it completes.
@@ -382,8 +391,7 @@ impl Driver {
             }
             Poll::Ready(Ok(written)) => {
                 queue.advance(written);
-                let pending = self.out.len() + self.sealed.as_ref().map_or(0, |s| s.wire_out.len());
-                self.shared.in_flight.store(pending, Relaxed);
+                self.update_in_flight();
                 self.shared
                     .counters
                     .bytes_out

@@ -58,6 +58,9 @@ pub(crate) struct SessionShared {
     pub(crate) last_recv: AtomicU64,
     /// Bytes the driver has taken from the queue and not yet written.
     pub(crate) in_flight: AtomicUsize,
+    /// For encrypted sessions, the largest record payload: queued frames are counted with
+    /// the record overhead they will carry, so the send-queue limit holds in wire bytes.
+    pub(crate) max_record: Option<usize>,
     pub(crate) counters: SessionCounters,
     pub(crate) state: Mutex<SendState>,
 }
@@ -92,6 +95,15 @@ impl SessionShared {
             w.wake();
         }
         true
+    }
+
+    /// Bytes that `plain` bytes of frames take on the wire (record overhead included for an
+    /// encrypted session: frames are sealed `max_record` at a time from the front).
+    pub(crate) fn wire_len(&self, plain: usize) -> usize {
+        match self.max_record {
+            Some(m) => plain + plain.div_ceil(m) * crate::crypto::record::OVERHEAD,
+            None => plain,
+        }
     }
 
     /// The current phase.
@@ -179,12 +191,12 @@ impl SessionRef {
             let before = st.queue.len();
             let mark = st.queue.mark();
             encode_frame(&mut st.queue, msg, core.config.max_frame)?;
-            let queued = st.queue.len() + sh.in_flight.load(Relaxed);
+            let queued = sh.wire_len(st.queue.len()) + sh.in_flight.load(Relaxed);
             if queued > core.config.send_queue_limit {
                 st.queue.truncate(mark);
                 core.counters.queue_full.fetch_add(1, Relaxed);
                 return Err(SendError::QueueFull {
-                    queued: before + sh.in_flight.load(Relaxed),
+                    queued: sh.wire_len(before) + sh.in_flight.load(Relaxed),
                     limit: core.config.send_queue_limit,
                 });
             }
