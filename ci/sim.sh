@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The simulation suite (release builds): every scenario over 100 seeds, a determinism check,
-# and proof that the oracle catches every planted library bug. Called by ci/test.sh.
+# and proof that the oracle catches every planted library bug and, with the library's null
+# cipher, every ciphertext fault. Called by ci/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unset RUSTFLAGS # would replace .cargo/config.toml's --cfg tokio_unstable
@@ -29,4 +30,7 @@ for bug in no-flush-on-close double-closed deliver-after-close no-generation-bum
   fi
   echo "planted bug $bug: caught (exit 1)"
 done
+
+step "laxsim: the oracle catches ciphertext faults that nothing authenticates (null cipher)"
+cargo test --release -p laxnet-sim --features null-cipher --test null_cipher
 echo "ci/sim.sh: simulation suite passed"

@@ -7,7 +7,17 @@
 //! later through a timer), and resets (fails with `ConnectionReset`, possibly in the middle of
 //! a frame). It also reports every stream's traffic to the oracle: bytes written, frame
 //! position, and the time of the last read that returned bytes (the heartbeat clock).
+//!
+//! On encrypted ("bits-hpke") streams the write side also follows the records the library
+//! writes after the fixed-size handshake ([`hs`]) and, where the scenario asks for it,
+//! spoils one of them: flips a bit inside it, sends it twice, swaps it with the next one,
+//! inserts a record taken from another stream of the same host before it (each host keeps a
+//! small pool of recent records), or leaves it out. Record headers stay intact, so the wire
+//! is still a sequence of records, and the oracle knows which of them is the first bad one
+//! (see [`crate::state::CtMark`]). Every such decision goes through the recorder, keyed by
+//! stream and record number.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,8 +30,35 @@ use laxnet::{Instant, TurmoilRuntime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::scenario::IoFaults;
-use crate::schedule::{Dir, IoAct};
+use crate::schedule::{CtAct, Dir, IoAct};
 use crate::state::{Shared, lock};
+
+pub mod hs {
+    //! Sizes of the "bits-hpke" wire format that the ciphertext faults rely on (laxnet's
+    //! `src/crypto/handshake.rs` and `src/crypto/record.rs`). Client authentication is not
+    //! used, so the ClientHello has its short form.
+
+    /// ClientHello without a client key.
+    pub const CLIENT_HELLO: u64 = 104;
+    /// ServerHello.
+    pub const SERVER_HELLO: u64 = 104;
+    /// ClientFinished.
+    pub const CLIENT_FINISHED: u64 = 32;
+    /// Bytes the connecting side writes (and the accepting side reads) before its records.
+    pub const CLIENT_OUT: u64 = CLIENT_HELLO + CLIENT_FINISHED;
+    /// Bytes the accepting side writes (and the connecting side reads) before its records.
+    pub const SERVER_OUT: u64 = SERVER_HELLO;
+    /// The record length header (`u32` LE; the length counts what follows it).
+    pub const RECORD_HEADER: usize = 4;
+    /// The length of a record without payload (type byte and tag): the `Close` record.
+    /// A data record always carries at least one byte.
+    pub const RECORD_OVERHEAD: u64 = 17;
+}
+
+/// Records the splice pool of a host keeps.
+const POOL_LEN: usize = 8;
+/// Larger records are not kept in the pool.
+const POOL_MAX_RECORD: usize = 2048;
 
 /// The fault-injecting runtime of one host incarnation.
 pub struct FaultyRuntime {
@@ -33,8 +70,12 @@ struct Ctl {
     shared: Shared,
     host: u16,
     io: IoFaults,
+    /// Encrypted streams: follow their records.
+    hpke: bool,
     /// Streams dropped while the host crashes, dropped later in stream order.
     graveyard: Mutex<Vec<(u64, turmoil::net::TcpStream)>>,
+    /// Recent small records written by this host's streams, for splicing: (stream, record).
+    pool: Mutex<VecDeque<(u64, Vec<u8>)>>,
 }
 
 /// Makes a crash deterministic: tokio drops a crashed host's tasks in an order that depends
@@ -58,14 +99,17 @@ impl Drop for Graveyard {
 
 impl FaultyRuntime {
     /// A runtime for host `host` (inside its turmoil host future), injecting `io` faults.
-    pub fn new(shared: Shared, host: u16, seed: u64, io: IoFaults) -> FaultyRuntime {
+    /// `hpke`: the host's sessions are encrypted.
+    pub fn new(shared: Shared, host: u16, seed: u64, io: IoFaults, hpke: bool) -> FaultyRuntime {
         FaultyRuntime {
             inner: Arc::new(TurmoilRuntime::new(seed)),
             ctl: Arc::new(Ctl {
                 shared,
                 host,
                 io,
+                hpke,
                 graveyard: Mutex::new(Vec::new()),
+                pool: Mutex::new(VecDeque::new()),
             }),
         }
     }
@@ -80,6 +124,26 @@ impl FaultyRuntime {
         let peer = s.peer_addr()?;
         let now = nanos(self.inner.now());
         let id = lock(&self.ctl.shared).new_stream(self.ctl.host, connected, local, peer, now);
+        let ct = self.ctl.hpke.then(|| {
+            let skip = if connected {
+                hs::CLIENT_OUT
+            } else {
+                hs::SERVER_OUT
+            };
+            Box::new(CtWriter {
+                skip,
+                hs_left: skip,
+                hdr: Vec::new(),
+                cur: None,
+                rec: 0,
+                plain: 0,
+                inject: Vec::new(),
+                held: None,
+                wire: Wire::default(),
+                faults: self.ctl.io.ciphertext(),
+                bad_idx: None,
+            })
+        });
         Ok(FaultyStream {
             inner: Some(s),
             id,
@@ -89,6 +153,7 @@ impl FaultyRuntime {
             write_stall: None,
             reset: false,
             passthrough: self.ctl.io.is_off(),
+            ct,
         })
     }
 }
@@ -168,8 +233,10 @@ pub struct FaultyStream {
     read_stall: Option<BoxFuture<'static, ()>>,
     write_stall: Option<BoxFuture<'static, ()>>,
     reset: bool,
-    /// No faults configured for this role: only account.
+    /// No socket faults configured for this role: only account.
     passthrough: bool,
+    /// Encrypted streams: the record follower and ciphertext faults of the write side.
+    ct: Option<Box<CtWriter>>,
 }
 
 fn reset_err() -> io::Error {
@@ -272,11 +339,10 @@ impl AsyncRead for FaultyStream {
         }
         if let Poll::Ready(Ok(())) = res {
             let got = &buf.filled()[before..];
-            if !got.is_empty() {
+            // Nothing read into room for something: the end of stream.
+            if !got.is_empty() || room > 0 {
                 let now = nanos(this.rt.now());
-                let info = &mut st.streams[this.id as usize];
-                info.rf.feed(got);
-                info.last_read_ns = now;
+                st.read_bytes(this.id, got, now);
             }
         }
         res
@@ -295,6 +361,16 @@ impl AsyncWrite for FaultyStream {
         }
         if Self::stalled(&mut this.write_stall, cx) {
             return Poll::Pending;
+        }
+        // Bytes the ciphertext faults added go first.
+        if let Some(mut ct) = this.ct.take() {
+            let r = ct.flush(this, cx);
+            this.ct = Some(ct);
+            match r {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
         }
         let act = this.decide(Dir::Write, buf.len());
         let limit = match act {
@@ -316,20 +392,27 @@ impl AsyncWrite for FaultyStream {
             Some(IoAct::Short { n }) => (n as usize).clamp(1, buf.len().max(1)),
             None => buf.len(),
         };
-        let res = this.inner().poll_write(cx, &buf[..limit.min(buf.len())]);
+        let chunk = &buf[..limit.min(buf.len())];
+        let res = match this.ct.take() {
+            None => this.inner().poll_write(cx, chunk),
+            Some(mut ct) => {
+                let r = ct.write(this, cx, chunk);
+                this.ct = Some(ct);
+                r
+            }
+        };
         let mut st = lock(&this.ctl.shared);
         if let Some(IoAct::Short { n }) = act {
             if res.is_pending() {
-                st.rec.unrecord_last();
+                let op = st.streams[this.id as usize].wops;
+                st.rec.unrecord_io(this.id, Dir::Write, op);
             } else {
                 st.edge("short-write");
                 st.io_fault(this.id, IoAct::Short { n });
             }
         }
         if let Poll::Ready(Ok(n)) = res {
-            let info = &mut st.streams[this.id as usize];
-            info.written += n as u64;
-            info.wf.feed(&buf[..n]);
+            st.wrote_bytes(this.id, &buf[..n]);
         }
         res
     }
@@ -348,17 +431,33 @@ impl AsyncWrite for FaultyStream {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.reset {
+        let this = &mut *self;
+        if this.reset {
             return Poll::Ready(Err(reset_err()));
         }
-        self.inner().poll_flush(cx)
+        if let Some(mut ct) = this.ct.take() {
+            let r = ct.flush(this, cx);
+            this.ct = Some(ct);
+            if !matches!(r, Poll::Ready(Ok(()))) {
+                return r;
+            }
+        }
+        this.inner().poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.reset {
+        let this = &mut *self;
+        if this.reset {
             return Poll::Ready(Err(reset_err()));
         }
-        self.inner().poll_shutdown(cx)
+        if let Some(mut ct) = this.ct.take() {
+            let r = ct.shutdown(this, cx);
+            this.ct = Some(ct);
+            if !matches!(r, Poll::Ready(Ok(()))) {
+                return r;
+            }
+        }
+        this.inner().poll_shutdown(cx)
     }
 }
 
@@ -384,6 +483,367 @@ impl Drop for FaultyStream {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push((self.id, s));
+        }
+    }
+}
+
+/// Record positions in the bytes a stream actually sent (after the ciphertext faults).
+#[derive(Debug, Default)]
+struct Wire {
+    /// Bytes sent.
+    off: u64,
+    hdr: [u8; 4],
+    have: usize,
+    left: u64,
+    /// Records started.
+    started: u64,
+    /// Where the current record started.
+    start: u64,
+}
+
+impl Wire {
+    /// Feeds bytes sent (`skip`: the handshake's length). Returns where wire record `watch`
+    /// starts, and ends once its header went out, if these bytes tell.
+    fn feed(&mut self, mut b: &[u8], skip: u64, watch: Option<u64>) -> Option<(u64, Option<u64>)> {
+        let mut ev = None;
+        while !b.is_empty() {
+            if self.off < skip {
+                let k = ((skip - self.off) as usize).min(b.len());
+                self.off += k as u64;
+                b = &b[k..];
+            } else if self.left > 0 {
+                let k = (self.left as usize).min(b.len());
+                self.left -= k as u64;
+                self.off += k as u64;
+                b = &b[k..];
+            } else {
+                if self.have == 0 {
+                    self.start = self.off;
+                    if watch == Some(self.started) {
+                        ev = Some((self.start, None));
+                    }
+                    self.started += 1;
+                }
+                self.hdr[self.have] = b[0];
+                self.have += 1;
+                self.off += 1;
+                b = &b[1..];
+                if self.have == hs::RECORD_HEADER {
+                    self.have = 0;
+                    self.left = u32::from_le_bytes(self.hdr) as u64;
+                    if watch == Some(self.started - 1) {
+                        let end = self.start + hs::RECORD_HEADER as u64 + self.left;
+                        ev = Some((self.start, Some(end)));
+                    }
+                }
+            }
+        }
+        ev
+    }
+}
+
+/// The record the library is writing.
+struct CurRec {
+    /// Its length, header included.
+    total: usize,
+    /// Bytes of it processed (sent or swallowed).
+    done: usize,
+    /// Its fault.
+    act: Option<CtAct>,
+    /// Its original bytes, when something needs them (duplicate, reorder, the pool).
+    cap: Option<Vec<u8>>,
+}
+
+/// The write side of an encrypted stream: follows the records the library writes, reports
+/// them to the oracle and applies the ciphertext faults. It never sends a record header
+/// the library did not write, so the wire stays a sequence of whole records.
+struct CtWriter {
+    /// Handshake bytes the library writes before its first record.
+    skip: u64,
+    /// Of those, still to come.
+    hs_left: u64,
+    /// Header bytes of the next record, taken from the library and not yet sent.
+    hdr: Vec<u8>,
+    /// The record being written, once its header is known.
+    cur: Option<CurRec>,
+    /// Records started (the library's sealing order).
+    rec: u64,
+    /// Plaintext bytes in the finished records.
+    plain: u64,
+    /// Bytes to send before anything more from the library: a duplicate, a held record, a
+    /// spliced one.
+    inject: Vec<u8>,
+    /// A record held back by a reorder, sent after the next one.
+    held: Option<Vec<u8>>,
+    /// The records as sent.
+    wire: Wire,
+    /// Faults may be drawn for this stream.
+    faults: bool,
+    /// The wire index of the first bad record, once a fault is decided.
+    bad_idx: Option<u64>,
+}
+
+impl CtWriter {
+    /// Notes bytes that went on the wire.
+    fn sent(&mut self, s: &FaultyStream, b: &[u8]) {
+        if b.is_empty() {
+            return;
+        }
+        if let Some((from, end)) = self.wire.feed(b, self.skip, self.bad_idx) {
+            lock(&s.ctl.shared).ct_sent(s.id, from, end);
+        }
+    }
+
+    /// Sends the injected bytes.
+    fn flush(&mut self, s: &mut FaultyStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.inject.is_empty() {
+            match s.inner().poll_write(cx, &self.inject) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero)));
+                }
+                Poll::Ready(Ok(n)) => {
+                    let all = std::mem::take(&mut self.inject);
+                    self.sent(s, &all[..n]);
+                    self.inject = all[n..].to_vec();
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Before the end of stream: a held record goes out in order after all (the fault came
+    /// to nothing), and a dropped record with nothing after it makes the end of stream
+    /// itself the fault.
+    fn shutdown(&mut self, s: &mut FaultyStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(h) = self.held.take() {
+            lock(&s.ctl.shared).ct_shutdown(s.id, false);
+            self.bad_idx = None;
+            self.inject.extend_from_slice(&h);
+        }
+        if !self.hdr.is_empty() {
+            // The library stopped inside a record header; never expected.
+            let h = std::mem::take(&mut self.hdr);
+            self.inject.extend_from_slice(&h);
+        }
+        match self.flush(s, cx) {
+            Poll::Ready(Ok(())) => {}
+            r => return r,
+        }
+        if let Some(p) = self.bad_idx {
+            if self.wire.started <= p {
+                lock(&s.ctl.shared).ct_shutdown(s.id, true);
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes (at most the rest of the current record of) `buf` from the library. Returns
+    /// how many of its bytes were taken.
+    fn write(
+        &mut self,
+        s: &mut FaultyStream,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return s.inner().poll_write(cx, buf);
+        }
+        if self.hs_left > 0 {
+            let m = (self.hs_left as usize).min(buf.len());
+            let r = s.inner().poll_write(cx, &buf[..m]);
+            if let Poll::Ready(Ok(n)) = r {
+                self.hs_left -= n as u64;
+                self.sent(s, &buf[..n]);
+            }
+            return r;
+        }
+        if self.cur.is_none() {
+            let need = hs::RECORD_HEADER - self.hdr.len();
+            if buf.len() < need {
+                self.hdr.extend_from_slice(buf);
+                return Poll::Ready(Ok(buf.len()));
+            }
+            let mut h = [0u8; 4];
+            h[..self.hdr.len()].copy_from_slice(&self.hdr);
+            h[self.hdr.len()..].copy_from_slice(&buf[..need]);
+            let len = u32::from_le_bytes(h) as u64;
+            let total = hs::RECORD_HEADER + len as usize;
+            let act = if self.faults && self.bad_idx.is_none() {
+                self.decide(s, len)
+            } else {
+                None
+            };
+            let pool = s.ctl.io.ct_splice > 0.0 && total <= POOL_MAX_RECORD;
+            let keep = pool || matches!(act, Some(CtAct::Duplicate | CtAct::Reorder));
+            self.cur = Some(CurRec {
+                total,
+                done: 0,
+                act,
+                cap: keep.then(|| Vec::with_capacity(total)),
+            });
+        }
+        match self.flush(s, cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        let Some(cur) = self.cur.as_mut() else {
+            unreachable!("a record is in progress")
+        };
+        let pre = self.hdr.len();
+        let mut take = buf.len().min(cur.total - cur.done - pre);
+        let flip = match cur.act {
+            Some(CtAct::Corrupt { bit }) => {
+                let body_bits = (cur.total - hs::RECORD_HEADER).max(1) * 8;
+                let b = bit as usize % body_bits;
+                let at = hs::RECORD_HEADER + b / 8;
+                (cur.done..cur.done + pre + take)
+                    .contains(&at)
+                    .then(|| (at - cur.done, 1u8 << (b % 8)))
+            }
+            _ => None,
+        };
+        let swallow = matches!(cur.act, Some(CtAct::Drop | CtAct::Reorder));
+        if !swallow {
+            let owned = (pre > 0 || flip.is_some()).then(|| {
+                let mut v = self.hdr.clone();
+                v.extend_from_slice(&buf[..take]);
+                if let Some((at, mask)) = flip {
+                    v[at] ^= mask;
+                }
+                v
+            });
+            let data = owned.as_deref().unwrap_or(&buf[..take]);
+            match s.inner().poll_write(cx, data) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(n)) => {
+                    if n < data.len() {
+                        if owned.is_some() {
+                            // turmoil never splits a write; if it did, the rest goes next.
+                            self.inject.extend_from_slice(&data[n..]);
+                        } else {
+                            take = n;
+                        }
+                    }
+                    self.sent(s, &data[..n]);
+                }
+            }
+            let Some(c) = self.cur.as_mut() else {
+                unreachable!("a record is in progress")
+            };
+            if let Some(cap) = c.cap.as_mut() {
+                cap.extend_from_slice(&self.hdr);
+                cap.extend_from_slice(&buf[..take]);
+            }
+        } else if let Some(cap) = cur.cap.as_mut() {
+            cap.extend_from_slice(&self.hdr);
+            cap.extend_from_slice(&buf[..take]);
+        }
+        self.hdr.clear();
+        let Some(cur) = self.cur.as_mut() else {
+            unreachable!("a record is in progress")
+        };
+        cur.done += pre + take;
+        if cur.done == cur.total {
+            self.finish_record(s, cx);
+        }
+        Poll::Ready(Ok(take))
+    }
+
+    /// Draws the fault for the record starting now, with length field `len`.
+    fn decide(&mut self, s: &FaultyStream, len: u64) -> Option<CtAct> {
+        let candidates = lock_pool(&s.ctl)
+            .iter()
+            .filter(|(st, _)| *st != s.id)
+            .count();
+        let act = lock(&s.ctl.shared)
+            .decide_ct(&s.ctl.io, s.id, self.rec, len, self.plain, candidates)?;
+        let next = self.wire.started;
+        self.bad_idx = Some(match act {
+            CtAct::Duplicate => next + 1,
+            _ => next,
+        });
+        if let CtAct::Splice { pick } = act {
+            let pool = lock_pool(&s.ctl);
+            let others: Vec<&Vec<u8>> = pool
+                .iter()
+                .filter(|(st, _)| *st != s.id)
+                .map(|(_, r)| r)
+                .collect();
+            let r = others[pick as usize % others.len()].clone();
+            drop(pool);
+            self.inject.extend_from_slice(&r);
+        }
+        Some(act)
+    }
+
+    /// The library's record is complete.
+    fn finish_record(&mut self, s: &mut FaultyStream, cx: &mut Context<'_>) {
+        let Some(cur) = self.cur.take() else { return };
+        let len = (cur.total - hs::RECORD_HEADER) as u64;
+        let payload = len.saturating_sub(hs::RECORD_OVERHEAD);
+        self.plain += payload;
+        self.rec += 1;
+        lock(&s.ctl.shared).record_written(s.id, payload, len == hs::RECORD_OVERHEAD);
+        // The record after a held one is out: now the held one.
+        if let Some(h) = self.held.take() {
+            self.inject.extend_from_slice(&h);
+        }
+        let cap = cur.cap.unwrap_or_default();
+        match cur.act {
+            Some(CtAct::Duplicate) => self.inject.extend_from_slice(&cap),
+            Some(CtAct::Reorder) => self.held = Some(cap.clone()),
+            // (Reorder never hits the Close record: there is nothing after it.)
+            _ => {}
+        }
+        if s.ctl.io.ct_splice > 0.0 && !cap.is_empty() && cap.len() <= POOL_MAX_RECORD {
+            let mut pool = lock_pool(&s.ctl);
+            if pool.len() >= POOL_LEN {
+                pool.pop_front();
+            }
+            pool.push_back((s.id, cap));
+        }
+        // Send what was added right away; if the socket is full it goes before the next
+        // write (or the shutdown).
+        let _ = self.flush(s, cx);
+    }
+}
+
+fn lock_pool(ctl: &Ctl) -> std::sync::MutexGuard<'_, VecDeque<(u64, Vec<u8>)>> {
+    ctl.pool.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Wire;
+
+    fn record(len: u32) -> Vec<u8> {
+        let mut r = len.to_le_bytes().to_vec();
+        r.resize(4 + len as usize, 0xAB);
+        r
+    }
+
+    #[test]
+    fn wire_finds_the_watched_record_across_split_writes() {
+        let mut bytes = vec![7u8; 10]; // a 10-byte "handshake"
+        for len in [17u32, 30, 20] {
+            bytes.extend(record(len));
+        }
+        // Record 1 starts at 10 + 21 = 31 and ends at 31 + 34 = 65.
+        for cut in 1..bytes.len() {
+            let mut w = Wire::default();
+            let (mut from, mut end) = (None, None);
+            for part in [&bytes[..cut], &bytes[cut..]] {
+                if let Some((f, e)) = w.feed(part, 10, Some(1)) {
+                    from.get_or_insert(f);
+                    end = e.or(end);
+                }
+            }
+            assert_eq!((from, end), (Some(31), Some(65)), "cut at {cut}");
+            assert_eq!(w.started, 3);
         }
     }
 }

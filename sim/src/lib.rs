@@ -3,7 +3,8 @@
 //! - [`scenario`]: scenarios as data (`scenarios/*.toml`).
 //! - [`schedule`]: the fault recorder; every RNG-driven fault decision goes through it.
 //! - [`faulty`]: [`FaultyRuntime`](faulty::FaultyRuntime), a `laxnet::Runtime` injecting
-//!   short reads/writes, stalls and resets into turmoil's sockets.
+//!   short reads/writes, stalls and resets into turmoil's sockets, and ciphertext faults
+//!   (corrupted, duplicated, reordered, spliced, dropped records) into encrypted streams.
 //! - [`workload`]: what the simulated servers and clients do.
 //! - [`state`]: the event log, the trace hash and the oracle.
 //! - [`runner`]: one seed, start to verdict.

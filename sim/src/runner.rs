@@ -140,7 +140,7 @@ fn actions(plan: &[Fault]) -> Vec<(u64, Action)> {
                 out.push((*at_ms, Action::Crash(host.clone())));
                 out.push((at_ms + down_ms, Action::Restart(host.clone())));
             }
-            Fault::Latency { .. } | Fault::Io { .. } => {}
+            Fault::Latency { .. } | Fault::Io { .. } | Fault::Ct { .. } => {}
         }
     }
     out.sort_by_key(|(t, _)| *t); // stable: plan order breaks ties

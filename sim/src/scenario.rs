@@ -51,6 +51,68 @@ pub struct Scenario {
     /// Network-level faults (planned from the seed at the start of the run).
     #[serde(default)]
     pub faults: Faults,
+    /// The protocol every session uses: `"bits"` (the default) or `"bits-hpke"` (encrypted).
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// The AEAD clients propose on `"bits-hpke"` (default: the library's, ChaCha20-Poly1305).
+    #[serde(default)]
+    pub cipher: Option<CipherName>,
+}
+
+/// The protocol of a scenario's sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Protocol {
+    /// Plain frames.
+    #[default]
+    #[serde(rename = "bits")]
+    Bits,
+    /// The encrypted protocol: an HPKE handshake, then authenticated records. The servers of
+    /// a run share one static key pair derived from the seed; clients pin its public key.
+    #[serde(rename = "bits-hpke")]
+    BitsHpke,
+}
+
+impl Protocol {
+    /// The library's name of the protocol.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Bits => "bits",
+            Protocol::BitsHpke => laxnet::BITS_HPKE,
+        }
+    }
+
+    /// True for `"bits-hpke"`.
+    pub fn encrypted(self) -> bool {
+        self == Protocol::BitsHpke
+    }
+}
+
+/// The AEAD of an encrypted scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum CipherName {
+    /// ChaCha20-Poly1305.
+    #[serde(rename = "chacha20poly1305")]
+    ChaCha20Poly1305,
+    /// AES-128-GCM.
+    #[serde(rename = "aes128gcm")]
+    Aes128Gcm,
+    /// The library's test-only cipher that neither encrypts nor authenticates (feature
+    /// `null-cipher`): with it, ciphertext faults go undetected and the oracle must say so.
+    #[cfg(feature = "null-cipher")]
+    #[serde(rename = "null")]
+    Null,
+}
+
+impl CipherName {
+    /// The library's cipher.
+    pub fn cipher(self) -> laxnet::Cipher {
+        match self {
+            CipherName::ChaCha20Poly1305 => laxnet::Cipher::ChaCha20Poly1305,
+            CipherName::Aes128Gcm => laxnet::Cipher::Aes128Gcm,
+            #[cfg(feature = "null-cipher")]
+            CipherName::Null => laxnet::Cipher::Null,
+        }
+    }
 }
 
 fn default_drain() -> u64 {
@@ -164,6 +226,17 @@ pub struct IoFaults {
     pub reset_read: f64,
     /// A write fails with `ConnectionReset` (possibly after a short write: mid-frame).
     pub reset_write: f64,
+    /// Ciphertext faults (encrypted scenarios only), drawn per record this role writes after
+    /// the handshake, at most one per stream: flip a bit inside the record.
+    pub ct_corrupt: f64,
+    /// Send the record twice.
+    pub ct_duplicate: f64,
+    /// Swap the record with the next one.
+    pub ct_reorder: f64,
+    /// Insert, before the record, a record taken from another stream of the same host.
+    pub ct_splice: f64,
+    /// Leave the record out.
+    pub ct_drop: f64,
 }
 
 impl Default for IoFaults {
@@ -176,12 +249,17 @@ impl Default for IoFaults {
             stall_ms: [1, 20],
             reset_read: 0.0,
             reset_write: 0.0,
+            ct_corrupt: 0.0,
+            ct_duplicate: 0.0,
+            ct_reorder: 0.0,
+            ct_splice: 0.0,
+            ct_drop: 0.0,
         }
     }
 }
 
 impl IoFaults {
-    /// True if no fault can ever be injected.
+    /// True if no socket fault (short, stall, reset) can ever be injected.
     pub fn is_off(&self) -> bool {
         self.short_read == 0.0
             && self.short_write == 0.0
@@ -189,6 +267,11 @@ impl IoFaults {
             && self.stall_write == 0.0
             && self.reset_read == 0.0
             && self.reset_write == 0.0
+    }
+
+    /// True if a ciphertext fault can be injected.
+    pub fn ciphertext(&self) -> bool {
+        self.ct_corrupt + self.ct_duplicate + self.ct_reorder + self.ct_splice + self.ct_drop > 0.0
     }
 }
 
@@ -350,6 +433,20 @@ impl Scenario {
         if self.duration_ms == 0 || self.workload.tick_ms == 0 {
             return Err(format!(
                 "{}: duration_ms and tick_ms must be > 0",
+                self.name
+            ));
+        }
+        if self.cipher.is_some() && !self.protocol.encrypted() {
+            return Err(format!(
+                "{}: cipher is only for protocol = \"bits-hpke\"",
+                self.name
+            ));
+        }
+        if (self.server.io.ciphertext() || self.client.io.ciphertext())
+            && !self.protocol.encrypted()
+        {
+            return Err(format!(
+                "{}: ciphertext faults (ct_*) need protocol = \"bits-hpke\"",
                 self.name
             ));
         }

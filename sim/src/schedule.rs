@@ -41,6 +41,43 @@ pub enum IoAct {
     Reset,
 }
 
+/// What the faulty socket layer does to one record of an encrypted stream (after the
+/// handshake; see [`crate::faulty`]). At most one per stream: the first one already ends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "act", rename_all = "kebab-case")]
+pub enum CtAct {
+    /// Flip bit `bit % (8 * len)` of the record's body (never its length header).
+    Corrupt {
+        /// The bit, modulo the body's bits.
+        bit: u32,
+    },
+    /// Send the record twice.
+    Duplicate,
+    /// Send the next record first (never chosen for the final `Close` record).
+    Reorder,
+    /// Insert a record taken from another stream of the same host before this one: entry
+    /// `pick` modulo the number of candidates in the host's pool of recent records.
+    Splice {
+        /// Which candidate.
+        pick: u32,
+    },
+    /// Leave the record out.
+    Drop,
+}
+
+impl CtAct {
+    /// The edge counted when a receiver reads a record this fault spoiled.
+    pub fn edge(self) -> &'static str {
+        match self {
+            CtAct::Corrupt { .. } => "ciphertext-corrupt",
+            CtAct::Duplicate => "ciphertext-duplicate",
+            CtAct::Reorder => "ciphertext-reorder",
+            CtAct::Splice { .. } => "ciphertext-splice",
+            CtAct::Drop => "ciphertext-drop",
+        }
+    }
+}
+
 /// One fault decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -107,6 +144,19 @@ pub enum Fault {
         #[serde(flatten)]
         act: IoAct,
     },
+    /// A ciphertext fault on record `record` (0 = the first after the handshake, in the order
+    /// the library sealed them) that stream `stream` writes, at sim time `t_us`.
+    Ct {
+        /// Sim time (informational; the key is stream/record).
+        t_us: u64,
+        /// Stream number.
+        stream: u64,
+        /// Record number.
+        record: u64,
+        /// What happened.
+        #[serde(flatten)]
+        act: CtAct,
+    },
 }
 
 impl Fault {
@@ -122,6 +172,13 @@ impl Fault {
                 IoAct::Short { .. } => "io-short",
                 IoAct::Stall { .. } => "io-stall",
                 IoAct::Reset => "io-reset",
+            },
+            Fault::Ct { act, .. } => match act {
+                CtAct::Corrupt { .. } => "ct-corrupt",
+                CtAct::Duplicate => "ct-duplicate",
+                CtAct::Reorder => "ct-reorder",
+                CtAct::Splice { .. } => "ct-splice",
+                CtAct::Drop => "ct-drop",
             },
         }
     }
@@ -153,6 +210,7 @@ impl Fault {
                 IoAct::Short { n } if *n < 1 << 20 => *n = (*n * 2).max(1),
                 _ => return None,
             },
+            Fault::Ct { .. } => return None,
         }
         Some(f)
     }
@@ -174,7 +232,10 @@ pub struct Schedule {
 
 enum Mode {
     Random(Rng),
-    Scripted(BTreeMap<(u64, Dir, u64), IoAct>),
+    Scripted {
+        io: BTreeMap<(u64, Dir, u64), IoAct>,
+        ct: BTreeMap<(u64, u64), CtAct>,
+    },
 }
 
 /// The one place fault decisions come from (see the module docs).
@@ -200,20 +261,31 @@ impl Recorder {
     /// Scripted mode: socket faults come from `faults`, nothing is drawn.
     pub fn scripted(faults: &[Fault]) -> Recorder {
         let mut io = BTreeMap::new();
+        let mut ct = BTreeMap::new();
         for f in faults {
-            if let Fault::Io {
-                stream,
-                dir,
-                op,
-                act,
-                ..
-            } = f
-            {
-                io.insert((*stream, *dir, *op), *act);
+            match f {
+                Fault::Io {
+                    stream,
+                    dir,
+                    op,
+                    act,
+                    ..
+                } => {
+                    io.insert((*stream, *dir, *op), *act);
+                }
+                Fault::Ct {
+                    stream,
+                    record,
+                    act,
+                    ..
+                } => {
+                    ct.insert((*stream, *record), *act);
+                }
+                _ => {}
             }
         }
         Recorder {
-            mode: Mode::Scripted(io),
+            mode: Mode::Scripted { io, ct },
             records: Vec::new(),
         }
     }
@@ -222,13 +294,13 @@ impl Recorder {
     /// schedule's own. Recorded either way.
     pub fn plan(&mut self, sc: &Scenario, script: Option<&[Fault]>) -> Vec<Fault> {
         let plan = match (&mut self.mode, script) {
-            (Mode::Scripted(_), Some(s)) => s
+            (Mode::Scripted { .. }, Some(s)) => s
                 .iter()
-                .filter(|f| !matches!(f, Fault::Io { .. }))
+                .filter(|f| !matches!(f, Fault::Io { .. } | Fault::Ct { .. }))
                 .cloned()
                 .collect(),
             (Mode::Random(rng), _) => draw_plan(rng, sc),
-            (Mode::Scripted(_), None) => Vec::new(),
+            (Mode::Scripted { .. }, None) => Vec::new(),
         };
         self.records.extend(plan.iter().cloned());
         plan
@@ -247,7 +319,7 @@ impl Recorder {
         t_us: u64,
     ) -> Option<IoAct> {
         let act = match &mut self.mode {
-            Mode::Scripted(m) => *m.get(&(stream, dir, op))?,
+            Mode::Scripted { io, .. } => *io.get(&(stream, dir, op))?,
             Mode::Random(rng) => {
                 let (short, stall, reset) = match dir {
                     Dir::Read => (cfg.short_read, cfg.stall_read, cfg.reset_read),
@@ -279,6 +351,69 @@ impl Recorder {
             act,
         });
         Some(act)
+    }
+
+    /// The ciphertext fault for record `record` of `stream` (see [`CtAct`]); `close` says the
+    /// record is the final `Close` record. A returned decision is recorded (call
+    /// [`Recorder::unrecord_last`] if it turns out to have had no effect).
+    pub fn decide_ct(
+        &mut self,
+        cfg: &IoFaults,
+        stream: u64,
+        record: u64,
+        close: bool,
+        t_us: u64,
+    ) -> Option<CtAct> {
+        let act = match &mut self.mode {
+            Mode::Scripted { ct, .. } => *ct.get(&(stream, record))?,
+            Mode::Random(rng) => {
+                // One draw per record, split into bands (as for socket faults).
+                let x = rng.unit();
+                let mut edge = 0.0;
+                let mut band = |p: f64| {
+                    edge += p;
+                    x < edge
+                };
+                if band(cfg.ct_corrupt) {
+                    CtAct::Corrupt {
+                        bit: rng.next_u64() as u32,
+                    }
+                } else if band(cfg.ct_duplicate) {
+                    CtAct::Duplicate
+                } else if band(cfg.ct_reorder) {
+                    if close {
+                        return None;
+                    }
+                    CtAct::Reorder
+                } else if band(cfg.ct_splice) {
+                    CtAct::Splice {
+                        pick: rng.next_u64() as u32,
+                    }
+                } else if band(cfg.ct_drop) {
+                    CtAct::Drop
+                } else {
+                    return None;
+                }
+            }
+        };
+        self.records.push(Fault::Ct {
+            t_us,
+            stream,
+            record,
+            act,
+        });
+        Some(act)
+    }
+
+    /// Drops the recorded socket fault of the `op`-th poll of `stream`'s `dir` side (a
+    /// decision that had no effect).
+    pub fn unrecord_io(&mut self, stream: u64, dir: Dir, op: u64) {
+        let key = (stream, dir, op);
+        if let Some(i) = self.records.iter().rposition(
+            |f| matches!(f, Fault::Io { stream, dir, op, .. } if (*stream, *dir, *op) == key),
+        ) {
+            self.records.remove(i);
+        }
     }
 
     /// Drops the last record (a decision that had no effect).

@@ -7,6 +7,30 @@
 //! the simulator (a crash runs library drop code that publishes `Closed` events, which lock it).
 //! Library calls made under the lock (`send`, `close`, `acquire`, `status`) never call back
 //! into subscribers synchronously.
+//!
+//! # Ciphertext faults ("bits-hpke")
+//!
+//! The invariant: *nothing from a record that fails authentication is delivered; the
+//! session closes.* The faulty socket layer spoils at most one record per stream after the
+//! handshake and tells the oracle which record on the wire is the first bad one, and how
+//! much plaintext the intact records before it carry ([`CtMark`]). The sender's messages are
+//! frames of known size ([`msg::frame_len`]) queued in send order, so the oracle knows that
+//! exactly the first `good_msgs` of them lie wholly in those records. Then, for the session
+//! reading that stream:
+//!
+//! - (b) it delivers only messages from its peer with a seq below `good_msgs`, and at most
+//!   `good_msgs` of them, from the moment the fault is decided (a message beyond them ends
+//!   in a record that reaches the wire only at or after the bad one), checked at every
+//!   delivery ([`State::check_ciphertext_delivery`]);
+//! - (a) once it has read the whole bad record (or the end of stream inside it, or right
+//!   after a dropped record), it closes with `CloseReason::Crypto(_)`, unless it had a
+//!   visible reason to close before that read: `close()` called, a send failed with
+//!   `Closed`, its host shutting down, an injected reset; the first reason wins, and only
+//!   the clean ones keep a session reading ([`State::check_crypto_close`]).
+//!
+//! Both rules fail with the library's null cipher (feature `null-cipher`,
+//! `tests/null_cipher.rs`). On every encrypted stream the oracle also checks that records
+//! carry no more plaintext than was sent and that the `Close` record follows all of it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -16,10 +40,12 @@ use std::time::Duration;
 
 use laxnet::{CloseReason, SendError, Service, SessionRef};
 
+use crate::faulty::hs;
 use crate::msg::{self, Body, Bulk, Data};
 use crate::rng::Rng;
+use crate::scenario::IoFaults;
 use crate::scenario::Scenario;
-use crate::schedule::{Fault, IoAct, Recorder};
+use crate::schedule::{CtAct, Fault, IoAct, Recorder};
 
 /// Every lifecycle edge the run counts; scenarios list the ones they must reach.
 pub const EDGES: &[&str] = &[
@@ -49,6 +75,12 @@ pub const EDGES: &[&str] = &[
     "truncated-frame",
     "aborted",
     "idle-close",
+    "ciphertext-corrupt",
+    "ciphertext-duplicate",
+    "ciphertext-reorder",
+    "ciphertext-splice",
+    "ciphertext-drop",
+    "crypto-close",
 ];
 
 /// Violations kept per run (the rest are only counted).
@@ -162,6 +194,23 @@ pub enum Ev {
         /// What.
         what: String,
     },
+    /// A ciphertext fault on a record this host writes.
+    Ct {
+        /// Stream number.
+        stream: u64,
+        /// Record number (0 = the first after the handshake).
+        record: u64,
+        /// What.
+        act: CtAct,
+    },
+    /// This host read the first record a ciphertext fault spoiled (or the end of stream
+    /// after a dropped one).
+    CtRead {
+        /// The reading stream.
+        stream: u64,
+        /// The writing stream, which took the fault.
+        from: u64,
+    },
 }
 
 /// One log entry: sim time, host, incarnation, event.
@@ -178,19 +227,34 @@ pub struct Entry {
 }
 
 /// Tracks frame boundaries in a byte stream of "bits" frames (`len: u32 LE`, then `len`
-/// bytes), to tell whether a stream stopped in the middle of a frame.
+/// bytes), to tell whether a stream stopped in the middle of a frame. On "bits-hpke" it skips
+/// the fixed-size handshake and then tracks records, which have the same length header.
 #[derive(Debug, Default, Clone)]
 pub struct FrameTrack {
+    skip: u64,
+    skipped: u64,
     hdr: [u8; 4],
     have: usize,
     left: u64,
 }
 
 impl FrameTrack {
+    /// A tracker that first lets `skip` bytes (a handshake) pass.
+    pub fn with_skip(skip: u64) -> FrameTrack {
+        FrameTrack {
+            skip,
+            ..FrameTrack::default()
+        }
+    }
+
     /// Feeds bytes that went through.
     pub fn feed(&mut self, mut b: &[u8]) {
         while !b.is_empty() {
-            if self.left > 0 {
+            if self.skipped < self.skip {
+                let k = ((self.skip - self.skipped) as usize).min(b.len());
+                self.skipped += k as u64;
+                b = &b[k..];
+            } else if self.left > 0 {
                 let k = (self.left as usize).min(b.len());
                 self.left -= k as u64;
                 b = &b[k..];
@@ -206,9 +270,9 @@ impl FrameTrack {
         }
     }
 
-    /// True if the bytes so far end inside a frame.
+    /// True if the bytes so far end inside a frame (or inside the handshake).
     pub fn mid_frame(&self) -> bool {
-        self.have > 0 || self.left > 0
+        (self.skipped > 0 && self.skipped < self.skip) || self.have > 0 || self.left > 0
     }
 }
 
@@ -241,6 +305,64 @@ pub struct StreamInfo {
     pub rops: u64,
     /// Write polls so far.
     pub wops: u64,
+    /// An encrypted ("bits-hpke") stream.
+    pub hpke: bool,
+    /// Bytes read.
+    pub read_total: u64,
+    /// Encrypted: plaintext bytes (frames) in the records written so far.
+    pub plain_written: u64,
+    /// Encrypted: the ciphertext fault this stream's write side took, if any.
+    pub ct: Option<CtMark>,
+    /// Encrypted: when ([`State::ord`]) this stream read the first record spoiled by a
+    /// ciphertext fault of its peer stream.
+    pub landed: Option<u64>,
+    /// When ([`State::ord`]) a reset was injected.
+    pub reset_ord: Option<u64>,
+}
+
+impl StreamInfo {
+    /// Application bytes (frames) written: all bytes on "bits", the records' plaintext on
+    /// "bits-hpke".
+    pub fn app_written(&self) -> u64 {
+        if self.hpke {
+            self.plain_written
+        } else {
+            self.written
+        }
+    }
+}
+
+/// A ciphertext fault on the write side of a stream, as the oracle sees it.
+///
+/// Records are numbered in the order the library sealed them (`record`) and, separately, in
+/// the order they went on the wire. The fault makes one wire record *bad*: the corrupted
+/// record, the second copy of a duplicate, the later record sent first by a reorder, the
+/// spliced foreign record, or whatever is sent first after a dropped record. Every record
+/// before it on the wire is intact and in order, and it carries exactly the plaintext of
+/// the library's first records, which is `good_plain` bytes of frames: the first
+/// `good_msgs` messages of the sender are wholly inside it.
+#[derive(Debug, Clone)]
+pub struct CtMark {
+    /// The fault.
+    pub act: CtAct,
+    /// The record it hit (sealing order).
+    pub record: u64,
+    /// When it was decided (sim µs).
+    pub t_us: u64,
+    /// The sending session (index into [`State::sessions`]).
+    pub sender: usize,
+    /// Plaintext bytes in the intact records before the bad one.
+    pub good_plain: u64,
+    /// Messages of the sender wholly inside those bytes.
+    pub good_msgs: u64,
+    /// Stream offset (handshake included) where the bad record starts, once it is sent.
+    pub bad_from: Option<u64>,
+    /// Stream offset where it ends, once its header is sent.
+    pub bad_end: Option<u64>,
+    /// A dropped record was followed by the end of stream: the end itself is the fault.
+    pub eof_bad: bool,
+    /// The fault came to nothing: a held record went out in order at shutdown.
+    pub cancelled: bool,
 }
 
 /// The oracle's view of one session.
@@ -278,6 +400,13 @@ pub struct Sess {
     pub sender: Option<(u16, u16, u32)>,
     /// A send already failed with `Closed(Heartbeat)`.
     pub hb_fired: bool,
+    /// Wire bytes of the first n successful sends, for every n (cumulative frame ends).
+    pub frame_ends: Vec<u64>,
+    /// Messages delivered.
+    pub recv_count: u64,
+    /// When ([`State::ord`]) a reason to close was first visible: `close()` called, a send
+    /// failing with `Closed`, the host shutting down.
+    pub cause_ord: Option<u64>,
 }
 
 /// A session the workload is driving.
@@ -398,6 +527,8 @@ pub struct State {
     pub frozen: bool,
     /// Print events as they happen (replay --trace).
     pub echo: bool,
+    /// A counter that orders observations (not time: many happen in one sim step).
+    pub ord: u64,
 }
 
 impl State {
@@ -443,6 +574,21 @@ impl State {
             crash_closed: Vec::new(),
             frozen: false,
             echo: false,
+            ord: 0,
+        }
+    }
+
+    /// The next observation number.
+    pub fn next_ord(&mut self) -> u64 {
+        self.ord += 1;
+        self.ord
+    }
+
+    /// Session `idx` has a visible reason to close from now on (first call wins).
+    pub fn cause(&mut self, idx: usize) {
+        if self.sessions[idx].cause_ord.is_none() {
+            let o = self.next_ord();
+            self.sessions[idx].cause_ord = Some(o);
         }
     }
 
@@ -535,6 +681,12 @@ impl State {
     ) -> u64 {
         let id = self.streams.len() as u64;
         let inc = self.hosts[host as usize].inc;
+        let hpke = self.sc.protocol.encrypted();
+        let (wskip, rskip) = match (hpke, connected) {
+            (false, _) => (0, 0),
+            (true, true) => (hs::CLIENT_OUT, hs::SERVER_OUT),
+            (true, false) => (hs::SERVER_OUT, hs::CLIENT_OUT),
+        };
         let key = if connected {
             (local, peer)
         } else {
@@ -548,12 +700,18 @@ impl State {
             sess: None,
             last_read_ns: now_ns,
             written: 0,
-            wf: FrameTrack::default(),
-            rf: FrameTrack::default(),
+            wf: FrameTrack::with_skip(wskip),
+            rf: FrameTrack::with_skip(rskip),
             reset: false,
             open: true,
             rops: 0,
             wops: 0,
+            hpke,
+            read_total: 0,
+            plain_written: 0,
+            ct: None,
+            landed: None,
+            reset_ord: None,
         };
         match self.unpaired.remove(&key) {
             Some(other) if self.streams[other as usize].connected != connected => {
@@ -565,12 +723,196 @@ impl State {
             }
         }
         self.streams.push(info);
-        self.hosts[host as usize].last_stream = Some(id);
+        if !hpke {
+            // Encrypted: the session opens when the handshake completes (see below).
+            self.hosts[host as usize].last_stream = Some(id);
+        }
         id
+    }
+
+    /// The handshake on encrypted `stream` just completed (the connecting side wrote its
+    /// last handshake byte, the accepting side read it). The library opens the session in
+    /// the same poll, so its `Opened` event belongs to this stream; handshakes overlap, so
+    /// the stream created last would be the wrong guess.
+    pub fn handshake_done(&mut self, stream: u64) {
+        let host = self.streams[stream as usize].host;
+        self.hosts[host as usize].last_stream = Some(stream);
+    }
+
+    /// `got` was read from `stream` (empty: end of stream) at host time `now_ns`.
+    pub fn read_bytes(&mut self, stream: u64, got: &[u8], now_ns: u64) {
+        let info = &mut self.streams[stream as usize];
+        let before = info.read_total;
+        info.read_total += got.len() as u64;
+        if !got.is_empty() {
+            info.rf.feed(got);
+            info.last_read_ns = now_ns;
+        }
+        let (hpke, connected, total, peer) =
+            (info.hpke, info.connected, info.read_total, info.peer);
+        if !hpke {
+            return;
+        }
+        if !connected && before < hs::CLIENT_OUT && total >= hs::CLIENT_OUT {
+            self.handshake_done(stream);
+        }
+        let Some(p) = peer else { return };
+        let Some(m) = &self.streams[p as usize].ct else {
+            return;
+        };
+        if m.cancelled || self.streams[stream as usize].landed.is_some() {
+            return;
+        }
+        let eof = got.is_empty();
+        let landed = m.bad_end.is_some_and(|e| total >= e)
+            || (eof && (m.eof_bad || m.bad_from.is_some_and(|f| total > f)));
+        if !landed {
+            return;
+        }
+        let edge = m.act.edge();
+        let o = self.next_ord();
+        let info = &mut self.streams[stream as usize];
+        info.landed = Some(o);
+        let host = info.host;
+        self.edge(edge);
+        self.log(host, Ev::CtRead { stream, from: p });
+    }
+
+    /// The library wrote `n` bytes to `stream`, the first of `buf`.
+    pub fn wrote_bytes(&mut self, stream: u64, buf: &[u8]) {
+        let info = &mut self.streams[stream as usize];
+        let before = info.written;
+        info.written += buf.len() as u64;
+        info.wf.feed(buf);
+        if info.hpke && info.connected && before < hs::CLIENT_OUT && info.written >= hs::CLIENT_OUT
+        {
+            self.handshake_done(stream);
+        }
+    }
+
+    /// Encrypted `stream` finished writing a record carrying `payload` plaintext bytes
+    /// (`close`: the final `Close` record). Checks the record against what its session sent:
+    /// a record cannot carry frames that were never sent, and the `Close` record comes after
+    /// every frame that was.
+    pub fn record_written(&mut self, stream: u64, payload: u64, close: bool) {
+        let info = &mut self.streams[stream as usize];
+        info.plain_written += payload;
+        let plain = info.plain_written;
+        let Some(idx) = info.sess else { return };
+        let s = &self.sessions[idx];
+        let (host, id, enq) = (s.host, s.id, s.enq_bytes);
+        if plain > enq {
+            self.violation(
+                Some(host),
+                Some(idx),
+                format!(
+                    "{} wrote records with {plain} plaintext bytes, but only {enq} bytes of messages were sent",
+                    fmt_id(id)
+                ),
+            );
+        } else if close && plain != enq {
+            self.violation(
+                Some(host),
+                Some(idx),
+                format!(
+                    "{} wrote its Close record after {plain} plaintext bytes, but {enq} bytes of messages were sent before it",
+                    fmt_id(id)
+                ),
+            );
+        }
+    }
+
+    /// Decides the ciphertext fault (if any) for record `record` of `stream`: `len` is the
+    /// record's length field (body and tag), `plain_before` the plaintext in the records
+    /// before it, `splice_candidates` the records a splice could take. Records the mark.
+    pub fn decide_ct(
+        &mut self,
+        io: &IoFaults,
+        stream: u64,
+        record: u64,
+        len: u64,
+        plain_before: u64,
+        splice_candidates: usize,
+    ) -> Option<CtAct> {
+        let info = &self.streams[stream as usize];
+        let (host, sender) = (info.host, info.sess?);
+        if info.ct.is_some() {
+            return None;
+        }
+        let close = len == hs::RECORD_OVERHEAD;
+        let t = self.now_us;
+        let act = self.rec.decide_ct(io, stream, record, close, t)?;
+        let payload = len.saturating_sub(hs::RECORD_OVERHEAD);
+        let good_plain = match act {
+            CtAct::Reorder if close => {
+                // A scripted reorder landed on the Close record: there is no next record.
+                self.rec.unrecord_last();
+                return None;
+            }
+            CtAct::Splice { .. } if splice_candidates == 0 => {
+                self.rec.unrecord_last();
+                return None;
+            }
+            CtAct::Duplicate => plain_before + payload,
+            _ => plain_before,
+        };
+        let good_msgs = self.sessions[sender]
+            .frame_ends
+            .partition_point(|e| *e <= good_plain) as u64;
+        self.streams[stream as usize].ct = Some(CtMark {
+            act,
+            record,
+            t_us: t,
+            sender,
+            good_plain,
+            good_msgs,
+            bad_from: None,
+            bad_end: None,
+            eof_bad: false,
+            cancelled: false,
+        });
+        self.log(
+            host,
+            Ev::Ct {
+                stream,
+                record,
+                act,
+            },
+        );
+        Some(act)
+    }
+
+    /// The bad record of `stream`'s ciphertext fault went on the wire: from stream offset
+    /// `from`, ending at `end` once its header is known.
+    pub fn ct_sent(&mut self, stream: u64, from: u64, end: Option<u64>) {
+        if let Some(m) = self.streams[stream as usize].ct.as_mut() {
+            m.bad_from.get_or_insert(from);
+            if end.is_some() {
+                m.bad_end = end;
+            }
+        }
+    }
+
+    /// `stream` shut down with its fault still pending: `eof` says a dropped record is now
+    /// followed by the end of stream; otherwise a held record went out in order after all.
+    pub fn ct_shutdown(&mut self, stream: u64, eof: bool) {
+        if let Some(m) = self.streams[stream as usize].ct.as_mut() {
+            if m.bad_from.is_none() {
+                if eof {
+                    m.eof_bad = true;
+                } else {
+                    m.cancelled = true;
+                }
+            }
+        }
     }
 
     /// Records an injected socket fault.
     pub fn io_fault(&mut self, stream: u64, act: IoAct) {
+        if act == IoAct::Reset && self.streams[stream as usize].reset_ord.is_none() {
+            let o = self.next_ord();
+            self.streams[stream as usize].reset_ord = Some(o);
+        }
         let (host, mid) = {
             let s = &self.streams[stream as usize];
             (s.host, s.wf.mid_frame() || s.rf.mid_frame())
@@ -615,6 +957,9 @@ impl State {
             recv_next: 0,
             sender: None,
             hb_fired: false,
+            frame_ends: Vec::new(),
+            recv_count: 0,
+            cause_ord: None,
         });
         if let Some(st) = stream {
             self.streams[st as usize].sess = Some(idx);
@@ -726,9 +1071,10 @@ impl State {
             _ => {}
         }
         if let Some(st) = stream {
+            self.check_crypto_close(h, idx, st, reason);
             let (written, peer) = {
                 let info = &self.streams[st as usize];
-                (info.written, info.peer)
+                (info.app_written(), info.peer)
             };
             if enq > written {
                 self.edge("destroy-with-queued-data");
@@ -753,6 +1099,88 @@ impl State {
                 });
             }
         }
+    }
+
+    /// Invariant (a) of ciphertext faults (see [`State::check_ciphertext_delivery`] for (b)):
+    /// a session that read the record a ciphertext fault spoiled closes with
+    /// `CloseReason::Crypto(_)`.
+    ///
+    /// "Read" means the reading stream handed the library the whole of the first bad record
+    /// (see [`CtMark`]), or the end of stream after part of it or after a dropped record: the
+    /// library opens every complete record in the same poll, and an end of stream without
+    /// the peer's `Close` record is `Crypto(Truncated)`.
+    ///
+    /// The exception: the session already had a reason to close before that read. The
+    /// first reason wins, and only clean reasons (`Local`, `Shutdown`) keep a session
+    /// reading, so the oracle excuses a session whose application called `close()`, whose
+    /// host started shutting down, or whose sends failed with `Closed` before the read
+    /// (ordered by [`State::ord`], not time), or whose socket took an injected reset. The
+    /// idle sweep closes without a visible cause, so `Idle` is excused too. Invariant (b)
+    /// holds in every case.
+    pub fn check_crypto_close(&mut self, h: u16, idx: usize, st: u64, reason: &CloseReason) {
+        let info = &self.streams[st as usize];
+        let Some(landed) = info.landed else { return };
+        if matches!(reason, CloseReason::Crypto(_)) {
+            self.edge("crypto-close");
+            return;
+        }
+        let s = &self.sessions[idx];
+        let excused = s.cause_ord.is_some_and(|c| c < landed)
+            || info.reset_ord.is_some_and(|r| r < landed)
+            || *reason == CloseReason::Idle;
+        if excused {
+            return;
+        }
+        let what = match info.peer.and_then(|p| self.streams[p as usize].ct.as_ref()) {
+            Some(m) => format!("{:?} of record {}", m.act, m.record),
+            None => "?".into(),
+        };
+        let id = s.id;
+        self.violation(
+            Some(h),
+            Some(idx),
+            format!(
+                "{} read a record spoiled by a ciphertext fault ({what}) but closed with {reason}, not Crypto",
+                fmt_id(id)
+            ),
+        );
+    }
+
+    /// Invariant (b) of ciphertext faults: once the stream feeding session `idx` took a
+    /// ciphertext fault, the session delivers only messages of its peer wholly inside the
+    /// intact records before the first bad one (see [`CtMark`]): from the right sender,
+    /// with a seq below `good_msgs`, and no more than `good_msgs` of them. This holds from
+    /// the moment the fault is decided, before any of its bytes are sent: messages beyond
+    /// `good_msgs` end in records that reach the wire only at or after the bad one.
+    pub fn check_ciphertext_delivery(&mut self, idx: usize, b: &Body) -> Option<String> {
+        let s = &self.sessions[idx];
+        let p = self.streams[s.stream? as usize].peer?;
+        let m = self.streams[p as usize].ct.as_ref()?;
+        if m.cancelled {
+            return None;
+        }
+        let snd = &self.sessions[m.sender];
+        let from_sender = (snd.host, snd.inc, snd.id) == (b.host, b.inc, b.sid);
+        if from_sender && b.seq < m.good_msgs && s.recv_count < m.good_msgs {
+            return None;
+        }
+        Some(format!(
+            "{} delivered seq {} from {}/{} {} after a ciphertext fault ({:?} of record {}) on its peer's stream: only the first {} messages of {} lie in the intact records before it{}",
+            fmt_id(s.id),
+            b.seq,
+            b.host,
+            b.inc,
+            fmt_id(b.sid),
+            m.act,
+            m.record,
+            m.good_msgs,
+            fmt_id(snd.id),
+            if s.recv_count >= m.good_msgs {
+                format!(" (this is delivery number {})", s.recv_count + 1)
+            } else {
+                String::new()
+            }
+        ))
     }
 
     /// A message arrived on session `id` of host `h`.
@@ -836,9 +1264,13 @@ impl State {
                 fmt_id(id)
             ));
         }
+        if let Some(v) = self.check_ciphertext_delivery(idx, b) {
+            bad.push(v);
+        }
         let s = &mut self.sessions[idx];
         s.sender.get_or_insert(me);
         s.recv_next = b.seq + 1;
+        s.recv_count += 1;
         for what in bad {
             self.violation(Some(h), Some(idx), what);
         }
@@ -913,6 +1345,8 @@ impl State {
                 let s = &mut self.sessions[idx];
                 s.sent += 1;
                 s.enq_bytes += msg::frame_len(len);
+                let end = s.enq_bytes;
+                s.frame_ends.push(end);
                 self.log(
                     h,
                     Ev::Send {
@@ -937,6 +1371,9 @@ impl State {
             }
             Err(e) => {
                 let full = matches!(e, SendError::QueueFull { .. });
+                if matches!(e, SendError::Closed(_)) {
+                    self.cause(idx);
+                }
                 self.log(
                     h,
                     Ev::SendErr {
@@ -991,6 +1428,7 @@ impl State {
         let was_open = sref.is_open();
         sref.close();
         self.log(h, Ev::Close { id, how });
+        self.cause(idx);
         let now = self.now_us;
         let s = &mut self.sessions[idx];
         if was_open && s.close_called_us.is_none() {
@@ -1229,6 +1667,14 @@ pub fn fmt_ev(ev: &Ev) -> String {
         Ev::Crash => "CRASH".into(),
         Ev::Net { what, arg } => format!("net {what} {arg}"),
         Ev::Io { stream, act } => format!("io-fault stream {stream}: {act:?}"),
+        Ev::Ct {
+            stream,
+            record,
+            act,
+        } => format!("ciphertext fault stream {stream} record {record}: {act:?}"),
+        Ev::CtRead { stream, from } => {
+            format!("stream {stream} read the record spoiled by stream {from}'s ciphertext fault")
+        }
         Ev::ConnectErr { what } => format!("connect failed: {what}"),
         Ev::Opened {
             id,

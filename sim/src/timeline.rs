@@ -76,6 +76,22 @@ pub fn text(st: &State) -> String {
                 if faults.len() > 8 { ", ..." } else { "" }
             );
         }
+        for e in &st.log {
+            let line = match &e.ev {
+                Ev::Ct {
+                    stream,
+                    record,
+                    act,
+                } if Some(*stream) == s.stream => {
+                    format!("{act:?} on the record {record} it sent")
+                }
+                Ev::CtRead { stream, from } if Some(*stream) == s.stream => {
+                    format!("read the record spoiled by stream {from}")
+                }
+                _ => continue,
+            };
+            let _ = writeln!(out, "    ciphertext fault at {}: {line}", ms(e.t_us));
+        }
         for v in st.violations.iter().filter(|v| v.sess == Some(idx)) {
             let _ = writeln!(out, "    VIOLATION at {}: {}", ms(v.t_us), v.what);
         }
@@ -230,7 +246,9 @@ pub fn html(st: &State, title: &str) -> String {
             Ev::Send { id, .. } => (by_key.get(&(e.host, e.inc, *id)), "send"),
             Ev::Recv { id, .. } => (by_key.get(&(e.host, e.inc, *id)), "recv"),
             Ev::SendErr { id, .. } => (by_key.get(&(e.host, e.inc, *id)), "senderr"),
-            Ev::Io { stream, .. } => (stream_lane.get(stream), "fault"),
+            Ev::Io { stream, .. } | Ev::Ct { stream, .. } | Ev::CtRead { stream, .. } => {
+                (stream_lane.get(stream), "fault")
+            }
             Ev::Violation { .. } => continue,
             _ => continue,
         };

@@ -6,10 +6,14 @@
 
 use std::time::Duration;
 
-use laxnet::{Config, Direction, Received, Service, SessionEvent, SessionRef, Topic};
+use laxnet::{
+    Config, ConnectError, Direction, Encryption, HandshakeError, KeyPair, Received, Service,
+    SessionEvent, SessionRef, Topic,
+};
 
 use crate::faulty::FaultyRuntime;
 use crate::msg::{Body, Bulk, CLOSE_REQ, Data};
+use crate::rng::Rng;
 use crate::state::{Ev, Live, Shared, State, lock};
 
 /// The port servers listen on.
@@ -43,6 +47,18 @@ fn config(st: &State, h: u16, inc: u16, opts: &HostOpts) -> Config {
     c.segment_size = s.segment_size;
     c.rng_seed = Some(mix(opts.seed, h, inc));
     c.logging = opts.logging;
+    if st.sc.protocol.encrypted() {
+        let key = server_key(opts.seed);
+        let mut e = if st.sc.is_server(h) {
+            Encryption::server(key)
+        } else {
+            Encryption::client(key.public())
+        };
+        if let Some(cipher) = st.sc.cipher {
+            e.cipher = cipher.cipher();
+        }
+        c.encryption = Some(e);
+    }
     #[cfg(feature = "planted-bugs")]
     {
         c.planted = opts.plant.as_deref().and_then(|p| p.parse().ok());
@@ -50,9 +66,20 @@ fn config(st: &State, h: u16, inc: u16, opts: &HostOpts) -> Config {
     c
 }
 
+/// The static key pair of every server of a run with seed `seed` (they share it, as a
+/// cluster behind one name would, because a client pins one server key). Restarts keep it.
+pub fn server_key(seed: u64) -> KeyPair {
+    let mut rng = Rng::new(seed, 0x4B45_5953);
+    let mut b = [0u8; 32];
+    for c in b.chunks_mut(8) {
+        c.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    KeyPair::from_seed(&b)
+}
+
 /// The software of host `h`: one incarnation per call (turmoil calls it again on restart).
 pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Result {
-    let (svc, server, tick, _grave) = {
+    let (svc, server, tick, _grave, proto) = {
         let mut st = lock(&shared);
         let inc = {
             let host = &mut st.hosts[h as usize];
@@ -62,7 +89,8 @@ pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Resul
         };
         let cfg = config(&st, h, inc, &opts);
         let io = st.sc.side(h).io.clone();
-        let rt = FaultyRuntime::new(shared.clone(), h, mix(opts.seed, h, inc) ^ 1, io);
+        let hpke = st.sc.protocol.encrypted();
+        let rt = FaultyRuntime::new(shared.clone(), h, mix(opts.seed, h, inc) ^ 1, io, hpke);
         let grave = rt.graveyard();
         let svc = Service::with_runtime(cfg, rt);
         let host = &mut st.hosts[h as usize];
@@ -76,14 +104,15 @@ pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Resul
             server,
             Duration::from_millis(st.sc.workload.tick_ms),
             grave,
+            st.sc.protocol.name(),
         )
     };
-    subscribe(&shared, &svc, h);
+    subscribe(&shared, &svc, h, proto);
     // Keep the acceptor handle for the whole incarnation (laxnet up to 85af22e stopped
     // listening when the handle was dropped, contrary to its docs).
     let mut _acceptor = None;
     if server {
-        match svc.accept(&format!("0.0.0.0:{PORT}"), "bits").await {
+        match svc.accept(&format!("0.0.0.0:{PORT}"), proto).await {
             Ok(a) => _acceptor = Some(a),
             Err(e) => lock(&shared).violation(Some(h), None, format!("accept failed: {e}")),
         }
@@ -98,24 +127,24 @@ pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Resul
             step(&mut st, h)
         };
         for (addr, abort) in connects {
-            tokio::spawn(connect(shared.clone(), h, svc.clone(), addr, abort));
+            tokio::spawn(connect(shared.clone(), h, svc.clone(), addr, abort, proto));
         }
     }
     drain(&shared, h, &svc).await;
     Ok(())
 }
 
-fn subscribe(shared: &Shared, svc: &Service, h: u16) {
+fn subscribe(shared: &Shared, svc: &Service, h: u16, proto: &str) {
     let sh = shared.clone();
-    let r1 = svc.sub(Topic::sessions("bits"), move |ev: &SessionEvent| {
+    let r1 = svc.sub(Topic::sessions(proto), move |ev: &SessionEvent| {
         on_session(&sh, h, ev)
     });
     let sh = shared.clone();
-    let r2 = svc.sub(Topic::message::<Data>("bits"), move |m: &Received<Data>| {
+    let r2 = svc.sub(Topic::message::<Data>(proto), move |m: &Received<Data>| {
         on_message(&sh, h, &m.session, &m.msg.0)
     });
     let sh = shared.clone();
-    let r3 = svc.sub(Topic::message::<Bulk>("bits"), move |m: &Received<Bulk>| {
+    let r3 = svc.sub(Topic::message::<Bulk>(proto), move |m: &Received<Bulk>| {
         on_message(&sh, h, &m.session, &m.msg.0)
     });
     for r in [r1.err(), r2.err(), r3.err()].into_iter().flatten() {
@@ -275,12 +304,19 @@ fn step(st: &mut State, h: u16) -> Vec<(String, Option<Duration>)> {
     connects
 }
 
-async fn connect(shared: Shared, h: u16, svc: Service, addr: String, abort: Option<Duration>) {
+async fn connect(
+    shared: Shared,
+    h: u16,
+    svc: Service,
+    addr: String,
+    abort: Option<Duration>,
+    proto: &'static str,
+) {
     let res = match abort {
-        Some(d) => tokio::time::timeout(d, svc.connect(&addr, "bits"))
+        Some(d) => tokio::time::timeout(d, svc.connect(&addr, proto))
             .await
             .ok(),
-        None => Some(svc.connect(&addr, "bits").await),
+        None => Some(svc.connect(&addr, proto).await),
     };
     let mut st = lock(&shared);
     let host = &mut st.hosts[h as usize];
@@ -296,12 +332,28 @@ async fn connect(shared: Shared, h: u16, svc: Service, addr: String, abort: Opti
                 },
             );
         }
-        Some(Err(e)) => st.log(
-            h,
-            Ev::ConnectErr {
-                what: e.to_string(),
-            },
-        ),
+        Some(Err(e)) => {
+            st.log(
+                h,
+                Ev::ConnectErr {
+                    what: e.to_string(),
+                },
+            );
+            // Nothing tampers with handshakes: the server must always authenticate. (Closed,
+            // I/O errors and timeouts come from crashes, resets and aborts.)
+            if let ConnectError::Handshake(
+                HandshakeError::Malformed
+                | HandshakeError::ServerNotAuthenticated
+                | HandshakeError::NotConfigured,
+            ) = &e
+            {
+                st.violation(
+                    Some(h),
+                    None,
+                    format!("connect to {addr} failed although nothing tampered with it: {e}"),
+                );
+            }
+        }
         Some(Ok(_)) => {}
     }
 }
@@ -312,6 +364,13 @@ async fn drain(shared: &Shared, h: u16, svc: &Service) {
     let budget = {
         let mut st = lock(shared);
         st.hosts[h as usize].draining = true;
+        // `shutdown` closes every session below: a visible reason to close.
+        let open: Vec<usize> = st.hosts[h as usize].by_id.values().copied().collect();
+        for idx in open {
+            if st.sessions[idx].closed == 0 {
+                st.cause(idx);
+            }
+        }
         // Leave the driver loop some slack after this host's own deadline.
         Duration::from_millis(st.sc.drain_ms.saturating_sub(200).max(100))
     };

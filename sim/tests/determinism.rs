@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use laxnet_sim::runner::{RunOpts, run_seed};
 use laxnet_sim::scenario::{Scenario, default_dir, load_dir};
+use laxnet_sim::schedule::Fault;
 
 fn scenario(name: &str) -> Arc<Scenario> {
     let all = load_dir(&default_dir()).expect("scenarios load");
@@ -85,4 +86,47 @@ fn recorded_schedule_replays_the_run() {
     );
     assert_ne!(a.hash, c.hash, "an empty schedule is a different run");
     assert_eq!(c.faults, 0);
+}
+
+#[test]
+fn ciphertext_faults_replay_from_the_recording() {
+    let mut sc = (*scenario("crypto-faults")).clone();
+    sc.duration_ms = 400; // debug builds do X25519 slowly
+    let sc = Arc::new(sc);
+    let a = run(&sc, 2);
+    assert!(a.passed(), "{:#?}", a.violations);
+    assert!(
+        a.records.iter().any(|f| matches!(f, Fault::Ct { .. })),
+        "seed 2 takes ciphertext faults"
+    );
+    assert!(a.edges.get("crypto-close").copied().unwrap_or(0) > 0);
+    let b = run_seed(
+        &sc,
+        &RunOpts {
+            seed: 2,
+            schedule: Some(a.records.clone()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(a.hash, b.hash, "scripting the recording reproduces the run");
+    let clean: Vec<Fault> = a
+        .records
+        .iter()
+        .filter(|f| !matches!(f, Fault::Ct { .. }))
+        .cloned()
+        .collect();
+    let c = run_seed(
+        &sc,
+        &RunOpts {
+            seed: 2,
+            schedule: Some(clean),
+            ..Default::default()
+        },
+    );
+    assert!(c.passed(), "{:#?}", c.violations);
+    assert_eq!(
+        c.edges.get("crypto-close"),
+        None,
+        "without the ciphertext faults nothing fails authentication"
+    );
 }

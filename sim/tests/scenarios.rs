@@ -15,6 +15,11 @@ fn every_scenario_file_parses_and_documents_itself() {
         "slow-consumer",
         "latency-spikes",
         "admission",
+        "steady-echo-hpke",
+        "close-races-hpke",
+        "crash-restart-hpke",
+        "churn-hpke",
+        "crypto-faults",
     ] {
         assert!(
             names.contains(&required),
@@ -77,6 +82,19 @@ fn rejects_typos_and_unknown_edges() {
     assert!(Scenario::parse(base).is_ok());
     let typo = format!("{base}[workload]\nburts = [1, 2]\n");
     assert!(Scenario::parse(&typo).is_err(), "unknown keys are errors");
+    let ct = format!("{base}[client.io]\nct_corrupt = 0.1\n");
+    let err = Scenario::parse(&ct).expect_err("ciphertext faults on plain bits");
+    assert!(err.contains("bits-hpke"), "{err}");
+    let cipher = format!("cipher = \"aes128gcm\"\n{base}");
+    assert!(
+        Scenario::parse(&cipher).is_err(),
+        "a cipher needs bits-hpke"
+    );
+    let hpke = format!(
+        "protocol = \"bits-hpke\"\ncipher = \"aes128gcm\"\n{base}[client.io]\nct_drop = 0.1\n"
+    );
+    let s = Scenario::parse(&hpke).expect("encrypted scenario parses");
+    assert!(s.protocol.encrypted() && s.client.io.ciphertext());
     let edge = format!("expect_edges = [\"no-such-edge\"]\n{base}");
     let err = Scenario::parse(&edge).expect_err("unknown edge");
     assert!(err.contains("no-such-edge"), "{err}");
