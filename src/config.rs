@@ -30,7 +30,8 @@ pub struct Config {
     /// of that size is allocated; a send of more fails with `SendError::TooLarge`.
     pub max_frame: usize,
     /// Maximum bytes queued for sending on one session (queued and not yet written to the
-    /// socket). A send that would exceed it fails with `SendError::QueueFull`.
+    /// socket, counted as they will go on the wire: on encrypted sessions including the record
+    /// overhead). A send that would exceed it fails with `SendError::QueueFull`.
     pub send_queue_limit: usize,
     /// How long `connect` waits for the TCP connection.
     pub connect_timeout: Duration,
