@@ -73,7 +73,9 @@ mod time;
 
 pub use buffer::{PoolConfig, PoolStats};
 pub use config::Config;
-pub use crypto::{BITS_HPKE, Cipher, CryptoError, Encryption, HandshakeError, KeyError, KeyPair, PublicKey};
+pub use crypto::{
+    BITS_HPKE, Cipher, CryptoError, Encryption, HandshakeError, KeyError, KeyPair, PublicKey,
+};
 pub use error::{
     AcceptError, CloseReason, ConnectError, ProtocolViolation, SendError, SubscribeError,
 };

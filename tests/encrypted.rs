@@ -62,10 +62,13 @@ async fn server(key: &KeyPair, tweak: impl FnOnce(&mut Encryption)) -> (Service,
     })
     .unwrap();
     let l = log.clone();
-    svc.sub(Topic::message::<Note>(BITS_HPKE), move |m: &Received<Note>| {
-        l.lock().unwrap().push(format!("note {}", m.msg.seq));
-        let _ = m.session.send(&m.msg);
-    })
+    svc.sub(
+        Topic::message::<Note>(BITS_HPKE),
+        move |m: &Received<Note>| {
+            l.lock().unwrap().push(format!("note {}", m.msg.seq));
+            let _ = m.session.send(&m.msg);
+        },
+    )
     .unwrap();
     let acc = svc.accept("127.0.0.1:0", BITS_HPKE).await.unwrap();
     (svc, acc.local_addr().to_string(), log)
@@ -91,17 +94,28 @@ async fn encrypted_echo_both_ciphers_and_clean_close() {
         let (srv, addr, log) = server(&key, |_| {}).await;
         let client = new_client(&key, |e| e.cipher = cipher);
         let mut inbox = client.inbox();
-        inbox.messages::<Note>(BITS_HPKE).unwrap().sessions(BITS_HPKE).unwrap();
+        inbox
+            .messages::<Note>(BITS_HPKE)
+            .unwrap()
+            .sessions(BITS_HPKE)
+            .unwrap();
         let s = match client.connect(&addr, BITS_HPKE).await {
             Ok(s) => s,
             Err(e) => panic!("{e:?}\nserver: {}", srv.status()),
         };
         for seq in 0..500 {
-            s.send(&Note { seq, text: "x".repeat(seq as usize % 97) }).unwrap();
+            s.send(&Note {
+                seq,
+                text: "x".repeat(seq as usize % 97),
+            })
+            .unwrap();
         }
         let mut got = 0;
         while got < 500 {
-            let ev = tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await.unwrap().unwrap();
+            let ev = tokio::time::timeout(Duration::from_secs(5), inbox.recv())
+                .await
+                .unwrap()
+                .unwrap();
             if let Event::Message(m) = ev {
                 assert_eq!(m.downcast::<Note>().unwrap().msg.seq, got);
                 got += 1;
@@ -128,7 +142,14 @@ async fn wrong_server_key_is_refused_and_server_keeps_nothing() {
     let client = new_client(&other, |_| {});
     let err = client.connect(&addr, BITS_HPKE).await.unwrap_err();
     assert!(
-        matches!(err, ConnectError::Handshake(HandshakeError::ServerNotAuthenticated | HandshakeError::Closed | HandshakeError::Malformed)),
+        matches!(
+            err,
+            ConnectError::Handshake(
+                HandshakeError::ServerNotAuthenticated
+                    | HandshakeError::Closed
+                    | HandshakeError::Malformed
+            )
+        ),
         "{err:?}"
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -137,7 +158,11 @@ async fn wrong_server_key_is_refused_and_server_keeps_nothing() {
     // Other sessions are unaffected.
     let good = new_client(&key, |_| {});
     let s = good.connect(&addr, BITS_HPKE).await.unwrap();
-    s.send(&Note { seq: 7, text: String::new() }).unwrap();
+    s.send(&Note {
+        seq: 7,
+        text: String::new(),
+    })
+    .unwrap();
     wait_for(&log, |l| l.contains(&"note 7".to_string())).await;
 }
 
@@ -154,7 +179,11 @@ async fn client_auth_allow_list() {
     assert!(anon.connect(&addr, BITS_HPKE).await.is_err());
     let a = new_client(&key, |e| e.identity = Some(alice.clone()));
     let s = a.connect(&addr, BITS_HPKE).await.unwrap();
-    s.send(&Note { seq: 1, text: "hi".into() }).unwrap();
+    s.send(&Note {
+        seq: 1,
+        text: "hi".into(),
+    })
+    .unwrap();
     wait_for(&log, |l| l.contains(&"note 1".to_string())).await;
     assert_eq!(srv.status().live(), 1);
 }
@@ -219,13 +248,19 @@ async fn flipped_bit_closes_with_crypto_reason_and_delivers_nothing_after() {
     let s = client.connect(&mitm, BITS_HPKE).await.unwrap();
     // Separate records: wait between sends so each batch is its own record.
     for seq in 0..20u32 {
-        let _ = s.send(&Note { seq, text: "y".repeat(40) });
+        let _ = s.send(&Note {
+            seq,
+            text: "y".repeat(40),
+        });
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let l = wait_for(&log, |l| l.iter().any(|x| x.starts_with("closed"))).await;
     assert!(l.last().unwrap().contains("Crypto(BadRecord)"), "{l:?}");
     let notes = l.iter().filter(|x| x.starts_with("note")).count();
-    assert!(notes < 20, "nothing after the bad record is delivered: {l:?}");
+    assert!(
+        notes < 20,
+        "nothing after the bad record is delivered: {l:?}"
+    );
 }
 
 #[tokio::test]
@@ -242,7 +277,10 @@ async fn truncation_without_authenticated_close_is_abnormal() {
     let client = new_client(&key, |_| {});
     let s = client.connect(&mitm, BITS_HPKE).await.unwrap();
     for seq in 0..50u32 {
-        let _ = s.send(&Note { seq, text: "z".repeat(30) });
+        let _ = s.send(&Note {
+            seq,
+            text: "z".repeat(30),
+        });
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     s.close();
@@ -261,13 +299,20 @@ async fn replayed_handshake_and_records_deliver_nothing() {
     let (mitm, recorded) = relay(addr.clone(), |_, _| {}).await;
     let client = new_client(&key, |_| {});
     let s = client.connect(&mitm, BITS_HPKE).await.unwrap();
-    s.send(&Note { seq: 42, text: "secret".into() }).unwrap();
+    s.send(&Note {
+        seq: 42,
+        text: "secret".into(),
+    })
+    .unwrap();
     wait_for(&log, |l| l.contains(&"note 42".to_string())).await;
     s.close();
     wait_for(&log, |l| l.iter().any(|x| x.starts_with("closed"))).await;
     let before = log.lock().unwrap().len();
     let bytes = recorded.lock().unwrap().clone();
-    assert!(!bytes.windows(6).any(|w| w == b"secret"), "plaintext on the wire");
+    assert!(
+        !bytes.windows(6).any(|w| w == b"secret"),
+        "plaintext on the wire"
+    );
     // Replay everything the client sent, verbatim, on a new connection.
     let mut raw = TcpStream::connect(&addr).await.unwrap();
     raw.write_all(&bytes).await.unwrap();
@@ -297,7 +342,10 @@ async fn garbage_and_silent_handshakes_fail_without_state() {
     assert!(st.handshakes_refused >= 2, "pre-auth cap: {st:?}");
     tokio::time::sleep(Duration::from_millis(800)).await;
     let st = srv.status();
-    assert!(st.handshake_failures >= 5, "garbage + timeouts counted: {st:?}");
+    assert!(
+        st.handshake_failures >= 5,
+        "garbage + timeouts counted: {st:?}"
+    );
     assert_eq!(st.live(), 0);
     assert!(log.lock().unwrap().is_empty());
     // A real client still gets in.
@@ -314,17 +362,31 @@ async fn record_counter_limit_closes_the_session() {
     inbox.sessions(BITS_HPKE).unwrap();
     let s = client.connect(&addr, BITS_HPKE).await.unwrap();
     for seq in 0..20u32 {
-        let _ = s.send(&Note { seq, text: String::new() });
+        let _ = s.send(&Note {
+            seq,
+            text: String::new(),
+        });
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let l = wait_for(&log, |l| l.iter().any(|x| x.starts_with("closed"))).await;
     // The client runs out first (its 6th record), so the server sees the connection end
     // without an authenticated close, or reaches its own limit.
     let last = l.last().unwrap();
-    assert!(last.contains("CounterExhausted") || last.contains("Truncated"), "{l:?}");
-    assert_eq!(l.iter().filter(|x| x.starts_with("note")).count(), 5, "{l:?}");
+    assert!(
+        last.contains("CounterExhausted") || last.contains("Truncated"),
+        "{l:?}"
+    );
+    assert_eq!(
+        l.iter().filter(|x| x.starts_with("note")).count(),
+        5,
+        "{l:?}"
+    );
     let reason = loop {
-        match tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await.unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(5), inbox.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             Event::Session(SessionEvent::Closed { reason, .. }) => break reason,
             _ => continue,
         }

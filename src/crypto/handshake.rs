@@ -96,7 +96,11 @@ pub(crate) fn client_hello(
     let mut hello = [0u8; CH_MAX];
     hello[..4].copy_from_slice(&MAGIC);
     hello[4] = cipher.code();
-    hello[5] = if identity.is_some() { FLAG_CLIENT_AUTH } else { 0 };
+    hello[5] = if identity.is_some() {
+        FLAG_CLIENT_AUTH
+    } else {
+        0
+    };
     hello[8..40].copy_from_slice(&client_random);
     let info = hs_info(&hello[..CH_HEADER], &client_random);
     let mode = match identity {
@@ -111,7 +115,8 @@ pub(crate) fn client_hello(
     )
     .map_err(|_| HandshakeError::Malformed)?;
     let mut e1 = [0u8; 32];
-    ctx.export(b"laxnet/v1 e1", &mut e1).map_err(|_| HandshakeError::Malformed)?;
+    ctx.export(b"laxnet/v1 e1", &mut e1)
+        .map_err(|_| HandshakeError::Malformed)?;
     hello[40..72].copy_from_slice(&enc.to_bytes());
     hello[72..104].copy_from_slice(&eph.public.0);
     let len = match identity {
@@ -122,7 +127,16 @@ pub(crate) fn client_hello(
         None => CH_BASE,
     };
     let bytes = hello[..len].to_vec();
-    Ok((ClientPending { hello, hello_len: len, e1, eph, cipher }, bytes))
+    Ok((
+        ClientPending {
+            hello,
+            hello_len: len,
+            e1,
+            eph,
+            cipher,
+        },
+        bytes,
+    ))
 }
 
 /// What the server keeps between its answer and the ClientFinished.
@@ -144,8 +158,10 @@ pub(crate) fn server_respond(
     }
     let cipher = Cipher::from_code(hello[4]).ok_or(HandshakeError::Malformed)?;
     let client_key = match hello.len() {
-        CH_MAX => Some(PublicKey::from_bytes(hello[104..136].try_into().expect("32 bytes"))
-            .map_err(|_| HandshakeError::Malformed)?),
+        CH_MAX => Some(
+            PublicKey::from_bytes(hello[104..136].try_into().expect("32 bytes"))
+                .map_err(|_| HandshakeError::Malformed)?,
+        ),
         _ => None,
     };
     match (allowed_clients, client_key) {
@@ -155,26 +171,38 @@ pub(crate) fn server_respond(
     }
     let client_random = &hello[8..40];
     let enc1 = Enc::from_bytes(&hello[40..72]).map_err(|_| HandshakeError::Malformed)?;
-    let eph_pk = KemPublicKey::from_bytes(&hello[72..104]).map_err(|_| HandshakeError::Malformed)?;
+    let eph_pk =
+        KemPublicKey::from_bytes(&hello[72..104]).map_err(|_| HandshakeError::Malformed)?;
     let info = hs_info(&hello[..CH_HEADER], client_random);
     let mode = match client_key {
         Some(k) => OpModeR::Auth(k.kem()),
         None => OpModeR::Base,
     };
-    let ctx1 = hpke::setup_receiver::<ExportOnlyAead, HkdfSha256, Kem>(&mode, &identity.secret, &enc1, &info)
-        .map_err(|_| HandshakeError::Malformed)?;
+    let ctx1 = hpke::setup_receiver::<ExportOnlyAead, HkdfSha256, Kem>(
+        &mode,
+        &identity.secret,
+        &enc1,
+        &info,
+    )
+    .map_err(|_| HandshakeError::Malformed)?;
     let mut e1 = [0u8; 32];
-    ctx1.export(b"laxnet/v1 e1", &mut e1).map_err(|_| HandshakeError::Malformed)?;
+    ctx1.export(b"laxnet/v1 e1", &mut e1)
+        .map_err(|_| HandshakeError::Malformed)?;
 
     let mut sh = [0u8; SH_LEN];
     sh[..4].copy_from_slice(&MAGIC);
     rng.fill_bytes(&mut sh[8..40]);
     let info2 = eph_info(&sh[8..40]);
-    let (enc2, ctx2) =
-        hpke::setup_sender_with_rng::<ExportOnlyAead, HkdfSha256, Kem>(&OpModeS::Base, &eph_pk, &info2, rng)
-            .map_err(|_| HandshakeError::Malformed)?;
+    let (enc2, ctx2) = hpke::setup_sender_with_rng::<ExportOnlyAead, HkdfSha256, Kem>(
+        &OpModeS::Base,
+        &eph_pk,
+        &info2,
+        rng,
+    )
+    .map_err(|_| HandshakeError::Malformed)?;
     let mut e2 = [0u8; 32];
-    ctx2.export(b"laxnet/v1 e2", &mut e2).map_err(|_| HandshakeError::Malformed)?;
+    ctx2.export(b"laxnet/v1 e2", &mut e2)
+        .map_err(|_| HandshakeError::Malformed)?;
     sh[40..72].copy_from_slice(&enc2.to_bytes());
     let schedule = schedule(cipher, hello, &sh[..72], &e1, &e2);
     sh[72..104].copy_from_slice(&schedule.server_finished);
@@ -192,11 +220,23 @@ pub(crate) fn client_finish(
     }
     let enc2 = Enc::from_bytes(&sh[40..72]).map_err(|_| HandshakeError::Malformed)?;
     let info2 = eph_info(&sh[8..40]);
-    let ctx2 = hpke::setup_receiver::<ExportOnlyAead, HkdfSha256, Kem>(&OpModeR::Base, &pending.eph.secret, &enc2, &info2)
-        .map_err(|_| HandshakeError::Malformed)?;
+    let ctx2 = hpke::setup_receiver::<ExportOnlyAead, HkdfSha256, Kem>(
+        &OpModeR::Base,
+        &pending.eph.secret,
+        &enc2,
+        &info2,
+    )
+    .map_err(|_| HandshakeError::Malformed)?;
     let mut e2 = [0u8; 32];
-    ctx2.export(b"laxnet/v1 e2", &mut e2).map_err(|_| HandshakeError::Malformed)?;
-    let s = schedule(pending.cipher, &pending.hello[..pending.hello_len], &sh[..72], &pending.e1, &e2);
+    ctx2.export(b"laxnet/v1 e2", &mut e2)
+        .map_err(|_| HandshakeError::Malformed)?;
+    let s = schedule(
+        pending.cipher,
+        &pending.hello[..pending.hello_len],
+        &sh[..72],
+        &pending.e1,
+        &e2,
+    );
     if !ct_eq(&s.server_finished, &sh[72..104]) {
         return Err(HandshakeError::ServerNotAuthenticated);
     }
@@ -205,7 +245,10 @@ pub(crate) fn client_finish(
 
 /// Checks the ClientFinished: proves the client derived the same keys (so it is live, holds
 /// its ephemeral key and, with client authentication, its static key).
-pub(crate) fn server_finish(pending: ServerPending, cf: &[u8; CF_LEN]) -> Result<SessionKeys, HandshakeError> {
+pub(crate) fn server_finish(
+    pending: ServerPending,
+    cf: &[u8; CF_LEN],
+) -> Result<SessionKeys, HandshakeError> {
     if !ct_eq(&pending.schedule.client_finished, cf) {
         return Err(HandshakeError::ClientNotAuthenticated);
     }
@@ -220,18 +263,29 @@ fn eph_info(server_random: &[u8]) -> Vec<u8> {
     [b"laxnet/v1 eph".as_slice(), server_random].concat()
 }
 
-fn schedule(cipher: Cipher, hello: &[u8], sh_core: &[u8], e1: &[u8; 32], e2: &[u8; 32]) -> Schedule {
-    let th = Sha256::new().chain_update(hello).chain_update(sh_core).finalize();
+fn schedule(
+    cipher: Cipher,
+    hello: &[u8],
+    sh_core: &[u8],
+    e1: &[u8; 32],
+    e2: &[u8; 32],
+) -> Schedule {
+    let th = Sha256::new()
+        .chain_update(hello)
+        .chain_update(sh_core)
+        .finalize();
     let ikm = [e1.as_slice(), e2.as_slice()].concat();
     let hk = Hkdf::<Sha256>::new(Some(&th), &ikm);
     let expand32 = |label: &[u8]| {
         let mut out = [0u8; 32];
-        hk.expand(label, &mut out).expect("32 bytes is a valid HKDF-SHA256 length");
+        hk.expand(label, &mut out)
+            .expect("32 bytes is a valid HKDF-SHA256 length");
         out
     };
     let expand12 = |label: &[u8]| {
         let mut out = [0u8; 12];
-        hk.expand(label, &mut out).expect("12 bytes is a valid HKDF-SHA256 length");
+        hk.expand(label, &mut out)
+            .expect("12 bytes is a valid HKDF-SHA256 length");
         out
     };
     Schedule {
@@ -258,8 +312,12 @@ mod tests {
     use rand_chacha::ChaCha20Rng;
     use rand_core::{Rng, SeedableRng};
 
-    fn run(client_id: Option<&KeyPair>, allowed: Option<&[PublicKey]>, server: &KeyPair, pinned: &PublicKey)
-        -> Result<(SessionKeys, SessionKeys), HandshakeError> {
+    fn run(
+        client_id: Option<&KeyPair>,
+        allowed: Option<&[PublicKey]>,
+        server: &KeyPair,
+        pinned: &PublicKey,
+    ) -> Result<(SessionKeys, SessionKeys), HandshakeError> {
         let mut crng = ChaCha20Rng::seed_from_u64(1);
         let mut srng = ChaCha20Rng::seed_from_u64(2);
         let (cp, ch) = client_hello(&mut crng, Cipher::ChaCha20Poly1305, pinned, client_id)?;
@@ -285,7 +343,13 @@ mod tests {
         let impostor = KeyPair::from_seed(&[2; 32]);
         // The client pins `real`; `impostor` answers. HPKE setup fails or the finished tag does.
         let err = run(None, None, &impostor, &real.public()).err().unwrap();
-        assert!(matches!(err, HandshakeError::ServerNotAuthenticated | HandshakeError::Malformed), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                HandshakeError::ServerNotAuthenticated | HandshakeError::Malformed
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -295,10 +359,14 @@ mod tests {
         let mallory = KeyPair::from_seed(&[4; 32]);
         let allowed = [alice.public()];
         assert!(run(Some(&alice), Some(&allowed), &server, &server.public()).is_ok());
-        assert!(matches!(run(Some(&mallory), Some(&allowed), &server, &server.public()),
-            Err(HandshakeError::UnknownClientKey)));
-        assert!(matches!(run(None, Some(&allowed), &server, &server.public()),
-            Err(HandshakeError::UnknownClientKey)));
+        assert!(matches!(
+            run(Some(&mallory), Some(&allowed), &server, &server.public()),
+            Err(HandshakeError::UnknownClientKey)
+        ));
+        assert!(matches!(
+            run(None, Some(&allowed), &server, &server.public()),
+            Err(HandshakeError::UnknownClientKey)
+        ));
     }
 
     #[test]
@@ -308,10 +376,21 @@ mod tests {
         let server = KeyPair::from_seed(&[1; 32]);
         let alice = KeyPair::from_seed(&[3; 32]);
         let mallory = KeyPair::from_seed(&[4; 32]);
-        let forged = KeyPair { secret: mallory.secret.clone(), public: alice.public() };
+        let forged = KeyPair {
+            secret: mallory.secret.clone(),
+            public: alice.public(),
+        };
         let allowed = [alice.public()];
-        let err = run(Some(&forged), Some(&allowed), &server, &server.public()).err().unwrap();
-        assert!(matches!(err, HandshakeError::ClientNotAuthenticated | HandshakeError::ServerNotAuthenticated), "{err:?}");
+        let err = run(Some(&forged), Some(&allowed), &server, &server.public())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                err,
+                HandshakeError::ClientNotAuthenticated | HandshakeError::ServerNotAuthenticated
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -319,8 +398,10 @@ mod tests {
         let server = KeyPair::from_seed(&[1; 32]);
         let mut crng = ChaCha20Rng::seed_from_u64(1);
         let (_, ch) = client_hello(&mut crng, Cipher::Aes128Gcm, &server.public(), None).unwrap();
-        let (a, _) = server_respond(&mut ChaCha20Rng::seed_from_u64(5), &server, None, &ch).unwrap();
-        let (b, _) = server_respond(&mut ChaCha20Rng::seed_from_u64(6), &server, None, &ch).unwrap();
+        let (a, _) =
+            server_respond(&mut ChaCha20Rng::seed_from_u64(5), &server, None, &ch).unwrap();
+        let (b, _) =
+            server_respond(&mut ChaCha20Rng::seed_from_u64(6), &server, None, &ch).unwrap();
         assert_ne!(a.schedule.keys.c2s_key, b.schedule.keys.c2s_key);
     }
 
@@ -345,17 +426,21 @@ mod tests {
         let server = KeyPair::from_seed(&[1; 32]);
         let mut crng = ChaCha20Rng::seed_from_u64(1);
         let mut srng = ChaCha20Rng::seed_from_u64(2);
-        let (cp, ch) = client_hello(&mut crng, Cipher::ChaCha20Poly1305, &server.public(), None).unwrap();
+        let (cp, ch) =
+            client_hello(&mut crng, Cipher::ChaCha20Poly1305, &server.public(), None).unwrap();
         let (sp, sh) = server_respond(&mut srng, &server, None, &ch).unwrap();
         let (keys, cf) = client_finish(cp, &sh).unwrap();
         server_finish(sp, &cf).unwrap();
         // ...and the first record of each cipher under these keys.
         let mut records = Vec::new();
         for cipher in [Cipher::ChaCha20Poly1305, Cipher::Aes128Gcm] {
-            let mut sealer = super::super::record::Sealer::new(cipher, &keys.c2s_key, &keys.c2s_nonce, 10);
+            let mut sealer =
+                super::super::record::Sealer::new(cipher, &keys.c2s_key, &keys.c2s_nonce, 10);
             let mut rec = [0u8; 5 + super::super::record::OVERHEAD];
             rec[5..10].copy_from_slice(b"hello");
-            let n = sealer.seal(super::super::record::RecordType::Data, &mut rec, 5).unwrap();
+            let n = sealer
+                .seal(super::super::record::RecordType::Data, &mut rec, 5)
+                .unwrap();
             records.extend_from_slice(&rec[..n]);
         }
         let digest = Sha256::new()
@@ -367,7 +452,10 @@ mod tests {
             .chain_update(keys.s2c_nonce)
             .finalize();
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, KAT_HANDSHAKE, "the handshake wire format or key schedule changed");
+        assert_eq!(
+            hex, KAT_HANDSHAKE,
+            "the handshake wire format or key schedule changed"
+        );
     }
 
     const KAT_HANDSHAKE: &str = "6dcf13f28de8bad8f68002fd22846dfd1ec5821adaa86b00649ccb3ac8c5e807";

@@ -38,7 +38,10 @@ async fn bounded<T>(
         if let Poll::Ready(r) = fut.as_mut().poll(cx) {
             return Poll::Ready(r);
         }
-        timer.as_mut().poll(cx).map(|()| Err(HandshakeError::Timeout))
+        timer
+            .as_mut()
+            .poll(cx)
+            .map(|()| Err(HandshakeError::Timeout))
     })
     .await
 }
@@ -50,10 +53,14 @@ pub(crate) async fn client(
     enc: &Encryption,
     seed: [u8; 32],
 ) -> Result<SessionKeys, HandshakeError> {
-    let server = enc.server_key.as_ref().ok_or(HandshakeError::NotConfigured)?;
+    let server = enc
+        .server_key
+        .as_ref()
+        .ok_or(HandshakeError::NotConfigured)?;
     bounded(rt, enc, async {
         let mut rng = ChaCha20Rng::from_seed(seed);
-        let (pending, hello) = handshake::client_hello(&mut rng, enc.cipher, server, enc.identity.as_ref())?;
+        let (pending, hello) =
+            handshake::client_hello(&mut rng, enc.cipher, server, enc.identity.as_ref())?;
         stream.write_all(&hello).await.map_err(io_err)?;
         let mut sh = [0u8; SH_LEN];
         stream.read_exact(&mut sh).await.map_err(io_err)?;
@@ -74,12 +81,23 @@ pub(crate) async fn server(
     let identity = enc.identity.as_ref().ok_or(HandshakeError::NotConfigured)?;
     bounded(rt, enc, async {
         let mut hello = [0u8; CH_MAX];
-        stream.read_exact(&mut hello[..CH_HEADER]).await.map_err(io_err)?;
+        stream
+            .read_exact(&mut hello[..CH_HEADER])
+            .await
+            .map_err(io_err)?;
         let header: &[u8; CH_HEADER] = hello.first_chunk().expect("header");
         let len = handshake::client_hello_len(header)?;
-        stream.read_exact(&mut hello[CH_HEADER..len]).await.map_err(io_err)?;
+        stream
+            .read_exact(&mut hello[CH_HEADER..len])
+            .await
+            .map_err(io_err)?;
         let mut rng = ChaCha20Rng::from_seed(seed);
-        let (pending, sh) = handshake::server_respond(&mut rng, identity, enc.allowed_clients.as_deref(), &hello[..len])?;
+        let (pending, sh) = handshake::server_respond(
+            &mut rng,
+            identity,
+            enc.allowed_clients.as_deref(),
+            &hello[..len],
+        )?;
         stream.write_all(&sh).await.map_err(io_err)?;
         let mut cf = [0u8; CF_LEN];
         stream.read_exact(&mut cf).await.map_err(io_err)?;
@@ -114,9 +132,19 @@ impl Sealed {
         segment: usize,
     ) -> Sealed {
         let (tx_key, tx_nonce, rx_key, rx_nonce) = if is_client {
-            (&keys.c2s_key, &keys.c2s_nonce, &keys.s2c_key, &keys.s2c_nonce)
+            (
+                &keys.c2s_key,
+                &keys.c2s_nonce,
+                &keys.s2c_key,
+                &keys.s2c_nonce,
+            )
         } else {
-            (&keys.s2c_key, &keys.s2c_nonce, &keys.c2s_key, &keys.c2s_nonce)
+            (
+                &keys.s2c_key,
+                &keys.s2c_nonce,
+                &keys.c2s_key,
+                &keys.c2s_nonce,
+            )
         };
         Sealed {
             sealer: Sealer::new(keys.cipher, tx_key, tx_nonce, enc.record_limit),

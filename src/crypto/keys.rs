@@ -139,7 +139,11 @@ impl KeyPair {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let mut f = opts.open(path).map_err(KeyError::Io)?;
-        let hex: String = self.secret_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = self
+            .secret_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         writeln!(f, "{hex}").map_err(KeyError::Io)
     }
 
@@ -153,7 +157,9 @@ impl KeyPair {
 
 impl fmt::Debug for KeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyPair").field("public", &self.public).finish_non_exhaustive()
+        f.debug_struct("KeyPair")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
     }
 }
 
@@ -166,7 +172,10 @@ mod tests {
         let k = KeyPair::from_seed(&[7; 32]);
         let k2 = KeyPair::from_secret_bytes(k.secret_bytes()).unwrap();
         assert_eq!(k.public(), k2.public());
-        assert_eq!(k.public().to_string().parse::<PublicKey>().unwrap(), k.public());
+        assert_eq!(
+            k.public().to_string().parse::<PublicKey>().unwrap(),
+            k.public()
+        );
         assert!(!format!("{k:?}").contains(&format!("{:02x}", k.secret_bytes()[0]).repeat(4)));
     }
 

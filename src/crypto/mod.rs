@@ -126,12 +126,18 @@ impl Default for Encryption {
 impl Encryption {
     /// A server's settings: its key pair.
     pub fn server(identity: KeyPair) -> Encryption {
-        Encryption { identity: Some(identity), ..Encryption::default() }
+        Encryption {
+            identity: Some(identity),
+            ..Encryption::default()
+        }
     }
 
     /// A client's settings: the pinned server key.
     pub fn client(server_key: PublicKey) -> Encryption {
-        Encryption { server_key: Some(server_key), ..Encryption::default() }
+        Encryption {
+            server_key: Some(server_key),
+            ..Encryption::default()
+        }
     }
 }
 
@@ -163,7 +169,9 @@ impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HandshakeError::Malformed => f.write_str("malformed handshake message"),
-            HandshakeError::ServerNotAuthenticated => f.write_str("server failed to authenticate (wrong key?)"),
+            HandshakeError::ServerNotAuthenticated => {
+                f.write_str("server failed to authenticate (wrong key?)")
+            }
             HandshakeError::ClientNotAuthenticated => f.write_str("client failed to authenticate"),
             HandshakeError::UnknownClientKey => f.write_str("client key not allowed"),
             HandshakeError::Timeout => f.write_str("handshake timed out"),

@@ -85,13 +85,22 @@ impl Sealer {
             #[cfg(any(test, feature = "null-cipher"))]
             Cipher::Null => SealCtx::Null,
         };
-        Sealer { ctx, sent: 0, limit }
+        Sealer {
+            ctx,
+            sent: 0,
+            limit,
+        }
     }
 
     /// Seals a record in place. `record` holds, from offset `HEADER + 1`, `payload_len` bytes
     /// of payload, and has room for the tag after it; this writes the header and the type and
     /// returns the record's total length.
-    pub(crate) fn seal(&mut self, ty: RecordType, record: &mut [u8], payload_len: usize) -> Result<usize, CryptoError> {
+    pub(crate) fn seal(
+        &mut self,
+        ty: RecordType,
+        record: &mut [u8],
+        payload_len: usize,
+    ) -> Result<usize, CryptoError> {
         if self.sent >= self.limit {
             return Err(CryptoError::CounterExhausted);
         }
@@ -105,11 +114,15 @@ impl Sealer {
         let aad: &[u8] = header;
         match &mut self.ctx {
             SealCtx::ChaCha(c) => {
-                let tag = c.seal_inout_detached(InOutBuf::from(plain), aad).map_err(|_| CryptoError::CounterExhausted)?;
+                let tag = c
+                    .seal_inout_detached(InOutBuf::from(plain), aad)
+                    .map_err(|_| CryptoError::CounterExhausted)?;
                 tag.write_exact(tag_out);
             }
             SealCtx::Aes(c) => {
-                let tag = c.seal_inout_detached(InOutBuf::from(plain), aad).map_err(|_| CryptoError::CounterExhausted)?;
+                let tag = c
+                    .seal_inout_detached(InOutBuf::from(plain), aad)
+                    .map_err(|_| CryptoError::CounterExhausted)?;
                 tag.write_exact(tag_out);
             }
             #[cfg(any(test, feature = "null-cipher"))]
@@ -142,13 +155,22 @@ impl Opener {
             #[cfg(any(test, feature = "null-cipher"))]
             Cipher::Null => OpenCtx::Null,
         };
-        Opener { ctx, opened: 0, limit }
+        Opener {
+            ctx,
+            opened: 0,
+            limit,
+        }
     }
 
     /// The total length of the record at the front of `data`, once its header has arrived.
     /// A length over `max_payload` is rejected from the header alone.
-    pub(crate) fn record_len(data: &[u8], max_payload: usize) -> Result<Option<usize>, CryptoError> {
-        let Some(h) = data.first_chunk::<HEADER>() else { return Ok(None) };
+    pub(crate) fn record_len(
+        data: &[u8],
+        max_payload: usize,
+    ) -> Result<Option<usize>, CryptoError> {
+        let Some(h) = data.first_chunk::<HEADER>() else {
+            return Ok(None);
+        };
         let len = u32::from_le_bytes(*h) as usize;
         if len > max_payload + 1 + TAG {
             return Err(CryptoError::RecordTooLarge);
@@ -161,7 +183,10 @@ impl Opener {
 
     /// Opens the complete record `record` in place; returns its type and the payload's range
     /// within `record`. Any failure is fatal for the session.
-    pub(crate) fn open(&mut self, record: &mut [u8]) -> Result<(RecordType, std::ops::Range<usize>), CryptoError> {
+    pub(crate) fn open(
+        &mut self,
+        record: &mut [u8],
+    ) -> Result<(RecordType, std::ops::Range<usize>), CryptoError> {
         if self.opened >= self.limit {
             return Err(CryptoError::CounterExhausted);
         }
@@ -174,11 +199,13 @@ impl Opener {
         match &mut self.ctx {
             OpenCtx::ChaCha(c) => {
                 let tag = AeadTag::from_bytes(tag).map_err(|_| CryptoError::BadRecord)?;
-                c.open_inout_detached(InOutBuf::from(&mut *body), aad, &tag).map_err(|_| CryptoError::BadRecord)?;
+                c.open_inout_detached(InOutBuf::from(&mut *body), aad, &tag)
+                    .map_err(|_| CryptoError::BadRecord)?;
             }
             OpenCtx::Aes(c) => {
                 let tag = AeadTag::from_bytes(tag).map_err(|_| CryptoError::BadRecord)?;
-                c.open_inout_detached(InOutBuf::from(&mut *body), aad, &tag).map_err(|_| CryptoError::BadRecord)?;
+                c.open_inout_detached(InOutBuf::from(&mut *body), aad, &tag)
+                    .map_err(|_| CryptoError::BadRecord)?;
             }
             #[cfg(any(test, feature = "null-cipher"))]
             OpenCtx::Null => {}
@@ -200,7 +227,10 @@ mod tests {
     fn pair(cipher: Cipher, limit: u64) -> (Sealer, Opener) {
         let k = [7u8; 32];
         let n = [9u8; 12];
-        (Sealer::new(cipher, &k, &n, limit), Opener::new(cipher, &k, &n, limit))
+        (
+            Sealer::new(cipher, &k, &n, limit),
+            Opener::new(cipher, &k, &n, limit),
+        )
     }
 
     fn seal(s: &mut Sealer, payload: &[u8]) -> Vec<u8> {
@@ -217,7 +247,10 @@ mod tests {
             let (mut s, mut o) = pair(cipher, u64::MAX);
             let msg = b"attack at dawn, attack at dawn";
             let mut r = seal(&mut s, msg);
-            assert!(!r.windows(6).any(|w| w == b"attack"), "{cipher:?}: plaintext visible");
+            assert!(
+                !r.windows(6).any(|w| w == b"attack"),
+                "{cipher:?}: plaintext visible"
+            );
             let (ty, range) = o.open(&mut r).unwrap();
             assert_eq!(ty, RecordType::Data);
             assert_eq!(&r[range], msg);
@@ -269,7 +302,10 @@ mod tests {
         let mut a = seal(&mut s, b"1");
         let mut b = seal(&mut s, b"2");
         let mut buf = vec![0u8; 1 + OVERHEAD];
-        assert_eq!(s.seal(RecordType::Data, &mut buf, 1), Err(CryptoError::CounterExhausted));
+        assert_eq!(
+            s.seal(RecordType::Data, &mut buf, 1),
+            Err(CryptoError::CounterExhausted)
+        );
         o.open(&mut a).unwrap();
         o.open(&mut b).unwrap();
         let mut c = b.clone();
@@ -279,8 +315,14 @@ mod tests {
     #[test]
     fn header_checks() {
         assert_eq!(Opener::record_len(&[1, 2], 100), Ok(None));
-        assert_eq!(Opener::record_len(&u32::MAX.to_le_bytes(), 100), Err(CryptoError::RecordTooLarge));
-        assert_eq!(Opener::record_len(&3u32.to_le_bytes(), 100), Err(CryptoError::BadRecord));
+        assert_eq!(
+            Opener::record_len(&u32::MAX.to_le_bytes(), 100),
+            Err(CryptoError::RecordTooLarge)
+        );
+        assert_eq!(
+            Opener::record_len(&3u32.to_le_bytes(), 100),
+            Err(CryptoError::BadRecord)
+        );
         assert_eq!(Opener::record_len(&20u32.to_le_bytes(), 100), Ok(Some(24)));
     }
 
@@ -322,7 +364,9 @@ mod tests {
                 }
                 let mut rec = wire[at..at + total].to_vec();
                 at += total;
-                let Ok((_, range)) = opener.open(&mut rec) else { break };
+                let Ok((_, range)) = opener.open(&mut rec) else {
+                    break;
+                };
                 let n = range.len();
                 inbound.spare_for(n)[..n].copy_from_slice(&rec[range]);
                 inbound.commit(n);
@@ -334,7 +378,11 @@ mod tests {
                     }
                 }
             }
-            assert!(pool.stats().in_use_bytes <= 8192 + 4096, "{:?}", pool.stats());
+            assert!(
+                pool.stats().in_use_bytes <= 8192 + 4096,
+                "{:?}",
+                pool.stats()
+            );
         }
     }
 }

@@ -295,7 +295,14 @@ impl ServiceInner {
 
     fn sealed(&self, keys: &SessionKeys, is_client: bool, enc: &Encryption) -> Sealed {
         let c = &self.core.config;
-        Sealed::new(keys, is_client, enc, &self.core.pool, c.read_buffer, c.segment_size)
+        Sealed::new(
+            keys,
+            is_client,
+            enc,
+            &self.core.pool,
+            c.read_buffer,
+            c.segment_size,
+        )
     }
 
     fn slots_created(&self) -> usize {
@@ -712,7 +719,9 @@ async fn accept_loop(
         };
         let core = &inner.core;
         match res {
-            Ok((stream, peer)) if protocol == SEALED => start_server_handshake(&inner, stream, peer),
+            Ok((stream, peer)) if protocol == SEALED => {
+                start_server_handshake(&inner, stream, peer)
+            }
             Ok((stream, peer)) => {
                 if inner
                     .open_session(stream, peer, protocol, Direction::Accepted, None)
@@ -742,40 +751,52 @@ async fn accept_loop(
 fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer: SocketAddr) {
     use std::sync::atomic::Ordering::SeqCst;
     let core = &inner.core;
-    let Some(enc) = core.config.encryption.clone() else { return };
+    let Some(enc) = core.config.encryption.clone() else {
+        return;
+    };
     let busy = inner.in_handshake.fetch_add(1, SeqCst) >= enc.max_handshakes;
     if busy || inner.is_full() {
         inner.in_handshake.fetch_sub(1, SeqCst);
-        let counter = if busy { &core.counters.handshakes_refused } else { &core.counters.refused };
+        let counter = if busy {
+            &core.counters.handshakes_refused
+        } else {
+            &core.counters.refused
+        };
         counter.fetch_add(1, Relaxed);
         return; // dropping the stream closes it
     }
     let seed = inner.draw_seed();
     let inner2 = inner.clone();
-    spawn_guarded(core, Box::pin(async move {
-        let inner = inner2;
-        let res = crypto::io::server(&*inner.core.runtime, &mut stream, &enc, seed).await;
-        inner.in_handshake.fetch_sub(1, SeqCst);
-        let counters = &inner.core.counters;
-        match res {
-            Ok(keys) => {
-                counters.handshakes.fetch_add(1, Relaxed);
-                if inner.is_shut_down() {
-                    return;
+    spawn_guarded(
+        core,
+        Box::pin(async move {
+            let inner = inner2;
+            let res = crypto::io::server(&*inner.core.runtime, &mut stream, &enc, seed).await;
+            inner.in_handshake.fetch_sub(1, SeqCst);
+            let counters = &inner.core.counters;
+            match res {
+                Ok(keys) => {
+                    counters.handshakes.fetch_add(1, Relaxed);
+                    if inner.is_shut_down() {
+                        return;
+                    }
+                    let sealed = Box::new(inner.sealed(&keys, false, &enc));
+                    if inner
+                        .open_session(stream, peer, SEALED, Direction::Accepted, Some(sealed))
+                        .is_none()
+                    {
+                        counters.refused.fetch_add(1, Relaxed);
+                    }
                 }
-                let sealed = Box::new(inner.sealed(&keys, false, &enc));
-                if inner.open_session(stream, peer, SEALED, Direction::Accepted, Some(sealed)).is_none() {
-                    counters.refused.fetch_add(1, Relaxed);
+                Err(e) => {
+                    counters.handshake_failures.fetch_add(1, Relaxed);
+                    if inner.core.logging() {
+                        tracing::info!(target: "laxnet", %peer, error = %e, "handshake failed");
+                    }
                 }
             }
-            Err(e) => {
-                counters.handshake_failures.fetch_add(1, Relaxed);
-                if inner.core.logging() {
-                    tracing::info!(target: "laxnet", %peer, error = %e, "handshake failed");
-                }
-            }
-        }
-    }));
+        }),
+    );
 }
 
 /// Spawns a service task; a panic in it is counted and logged instead of vanishing.

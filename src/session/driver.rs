@@ -254,7 +254,9 @@ impl Driver {
     /// them. Nothing from a record that fails authentication (or after it) is delivered.
     fn open_records(&mut self) {
         loop {
-            let Some(s) = self.sealed.as_mut() else { return };
+            let Some(s) = self.sealed.as_mut() else {
+                return;
+            };
             if self.read_done {
                 return;
             }
@@ -270,7 +272,9 @@ impl Driver {
             let record = &mut s.wire_in.data_mut()[..total];
             match s.opener.open(record) {
                 Err(e) => return self.crypto_failure(e),
-                Ok((_, _)) if s.close_received => return self.crypto_failure(CryptoError::BadRecord),
+                Ok((_, _)) if s.close_received => {
+                    return self.crypto_failure(CryptoError::BadRecord);
+                }
                 Ok((RecordType::Close, _)) => s.close_received = true,
                 Ok((RecordType::Data, range)) => {
                     let n = range.len();
@@ -288,7 +292,11 @@ impl Driver {
 
     fn crypto_failure(&mut self, e: CryptoError) {
         self.read_done = true;
-        self.shared.core.counters.protocol_errors.fetch_add(1, Relaxed);
+        self.shared
+            .core
+            .counters
+            .protocol_errors
+            .fetch_add(1, Relaxed);
         self.begin_close(CloseReason::Crypto(e));
     }
 
@@ -335,7 +343,9 @@ impl Driver {
     /// Step 3a (encrypted sessions): seals queued frames into records, many frames per
     /// record, while fewer than a few records wait for the socket.
     fn seal_records(&mut self) -> bool {
-        let Some(s) = self.sealed.as_mut() else { return false };
+        let Some(s) = self.sealed.as_mut() else {
+            return false;
+        };
         let mut progress = false;
         while !self.out.is_empty() && s.wire_out.len() < 4 * s.max_record {
             let n = self.out.len().min(s.max_record);
