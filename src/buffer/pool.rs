@@ -29,7 +29,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// Sizing and retention settings of a [`BufferPool`].
+/// Sizing and retention settings of a service's buffer pool (`Config::pool`).
 ///
 /// Size classes are powers of two: a `min_class` or `max_class` that is not a power of two is
 /// rounded up to the next one (0 counts as 1), and a `max_class` below `min_class` is raised to
@@ -67,7 +67,7 @@ impl Default for PoolConfig {
     }
 }
 
-/// A snapshot of a [`BufferPool`]'s counters (see [`BufferPool::stats`]).
+/// A snapshot of a buffer pool's counters (`Status::pool`).
 ///
 /// The fields are read one after the other, so a snapshot taken while other threads use the pool
 /// may be slightly inconsistent; a snapshot of a quiescent pool is exact.
@@ -87,7 +87,7 @@ pub struct PoolStats {
     /// (oversize blocks are counted in `oversize_allocations` instead).
     pub allocations: u64,
     /// Blocks given back to the system allocator since the pool was created: returned blocks
-    /// over the retention budgets, oversize blocks, and blocks dropped by [`BufferPool::trim`].
+    /// over the retention budgets, oversize blocks, and blocks dropped by a trim (at service shutdown).
     pub frees: u64,
     /// Takes served from a retained block without allocating.
     pub reuses: u64,
