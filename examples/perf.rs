@@ -150,6 +150,7 @@ struct Opts {
     sleep_backoff: bool,
     encrypted: bool,
     handshakes: Option<u64>,
+    ciphers: bool,
 }
 
 fn parse_opts() -> Opts {
@@ -168,6 +169,7 @@ fn parse_opts() -> Opts {
         sleep_backoff: false,
         encrypted: false,
         handshakes: None,
+        ciphers: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -177,6 +179,7 @@ fn parse_opts() -> Opts {
             "--json" => o.json = true,
             "--sim" => o.sim = true,
             "--encrypted" => o.encrypted = true,
+            "--ciphers" => o.ciphers = true,
             "--handshakes" => o.handshakes = Some(val().parse().expect("--handshakes N")),
             "--conns" => {
                 o.conns = val()
@@ -351,6 +354,8 @@ fn current_thread() -> tokio::runtime::Runtime {
 /// `--encrypted`: every laxnet session uses the `bits-hpke` protocol with this server key.
 static ENCRYPTED: AtomicBool = AtomicBool::new(false);
 static SERVER_KEY: OnceLock<KeyPair> = OnceLock::new();
+/// `--ciphers`: clients propose AES-128-GCM instead of ChaCha20-Poly1305 while this is set.
+static AES: AtomicBool = AtomicBool::new(false);
 
 fn encrypted() -> bool {
     ENCRYPTED.load(Relaxed)
@@ -385,7 +390,11 @@ fn server_config(read_buffer: Option<usize>) -> Config {
 fn client_config(read_buffer: Option<usize>) -> Config {
     let mut c = config(read_buffer);
     if encrypted() {
-        c.encryption = Some(Encryption::client(server_key().public()));
+        let mut e = Encryption::client(server_key().public());
+        if AES.load(Relaxed) {
+            e.cipher = laxnet::Cipher::Aes128Gcm;
+        }
+        c.encryption = Some(e);
     }
     c
 }
@@ -1332,6 +1341,58 @@ fn sim_mode(_o: &Opts) {
 }
 
 // ------------------------------------------------------------------------------------------
+// Ciphers: one-way throughput of plaintext and both AEADs, interleaved in one run.
+// ------------------------------------------------------------------------------------------
+
+fn set_mode(encrypted: bool, aes: bool) {
+    ENCRYPTED.store(encrypted, Relaxed);
+    AES.store(aes, Relaxed);
+}
+
+/// `--ciphers`: laxnet one-way msgs/s over one connection for "bits", "bits-hpke" with
+/// ChaCha20-Poly1305 and with AES-128-GCM, runs interleaved so they share the machine's noise;
+/// prints each as a ratio of plaintext from the same run.
+fn cipher_mode(o: &Opts) {
+    let _ = server_key();
+    let modes = [
+        ("plaintext", false, false),
+        ("chacha20poly1305", true, false),
+        ("aes128gcm", true, true),
+    ];
+    for &(_, enc, aes) in &modes {
+        set_mode(enc, aes);
+        oneway_run(OneWay::Laxnet, o, 1); // warm-up
+    }
+    let mut samples = vec![Vec::new(); modes.len()];
+    for _ in 0..o.reps {
+        for (i, &(_, enc, aes)) in modes.iter().enumerate() {
+            set_mode(enc, aes);
+            samples[i].push(oneway_run(OneWay::Laxnet, o, 1).0);
+        }
+    }
+    set_mode(false, false);
+    let st: Vec<Stats> = samples.into_iter().map(stats).collect();
+    println!(
+        "one-way, {} msgs over 1 connection, {} reps:",
+        o.msgs, o.reps
+    );
+    let mut j = Json::default();
+    j.str("mode", "ciphers");
+    for ((name, _, _), s) in modes.iter().zip(&st) {
+        line(&format!("  {name}"), "msg/s", *s);
+        j.stats(&format!("oneway_{name}_msgs_per_s"), *s);
+    }
+    for ((name, _, _), s) in modes.iter().zip(&st).skip(1) {
+        let r = s.median / st[0].median;
+        println!("  {name} / plaintext = {:.1} %", r * 100.0);
+        j.num(format!("ratio_{name}_vs_plaintext"), r);
+    }
+    if o.json {
+        println!("{}", j.render());
+    }
+}
+
+// ------------------------------------------------------------------------------------------
 // Main.
 // ------------------------------------------------------------------------------------------
 
@@ -1349,6 +1410,9 @@ fn main() {
     }
     if let Some(n) = o.handshakes {
         return handshake_mode(&o, n);
+    }
+    if o.ciphers {
+        return cipher_mode(&o);
     }
     if o.encrypted {
         ENCRYPTED.store(true, Relaxed);
