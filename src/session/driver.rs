@@ -291,23 +291,22 @@ impl Driver {
     }
 
     fn crypto_failure(&mut self, e: CryptoError) {
-        self.read_done = true;
-        self.shared
-            .core
-            .counters
-            .protocol_errors
-            .fetch_add(1, Relaxed);
-        self.begin_close(CloseReason::Crypto(e));
+        self.peer_misbehaved(CloseReason::Crypto(e));
     }
 
     fn violation(&mut self, v: ProtocolViolation) {
+        self.peer_misbehaved(CloseReason::Protocol(v));
+    }
+
+    /// The peer broke the protocol: stop reading, count it, close (abortively).
+    fn peer_misbehaved(&mut self, reason: CloseReason) {
         self.read_done = true;
         self.shared
             .core
             .counters
             .protocol_errors
             .fetch_add(1, Relaxed);
-        self.begin_close(CloseReason::Protocol(v));
+        self.begin_close(reason);
     }
 
     /// Hands every complete frame to its subscribers, in order.
