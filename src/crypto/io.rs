@@ -12,7 +12,7 @@ use rand_core::SeedableRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::handshake::{self, CF_LEN, CH_HEADER, CH_MAX, SH_LEN, SessionKeys};
-use super::record::{Opener, Sealer};
+use super::record::{self, Opener, RecordType, Sealer};
 use super::{Encryption, HandshakeError};
 use crate::buffer::{BufferPool, ReadBuffer, SegmentQueue};
 use crate::runtime::{BoxStream, Runtime};
@@ -106,6 +106,29 @@ pub(crate) async fn server(
     .await
 }
 
+/// Ends an established encrypted connection that gets no session (the service is full or shut
+/// down) with an authenticated Close record, so the peer sees a clean close (`PeerClosed`)
+/// instead of a truncation. Bounded by the handshake timeout; errors are ignored (the stream
+/// is dropped next anyway).
+pub(crate) async fn refuse(rt: &dyn Runtime, stream: &mut BoxStream, sealed: &mut Sealed) {
+    let mut rec = [0u8; record::OVERHEAD];
+    let Ok(n) = sealed.sealer.seal(RecordType::Close, &mut rec, 0) else {
+        return;
+    };
+    let mut timer = rt.sleep_until(rt.now() + sealed.handshake_timeout);
+    let mut io = std::pin::pin!(async {
+        let _ = stream.write_all(&rec[..n]).await;
+        let _ = stream.shutdown().await;
+    });
+    std::future::poll_fn(|cx| {
+        if io.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        timer.as_mut().poll(cx)
+    })
+    .await;
+}
+
 /// Record state of one encrypted session, owned by its driver.
 pub(crate) struct Sealed {
     pub(crate) sealer: Sealer,
@@ -119,6 +142,8 @@ pub(crate) struct Sealed {
     pub(crate) close_sent: bool,
     /// The peer's authenticated close has arrived.
     pub(crate) close_received: bool,
+    /// Bounds [`refuse`].
+    handshake_timeout: std::time::Duration,
 }
 
 impl Sealed {
@@ -154,6 +179,7 @@ impl Sealed {
             wire_out: SegmentQueue::new(pool.clone(), segment),
             close_sent: false,
             close_received: false,
+            handshake_timeout: enc.handshake_timeout,
         }
     }
 }

@@ -158,7 +158,9 @@ impl ServiceInner {
         *self.shutdown.borrow()
     }
 
-    /// Registers a new session, publishes `Opened` and starts its task.
+    /// Registers a new session, publishes `Opened` and starts its task. At `max_sessions`,
+    /// hands the stream (and record state) back.
+    #[allow(clippy::type_complexity)]
     fn open_session(
         self: &Arc<Self>,
         stream: BoxStream,
@@ -166,7 +168,7 @@ impl ServiceInner {
         protocol: ProtocolId,
         direction: Direction,
         sealed: Option<Box<Sealed>>,
-    ) -> Option<SessionRef> {
+    ) -> Result<SessionRef, (BoxStream, Option<Box<Sealed>>)> {
         let core = &self.core;
         let now = core.runtime.now();
         let shared = {
@@ -196,10 +198,10 @@ impl ServiceInner {
                 sh
             });
             if res.is_err() {
-                return None;
+                return Err((stream, sealed));
             }
             self.live.send_replace(table.len());
-            made?
+            made.expect("insert_with made the session")
         };
         match direction {
             Direction::Accepted => core.counters.accepted.fetch_add(1, Relaxed),
@@ -223,7 +225,7 @@ impl ServiceInner {
         }
         let driver = Driver::new(self.clone(), shared, stream, sealed);
         core.runtime.spawn(Box::pin(driver.run()));
-        Some(sref)
+        Ok(sref)
     }
 
     /// Publishes `Closed` (unless `publish` is false because it already was) and releases
@@ -607,11 +609,20 @@ impl Service {
             None
         };
         if inner.is_shut_down() {
+            if let Some(mut s) = sealed {
+                crypto::io::refuse(&**rt, &mut stream, &mut s).await;
+            }
             return Err(ConnectError::Shutdown);
         }
-        inner
-            .open_session(stream, peer, proto, Direction::Connected, sealed)
-            .ok_or(ConnectError::TooManySessions)
+        match inner.open_session(stream, peer, proto, Direction::Connected, sealed) {
+            Ok(s) => Ok(s),
+            Err((mut stream, sealed)) => {
+                if let Some(mut s) = sealed {
+                    crypto::io::refuse(&**rt, &mut stream, &mut s).await;
+                }
+                Err(ConnectError::TooManySessions)
+            }
+        }
     }
 
     /// Switches this service's logging (tracing events and session spans under the target
@@ -725,7 +736,7 @@ async fn accept_loop(
             Ok((stream, peer)) => {
                 if inner
                     .open_session(stream, peer, protocol, Direction::Accepted, None)
-                    .is_none()
+                    .is_err()
                 {
                     // At max_sessions: the stream is dropped here, which closes it.
                     core.counters.refused.fetch_add(1, Relaxed);
@@ -777,15 +788,18 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer
             match res {
                 Ok(keys) => {
                     counters.handshakes.fetch_add(1, Relaxed);
+                    let mut sealed = Box::new(inner.sealed(&keys, false, &enc));
+                    let rt = &*inner.core.runtime;
                     if inner.is_shut_down() {
+                        // Authenticated close: the client sees `PeerClosed`, not `Truncated`.
+                        crypto::io::refuse(rt, &mut stream, &mut sealed).await;
                         return;
                     }
-                    let sealed = Box::new(inner.sealed(&keys, false, &enc));
-                    if inner
-                        .open_session(stream, peer, SEALED, Direction::Accepted, Some(sealed))
-                        .is_none()
+                    if let Err((mut stream, Some(mut sealed))) =
+                        inner.open_session(stream, peer, SEALED, Direction::Accepted, Some(sealed))
                     {
                         counters.refused.fetch_add(1, Relaxed);
+                        crypto::io::refuse(rt, &mut stream, &mut sealed).await;
                     }
                 }
                 Err(e) => {

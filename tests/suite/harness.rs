@@ -10,19 +10,49 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, UNIX_EPOCH};
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use laxnet::runtime::BoxStream;
 use laxnet::{
-    Acceptor, CloseReason, Config, Direction, Received, Runtime, Service, SessionEvent, SessionId,
-    SessionRef, Status, TokioRuntime, Topic, TurmoilRuntime,
+    Acceptor, CloseReason, Config, Direction, Encryption, KeyPair, Received, Runtime, Service,
+    SessionEvent, SessionId, SessionRef, Status, TokioRuntime, Topic, TurmoilRuntime,
 };
 use tokio::sync::{mpsc, oneshot};
 
-/// The protocol every scenario uses.
+/// The plaintext protocol.
 pub(crate) const BITS: &str = laxnet::BITS;
+
+/// The encrypted protocol.
+pub(crate) const HPKE: &str = laxnet::BITS_HPKE;
+
+/// The server's static key pair, the same on every run and backend (derived once: an X25519
+/// operation costs about 10 ms in a debug build).
+pub(crate) fn server_key() -> &'static KeyPair {
+    static KEY: LazyLock<KeyPair> = LazyLock::new(|| KeyPair::from_seed(&[7; 32]));
+    &KEY
+}
+
+/// Time allowed for a handshake in the suite: generous, because a debug build spends tens of
+/// milliseconds of CPU on each, and a loaded machine must not turn that into failures.
+/// Scenarios that test the timeout set their own.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The encryption settings a server gets by default under [`HPKE`]: its key pair.
+pub(crate) fn server_encryption() -> Encryption {
+    let mut e = Encryption::server(server_key().clone());
+    e.handshake_timeout = HANDSHAKE_TIMEOUT;
+    e
+}
+
+/// The encryption settings a client gets by default under [`HPKE`]: the server's public key,
+/// pinned.
+pub(crate) fn client_encryption() -> Encryption {
+    let mut e = Encryption::client(server_key().public());
+    e.handshake_timeout = HANDSHAKE_TIMEOUT;
+    e
+}
 
 /// Seeds every turmoil scenario runs with.
 pub(crate) const SEEDS: [u64; 3] = [1, 2, 3];
@@ -192,6 +222,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct HostState {
     name: &'static str,
     backend: Backend,
+    /// The protocol its recording subscriptions (and echo) listen to.
+    protocol: &'static str,
     /// Sender of the current incarnation's loop; `None` while the host is down.
     tx: Mutex<Option<mpsc::UnboundedSender<Msg>>>,
     /// Bumped every time the host software (re)starts.
@@ -211,10 +243,11 @@ struct HostState {
 pub(crate) struct Host(Arc<HostState>);
 
 impl Host {
-    fn new(name: &'static str, backend: Backend) -> Host {
+    fn new(name: &'static str, backend: Backend, protocol: &'static str) -> Host {
         Host(Arc::new(HostState {
             name,
             backend,
+            protocol,
             tx: Mutex::new(None),
             incarnation: AtomicU32::new(0),
             config: Mutex::new(None),
@@ -226,6 +259,11 @@ impl Host {
 
     pub(crate) fn name(&self) -> &'static str {
         self.0.name
+    }
+
+    /// The protocol of the scenario this host runs.
+    pub(crate) fn protocol(&self) -> &'static str {
+        self.0.protocol
     }
 
     fn sender(&self) -> mpsc::UnboundedSender<Msg> {
@@ -337,30 +375,42 @@ impl Host {
         lock(&self.0.events).push((inc, r));
     }
 
+    /// A service on this host's backend, seeded with `seed` (unless `cfg` has a seed), with
+    /// logging off and no subscriptions. Call it on the host (inside [`Host::exec`] and
+    /// friends); the host's own service is made by the harness.
+    pub(crate) fn new_service(&self, mut cfg: Config, seed: u64) -> Service {
+        if cfg.rng_seed.is_none() {
+            cfg.rng_seed = Some(seed);
+        }
+        cfg.logging = false;
+        match self.0.backend {
+            Backend::Tokio => Service::with_runtime(cfg, TokioRuntime::new()),
+            Backend::Turmoil { .. } => Service::with_runtime(cfg, TurmoilRuntime::new(seed)),
+        }
+    }
+
     /// Creates this incarnation's service and its recording subscriptions.
-    fn start_service(&self, mut cfg: Config, inc: u32) -> Service {
+    fn start_service(&self, cfg: Config, inc: u32) -> Service {
         let name_salt = self.0.name.bytes().fold(0u64, |h, b| h * 131 + b as u64);
         let seed = match self.0.backend {
             Backend::Tokio => 0x7070,
             Backend::Turmoil { seed } => seed,
         } ^ name_salt
             ^ ((inc as u64) << 40);
-        if cfg.rng_seed.is_none() {
-            cfg.rng_seed = Some(seed);
-        }
-        cfg.logging = false;
         // `LAXNET_PLANT=<bug> cargo test --features sim,planted-bugs --test suite` checks that
         // the suite catches that planted bug (it must fail).
         #[cfg(feature = "planted-bugs")]
-        if let Ok(bug) = std::env::var("LAXNET_PLANT") {
-            cfg.planted = Some(bug.parse().expect("LAXNET_PLANT names a planted bug"));
-        }
-        let svc = match self.0.backend {
-            Backend::Tokio => Service::with_runtime(cfg, TokioRuntime::new()),
-            Backend::Turmoil { .. } => Service::with_runtime(cfg, TurmoilRuntime::new(seed)),
+        let cfg = {
+            let mut cfg = cfg;
+            if let Ok(bug) = std::env::var("LAXNET_PLANT") {
+                cfg.planted = Some(bug.parse().expect("LAXNET_PLANT names a planted bug"));
+            }
+            cfg
         };
+        let svc = self.new_service(cfg, seed);
+        let protocol = self.0.protocol;
         let h = self.clone();
-        svc.sub(Topic::sessions(BITS), move |ev: &SessionEvent| {
+        svc.sub(Topic::sessions(protocol), move |ev: &SessionEvent| {
             let r = match ev {
                 SessionEvent::Opened { session, direction } => Rec::Opened {
                     id: session.id(),
@@ -377,7 +427,7 @@ impl Host {
         })
         .expect("sessions subscription");
         let h = self.clone();
-        svc.sub(Topic::message::<Seq>(BITS), move |m: &Received<Seq>| {
+        svc.sub(Topic::message::<Seq>(protocol), move |m: &Received<Seq>| {
             h.record(
                 inc,
                 Rec::Msg {
@@ -491,12 +541,37 @@ pub(crate) struct Ctx {
     pub(crate) server: Host,
     pub(crate) client: Host,
     backend: Backend,
+    /// The protocol of this run ([`BITS`] or [`HPKE`]): the hosts' subscriptions, the
+    /// listener and every connection use it.
+    protocol: &'static str,
     addr: Mutex<Option<String>>,
     acceptors: Mutex<Vec<Acceptor>>,
     sim: Arc<SimControl>,
 }
 
 impl Ctx {
+    fn new(backend: Backend, protocol: &'static str) -> Arc<Ctx> {
+        Arc::new(Ctx {
+            server: Host::new("server", backend, protocol),
+            client: Host::new("client", backend, protocol),
+            backend,
+            protocol,
+            addr: Mutex::new(None),
+            acceptors: Mutex::default(),
+            sim: Arc::default(),
+        })
+    }
+
+    /// The protocol of this run.
+    pub(crate) fn protocol(&self) -> &'static str {
+        self.protocol
+    }
+
+    /// True if this run uses the encrypted protocol.
+    pub(crate) fn encrypted(&self) -> bool {
+        self.protocol == HPKE
+    }
+
     /// True inside the turmoil simulator (virtual time).
     pub(crate) fn is_sim(&self) -> bool {
         matches!(self.backend, Backend::Turmoil { .. })
@@ -524,8 +599,13 @@ impl Ctx {
         tokio::time::sleep(d).await;
     }
 
-    /// Creates the services on both hosts.
-    pub(crate) async fn start(&self, server: Config, client: Config) {
+    /// Creates the services on both hosts. Under [`HPKE`], a config without encryption
+    /// settings gets the defaults ([`server_encryption`], [`client_encryption`]).
+    pub(crate) async fn start(&self, mut server: Config, mut client: Config) {
+        if self.encrypted() {
+            server.encryption.get_or_insert_with(server_encryption);
+            client.encryption.get_or_insert_with(client_encryption);
+        }
         for (h, cfg) in [(&self.server, server), (&self.client, client)] {
             let (tx, rx) = oneshot::channel();
             if h.sender().send(Msg::Start(Box::new(cfg), tx)).is_err() {
@@ -544,13 +624,15 @@ impl Ctx {
         }
     }
 
-    /// Starts the server's "bits" listener; returns (and remembers) the address to dial.
+    /// Starts the server's listener for this run's protocol; returns (and remembers) the
+    /// address to dial.
     pub(crate) async fn listen(&self) -> String {
         let bind = self.bind_addr();
+        let protocol = self.protocol;
         let acceptor = self
             .server
             .exec_async(
-                move |s: Service| async move { s.accept(bind, BITS).await.expect("accept") },
+                move |s: Service| async move { s.accept(bind, protocol).await.expect("accept") },
             )
             .await;
         let local = acceptor.local_addr();
@@ -590,11 +672,16 @@ impl Ctx {
 
     /// Connects one client session to the server.
     pub(crate) async fn connect(&self) -> SessionRef {
+        self.try_connect().await.expect("connect")
+    }
+
+    /// Connects one client session to the server; returns the error if that fails.
+    pub(crate) async fn try_connect(&self) -> Result<SessionRef, laxnet::ConnectError> {
         let addr = self.server_addr();
+        let protocol = self.protocol;
         self.client
-            .exec_async(move |s: Service| async move { s.connect(&addr, BITS).await })
+            .exec_async(move |s: Service| async move { s.connect(&addr, protocol).await })
             .await
-            .expect("connect")
     }
 
     /// A raw byte stream to the server, through the backend's `Runtime::connect`.
@@ -700,7 +787,8 @@ fn tail(log: &[Rec]) -> &[Rec] {
 /// echo is recorded as a [`Rec::Note`] (which fails every later log check).
 pub(crate) fn install_echo(host: &Host, svc: &Service) {
     let h = host.clone();
-    svc.sub(Topic::message::<Seq>(BITS), move |m: &Received<Seq>| {
+    let protocol = host.protocol();
+    svc.sub(Topic::message::<Seq>(protocol), move |m: &Received<Seq>| {
         if let Err(e) = m.session.send(&m.msg) {
             h.record(
                 h.incarnation(),
@@ -715,21 +803,15 @@ pub(crate) fn install_echo(host: &Host, svc: &Service) {
     .expect("echo subscription");
 }
 
-/// Runs `body` on real loopback sockets: server and client each on a Tokio runtime of their
-/// own (a 2-worker multi-thread runtime for the server, a current-thread one for the client).
-pub(crate) fn run_tokio<F, Fut>(body: F)
+/// Runs `body` over `protocol` on real loopback sockets: server and client each on a Tokio
+/// runtime of their own (a 2-worker multi-thread runtime for the server, a current-thread one
+/// for the client).
+pub(crate) fn run_tokio<F, Fut>(protocol: &'static str, body: F)
 where
     F: FnOnce(Arc<Ctx>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let ctx = Arc::new(Ctx {
-        server: Host::new("server", Backend::Tokio),
-        client: Host::new("client", Backend::Tokio),
-        backend: Backend::Tokio,
-        addr: Mutex::new(None),
-        acceptors: Mutex::default(),
-        sim: Arc::default(),
-    });
+    let ctx = Ctx::new(Backend::Tokio, protocol);
     ctx.server.spawn_thread(2);
     ctx.client.spawn_thread(0);
     // Stops the host threads even if the scenario panics.
@@ -755,9 +837,9 @@ where
     });
 }
 
-/// Runs `body` inside a turmoil simulation with `seed`: hosts "server" and "client", the body
-/// as client "test", and a step loop that honours crash/restart requests.
-pub(crate) fn run_turmoil<F, Fut>(seed: u64, body: F)
+/// Runs `body` over `protocol` inside a turmoil simulation with `seed`: hosts "server" and
+/// "client", the body as client "test", and a step loop that honours crash/restart requests.
+pub(crate) fn run_turmoil<F, Fut>(seed: u64, protocol: &'static str, body: F)
 where
     F: FnOnce(Arc<Ctx>) -> Fut,
     Fut: Future<Output = ()> + 'static,
@@ -768,14 +850,7 @@ where
         .simulation_duration(Duration::from_secs(120))
         .tcp_capacity(4096)
         .build();
-    let ctx = Arc::new(Ctx {
-        server: Host::new("server", Backend::Turmoil { seed }),
-        client: Host::new("client", Backend::Turmoil { seed }),
-        backend: Backend::Turmoil { seed },
-        addr: Mutex::new(None),
-        acceptors: Mutex::default(),
-        sim: Arc::default(),
-    });
+    let ctx = Ctx::new(Backend::Turmoil { seed }, protocol);
     for h in [ctx.server.clone(), ctx.client.clone()] {
         sim.host(h.name(), move || h.clone().run());
     }

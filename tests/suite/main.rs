@@ -1,5 +1,8 @@
 //! laxnet's integration suite: every scenario runs on real loopback sockets (`tokio_backend`)
-//! and inside the turmoil simulator with several seeds (`turmoil_backend::<scenario>::seed_N`).
+//! and inside the turmoil simulator with several seeds (`turmoil_backend::<scenario>::seed_N`),
+//! over the plaintext protocol `"bits"`; every scenario that means something over encryption
+//! runs again, on both backends, over `"bits-hpke"` (`tokio_backend_hpke`,
+//! `turmoil_backend_hpke`).
 //!
 //! Run with `cargo test --features sim --test suite`.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -7,35 +10,49 @@
 mod harness;
 mod scenarios;
 
-/// Instantiates each scenario once per backend (and once per seed on turmoil).
+/// Instantiates each scenario once per backend (and once per seed on turmoil), for each
+/// protocol: `plain` lists the scenarios run over `"bits"`, `hpke` those run over
+/// `"bits-hpke"`.
 macro_rules! suite {
-    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
-        mod tokio_backend {
+    (
+        plain: [$($(#[$pattr:meta])* $plain:ident),* $(,)?],
+        hpke: [$($(#[$hattr:meta])* $hpke:ident),* $(,)?] $(,)?
+    ) => {
+        suite!(@backends tokio_backend, turmoil_backend, crate::harness::BITS,
+            $($(#[$pattr])* $plain),*);
+        suite!(@backends tokio_backend_hpke, turmoil_backend_hpke, crate::harness::HPKE,
+            $($(#[$hattr])* $hpke),*);
+    };
+    (@backends $tokio:ident, $turmoil:ident, $proto:expr, $($(#[$attr:meta])* $name:ident),*) => {
+        mod $tokio {
             $(
                 $(#[$attr])*
                 #[test]
                 fn $name() {
-                    crate::harness::run_tokio(crate::scenarios::$name);
+                    crate::harness::run_tokio($proto, crate::scenarios::$name);
                 }
             )*
         }
-        mod turmoil_backend {
+        mod $turmoil {
             $(
                 mod $name {
                     $(#[$attr])*
                     #[test]
                     fn seed_1() {
-                        crate::harness::run_turmoil(crate::harness::SEEDS[0], crate::scenarios::$name);
+                        crate::harness::run_turmoil(
+                            crate::harness::SEEDS[0], $proto, crate::scenarios::$name);
                     }
                     $(#[$attr])*
                     #[test]
                     fn seed_2() {
-                        crate::harness::run_turmoil(crate::harness::SEEDS[1], crate::scenarios::$name);
+                        crate::harness::run_turmoil(
+                            crate::harness::SEEDS[1], $proto, crate::scenarios::$name);
                     }
                     $(#[$attr])*
                     #[test]
                     fn seed_3() {
-                        crate::harness::run_turmoil(crate::harness::SEEDS[2], crate::scenarios::$name);
+                        crate::harness::run_turmoil(
+                            crate::harness::SEEDS[2], $proto, crate::scenarios::$name);
                     }
                 }
             )*
@@ -44,19 +61,44 @@ macro_rules! suite {
 }
 
 suite! {
-    echo,
-    many_sessions,
-    close_from_server,
-    close_from_client,
-    close_with_queued_data,
-    peer_crash,
-    heartbeat_silent_peer,
-    stale_ref,
-    unknown_protocol,
-    bad_input,
-    max_sessions,
-    shutdown,
-    duplicate_message_id,
-    dropped_acceptor_keeps_listening,
-    status_consistent_while_closing,
+    plain: [
+        echo,
+        many_sessions,
+        close_from_server,
+        close_from_client,
+        close_with_queued_data,
+        peer_crash,
+        heartbeat_silent_peer,
+        stale_ref,
+        unknown_protocol,
+        bad_input,
+        max_sessions,
+        shutdown,
+        duplicate_message_id,
+        dropped_acceptor_keeps_listening,
+        status_consistent_while_closing,
+    ],
+    // `unknown_protocol` and `bad_input` are about "bits" itself (its names and its frames,
+    // which an attacker cannot put inside records without the keys); `bad_handshake` is the
+    // encrypted listener's counterpart of `bad_input`.
+    hpke: [
+        echo,
+        many_sessions,
+        close_from_server,
+        close_from_client,
+        close_with_queued_data,
+        peer_crash,
+        heartbeat_silent_peer,
+        stale_ref,
+        bad_handshake,
+        max_sessions,
+        shutdown,
+        duplicate_message_id,
+        dropped_acceptor_keeps_listening,
+        status_consistent_while_closing,
+        // Library bug (see the scenarios' docs): a session dropped after a completed handshake
+        // gets no authenticated Close record, so its peer sees `Crypto(Truncated)`.
+        server_refuses_after_handshake,
+        client_refuses_after_handshake,
+    ],
 }

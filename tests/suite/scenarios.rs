@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use laxnet::{
-    AcceptError, CloseReason, Config, ConnectError, Direction, Event, Message, ProtocolViolation,
-    SendError, Service, SessionEvent, SessionId, SessionRef, SubscribeError, Topic,
+    AcceptError, CloseReason, Config, ConnectError, CryptoError, Direction, Event, HandshakeError,
+    KeyPair, Message, ProtocolViolation, SendError, Service, SessionEvent, SessionId, SessionRef,
+    SubscribeError, Topic,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{BITS, Ctx, Seq, install_echo, raw_frame};
+use crate::harness::{BITS, Ctx, HPKE, Seq, install_echo, raw_frame, server_encryption};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -78,6 +79,39 @@ fn peer_gone(r: &CloseReason) -> bool {
     )
 }
 
+/// Endings an encrypted session sees when its peer's host dies (no authenticated close was
+/// sent): the end of stream is `Truncated`, or the connection is reset (the dead host had
+/// unread data, or our write met its closed socket). Never `PeerClosed`.
+fn crashed_under_hpke(r: &CloseReason) -> bool {
+    matches!(
+        r,
+        CloseReason::Crypto(CryptoError::Truncated) | CloseReason::Reset
+    )
+}
+
+/// Bytes a "bits-hpke" record adds around its payload: length, type, tag.
+const RECORD_OVERHEAD: u64 = 4 + 1 + 16;
+/// The default largest record payload (`Encryption::max_record`).
+const MAX_RECORD: u64 = 16 << 10;
+
+/// Checks that `wire` bytes on an encrypted session are `payload` bytes of frames sealed in
+/// whole records, and returns how many records: every record is full or carries the rest of
+/// one batch of queued sends, so there are at least `payload / MAX_RECORD` (rounded up) and
+/// at most one partial record per send plus the full ones.
+fn records_in(wire: u64, payload: u64, sends: u64, what: &str) -> u64 {
+    assert!(
+        wire >= payload && (wire - payload).is_multiple_of(RECORD_OVERHEAD),
+        "{what}: {wire} wire bytes are not {payload} payload bytes in whole records"
+    );
+    let records = (wire - payload) / RECORD_OVERHEAD;
+    let (min, max) = (payload.div_ceil(MAX_RECORD), sends + payload / MAX_RECORD);
+    assert!(
+        (min..=max).contains(&records),
+        "{what}: {records} records for {payload} bytes in {sends} sends (expected {min}..={max})"
+    );
+    records
+}
+
 /// (slot, generation) from the `#slot.gen` form, cross-checked against the raw layout.
 fn slot_gen(id: SessionId) -> (u32, u32) {
     let text = id.to_string();
@@ -114,11 +148,16 @@ async fn read_to_end(ctx: &Ctx, raw: &mut laxnet::runtime::BoxStream) -> (Vec<u8
 pub(crate) async fn echo(ctx: Arc<Ctx>) {
     setup_echo(&ctx, Config::default(), Config::default()).await;
     // The client also listens through an Inbox (the async alternative to callbacks).
+    let proto = ctx.protocol();
     let mut inbox = ctx
         .client
-        .exec(|svc| {
+        .exec(move |svc| {
             let mut inbox = svc.inbox();
-            inbox.sessions(BITS).unwrap().messages::<Seq>(BITS).unwrap();
+            inbox
+                .sessions(proto)
+                .unwrap()
+                .messages::<Seq>(proto)
+                .unwrap();
             inbox
         })
         .await;
@@ -165,14 +204,32 @@ pub(crate) async fn echo(ctx: Arc<Ctx>) {
     );
     assert_eq!(cl.peer, sess.peer_addr());
     assert_eq!(sess.direction(), Direction::Connected);
-    assert_eq!(sess.protocol(), BITS);
+    assert_eq!(sess.protocol(), proto);
 
     let (c, s) = (ctx.client.status().await, ctx.server.status().await);
     assert_eq!((c.connected, c.accepted), (1, 0), "{c}");
     assert_eq!((s.connected, s.accepted), (0, 1), "{s}");
-    for st in [&c, &s] {
+    // Byte counters count the wire: the frames themselves over "bits"; records (every frame
+    // byte once, plus each record's overhead) over "bits-hpke", the handshake excluded. Every
+    // frame arrived, so every record did: what one side wrote, the other read.
+    let (up, down) = if ctx.encrypted() {
+        assert_eq!(
+            (c.bytes_out, c.bytes_in),
+            (s.bytes_in, s.bytes_out),
+            "{c}\n{s}"
+        );
+        records_in(c.bytes_out, expected, N, "client -> server");
+        records_in(c.bytes_in, expected, N, "server -> client");
+        for st in [&c, &s] {
+            assert_eq!((st.handshakes, st.handshake_failures), (1, 0), "{st}");
+        }
+        (c.bytes_out, c.bytes_in)
+    } else {
+        (expected, expected)
+    };
+    for (st, wire) in [(&c, (down, up)), (&s, (up, down))] {
         assert_eq!((st.msgs_in, st.msgs_out), (N, N), "{st}");
-        assert_eq!((st.bytes_in, st.bytes_out), (expected, expected), "{st}");
+        assert_eq!((st.bytes_in, st.bytes_out), wire, "{st}");
         assert_eq!(st.live(), 1, "{st}");
     }
     // The per-session listing agrees, and nothing is left queued.
@@ -180,9 +237,9 @@ pub(crate) async fn echo(ctx: Arc<Ctx>) {
     assert_eq!(info.len(), 1);
     assert_eq!(info[0].id, id);
     assert_eq!((info[0].msgs_in, info[0].msgs_out), (N, N));
-    assert_eq!((info[0].bytes_in, info[0].bytes_out), (expected, expected));
+    assert_eq!((info[0].bytes_in, info[0].bytes_out), (down, up));
     assert_eq!(info[0].queued, 0);
-    assert_eq!(info[0].protocol, BITS);
+    assert_eq!(info[0].protocol, proto);
 
     close_client_session(&ctx, &sess, srv_id).await;
     ctx.assert_no_leaks().await;
@@ -212,10 +269,17 @@ pub(crate) async fn echo(ctx: Arc<Ctx>) {
     want.push("closed".to_string());
     assert_eq!(seen, want);
     ctx.client.exec(move |_| drop(inbox)).await;
-    // Counters of destroyed sessions are kept.
-    for st in [ctx.client.status().await, ctx.server.status().await] {
+    // Counters of destroyed sessions are kept; a clean encrypted close added exactly one
+    // (empty) authenticated Close record each way.
+    let close = if ctx.encrypted() { RECORD_OVERHEAD } else { 0 };
+    let (c, s) = (ctx.client.status().await, ctx.server.status().await);
+    for (st, (wire_in, wire_out)) in [(&c, (down, up)), (&s, (up, down))] {
         assert_eq!((st.msgs_in, st.msgs_out), (N, N), "{st}");
-        assert_eq!((st.bytes_in, st.bytes_out), (expected, expected), "{st}");
+        assert_eq!(
+            (st.bytes_in, st.bytes_out),
+            (wire_in + close, wire_out + close),
+            "{st}"
+        );
     }
 }
 
@@ -223,18 +287,21 @@ pub(crate) async fn echo(ctx: Arc<Ctx>) {
 // 2. many sessions
 
 pub(crate) async fn many_sessions(ctx: Arc<Ctx>) {
-    const SESSIONS: usize = 120;
+    // A debug build spends ~80 ms of CPU per encrypted handshake (both sides): fewer, still
+    // concurrent, sessions under encryption.
+    let sessions: usize = if ctx.encrypted() { 12 } else { 120 };
     const PER: u64 = 5;
     let addr = setup_echo(&ctx, Config::default(), Config::default()).await;
+    let proto = ctx.protocol();
     let refs: Vec<SessionRef> = ctx
         .client
         .exec_async(move |svc: Service| async move {
             let mut set = tokio::task::JoinSet::new();
-            for i in 0..SESSIONS {
+            for i in 0..sessions {
                 let (svc, addr) = (svc.clone(), addr.clone());
-                set.spawn(async move { (i, svc.connect(&addr, BITS).await) });
+                set.spawn(async move { (i, svc.connect(&addr, proto).await) });
             }
-            let mut out = vec![None; SESSIONS];
+            let mut out = vec![None; sessions];
             while let Some(r) = set.join_next().await {
                 let (i, r) = r.expect("connect task");
                 out[i] = Some(r.unwrap_or_else(|e| panic!("connect {i}: {e}")));
@@ -253,7 +320,7 @@ pub(crate) async fn many_sessions(ctx: Arc<Ctx>) {
             }
         })
         .await;
-    let total = SESSIONS as u64 * PER;
+    let total = sessions as u64 * PER;
     ctx.wait_for("every echo", || {
         ctx.client
             .sessions()
@@ -268,16 +335,16 @@ pub(crate) async fn many_sessions(ctx: Arc<Ctx>) {
         assert_eq!(ctx.client.msgs(s.id()), want, "client session {i}");
     }
     let server = ctx.server.sessions();
-    assert_eq!(server.len(), SESSIONS);
+    assert_eq!(server.len(), sessions);
     for s in server.values() {
         let base = s.msgs[0] / 1000 * 1000;
         let want: Vec<u64> = (0..PER).map(|k| base + k).collect();
         assert_eq!(s.msgs, want, "server session {}", s.id);
     }
     let st = ctx.server.status().await;
-    assert_eq!(st.accepted, SESSIONS as u64, "{st}");
-    assert_eq!(st.live(), SESSIONS, "{st}");
-    assert_eq!(st.slots, SESSIONS, "{st}");
+    assert_eq!(st.accepted, sessions as u64, "{st}");
+    assert_eq!(st.live(), sessions, "{st}");
+    assert_eq!(st.slots, sessions, "{st}");
     assert_eq!(st.msgs_in, total, "{st}");
 
     let r2 = refs.clone();
@@ -297,7 +364,7 @@ pub(crate) async fn many_sessions(ctx: Arc<Ctx>) {
     }
     ctx.assert_no_leaks().await;
     let st = ctx.server.status().await;
-    assert_eq!(st.closed("peer-closed"), SESSIONS as u64, "{st}");
+    assert_eq!(st.closed("peer-closed"), sessions as u64, "{st}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -429,8 +496,10 @@ pub(crate) async fn close_from_client(ctx: Arc<Ctx>) {
 // 4. close with queued data
 
 pub(crate) async fn close_with_queued_data(ctx: Arc<Ctx>) {
-    const N: u64 = 2000;
-    const LEN: usize = 1500; // ~3 MB in all, under the 4 MiB send queue limit
+    const LEN: usize = 1500;
+    // ~3 MB in all, under the 4 MiB send queue limit; under encryption ~450 KB (a debug build
+    // seals and opens ~1 MB a second), still all queued before the close.
+    let n: u64 = if ctx.encrypted() { 300 } else { 2000 };
     ctx.start(Config::default(), Config::default()).await;
     ctx.listen().await;
 
@@ -440,7 +509,7 @@ pub(crate) async fn close_with_queued_data(ctx: Arc<Ctx>) {
     let c2 = c.clone();
     ctx.client
         .exec(move |_| {
-            for q in 0..N {
+            for q in 0..n {
                 c2.send(&Seq::new(q, LEN)).unwrap();
             }
             c2.close();
@@ -450,7 +519,7 @@ pub(crate) async fn close_with_queued_data(ctx: Arc<Ctx>) {
         ctx.server.closed(srv).is_some()
     })
     .await;
-    assert_eq!(ctx.server.msgs(srv), (0..N).collect::<Vec<_>>());
+    assert_eq!(ctx.server.msgs(srv), (0..n).collect::<Vec<_>>());
     assert_eq!(ctx.server.closed(srv), Some(CloseReason::PeerClosed));
     ctx.wait_for("the client's Closed", || {
         ctx.client.closed(c.id()).is_some()
@@ -464,7 +533,7 @@ pub(crate) async fn close_with_queued_data(ctx: Arc<Ctx>) {
     ctx.server
         .exec(move |svc| {
             let s = svc.acquire(srv).unwrap();
-            for q in 0..N {
+            for q in 0..n {
                 s.send(&Seq::new(q, LEN)).unwrap();
             }
             s.close();
@@ -474,16 +543,33 @@ pub(crate) async fn close_with_queued_data(ctx: Arc<Ctx>) {
         ctx.client.closed(c.id()).is_some()
     })
     .await;
-    assert_eq!(ctx.client.msgs(c.id()), (0..N).collect::<Vec<_>>());
+    assert_eq!(ctx.client.msgs(c.id()), (0..n).collect::<Vec<_>>());
     assert_eq!(ctx.client.closed(c.id()), Some(CloseReason::PeerClosed));
     ctx.wait_for("the server's Closed", || ctx.server.closed(srv).is_some())
         .await;
     assert_eq!(ctx.server.closed(srv), Some(CloseReason::Local));
 
     ctx.assert_no_leaks().await;
-    for st in [ctx.client.status().await, ctx.server.status().await] {
+    let (c, s) = (ctx.client.status().await, ctx.server.status().await);
+    for st in [&c, &s] {
         assert_eq!(st.linger_expired, 0, "{st}");
-        assert_eq!((st.msgs_in, st.msgs_out), (N, N), "{st}");
+        assert_eq!((st.msgs_in, st.msgs_out), (n, n), "{st}");
+    }
+    if ctx.encrypted() {
+        // Everything written was read, and each side wrote its n frames in records plus one
+        // authenticated Close record per session.
+        assert_eq!(
+            (c.bytes_out, c.bytes_in),
+            (s.bytes_in, s.bytes_out),
+            "{c}\n{s}"
+        );
+        let payload = n * Seq::new(0, LEN).wire_len();
+        for (wire, what) in [
+            (c.bytes_out, "client -> server"),
+            (s.bytes_out, "server -> client"),
+        ] {
+            records_in(wire - 2 * RECORD_OVERHEAD, payload, n, what);
+        }
     }
 }
 
@@ -515,7 +601,23 @@ pub(crate) async fn peer_crash(ctx: Arc<Ctx>) {
     })
     .await;
     let reason = ctx.server.closed(srv).unwrap();
-    assert!(peer_gone(&reason), "server saw {reason:?}");
+    if ctx.encrypted() {
+        // The crashed client never sent its authenticated Close record. The simulation is
+        // deterministic per seed: with the suite's seeds the crashed host had no unread data,
+        // so its sockets ended with a FIN (turmoil resets only streams with unread data), and
+        // the server read an end of stream without a Close record.
+        if ctx.is_sim() {
+            assert_eq!(
+                reason,
+                CloseReason::Crypto(CryptoError::Truncated),
+                "seed {}",
+                ctx.seed()
+            );
+        }
+        assert!(crashed_under_hpke(&reason), "server saw {reason:?}");
+    } else {
+        assert!(peer_gone(&reason), "server saw {reason:?}");
+    }
     // The crashed host's session task was dropped: exactly one Closed(Aborted) there.
     let dead = crate::harness::sessions_of(&ctx.client.events_of(old));
     assert_eq!(dead.len(), 1);
@@ -548,6 +650,18 @@ pub(crate) async fn peer_crash(ctx: Arc<Ctx>) {
 // ---------------------------------------------------------------------------------------------
 // 6. heartbeat against a silent peer
 
+/// The peer that stops talking.
+enum Silent {
+    /// "bits": a raw socket that never sends a byte.
+    Raw(laxnet::runtime::BoxStream),
+    /// "bits-hpke" (a raw socket cannot complete the handshake): a real encrypted client
+    /// session that does one round trip, then never sends again.
+    Session(SessionRef),
+}
+
+/// The silent peer's `Seq`s before the server's heartbeat check dropped it.
+const SILENT_BEFORE: u64 = 40;
+
 pub(crate) async fn heartbeat_silent_peer(ctx: Arc<Ctx>) {
     // Virtual time is exact; real time gets generous margins.
     let sim = ctx.is_sim();
@@ -561,17 +675,23 @@ pub(crate) async fn heartbeat_silent_peer(ctx: Arc<Ctx>) {
     setup_echo(&ctx, sc, Config::default()).await;
     let good = ctx.connect().await;
     let good_srv = server_session(&ctx, 0).await;
-    let mut raw = ctx.raw_connect().await.expect("raw connect");
-    let raw_id = server_session(&ctx, 1).await;
+    let silent = if ctx.encrypted() {
+        let s = ctx.connect().await;
+        round_trip(&ctx, &s, SILENT_BEFORE).await;
+        Silent::Session(s)
+    } else {
+        Silent::Raw(ctx.raw_connect().await.expect("raw connect"))
+    };
+    let silent_id = server_session(&ctx, 1).await;
 
     // The server probes the silent session just before and just after the timeout, measuring
     // the silence on its own clock.
     let probe = ctx.server.spawn(move |svc: Service| async move {
-        let s = svc.acquire(raw_id).unwrap();
+        let s = svc.acquire(silent_id).unwrap();
         let idle = || {
             svc.sessions()
                 .into_iter()
-                .find(|i| i.id == raw_id)
+                .find(|i| i.id == silent_id)
                 .map(|i| i.idle)
                 .unwrap()
         };
@@ -637,19 +757,52 @@ pub(crate) async fn heartbeat_silent_peer(ctx: Arc<Ctx>) {
         "{r3:?}"
     );
     ctx.wait_for("the server's Closed(Heartbeat)", || {
-        ctx.server.closed(raw_id).is_some()
+        ctx.server.closed(silent_id).is_some()
     })
     .await;
-    assert_eq!(ctx.server.closed(raw_id), Some(CloseReason::Heartbeat));
+    assert_eq!(ctx.server.closed(silent_id), Some(CloseReason::Heartbeat));
     let st = ctx.server.status().await;
     assert_eq!(st.heartbeat_expiries, 1, "{st}");
     assert_eq!(st.closed("heartbeat"), 1, "{st}");
     // The silent peer got exactly the frame sent before the timeout, then its stream ended.
-    let (bytes, clean) = read_to_end(&ctx, &mut raw).await;
-    if before + guard < t {
-        assert_eq!(bytes, Seq::new(7, 0).frame());
-    }
-    assert!(clean, "the stream of the expired session was reset");
+    let probed_in_time = before + guard < t;
+    let silent = match silent {
+        Silent::Raw(mut raw) => {
+            let (bytes, clean) = read_to_end(&ctx, &mut raw).await;
+            if probed_in_time {
+                assert_eq!(bytes, Seq::new(7, 0).frame());
+            }
+            assert!(clean, "the stream of the expired session was reset");
+            Some(raw)
+        }
+        Silent::Session(s) => {
+            // A heartbeat expiry is abortive: the server drops the connection without an
+            // authenticated Close record, so the client must see a truncated stream (an end
+            // of stream, not a reset: the server had read everything the client sent).
+            let id = s.id();
+            ctx.wait_for("the silent client's Closed", || {
+                ctx.client.closed(id).is_some()
+            })
+            .await;
+            assert_eq!(
+                ctx.client.closed(id),
+                Some(CloseReason::Crypto(CryptoError::Truncated))
+            );
+            let got = ctx.client.msgs(id);
+            if probed_in_time {
+                assert_eq!(got, [SILENT_BEFORE, 7]);
+            } else {
+                assert!(
+                    got == [SILENT_BEFORE] || got == [SILENT_BEFORE, 7],
+                    "{got:?}"
+                );
+            }
+            assert_eq!(ctx.server.msgs(silent_id), [SILENT_BEFORE]);
+            let c = ctx.client.status().await;
+            assert_eq!(c.closed("crypto"), 1, "{c}");
+            None
+        }
+    };
 
     // The talking session was never closed, and every ping came back in order.
     assert!(pinged >= 5, "{pinged}");
@@ -657,7 +810,7 @@ pub(crate) async fn heartbeat_silent_peer(ctx: Arc<Ctx>) {
     assert_eq!(ctx.server.closed(good_srv), None);
     assert_eq!(ctx.client.closed(good.id()), None);
     close_client_session(&ctx, &good, good_srv).await;
-    drop(raw);
+    drop(silent);
     ctx.assert_no_leaks().await;
 }
 
@@ -968,32 +1121,37 @@ pub(crate) async fn max_sessions(ctx: Arc<Ctx>) {
     let mut sc = Config::default();
     sc.max_sessions = 3;
     setup_echo(&ctx, sc, Config::default()).await;
-    let mut clients = Vec::new();
-    for _ in 0..5 {
-        clients.push(ctx.connect().await);
-    }
-    ctx.wait_until("3 admitted, 2 refused", async || {
-        let st = ctx.server.status().await;
-        st.refused == 2 && st.live() == 3
-    })
-    .await;
-    ctx.wait_for("the refused clients to see their sessions close", || {
-        ctx.client
-            .sessions()
-            .values()
-            .filter(|s| s.closed.is_some())
-            .count()
-            == 2
-    })
-    .await;
-    let (refused, admitted): (Vec<_>, Vec<_>) = clients
-        .iter()
-        .cloned()
-        .partition(|c| ctx.client.closed(c.id()).is_some());
-    for c in &refused {
-        let r = ctx.client.closed(c.id()).unwrap();
-        assert!(peer_gone(&r), "refused client saw {r:?}");
-    }
+    let admitted = if ctx.encrypted() {
+        max_sessions_refused_before_handshake(&ctx).await
+    } else {
+        let mut clients = Vec::new();
+        for _ in 0..5 {
+            clients.push(ctx.connect().await);
+        }
+        ctx.wait_until("3 admitted, 2 refused", async || {
+            let st = ctx.server.status().await;
+            st.refused == 2 && st.live() == 3
+        })
+        .await;
+        ctx.wait_for("the refused clients to see their sessions close", || {
+            ctx.client
+                .sessions()
+                .values()
+                .filter(|s| s.closed.is_some())
+                .count()
+                == 2
+        })
+        .await;
+        let (refused, admitted): (Vec<_>, Vec<_>) = clients
+            .iter()
+            .cloned()
+            .partition(|c| ctx.client.closed(c.id()).is_some());
+        for c in &refused {
+            let r = ctx.client.closed(c.id()).unwrap();
+            assert!(peer_gone(&r), "refused client saw {r:?}");
+        }
+        admitted
+    };
     for (q, c) in admitted.iter().enumerate() {
         round_trip(&ctx, c, q as u64).await;
     }
@@ -1035,6 +1193,45 @@ pub(crate) async fn max_sessions(ctx: Arc<Ctx>) {
         Some(CloseReason::PeerClosed)
     );
     ctx.assert_no_leaks().await;
+    if ctx.encrypted() {
+        let (c, s) = (ctx.client.status().await, ctx.server.status().await);
+        assert_eq!((s.handshakes, s.handshake_failures), (4, 0), "{s}");
+        assert_eq!((c.handshakes, c.handshake_failures), (4, 2), "{c}");
+        assert_eq!((c.connected, c.connect_failures), (4, 0), "{c}");
+    }
+}
+
+/// Under "bits-hpke" a full server refuses a connection before the handshake (it drops the
+/// stream at once), so the refused client's `connect` fails and no session exists on either
+/// side. Each connection waits for the previous session to open on the server, so which ones
+/// are refused is deterministic. Returns the three admitted sessions.
+async fn max_sessions_refused_before_handshake(ctx: &Ctx) -> Vec<SessionRef> {
+    let mut admitted = Vec::new();
+    for n in 0..3 {
+        admitted.push(ctx.connect().await);
+        server_session(ctx, n).await;
+    }
+    for _ in 0..2 {
+        match ctx.try_connect().await {
+            // Our hello may or may not have reached the server before it dropped the stream:
+            // an end of stream, or a reset.
+            Err(ConnectError::Handshake(
+                HandshakeError::Closed | HandshakeError::Io(std::io::ErrorKind::ConnectionReset),
+            )) => {}
+            Err(e) => panic!("refused connect failed with {e:?}"),
+            Ok(s) => panic!("connect past max_sessions opened {}", s.id()),
+        }
+    }
+    let st = ctx.server.status().await;
+    assert_eq!((st.refused, st.live(), st.accepted), (2, 3, 3), "{st}");
+    let c = ctx.client.status().await;
+    assert_eq!((c.connected, c.handshake_failures), (3, 2), "{c}");
+    assert_eq!(
+        ctx.client.sessions().len(),
+        3,
+        "a refused client opened a session"
+    );
+    admitted
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1055,6 +1252,7 @@ pub(crate) async fn shutdown(ctx: Arc<Ctx>) {
     // Every session has messages queued when the server shuts down: they are flushed first.
     let bind = ctx.bind_addr();
     let addr = ctx.server_addr();
+    let proto = ctx.protocol();
     let done = ctx.server.spawn(move |svc: Service| async move {
         for s in svc.sessions() {
             let r = svc.acquire(s.id).unwrap();
@@ -1065,8 +1263,8 @@ pub(crate) async fn shutdown(ctx: Arc<Ctx>) {
         svc.shutdown().await;
         let st = svc.status();
         let listed = svc.sessions().len();
-        let accept = svc.accept(bind, BITS).await.map(|_| ());
-        let connect = svc.connect(&addr, BITS).await.map(|_| ());
+        let accept = svc.accept(bind, proto).await.map(|_| ());
+        let connect = svc.connect(&addr, proto).await.map(|_| ());
         svc.shutdown().await; // a second shutdown returns at once
         (st, listed, accept, connect)
     });
@@ -1110,7 +1308,7 @@ pub(crate) async fn shutdown(ctx: Arc<Ctx>) {
         .client
         .exec_async(move |svc: Service| async move {
             svc.shutdown().await;
-            svc.connect(&addr, BITS).await.map(|_| ())
+            svc.connect(&addr, proto).await.map(|_| ())
         })
         .await;
     assert!(
@@ -1141,19 +1339,20 @@ laxnet::message!(First42 = 42, Second42 = 42);
 
 pub(crate) async fn duplicate_message_id(ctx: Arc<Ctx>) {
     setup_echo(&ctx, Config::default(), Config::default()).await;
+    let proto = ctx.protocol();
     let results = ctx
         .server
-        .exec(|svc| {
+        .exec(move |svc| {
             let mut inbox = svc.inbox();
             vec![
                 svc.register::<Impostor>(),
-                svc.sub(Topic::message::<Impostor>(BITS), |_| {})
+                svc.sub(Topic::message::<Impostor>(proto), |_| {})
                     .map(|_| ()),
-                inbox.messages::<Impostor>(BITS).map(|_| ()),
+                inbox.messages::<Impostor>(proto).map(|_| ()),
                 svc.register::<Seq>(), // the same type again is fine
                 svc.register::<First42>(),
                 svc.register::<Second42>(),
-                svc.sub(Topic::message::<Second42>(BITS), |_| {})
+                svc.sub(Topic::message::<Second42>(proto), |_| {})
                     .map(|_| ()),
                 svc.register::<First42>(),
             ]
@@ -1212,11 +1411,12 @@ pub(crate) async fn duplicate_message_id(ctx: Arc<Ctx>) {
 pub(crate) async fn dropped_acceptor_keeps_listening(ctx: Arc<Ctx>) {
     ctx.start(Config::default(), Config::default()).await;
     let (b1, b2) = (ctx.bind_addr_n(0), ctx.bind_addr_n(1));
+    let proto = ctx.protocol();
     let (dropped, closed) = ctx
         .server
         .exec_async(move |svc: Service| async move {
-            let dropped = svc.accept(&b1, BITS).await.unwrap().local_addr();
-            let acc = svc.accept(&b2, BITS).await.unwrap();
+            let dropped = svc.accept(&b1, proto).await.unwrap().local_addr();
+            let acc = svc.accept(&b2, proto).await.unwrap();
             acc.close();
             (dropped, acc.local_addr())
         })
@@ -1227,8 +1427,8 @@ pub(crate) async fn dropped_acceptor_keeps_listening(ctx: Arc<Ctx>) {
     let (kept, stopped) = ctx
         .client
         .exec_async(move |svc: Service| async move {
-            let kept = svc.connect(&a1, BITS).await;
-            let stopped = svc.connect(&a2, BITS).await;
+            let kept = svc.connect(&a1, proto).await;
+            let stopped = svc.connect(&a2, proto).await;
             (kept, stopped)
         })
         .await;
@@ -1237,15 +1437,36 @@ pub(crate) async fn dropped_acceptor_keeps_listening(ctx: Arc<Ctx>) {
     });
     let srv = server_session(&ctx, 0).await;
     round_trip_without_echo(&ctx, &kept, srv).await;
-    // The closed listener admits nobody (the connect fails, or its stream is dropped).
-    if let Ok(s) = stopped {
+    // The closed listener admits nobody (the connect fails, or its stream is dropped). Under
+    // encryption nobody answers the handshake, so the connect itself fails.
+    if ctx.encrypted() {
+        // Refused by the closed port, or (had the listener still been closing) dropped before
+        // the server's hello.
+        assert!(
+            match &stopped {
+                Err(ConnectError::Io(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+                Err(ConnectError::Handshake(h)) => matches!(
+                    h,
+                    HandshakeError::Closed
+                        | HandshakeError::Io(std::io::ErrorKind::ConnectionReset)
+                ),
+                _ => false,
+            },
+            "{:?}",
+            stopped.map(|s| s.id())
+        );
+    } else if let Ok(s) = stopped {
         ctx.wait_for("the closed listener's connection to be dropped", || {
             ctx.client.closed(s.id()).is_some()
         })
         .await;
     }
     ctx.sleep(Duration::from_millis(20)).await;
-    assert_eq!(ctx.server.status().await.accepted, 1);
+    let st = ctx.server.status().await;
+    assert_eq!(st.accepted, 1, "{st}");
+    if ctx.encrypted() {
+        assert_eq!(st.handshakes, 1, "{st}");
+    }
     close_client_session(&ctx, &kept, srv).await;
     ctx.assert_no_leaks().await;
 }
@@ -1264,19 +1485,19 @@ async fn round_trip_without_echo(ctx: &Ctx, c: &SessionRef, srv: SessionId) {
 /// while they close must still count exactly that many (a destroyed session's counters move
 /// into the service totals; a snapshot must count them once).
 pub(crate) async fn status_consistent_while_closing(ctx: Arc<Ctx>) {
-    const SESSIONS: u64 = 100;
-    const ROUNDS: u64 = 5;
+    // Fewer sessions under encryption: each handshake costs ~80 ms of CPU in a debug build.
+    let (sessions, rounds): (u64, u64) = if ctx.encrypted() { (8, 2) } else { (100, 5) };
     setup_echo(&ctx, Config::default(), Config::default()).await;
     let sim = ctx.is_sim();
     let (mut polls, mut bad) = (0, Vec::new());
-    for round in 1..=ROUNDS {
+    for round in 1..=rounds {
         let mut refs = Vec::new();
-        for q in 0..SESSIONS {
+        for q in 0..sessions {
             let c = ctx.connect().await;
             send_all(&ctx, &c, [q], 8).await;
             refs.push(c);
         }
-        let n = round * SESSIONS;
+        let n = round * sessions;
         ctx.wait_until("every message echoed", async || {
             ctx.server.status().await.msgs_in == n && ctx.client.status().await.msgs_in == n
         })
@@ -1314,5 +1535,405 @@ pub(crate) async fn status_consistent_while_closing(ctx: Arc<Ctx>) {
         bad.len(),
         &bad[..bad.len().min(5)]
     );
+    ctx.assert_no_leaks().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 15. bad handshakes ("bits-hpke" only: the encrypted listener's counterpart of `bad_input`)
+
+/// What the encrypted listener sends a bad handshake before dropping it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    /// Nothing: the hello was rejected (or never completed).
+    Nothing,
+    /// Its ServerHello: the hello was plausible, the client's finish was not.
+    ServerHello,
+}
+
+/// Bytes of a ClientHello without a client key; the ServerHello has the same size.
+const HELLO_LEN: usize = 8 + 32 * 3;
+
+/// A ClientHello that passes every check the server can make before the client's finished
+/// tag: known magic and cipher (ChaCha20-Poly1305), no client key, valid X25519 points. Only
+/// a client holding the ephemeral secret could finish it (and the suite never does).
+fn plausible_hello(seed: u8) -> Vec<u8> {
+    let mut h = b"LXN1".to_vec();
+    h.extend_from_slice(&[1, 0, 0, 0]);
+    h.extend_from_slice(&[seed; 32]);
+    h.extend_from_slice(&KeyPair::from_seed(&[seed; 32]).public().to_bytes());
+    h.extend_from_slice(&KeyPair::from_seed(&[!seed; 32]).public().to_bytes());
+    assert_eq!(h.len(), HELLO_LEN);
+    h
+}
+
+/// Handshake header `magic ‖ cipher ‖ flags ‖ reserved` followed by zeros, to a hello's length.
+fn hello_with_header(header: [u8; 8]) -> Vec<u8> {
+    let mut h = header.to_vec();
+    h.resize(HELLO_LEN, 0);
+    h
+}
+
+/// Raw connections that fail the handshake of the encrypted listener. Each must be counted as
+/// one handshake failure, open no session (no `Opened`, no id, no `accepted`), get exactly the
+/// answer its stage calls for, and leave the good session talking; a client pinning the wrong
+/// key fails to connect; connections that never finish time out, not earlier, and while they
+/// hold every handshake slot, more connections are dropped at once; afterwards a real client
+/// gets in.
+pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
+    assert!(ctx.encrypted(), "bad_handshake runs over {HPKE} only");
+    // The silent connections must outlast the steps between their connect and the client
+    // refused over the cap: a wide margin on real time.
+    let timeout = Duration::from_secs(if ctx.is_sim() { 2 } else { 3 });
+    let mut sc = Config::default();
+    let mut enc = server_encryption();
+    enc.handshake_timeout = timeout;
+    enc.max_handshakes = 2;
+    sc.encryption = Some(enc);
+    let addr = setup_echo(&ctx, sc, Config::default()).await;
+    let good = ctx.connect().await;
+    let good_srv = server_session(&ctx, 0).await;
+
+    // The good session talks the whole time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (g, st) = (good.clone(), stop.clone());
+    let pinger = ctx.client.spawn(move |_| async move {
+        let mut q = 0u64;
+        while !st.load(SeqCst) {
+            g.send(&Seq::new(q, 100)).unwrap();
+            q += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        q
+    });
+    let pings_flow = async |what: &str| {
+        let before = ctx.client.msgs(good.id()).len();
+        ctx.wait_for(&format!("pings to flow after {what}"), || {
+            ctx.client.msgs(good.id()).len() >= before + 3
+        })
+        .await;
+    };
+    let failures = async || ctx.server.status().await.handshake_failures;
+    let no_new_session = |what: &str| {
+        assert_eq!(ctx.server.opened(), [good_srv], "{what} opened a session");
+    };
+
+    let hello = plausible_hello(ctx.seed() as u8 + 1);
+    let header = |cipher: u8, flags: u8, reserved: u8| {
+        let mut h = *b"LXN1____";
+        h[4..].copy_from_slice(&[cipher, flags, reserved, 0]);
+        h
+    };
+    let mut attacks: Vec<(&str, Vec<u8>, bool, Answer)> = vec![
+        (
+            "random garbage",
+            garbage(ctx.seed() * 10 + 7, 2000),
+            true,
+            Answer::Nothing,
+        ),
+        (
+            "a plaintext \"bits\" frame",
+            Seq::new(1, 200).frame(),
+            false,
+            Answer::Nothing,
+        ),
+        (
+            "an unknown cipher",
+            hello_with_header(header(0x77, 0, 0)),
+            false,
+            Answer::Nothing,
+        ),
+        (
+            "unknown flags",
+            hello_with_header(header(1, 0x80, 0)),
+            false,
+            Answer::Nothing,
+        ),
+        (
+            "nonzero reserved bytes",
+            hello_with_header(header(1, 0, 1)),
+            false,
+            Answer::Nothing,
+        ),
+        (
+            "a hello cut short by the end of stream",
+            hello[..50].to_vec(),
+            true,
+            Answer::Nothing,
+        ),
+        (
+            "the end of stream instead of the finished tag",
+            hello.clone(),
+            true,
+            Answer::ServerHello,
+        ),
+    ];
+    let mut bad_finish = hello.clone();
+    bad_finish.extend_from_slice(&[0x5a; 32]);
+    attacks.push((
+        "a forged finished tag",
+        bad_finish,
+        false,
+        Answer::ServerHello,
+    ));
+
+    let mut expected_failures = 0;
+    let mut raws = Vec::new();
+    for (what, bytes, eof, answer) in attacks {
+        let mut raw = ctx.raw_connect().await.expect("raw connect");
+        let _ = raw.write_all(&bytes).await;
+        if eof {
+            let _ = raw.shutdown().await;
+        }
+        expected_failures += 1;
+        ctx.wait_until(&format!("{what} to fail the handshake"), async || {
+            failures().await >= expected_failures
+        })
+        .await;
+        let (got, _) = read_to_end(&ctx, &mut raw).await;
+        match answer {
+            Answer::Nothing => assert!(got.is_empty(), "{what}: the server sent {got:?}"),
+            Answer::ServerHello => {
+                assert_eq!(got.len(), HELLO_LEN, "{what}: the server sent {got:?}");
+                assert_eq!(&got[..4], b"LXN1", "{what}");
+            }
+        }
+        assert_eq!(failures().await, expected_failures, "{what}");
+        no_new_session(what);
+        pings_flow(what).await;
+        raws.push(raw);
+    }
+
+    // A real client that pins another key: the server answers, the client finds it cannot
+    // be the key it pinned, and gives up; the server counts a failure too.
+    let (host, a) = (ctx.client.clone(), addr.clone());
+    let (res, mallory) = ctx
+        .client
+        .exec_async(move |_| async move {
+            let mut cfg = Config::default();
+            let mut enc = crate::harness::client_encryption();
+            enc.server_key = Some(KeyPair::from_seed(&[8; 32]).public());
+            cfg.encryption = Some(enc);
+            let m = host.new_service(cfg, 8);
+            let res = m.connect(&a, HPKE).await.map(|s| s.id());
+            m.shutdown().await;
+            (res, m.status())
+        })
+        .await;
+    assert!(
+        matches!(
+            res,
+            Err(ConnectError::Handshake(
+                HandshakeError::ServerNotAuthenticated
+            ))
+        ),
+        "{res:?}"
+    );
+    assert_eq!(
+        (
+            mallory.handshakes,
+            mallory.handshake_failures,
+            mallory.connected
+        ),
+        (0, 1, 0),
+        "{mallory}"
+    );
+    assert_eq!(
+        (mallory.live(), mallory.pool.in_use_bytes, mallory.panics),
+        (0, 0, 0),
+        "{mallory}"
+    );
+    expected_failures += 1;
+    ctx.wait_until("the wrong-key client to fail on the server", async || {
+        failures().await >= expected_failures
+    })
+    .await;
+    no_new_session("the wrong-key client");
+
+    // Connections that stop talking: one silent from the start, one after its hello. They
+    // fill the server's two handshake slots (`max_handshakes`), so meanwhile further
+    // connections are dropped at once, before any handshake work. Both time out, and not
+    // before the handshake timeout (measured from before the connect: a lower bound on both
+    // backends).
+    let started = tokio::time::Instant::now();
+    let mut silent = ctx.raw_connect().await.expect("raw connect");
+    let mut after_hello = ctx.raw_connect().await.expect("raw connect");
+    after_hello
+        .write_all(&hello)
+        .await
+        .expect("write the hello");
+    // The server answered the second, so it accepted (and counted) the first one too.
+    let mut sh = [0u8; HELLO_LEN];
+    ctx.within("the ServerHello", after_hello.read_exact(&mut sh))
+        .await
+        .expect("the ServerHello");
+    assert_eq!(&sh[..4], b"LXN1");
+    let mut over_cap = ctx.raw_connect().await.expect("raw connect");
+    ctx.wait_until("a third handshake to be refused", async || {
+        ctx.server.status().await.handshakes_refused == 1
+    })
+    .await;
+    let (got, _) = read_to_end(&ctx, &mut over_cap).await;
+    assert!(got.is_empty(), "the connection over the cap got {got:?}");
+    match ctx.try_connect().await {
+        Err(ConnectError::Handshake(
+            HandshakeError::Closed | HandshakeError::Io(std::io::ErrorKind::ConnectionReset),
+        )) => {}
+        Err(e) => panic!("a client over the handshake cap failed with {e:?}"),
+        Ok(s) => panic!("a client over the handshake cap opened {}", s.id()),
+    }
+    let st = ctx.server.status().await;
+    assert_eq!(st.handshakes_refused, 2, "{st}");
+    assert_eq!(st.handshake_failures, expected_failures, "{st}");
+    expected_failures += 2;
+    ctx.wait_until("the silent handshakes to time out", async || {
+        failures().await >= expected_failures
+    })
+    .await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= timeout,
+        "timed out after {waited:?} (timeout {timeout:?})"
+    );
+    if ctx.is_sim() {
+        assert!(waited <= timeout + Duration::from_millis(100), "{waited:?}");
+    }
+    let (got, _) = read_to_end(&ctx, &mut silent).await;
+    assert!(got.is_empty(), "the silent connection got {got:?}");
+    let (got, _) = read_to_end(&ctx, &mut after_hello).await;
+    assert!(
+        got.is_empty(),
+        "after its ServerHello, the server sent {got:?}"
+    );
+    no_new_session("the silent connections");
+    pings_flow("the timeouts").await;
+    raws.extend([silent, after_hello, over_cap]);
+
+    stop.store(true, SeqCst);
+    let sent = pinger.await;
+    ctx.wait_for("every ping echoed", || {
+        ctx.client.msgs(good.id()).len() as u64 == sent
+    })
+    .await;
+    assert_eq!(ctx.client.msgs(good.id()), (0..sent).collect::<Vec<_>>());
+    assert_eq!(ctx.client.closed(good.id()), None);
+    assert_eq!(ctx.server.closed(good_srv), None);
+    let st = ctx.server.status().await;
+    assert_eq!(st.handshake_failures, expected_failures, "{st}");
+    assert_eq!(
+        (
+            st.handshakes,
+            st.accepted,
+            st.refused,
+            st.handshakes_refused
+        ),
+        (1, 1, 0, 2),
+        "{st}"
+    );
+    assert_eq!(st.live(), 1, "{st}");
+    let c = ctx.client.status().await;
+    assert_eq!((c.handshakes, c.handshake_failures), (1, 1), "{c}");
+
+    // With its handshake slots free again, the listener admits a real client.
+    let late = ctx.connect().await;
+    let late_srv = server_session(&ctx, 1).await;
+    round_trip(&ctx, &late, 1).await;
+    close_client_session(&ctx, &late, late_srv).await;
+    close_client_session(&ctx, &good, good_srv).await;
+    drop(raws);
+    ctx.assert_no_leaks().await;
+    let st = ctx.server.status().await;
+    assert_eq!((st.handshakes, st.accepted), (2, 2), "{st}");
+    assert_eq!(st.closed("peer-closed"), 2, "{st}");
+    assert_eq!(st.closes.iter().map(|(_, n)| n).sum::<u64>(), 2, "{st}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 16. sessions refused after their handshake ("bits-hpke" only)
+
+/// Two clients complete their handshakes at once with a server that has room for one session
+/// (both pass the capacity check it makes before the handshake). The one that does not fit
+/// is refused like any connection beyond `max_sessions`, and its client, whose `connect`
+/// succeeded, must see a clean refusal (`PeerClosed`, as over "bits"), not an end of stream
+/// without an authenticated close (`Crypto(Truncated)`, the documented sign of a truncation
+/// attack): the server holds the session keys and can close authentically.
+pub(crate) async fn server_refuses_after_handshake(ctx: Arc<Ctx>) {
+    let mut sc = Config::default();
+    sc.max_sessions = 1;
+    let addr = setup_echo(&ctx, sc, Config::default()).await;
+    let (a, b) = ctx
+        .client
+        .exec_async(move |svc: Service| async move {
+            tokio::join!(svc.connect(&addr, HPKE), svc.connect(&addr, HPKE))
+        })
+        .await;
+    let (a, b) = match (a, b) {
+        (Ok(a), Ok(b)) => (a, b),
+        other => panic!("the two handshakes did not overlap (no race to test): {other:?}"),
+    };
+    ctx.wait_until("one session admitted, one refused", async || {
+        let st = ctx.server.status().await;
+        st.refused == 1 && st.live() == 1 && st.handshakes == 2
+    })
+    .await;
+    let srv = server_session(&ctx, 0).await;
+    ctx.wait_for("the refused client to see its session close", || {
+        ctx.client.closed(a.id()).is_some() || ctx.client.closed(b.id()).is_some()
+    })
+    .await;
+    let (refused, admitted) = if ctx.client.closed(a.id()).is_some() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(
+        ctx.client.closed(refused.id()),
+        Some(CloseReason::PeerClosed),
+        "the client of a session refused after its handshake"
+    );
+    round_trip(&ctx, &admitted, 1).await;
+    close_client_session(&ctx, &admitted, srv).await;
+    ctx.assert_no_leaks().await;
+    let st = ctx.server.status().await;
+    assert_eq!((st.accepted, st.refused, st.handshakes), (1, 1, 2), "{st}");
+}
+
+/// The client-side twin of [`server_refuses_after_handshake`]: a client with room for one
+/// session connects twice at once; both handshakes complete (its capacity check, too, comes
+/// before the handshake) and the second `connect` fails with `TooManySessions`. The server,
+/// which opened that session when the handshake completed, must see a clean close
+/// (`PeerClosed`), not `Crypto(Truncated)`: the client holds the keys and can close
+/// authentically.
+pub(crate) async fn client_refuses_after_handshake(ctx: Arc<Ctx>) {
+    let mut cc = Config::default();
+    cc.max_sessions = 1;
+    let addr = setup_echo(&ctx, Config::default(), cc).await;
+    let (a, b) = ctx
+        .client
+        .exec_async(move |svc: Service| async move {
+            tokio::join!(svc.connect(&addr, HPKE), svc.connect(&addr, HPKE))
+        })
+        .await;
+    let kept = match (a, b) {
+        (Ok(s), Err(ConnectError::TooManySessions))
+        | (Err(ConnectError::TooManySessions), Ok(s)) => s,
+        other => panic!("expected one session and one TooManySessions: {other:?}"),
+    };
+    ctx.wait_for("both server sessions, one of them closed", || {
+        let server = ctx.server.sessions();
+        server.len() == 2 && server.values().any(|s| s.closed.is_some())
+    })
+    .await;
+    let server = ctx.server.sessions();
+    let (dropped, srv): (Vec<_>, Vec<_>) = server.values().partition(|s| s.closed.is_some());
+    assert_eq!(
+        dropped[0].closed,
+        Some(CloseReason::PeerClosed),
+        "the server session of a connect refused by its client after the handshake"
+    );
+    let srv = srv[0].id;
+    let c = ctx.client.status().await;
+    assert_eq!((c.handshakes, c.connected, c.live()), (2, 1, 1), "{c}");
+    round_trip(&ctx, &kept, 1).await;
+    close_client_session(&ctx, &kept, srv).await;
     ctx.assert_no_leaks().await;
 }
