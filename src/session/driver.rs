@@ -3,16 +3,19 @@
 //! One task per session, written as a hand-rolled poll loop (no `select!`, so no scheduling
 //! randomness): each turn it
 //! 1. syncs with the shared state under one short lock: takes the frames queued by `send`
-//!    (swapping the whole queue), notices a close request, registers its waker;
+//!    (swapping the whole queue) and notices a close request;
 //! 2. reads what the socket has, feeds [`Inbound`], dispatches complete frames to subscribers;
 //! 3. writes queued bytes with one vectored write;
 //! 4. when closing: once the queue is flushed, shuts the write side down and waits for the
 //!    peer's end of stream, all bounded by the linger timer;
 //!
 //! and repeats until nothing progresses (then it sleeps until the socket, a sender or the
-//! timer wakes it) or its budget is used up (then it yields). When the close sequence ends it
-//! publishes `Closed` exactly once and destroys the session: buffers go back to the pool, the
-//! id is released and every ref turns stale.
+//! timer wakes it) or its budget is used up (then it yields). The waker for senders is
+//! registered only when the task is about to sleep, under the lock that `send` takes, so a
+//! `send` from a callback never wakes the task that is running it, and none is lost.
+//!
+//! When the close sequence ends it publishes `Closed` exactly once and destroys the session:
+//! buffers go back to the pool, the id is released and every ref turns stale.
 
 use std::future::Future;
 use std::io::IoSlice;
@@ -20,7 +23,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -58,6 +61,9 @@ pub(crate) struct Driver {
     /// Set once the close sequence has started.
     reason: Option<CloseReason>,
     linger: Option<BoxFuture<'static, ()>>,
+    /// The task's waker, held here while the task runs and moved into the shared state only
+    /// when it is about to sleep (see `park`).
+    waker: Option<Waker>,
     /// No more reads: end of stream, read error, or a protocol violation.
     read_done: bool,
     /// The write side is shut down (or broken).
@@ -102,6 +108,7 @@ impl Driver {
             registry_version,
             reason: None,
             linger: None,
+            waker: None,
             read_done: false,
             write_done: false,
             finished: false,
@@ -153,7 +160,7 @@ impl Driver {
     }
 
     /// Step 1: one short lock on the shared state.
-    fn sync(&mut self, cx: &Context<'_>) -> bool {
+    fn sync(&mut self) -> bool {
         let mut took = false;
         let closing = {
             let mut st = self.shared.lock();
@@ -164,9 +171,12 @@ impl Driver {
                 self.update_in_flight();
                 took = true;
             }
-            match &st.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => st.waker = Some(cx.waker().clone()),
+            // While the task runs it needs no wake-up: a send or close request made now is
+            // seen by the next `sync` or by `park`. (Waking a running task makes Tokio poll it
+            // once more for nothing and, on a multi-thread runtime, invites another worker to
+            // steal it.)
+            if let Some(w) = st.waker.take() {
+                self.waker = Some(w);
             }
             match &st.phase {
                 Phase::Closing(r) if self.reason.is_none() => Some(r.clone()),
@@ -471,7 +481,7 @@ impl Driver {
 
     fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         for _ in 0..BUDGET {
-            let mut progress = self.sync(cx);
+            let mut progress = self.sync();
             if !self.read_done {
                 progress |= self.read(cx);
             }
@@ -479,12 +489,29 @@ impl Driver {
             if self.poll_close(cx) {
                 return Poll::Ready(());
             }
-            if !progress {
+            if !progress && self.park(cx) {
                 return Poll::Pending;
             }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Registers the task's waker for senders and close requests, unless one of them has
+    /// already given the task work (checked under the same lock, so no wake-up is lost).
+    /// Returns false if the task must go round again instead of sleeping.
+    fn park(&mut self, cx: &Context<'_>) -> bool {
+        let mut st = self.shared.lock();
+        let frames = self.out.is_empty() && !st.queue.is_empty();
+        let close = self.reason.is_none() && matches!(st.phase, Phase::Closing(_));
+        if frames || close {
+            return false;
+        }
+        st.waker = match self.waker.take() {
+            Some(w) if w.will_wake(cx.waker()) => Some(w),
+            _ => Some(cx.waker().clone()),
+        };
+        true
     }
 
     /// Publishes `Closed` and destroys the session. Runs exactly once.
