@@ -10,7 +10,8 @@
 //! ```
 //!
 //! * **one-way**: a client sends `--msgs` 28-byte borsh messages through [`SessionRef::send`]
-//!   (on `QueueFull` it yields and retries); the server receives them in a subscription callback.
+//!   (on `QueueFull` it waits in `SessionRef::ready`, or yields or sleeps with `--backoff`);
+//!   the server receives them in a subscription callback.
 //!   Time runs from the first send until the callback has seen the last message.
 //! * **ping-pong**: one outstanding request per connection, callback-driven on both sides (the
 //!   server's callback echoes, the client's callback sends the next request); p50/p99 of the
@@ -146,8 +147,8 @@ struct Opts {
     idle_sessions: Option<usize>,
     sim: bool,
     read_buffer: Option<usize>,
-    /// On `QueueFull`: yield (default) or sleep 1 ms.
-    sleep_backoff: bool,
+    /// What the bulk sender does on `QueueFull`.
+    backoff: Backoff,
     encrypted: bool,
     handshakes: Option<u64>,
     ciphers: bool,
@@ -166,7 +167,7 @@ fn parse_opts() -> Opts {
         idle_sessions: None,
         sim: false,
         read_buffer: None,
-        sleep_backoff: false,
+        backoff: Backoff::Ready,
         encrypted: false,
         handshakes: None,
         ciphers: false,
@@ -200,10 +201,11 @@ fn parse_opts() -> Opts {
             "--only" => o.only = Some(val()),
             "--idle-sessions" => o.idle_sessions = Some(val().parse().expect("--idle-sessions N")),
             "--backoff" => {
-                o.sleep_backoff = match val().as_str() {
-                    "yield" => false,
-                    "sleep" => true,
-                    other => panic!("unknown backoff {other} (yield | sleep)"),
+                o.backoff = match val().as_str() {
+                    "ready" => Backoff::Ready,
+                    "yield" => Backoff::Yield,
+                    "sleep" => Backoff::Sleep,
+                    other => panic!("unknown backoff {other} (ready | yield | sleep)"),
                 }
             }
             "--read-buffer" => o.read_buffer = Some(val().parse().expect("--read-buffer BYTES")),
@@ -211,7 +213,7 @@ fn parse_opts() -> Opts {
                 println!(
                     "perf [--compare] [--json] [--encrypted] [--conns 1,64] [--layout mt2|2xct] \
                      [--msgs N] [--rts N] [--reps N] [--only oneway|pingpong] [--read-buffer BYTES] \
-                     [--backoff yield|sleep] | --idle-sessions N | --handshakes N | --sim"
+                     [--backoff ready|yield|sleep] | --idle-sessions N | --handshakes N | --sim"
                 );
                 std::process::exit(0);
             }
@@ -493,12 +495,12 @@ fn oneway_rate(kind: OneWay, o: &Opts, conns: usize) -> f64 {
     let done = Done::new(total);
     let d2 = done.clone();
     let rb = o.read_buffer;
-    let sleep = o.sleep_backoff;
+    let backoff = o.backoff;
     let elapsed = match kind {
         OneWay::Laxnet => run_pair(
             o.layout,
             move |tx| laxnet_oneway_server(tx, d2, rb),
-            move |addr| laxnet_oneway_client(addr, done, total, conns, rb, sleep),
+            move |addr| laxnet_oneway_client(addr, done, total, conns, rb, backoff),
         ),
         OneWay::Framed => run_pair(
             o.layout,
@@ -544,7 +546,7 @@ async fn laxnet_oneway_client(
     total: u64,
     conns: usize,
     rb: Option<usize>,
-    sleep: bool,
+    backoff: Backoff,
 ) -> Duration {
     let client = Service::new(client_config(rb));
     let addr = addr.to_string();
@@ -556,7 +558,7 @@ async fn laxnet_oneway_client(
     let tasks: Vec<_> = refs
         .iter()
         .enumerate()
-        .map(|(c, s)| tokio::spawn(laxnet_sender(s.clone(), share(total, conns, c), sleep)))
+        .map(|(c, s)| tokio::spawn(laxnet_sender(s.clone(), share(total, conns, c), backoff)))
         .collect();
     for t in tasks {
         t.await.expect("sender");
@@ -569,17 +571,29 @@ async fn laxnet_oneway_client(
     end - start
 }
 
+/// What a bulk sender does when the send queue is full.
+#[derive(Clone, Copy, Debug)]
+enum Backoff {
+    /// `SessionRef::ready().await` (the library's back-pressure; the default).
+    Ready,
+    /// `tokio::task::yield_now()` and retry.
+    Yield,
+    /// Sleep 1 ms and retry.
+    Sleep,
+}
+
 /// The user code of a bulk sender: send, and on `QueueFull` let the session task drain.
-async fn laxnet_sender(s: SessionRef, (start, end): (u64, u64), sleep: bool) {
+async fn laxnet_sender(s: SessionRef, (start, end): (u64, u64), backoff: Backoff) {
     for seq in start..end {
         let m = Msg::new(7, seq);
         loop {
             match s.send(&m) {
                 Ok(()) => break,
-                Err(SendError::QueueFull { .. }) if sleep => {
-                    tokio::time::sleep(Duration::from_millis(1)).await
-                }
-                Err(SendError::QueueFull { .. }) => tokio::task::yield_now().await,
+                Err(SendError::QueueFull { .. }) => match backoff {
+                    Backoff::Ready => s.ready().await.expect("ready"),
+                    Backoff::Yield => tokio::task::yield_now().await,
+                    Backoff::Sleep => tokio::time::sleep(Duration::from_millis(1)).await,
+                },
                 Err(e) => panic!("send: {e}"),
             }
         }

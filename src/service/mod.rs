@@ -193,6 +193,8 @@ impl ServiceInner {
                         phase: Phase::Open,
                         waker: None,
                     }),
+                    want_room: Default::default(),
+                    room: Default::default(),
                 });
                 made = Some(sh.clone());
                 sh
@@ -252,6 +254,7 @@ impl ServiceInner {
             st.queue.clear();
             st.waker = None;
         }
+        shared.room.notify_waiters();
         // Fold and remove under the table lock, so a status snapshot (which reads the totals
         // under the same lock) counts this session exactly once.
         let mut s = lock(&self.sessions);

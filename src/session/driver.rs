@@ -22,7 +22,7 @@ use std::io::IoSlice;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -190,10 +190,12 @@ impl Driver {
     }
 
     /// Publishes the bytes taken from the queue and not yet written, in wire bytes.
-    fn update_in_flight(&self) {
+    fn update_in_flight(&self) -> usize {
         let sealed = self.sealed.as_ref().map_or(0, |s| s.wire_out.len());
         let pending = self.shared.wire_len(self.out.len()) + sealed;
-        self.shared.in_flight.store(pending, Relaxed);
+        // SeqCst: pairs with `SessionRef::ready` (see `SessionShared::wrote`).
+        self.shared.in_flight.store(pending, SeqCst);
+        pending
     }
 
     /// Step 2: one socket read and the frames it completes.
@@ -410,7 +412,8 @@ impl Driver {
             }
             Poll::Ready(Ok(written)) => {
                 queue.advance(written);
-                self.update_in_flight();
+                let in_flight = self.update_in_flight();
+                self.shared.wrote(in_flight);
                 self.shared
                     .counters
                     .bytes_out

@@ -3,9 +3,12 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
+
+use tokio::sync::Notify;
 
 use crate::buffer::SegmentQueue;
 use crate::error::{CloseReason, SendError};
@@ -63,6 +66,10 @@ pub(crate) struct SessionShared {
     pub(crate) max_record: Option<usize>,
     pub(crate) counters: SessionCounters,
     pub(crate) state: Mutex<SendState>,
+    /// Set by a sender waiting in [`SessionRef::ready`]; the driver clears it and wakes
+    /// `room` once the bytes queued and in flight fall to the low-water mark.
+    pub(crate) want_room: AtomicBool,
+    pub(crate) room: Notify,
 }
 
 impl SessionShared {
@@ -91,10 +98,27 @@ impl SessionShared {
             st.phase = Phase::Closing(reason);
             st.waker.take()
         };
+        self.room.notify_waiters();
         if let Some(w) = waker {
             w.wake();
         }
         true
+    }
+
+    /// The send-queue occupancy at or below which [`SessionRef::ready`] returns.
+    pub(crate) fn low_water(&self) -> usize {
+        self.core.config.send_queue_limit / 2
+    }
+
+    /// Called by the driver after it published a lower `in_flight`: wakes the senders
+    /// waiting in [`SessionRef::ready`] once there is room for them.
+    pub(crate) fn wrote(&self, in_flight: usize) {
+        // Pairs with the store in `ready` (store, then load on both sides, all SeqCst): either
+        // the driver sees `want_room` or the sender sees the lower `in_flight`.
+        if in_flight <= self.low_water() && self.want_room.load(SeqCst) {
+            self.want_room.store(false, SeqCst);
+            self.room.notify_waiters();
+        }
     }
 
     /// Bytes that `plain` bytes of frames take on the wire (record overhead included for an
@@ -208,6 +232,39 @@ impl SessionRef {
             w.wake();
         }
         Ok(())
+    }
+
+    /// Waits until the session has room for more messages: returns at once while the bytes
+    /// queued and in flight are at most half of [`Config::send_queue_limit`], otherwise when
+    /// the session's task has written enough to get there. Fails like [`send`](Self::send)
+    /// once the session is closing or destroyed.
+    ///
+    /// This is the async answer to [`SendError::QueueFull`]: a bulk sender sends until it
+    /// gets `QueueFull`, then `ready().await?` and sends the same message again, instead of
+    /// spinning. Cancel-safe; any number of tasks may wait at once.
+    ///
+    /// [`Config::send_queue_limit`]: crate::Config::send_queue_limit
+    pub async fn ready(&self) -> Result<(), SendError> {
+        let sh = &*self.shared;
+        loop {
+            let notified = sh.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check: a notification after the check is not lost.
+            notified.as_mut().enable();
+            {
+                let st = sh.lock();
+                match &st.phase {
+                    Phase::Open => {}
+                    Phase::Closing(r) => return Err(SendError::Closed(r.clone())),
+                    Phase::Destroyed => return Err(SendError::Stale),
+                }
+                sh.want_room.store(true, SeqCst);
+                if sh.wire_len(st.queue.len()) + sh.in_flight.load(SeqCst) <= sh.low_water() {
+                    return Ok(());
+                }
+            }
+            notified.await;
+        }
     }
 
     /// Starts the graceful close: no new sends, queued messages are flushed (within the

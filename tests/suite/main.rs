@@ -77,6 +77,7 @@ suite! {
         duplicate_message_id,
         dropped_acceptor_keeps_listening,
         status_consistent_while_closing,
+        bulk_send_waits_for_room,
     ],
     // `unknown_protocol` and `bad_input` are about "bits" itself (its names and its frames,
     // which an attacker cannot put inside records without the keys); `bad_handshake` is the
@@ -96,6 +97,7 @@ suite! {
         duplicate_message_id,
         dropped_acceptor_keeps_listening,
         status_consistent_while_closing,
+        bulk_send_waits_for_room,
         // Library bug (see the scenarios' docs): a session dropped after a completed handshake
         // gets no authenticated Close record, so its peer sees `Crypto(Truncated)`.
         server_refuses_after_handshake,

@@ -1937,3 +1937,115 @@ pub(crate) async fn client_refuses_after_handshake(ctx: Arc<Ctx>) {
     close_client_session(&ctx, &kept, srv).await;
     ctx.assert_no_leaks().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 17. back-pressure: `SessionRef::ready`
+
+/// A bulk sender with a small send queue: it sends until `QueueFull`, waits in `ready()` and
+/// sends the same message again. `ready()` must return only once there is room (the retry
+/// never fails), must return at all (the session's task wakes it), and must end with the
+/// session: a waiter is woken by `close()` with `Closed`, and a ref to a destroyed session
+/// gets `Stale`. Every message arrives, in order.
+pub(crate) async fn bulk_send_waits_for_room(ctx: Arc<Ctx>) {
+    const LEN: usize = 1000;
+    const LIMIT: usize = 64 << 10;
+    // ~4 MB in all (~600 KB under encryption: a debug build seals ~1 MB a second).
+    let n: u64 = if ctx.encrypted() { 600 } else { 4000 };
+    let mut client = Config::default();
+    client.send_queue_limit = LIMIT;
+    ctx.start(Config::default(), client).await;
+    ctx.listen().await;
+    let c = ctx.connect().await;
+    let srv = server_session(&ctx, 0).await;
+
+    let c2 = c.clone();
+    let fulls = ctx
+        .within(
+            "the bulk sender",
+            ctx.client.exec_async(move |_| async move {
+                let mut fulls = 0u64;
+                for q in 0..n {
+                    let msg = Seq::new(q, LEN);
+                    match c2.send(&msg) {
+                        Ok(()) => {}
+                        Err(SendError::QueueFull { queued, limit }) => {
+                            assert_eq!(limit, LIMIT);
+                            assert!(queued > LIMIT / 2, "QueueFull at {queued} bytes queued");
+                            fulls += 1;
+                            c2.ready().await.expect("ready on an open session");
+                            // At most half the limit is queued now: a 1 KB message fits.
+                            c2.send(&msg)
+                                .unwrap_or_else(|e| panic!("send {q} right after ready(): {e}"));
+                        }
+                        Err(e) => panic!("send {q}: {e}"),
+                    }
+                }
+                fulls
+            }),
+        )
+        .await;
+    // The sender never yields between sends, so each wait follows a queue that filled from at
+    // most empty to the limit: the queue filled at least `total / LIMIT - 1` times.
+    let total = n * Seq::new(0, LEN).wire_len();
+    assert!(
+        fulls >= total / LIMIT as u64 - 1,
+        "{fulls} waits for {total} bytes through a {LIMIT}-byte queue"
+    );
+    ctx.wait_for("the server to receive every message", || {
+        ctx.server.msgs(srv).len() as u64 >= n
+    })
+    .await;
+    assert_eq!(ctx.server.msgs(srv), (0..n).collect::<Vec<_>>());
+
+    // Waiters on a full queue are woken by the close, with `Closed`.
+    let c2 = c.clone();
+    let (sent, waited) = ctx
+        .client
+        .exec_async(move |_| async move {
+            let mut q = n;
+            loop {
+                match c2.send(&Seq::new(q, LEN)) {
+                    Ok(()) => q += 1,
+                    Err(SendError::QueueFull { .. }) => break,
+                    Err(e) => panic!("send {q}: {e}"),
+                }
+            }
+            // The session's task has not run since (same thread, no await): no room yet.
+            let mut first = std::pin::pin!(c2.ready());
+            let mut second = std::pin::pin!(c2.ready());
+            for w in [first.as_mut(), second.as_mut()] {
+                assert!(
+                    futures::poll!(w).is_pending(),
+                    "ready() returned with a full queue"
+                );
+            }
+            c2.close();
+            (q, [first.await, second.await])
+        })
+        .await;
+    let closed = Err(SendError::Closed(CloseReason::Local));
+    assert_eq!(waited, [closed.clone(), closed.clone()]);
+    let c2 = c.clone();
+    assert_eq!(
+        ctx.client
+            .exec_async(|_| async move { c2.ready().await })
+            .await,
+        closed
+    );
+
+    // The close flushed the queue: the server has everything sent before it.
+    ctx.wait_for("both sides' Closed", || {
+        ctx.client.closed(c.id()).is_some() && ctx.server.closed(srv).is_some()
+    })
+    .await;
+    assert_eq!(ctx.server.msgs(srv), (0..sent).collect::<Vec<_>>());
+    assert_eq!(ctx.server.closed(srv), Some(CloseReason::PeerClosed));
+    let c2 = c.clone();
+    assert_eq!(
+        ctx.client
+            .exec_async(|_| async move { c2.ready().await })
+            .await,
+        Err(SendError::Stale)
+    );
+    ctx.assert_no_leaks().await;
+}
