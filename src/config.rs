@@ -16,7 +16,7 @@ use crate::buffer::PoolConfig;
 /// | `heartbeat` | off |
 /// | `idle_timeout` / `idle_sweep` | off / 1 s |
 /// | `segment_size` | 16 KiB |
-/// | `read_buffer` | 4 KiB |
+/// | `read_buffer` / `read_buffer_max` | 4 KiB / 64 KiB |
 /// | `rng_seed` | from the runtime (OS entropy in production) |
 /// | `encryption` | none (`"bits-hpke"` unavailable) |
 #[derive(Debug, Clone)]
@@ -48,9 +48,15 @@ pub struct Config {
     pub idle_sweep: Duration,
     /// Size of the send queue's segments (rounded up to a power of two).
     pub segment_size: usize,
-    /// Initial read buffer size (rounded up to a power of two); it grows for large frames and
-    /// shrinks back when idle.
+    /// Initial read size (rounded up to a power of two). The block reads go into grows for
+    /// large frames, adapts to the traffic up to `read_buffer_max`, and goes back to the pool
+    /// whenever the session has nothing left to read (an idle session holds none).
     pub read_buffer: usize,
+    /// Largest read size a busy session adapts to (rounded up to a power of two; not below
+    /// `read_buffer`): reads that fill the whole buffer double it, small ones halve it again.
+    /// Larger reads mean fewer system calls for bulk streams; the memory is held only while
+    /// unread data is waiting.
+    pub read_buffer_max: usize,
     /// The buffer pool's size classes and retention.
     pub pool: PoolConfig,
     /// Seed of the service's RNG (`ChaCha20Rng`), the only randomness the stack uses. `None`
@@ -79,6 +85,7 @@ impl Default for Config {
             idle_sweep: Duration::from_secs(1),
             segment_size: 16 << 10,
             read_buffer: 4 << 10,
+            read_buffer_max: 64 << 10,
             pool: PoolConfig::default(),
             rng_seed: None,
             encryption: None,

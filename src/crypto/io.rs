@@ -154,6 +154,7 @@ impl Sealed {
         enc: &Encryption,
         pool: &BufferPool,
         read_buffer: usize,
+        read_buffer_max: usize,
         segment: usize,
     ) -> Sealed {
         let (tx_key, tx_nonce, rx_key, rx_nonce) = if is_client {
@@ -175,7 +176,7 @@ impl Sealed {
             sealer: Sealer::new(keys.cipher, tx_key, tx_nonce, enc.record_limit),
             opener: Opener::new(keys.cipher, rx_key, rx_nonce, enc.record_limit),
             max_record: enc.max_record.max(64),
-            wire_in: ReadBuffer::new(pool.clone(), read_buffer),
+            wire_in: ReadBuffer::new(pool.clone(), read_buffer, read_buffer_max),
             wire_out: SegmentQueue::new(pool.clone(), segment),
             close_sent: false,
             close_received: false,

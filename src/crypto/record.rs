@@ -341,7 +341,7 @@ mod tests {
         for _ in 0..300 {
             let mut sealer = Sealer::new(Cipher::Null, &[0; 32], &[0; 12], u64::MAX);
             let mut opener = Opener::new(Cipher::Null, &[0; 32], &[0; 12], u64::MAX);
-            let mut inbound = Inbound::new(pool.clone(), 512, 4096);
+            let mut inbound = Inbound::new(pool.clone(), 512, 512, 4096);
             let mut wire = Vec::new();
             for _ in 0..(rng.next_u32() % 8) {
                 // Half the time well-formed records with random payloads, else raw junk.

@@ -306,6 +306,7 @@ impl ServiceInner {
             enc,
             &self.core.pool,
             c.read_buffer,
+            c.read_buffer_max,
             c.segment_size,
         )
     }

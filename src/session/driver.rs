@@ -85,6 +85,7 @@ impl Driver {
         let inbound = Inbound::new(
             core.pool.clone(),
             core.config.read_buffer,
+            core.config.read_buffer_max,
             core.config.max_frame,
         );
         let out = SegmentQueue::new(core.pool.clone(), core.config.segment_size);
@@ -207,6 +208,7 @@ impl Driver {
             Some(s) => s.wire_in.spare(MIN_READ),
             None => self.inbound.spare(),
         };
+        let offered = spare.len();
         let mut buf = ReadBuf::new(spare);
         match Pin::new(stream).poll_read(cx, &mut buf) {
             Poll::Pending => {
@@ -230,10 +232,12 @@ impl Driver {
                 match self.sealed.as_mut() {
                     Some(s) => {
                         s.wire_in.commit(n);
+                        s.wire_in.note_read(n, offered);
                         self.open_records();
                     }
                     None => {
                         self.inbound.commit(n);
+                        self.inbound.note_read(n, offered);
                         self.dispatch();
                     }
                 }

@@ -30,9 +30,15 @@ pub(crate) struct Inbound {
 }
 
 impl Inbound {
-    pub(crate) fn new(pool: BufferPool, initial: usize, max_frame: usize) -> Inbound {
+    /// Reads start at `initial` bytes and adapt up to `max_read` (see [`ReadBuffer`]).
+    pub(crate) fn new(
+        pool: BufferPool,
+        initial: usize,
+        max_read: usize,
+        max_frame: usize,
+    ) -> Inbound {
         Inbound {
-            buf: ReadBuffer::new(pool, initial),
+            buf: ReadBuffer::new(pool, initial, max_read),
             max_frame,
         }
     }
@@ -50,6 +56,11 @@ impl Inbound {
     /// Records `n` bytes read into [`Inbound::spare`].
     pub(crate) fn commit(&mut self, n: usize) {
         self.buf.commit(n);
+    }
+
+    /// Adapts the read size to a socket read of `n` bytes into `offered` bytes of room.
+    pub(crate) fn note_read(&mut self, n: usize, offered: usize) {
+        self.buf.note_read(n, offered);
     }
 
     /// The next complete frame, `Ok(None)` if more bytes are needed, or the violation that
@@ -148,7 +159,7 @@ mod tests {
         stream.extend(frame(2, &[7u8; 3000]));
         stream.extend(frame(3, b""));
         for chunk in [1, 2, 3, 5, 64, 4096] {
-            let mut inb = Inbound::new(pool.clone(), 512, 1 << 16);
+            let mut inb = Inbound::new(pool.clone(), 512, 512, 1 << 16);
             let got = feed(&mut inb, &stream, chunk).unwrap();
             assert_eq!(got.len(), 3, "chunk {chunk}");
             assert_eq!(got[1], (2, vec![7u8; 3000]));
@@ -159,7 +170,7 @@ mod tests {
     #[test]
     fn oversize_length_closes_without_growing() {
         let pool = BufferPool::new(PoolConfig::default());
-        let mut inb = Inbound::new(pool.clone(), 512, 1024);
+        let mut inb = Inbound::new(pool.clone(), 512, 512, 1024);
         let err = feed(&mut inb, &frame(1, &[0u8; 2000]), 4096).unwrap_err();
         assert!(matches!(
             err,
@@ -174,7 +185,7 @@ mod tests {
     #[test]
     fn truncated_stream_is_not_clean() {
         let pool = BufferPool::new(PoolConfig::default());
-        let mut inb = Inbound::new(pool, 512, 1024);
+        let mut inb = Inbound::new(pool, 512, 512, 1024);
         let f = frame(1, b"hello");
         feed(&mut inb, &f[..f.len() - 1], 4096).unwrap();
         assert_eq!(inb.finish(), Err(ProtocolViolation::TruncatedFrame));
@@ -194,7 +205,7 @@ mod tests {
                     x as u8
                 })
                 .collect();
-            let mut inb = Inbound::new(pool.clone(), 512, 4096);
+            let mut inb = Inbound::new(pool.clone(), 512, 512, 4096);
             let _ = feed(&mut inb, &bytes, 31);
         }
     }

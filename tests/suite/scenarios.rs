@@ -1996,6 +1996,17 @@ pub(crate) async fn bulk_send_waits_for_room(ctx: Arc<Ctx>) {
     })
     .await;
     assert_eq!(ctx.server.msgs(srv), (0..n).collect::<Vec<_>>());
+    if !ctx.encrypted() {
+        // The receiving session's reads adapted to the bulk stream: it took read blocks well
+        // above the initial 4 KiB (up to `read_buffer_max`; turmoil hands out one written
+        // segment per read, so there they stop at 32 KiB). The server sends nothing, so no
+        // other block is that large.
+        let pool = ctx.server.status().await.pool;
+        assert!(
+            pool.in_use_bytes + pool.retained_bytes >= 4 * Config::default().read_buffer,
+            "the read size did not grow for a bulk stream: {pool:?}"
+        );
+    }
 
     // Waiters on a full queue are woken by the close, with `Closed`.
     let c2 = c.clone();
