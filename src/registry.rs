@@ -52,7 +52,7 @@ impl<E> Clone for Sub<E> {
 }
 
 /// Decodes one message type and hands it to that type's subscribers.
-trait Handler: Send + Sync {
+pub(crate) trait Handler: Send + Sync {
     fn type_name(&self) -> &'static str;
     /// Decodes `body` and delivers it. `Ok(false)` if nobody on `protocol` wanted it.
     fn dispatch(
@@ -80,10 +80,16 @@ impl<T: Message> Handler for Typed<T> {
         session: &SessionRef,
         body: &[u8],
     ) -> Result<bool, ProtocolViolation> {
-        let msg = borsh::from_slice::<T>(body).map_err(|_| ProtocolViolation::Undecodable {
-            id: T::ID,
-            type_name: T::name(),
-        })?;
+        let mut rest = body;
+        let msg = match T::deserialize_reader(&mut rest) {
+            Ok(msg) if rest.is_empty() => msg,
+            _ => {
+                return Err(ProtocolViolation::Undecodable {
+                    id: T::ID,
+                    type_name: T::name(),
+                });
+            }
+        };
         let mut wanted = self
             .subs
             .iter()
@@ -139,6 +145,15 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// Decodes a frame body with the decoder registered for `id` and delivers it.
+    /// The handler of message id `id`: decodes a body and hands it to the subscribers.
+    pub(crate) fn handler(&self, id: u32) -> Result<&dyn Handler, ProtocolViolation> {
+        match self.handlers.get(&id) {
+            Some(h) => Ok(&**h),
+            None => Err(ProtocolViolation::UnknownMessage { id }),
+        }
+    }
+
+    #[cfg(test)]
     pub(crate) fn dispatch(
         &self,
         protocol: ProtocolId,
@@ -146,10 +161,7 @@ impl Registry {
         id: u32,
         body: &[u8],
     ) -> Result<bool, ProtocolViolation> {
-        match self.handlers.get(&id) {
-            Some(h) => h.dispatch(protocol, session, body),
-            None => Err(ProtocolViolation::UnknownMessage { id }),
-        }
+        self.handler(id)?.dispatch(protocol, session, body)
     }
 
     /// Delivers a session event to the session subscribers of `protocol`.

@@ -332,26 +332,45 @@ impl Driver {
             self.registry = r;
             self.registry_version = version;
         }
-        loop {
+        // Counted once per batch, not per frame (one atomic add instead of one per message).
+        let (mut received, mut unhandled) = (0u64, 0u64);
+        // Runs of one message type (the common case) look their handler up once.
+        let mut cached = None;
+        let outcome = loop {
             let frame = match self.inbound.poll_frame() {
                 Ok(Some(f)) => f,
-                Ok(None) => return,
-                Err(v) => return self.violation(v),
+                Ok(None) => break Ok(()),
+                Err(v) => break Err(v),
+            };
+            let handler = match cached {
+                Some((id, h)) if id == frame.id => h,
+                _ => match self.registry.handler(frame.id) {
+                    Ok(h) => {
+                        cached = Some((frame.id, h));
+                        h
+                    }
+                    Err(v) => break Err(v),
+                },
             };
             let body = self.inbound.body(&frame);
-            match self
-                .registry
-                .dispatch(self.shared.protocol, &self.sref, frame.id, body)
-            {
+            match handler.dispatch(self.shared.protocol, &self.sref, body) {
                 Ok(delivered) => {
-                    self.shared.counters.msgs_in.fetch_add(1, Relaxed);
-                    if !delivered {
-                        self.shared.core.counters.unhandled.fetch_add(1, Relaxed);
-                    }
+                    received += 1;
+                    unhandled += u64::from(!delivered);
                 }
-                Err(v) => return self.violation(v),
+                Err(v) => break Err(v),
             }
             self.inbound.consume(&frame);
+        };
+        if received > 0 {
+            self.shared.counters.msgs_in.fetch_add(received, Relaxed);
+        }
+        if unhandled > 0 {
+            let c = &self.shared.core.counters;
+            c.unhandled.fetch_add(unhandled, Relaxed);
+        }
+        if let Err(v) = outcome {
+            self.violation(v);
         }
     }
 
