@@ -96,6 +96,11 @@ pub use time::Instant;
 #[doc(hidden)]
 pub mod bench_api {
     pub use crate::buffer::{BufferPool, PoolConfig, ReadBuffer, SegmentQueue};
+    pub use crate::crypto::bench::{
+        DerivedKeys, Opener, RECORD_HEADER, RECORD_OVERHEAD, RECORD_PAYLOAD_AT, Sealer,
+        pure_handshake,
+    };
+    pub use crate::crypto::{Cipher, KeyPair, PublicKey};
     pub use crate::message::{HEADER_BYTES, LEN_BYTES, Parsed, encode_frame, parse_frame};
 }
 

@@ -35,6 +35,8 @@
 //! - No key update: a session ends at the record limit instead of rekeying.
 //! - No protection of traffic volume or timing.
 
+#[cfg(feature = "bench-internals")]
+pub(crate) mod bench;
 pub(crate) mod handshake;
 pub(crate) mod io;
 mod keys;

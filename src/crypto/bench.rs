@@ -1,0 +1,97 @@
+//! Thin wrappers that let `benches/internals.rs` drive the record layer and the pure handshake
+//! (feature `bench-internals`, re-exported as `laxnet::bench_api`). Not a stable API.
+//!
+//! The wrapped types (`record::Sealer`, `record::Opener`, `RecordType`, the handshake state)
+//! stay crate-private; only these newtypes and functions are reachable, and only with the
+//! feature on.
+
+use std::ops::Range;
+
+use rand_core::CryptoRng;
+
+use super::handshake;
+use super::record::{self, RecordType};
+use super::{Cipher, CryptoError, HandshakeError, KeyPair, PublicKey};
+
+/// Bytes of a record's length header (the AAD).
+pub const RECORD_HEADER: usize = record::HEADER;
+/// Bytes a record adds around its payload: header, type byte, tag.
+pub const RECORD_OVERHEAD: usize = record::OVERHEAD;
+/// Offset of the payload within a record buffer (after the header and the type byte).
+pub const RECORD_PAYLOAD_AT: usize = record::HEADER + 1;
+
+/// Seals `Data` records for one direction (no record limit).
+pub struct Sealer(record::Sealer);
+
+impl Sealer {
+    /// A sealer for `cipher` with the direction's key and base nonce.
+    pub fn new(cipher: Cipher, key: &[u8; 32], nonce: &[u8; 12]) -> Sealer {
+        Sealer(record::Sealer::new(cipher, key, nonce, u64::MAX))
+    }
+
+    /// Seals a `Data` record in place: `record` holds `payload_len` bytes of payload at
+    /// [`RECORD_PAYLOAD_AT`] and has room for the tag after them. Returns the record's length.
+    #[inline]
+    pub fn seal(&mut self, record: &mut [u8], payload_len: usize) -> Result<usize, CryptoError> {
+        self.0.seal(RecordType::Data, record, payload_len)
+    }
+}
+
+/// Opens records for one direction (no record limit).
+pub struct Opener(record::Opener);
+
+impl Opener {
+    /// An opener for `cipher` with the direction's key and base nonce.
+    pub fn new(cipher: Cipher, key: &[u8; 32], nonce: &[u8; 12]) -> Opener {
+        Opener(record::Opener::new(cipher, key, nonce, u64::MAX))
+    }
+
+    /// Opens a complete `Data` record in place; returns the payload's range within `record`.
+    /// A `Close` record is reported as [`CryptoError::BadRecord`] (these benches never seal one).
+    #[inline]
+    pub fn open(&mut self, record: &mut [u8]) -> Result<Range<usize>, CryptoError> {
+        match self.0.open(record)? {
+            (RecordType::Data, range) => Ok(range),
+            (RecordType::Close, _) => Err(CryptoError::BadRecord),
+        }
+    }
+}
+
+/// The `c2s` and `s2c` keys one side derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DerivedKeys {
+    /// Client-to-server record key.
+    pub c2s_key: [u8; 32],
+    /// Server-to-client record key.
+    pub s2c_key: [u8; 32],
+}
+
+/// The whole handshake as pure functions, no socket: `client_hello` → `server_respond` →
+/// `client_finish` → `server_finish`. Returns the keys each side derived (client, server).
+///
+/// `client_identity` turns on client authentication (HPKE `Auth` mode); the server then
+/// allows exactly that key.
+pub fn pure_handshake(
+    client_rng: &mut impl CryptoRng,
+    server_rng: &mut impl CryptoRng,
+    cipher: Cipher,
+    server: &KeyPair,
+    pinned: &PublicKey,
+    client_identity: Option<&KeyPair>,
+) -> Result<(DerivedKeys, DerivedKeys), HandshakeError> {
+    let allowed = client_identity.map(|k| [k.public()]);
+    let (cp, ch) = handshake::client_hello(client_rng, cipher, pinned, client_identity)?;
+    let (sp, sh) = handshake::server_respond(
+        server_rng,
+        server,
+        allowed.as_ref().map(|a| a.as_slice()),
+        &ch,
+    )?;
+    let (ck, cf) = handshake::client_finish(cp, &sh)?;
+    let sk = handshake::server_finish(sp, &cf)?;
+    let keys = |k: &handshake::SessionKeys| DerivedKeys {
+        c2s_key: k.c2s_key,
+        s2c_key: k.s2c_key,
+    };
+    Ok((keys(&ck), keys(&sk)))
+}
