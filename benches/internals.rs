@@ -11,17 +11,21 @@
 //!   to hold one 1 MiB frame arriving in 64 KiB reads (compaction + size-class moves).
 //! * `segment/*`: filling the send queue with frames and the vectored flush (`io_slices` +
 //!   `write_vectored` into memory + `advance`).
+//! * `record/*`: sealing and opening one `bits-hpke` record in place (AES-128-GCM and
+//!   ChaCha20-Poly1305), carrying one 36-byte frame or a full 4 KiB / 16 KiB of frames.
 //!
 //! Run: `cargo bench --features bench-internals --bench internals`
+//! (only the records: `... --bench internals -- record`)
 
 use std::hint::black_box;
 use std::io::{IoSlice, Write};
+use std::time::{Duration, Instant};
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use laxnet::bench_api::{
-    BufferPool, HEADER_BYTES, Parsed, PoolConfig, ReadBuffer, SegmentQueue, encode_frame,
-    parse_frame,
+    BufferPool, Cipher, HEADER_BYTES, Opener, Parsed, PoolConfig, RECORD_OVERHEAD,
+    RECORD_PAYLOAD_AT, ReadBuffer, Sealer, SegmentQueue, encode_frame, parse_frame,
 };
 
 #[derive(BorshSerialize, BorshDeserialize, Debug, Clone, Copy, PartialEq)]
@@ -222,12 +226,101 @@ fn segment(c: &mut Criterion) {
     g.finish();
 }
 
+const CIPHERS: [(Cipher, &str); 2] = [
+    (Cipher::Aes128Gcm, "aes128gcm"),
+    (Cipher::ChaCha20Poly1305, "chacha20poly1305"),
+];
+/// Record payloads: one 36-byte frame, and full records of 4 KiB and 16 KiB of frames (the
+/// session driver packs queued frames into records of exactly `max_record` bytes, default
+/// 16 KiB, splitting a frame at the boundary).
+const PAYLOADS: [usize; 3] = [FRAME, 4 << 10, 16 << 10];
+const RECORD_KEY: [u8; 32] = [0x42; 32];
+const RECORD_NONCE: [u8; 12] = [0x24; 12];
+
+/// `n` bytes of back-to-back frames (the last one cut at `n`, as in a full record).
+fn record_payload(n: usize) -> Vec<u8> {
+    let mut p = frames(n.div_ceil(FRAME));
+    p.truncate(n);
+    p
+}
+
+/// A record buffer holding `payload` where `Sealer::seal` expects it, with room for the tag.
+fn record_buf(payload: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; payload.len() + RECORD_OVERHEAD];
+    b[RECORD_PAYLOAD_AT..RECORD_PAYLOAD_AT + payload.len()].copy_from_slice(payload);
+    b
+}
+
+fn record(c: &mut Criterion) {
+    let mut g = c.benchmark_group("record");
+    for (cipher, cname) in CIPHERS {
+        for n in PAYLOADS {
+            let payload = record_payload(n);
+            g.throughput(Throughput::Bytes(n as u64));
+
+            // Seal: in place, one record per iteration (the counter advances as in a session).
+            let mut sealer = Sealer::new(cipher, &RECORD_KEY, &RECORD_NONCE);
+            let mut buf = record_buf(&payload);
+            g.bench_with_input(BenchmarkId::new(format!("seal_{cname}"), n), &n, |b, &n| {
+                b.iter(|| black_box(sealer.seal(black_box(&mut buf), n).expect("seal")))
+            });
+
+            // Open: every timed open is of a genuine record, in counter order. A batch of
+            // records sealed once (counters 0..batch) is copied into working buffers (open is
+            // in place) and opened by a fresh Opener (counter 0); copies and the Opener's setup
+            // are outside the timing. Batches stay within ≈ 256 KiB, so the records are in
+            // cache as after a socket read.
+            let batch = ((256 << 10) / (n + RECORD_OVERHEAD)).clamp(8, 1024);
+            let mut s = Sealer::new(cipher, &RECORD_KEY, &RECORD_NONCE);
+            let sealed: Vec<Vec<u8>> = (0..batch)
+                .map(|_| {
+                    let mut r = record_buf(&payload);
+                    assert_eq!(s.seal(&mut r, n).expect("seal"), r.len());
+                    r
+                })
+                .collect();
+            let mut work = sealed.clone();
+            let mut check = Opener::new(cipher, &RECORD_KEY, &RECORD_NONCE);
+            for w in &mut work {
+                let range = check.open(w).expect("a sealed record opens");
+                assert_eq!(&w[range], &payload[..], "{cname}: payload round trip");
+            }
+            g.bench_with_input(BenchmarkId::new(format!("open_{cname}"), n), &n, |b, &n| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    let mut left = iters;
+                    while left > 0 {
+                        let k = left.min(batch as u64) as usize;
+                        for (w, s) in work[..k].iter_mut().zip(&sealed) {
+                            w.copy_from_slice(s);
+                        }
+                        let mut opener = Opener::new(cipher, &RECORD_KEY, &RECORD_NONCE);
+                        let t = Instant::now();
+                        for w in &mut work[..k] {
+                            let range = opener
+                                .open(black_box(w))
+                                .expect("a genuinely sealed record must open");
+                            assert_eq!(range.len(), n);
+                            black_box(range);
+                        }
+                        total += t.elapsed();
+                        left -= k as u64;
+                    }
+                    total
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     message,
     frame,
     pool_take_return,
     read_buffer,
-    segment
+    segment,
+    record
 );
 criterion_main!(benches);
