@@ -13,9 +13,11 @@
 //!   `write_vectored` into memory + `advance`).
 //! * `record/*`: sealing and opening one `bits-hpke` record in place (AES-128-GCM and
 //!   ChaCha20-Poly1305), carrying one 36-byte frame or a full 4 KiB / 16 KiB of frames.
+//! * `handshake/*`: the whole `bits-hpke` handshake as pure functions (no socket) against the
+//!   raw HPKE setup pair that `shared/baselines` measures, in the same run.
 //!
 //! Run: `cargo bench --features bench-internals --bench internals`
-//! (only the records: `... --bench internals -- record`)
+//! (only these two: `... --bench internals -- 'record|handshake'`)
 
 use std::hint::black_box;
 use std::io::{IoSlice, Write};
@@ -23,10 +25,13 @@ use std::time::{Duration, Instant};
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use hpke::Kem as _;
 use laxnet::bench_api::{
-    BufferPool, Cipher, HEADER_BYTES, Opener, Parsed, PoolConfig, RECORD_OVERHEAD,
-    RECORD_PAYLOAD_AT, ReadBuffer, Sealer, SegmentQueue, encode_frame, parse_frame,
+    BufferPool, Cipher, HEADER_BYTES, KeyPair, Opener, Parsed, PoolConfig, RECORD_OVERHEAD,
+    RECORD_PAYLOAD_AT, ReadBuffer, Sealer, SegmentQueue, encode_frame, parse_frame, pure_handshake,
 };
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
 
 #[derive(BorshSerialize, BorshDeserialize, Debug, Clone, Copy, PartialEq)]
 struct Msg {
@@ -314,6 +319,139 @@ fn record(c: &mut Criterion) {
     g.finish();
 }
 
+/// X25519 operations per iteration (read from hpke 0.15.1, `src/kem/dhkem.rs`, and
+/// x25519-dalek 3.0.0). hpke's `encap` draws the ephemeral key with `gen_keypair_with_rng`
+/// (→ `derive_keypair` → `sk_to_pk`: a base-point multiplication), does one DH, then calls
+/// `sk_to_pk(sk_eph)` *again* to serialize `enc`; `decap` does one DH and recomputes the
+/// recipient's public key with `sk_to_pk(sk_recip)` for the KEM context (`Auth` mode adds one
+/// DH on each side). So, in Base mode:
+///
+/// * `raw_hpke_pair` = setup_sender (1 DH + 2 base mults) + setup_receiver (1 DH + 1 base
+///   mult) = **5 X25519 operations** (2 DH + 3 base-point multiplications; only one of the
+///   three base mults is essential, the ephemeral key generation).
+/// * `laxnet_pure` = `client_hello`: ephemeral key `KeyPair::from_seed` (1 base mult) + HPKE
+///   setup_sender to the server's static key (1 DH + 2 base mults) = 4; `server_respond`:
+///   setup_receiver with the static key (1 DH + 1 base mult) + setup_sender to the client's
+///   ephemeral key (1 DH + 2 base mults) = 5; `client_finish`: setup_receiver with the
+///   ephemeral key (1 DH + 1 base mult) = 2; `server_finish`: 0. **11 X25519 operations**
+///   (4 DH + 7 base-point multiplications; client 6, server 5). The essential ones are 4 DH
+///   + 3 key generations = 7; the other 4 recompute public keys that are already known.
+/// * `laxnet_pure_client_auth`: 13 (one more DH on each side).
+///
+/// curve25519-dalek's `precomputed-tables` feature is off in this build (x25519-dalek depends
+/// on it without default features and neither hpke nor laxnet turns it on), so a base-point
+/// multiplication is a generic Edwards scalar multiplication, not a table lookup. On the
+/// project VM it still costs only about half a DH (`x25519_sk_to_pk` ≈ 26 µs; a DH ≈ 50-55 µs
+/// = `raw_hpke_receiver` − `x25519_sk_to_pk`): the Edwards multiplication runs on
+/// curve25519-dalek's AVX2 backend, the X25519 Montgomery ladder on the serial one.
+fn handshake(c: &mut Criterion) {
+    let mut g = c.benchmark_group("handshake");
+    g.throughput(Throughput::Elements(1));
+
+    let server = KeyPair::from_seed(&[1; 32]);
+    let pinned = server.public();
+    let client = KeyPair::from_seed(&[3; 32]);
+    let mut crng = ChaCha20Rng::seed_from_u64(1);
+    let mut srng = ChaCha20Rng::seed_from_u64(2);
+    g.bench_function("laxnet_pure", |b| {
+        b.iter(|| {
+            let (ck, sk) = pure_handshake(
+                &mut crng,
+                &mut srng,
+                Cipher::ChaCha20Poly1305,
+                &server,
+                &pinned,
+                None,
+            )
+            .expect("handshake");
+            assert_eq!(ck, sk, "both sides derive the same keys");
+            black_box(ck)
+        })
+    });
+    g.bench_function("laxnet_pure_client_auth", |b| {
+        b.iter(|| {
+            let (ck, sk) = pure_handshake(
+                &mut crng,
+                &mut srng,
+                Cipher::ChaCha20Poly1305,
+                &server,
+                &pinned,
+                Some(&client),
+            )
+            .expect("handshake");
+            assert_eq!(ck, sk, "both sides derive the same keys");
+            black_box(ck)
+        })
+    });
+
+    // Exactly what shared/baselines/src/bin/aead.rs times as "handshake": hpke 0.15.1,
+    // X25519HkdfSha256 + HkdfSha256, Base mode, a fixed recipient key, a long-lived RNG.
+    use hpke::aead::ChaCha20Poly1305;
+    use hpke::kdf::HkdfSha256;
+    use hpke::kem::X25519HkdfSha256 as K;
+    use hpke::{OpModeR, OpModeS};
+    let mut rng = ChaCha20Rng::seed_from_u64(42);
+    let (sk_r, pk_r) = K::gen_keypair_with_rng(&mut rng);
+    let info = b"baseline";
+    g.bench_function("raw_hpke_pair", |b| {
+        b.iter(|| {
+            let (enc, s) = hpke::setup_sender_with_rng::<ChaCha20Poly1305, HkdfSha256, K>(
+                &OpModeS::Base,
+                &pk_r,
+                info,
+                &mut rng,
+            )
+            .expect("setup_sender");
+            let r = hpke::setup_receiver::<ChaCha20Poly1305, HkdfSha256, K>(
+                &OpModeR::Base,
+                &sk_r,
+                &enc,
+                info,
+            )
+            .expect("setup_receiver");
+            black_box((s, r))
+        })
+    });
+    // The halves and one base-point multiplication, to price the operations counted above.
+    g.bench_function("raw_hpke_sender", |b| {
+        b.iter(|| {
+            black_box(
+                hpke::setup_sender_with_rng::<ChaCha20Poly1305, HkdfSha256, K>(
+                    &OpModeS::Base,
+                    &pk_r,
+                    info,
+                    &mut rng,
+                )
+                .expect("setup_sender"),
+            )
+        })
+    });
+    let (enc, _) = hpke::setup_sender_with_rng::<ChaCha20Poly1305, HkdfSha256, K>(
+        &OpModeS::Base,
+        &pk_r,
+        info,
+        &mut rng,
+    )
+    .expect("setup_sender");
+    g.bench_function("raw_hpke_receiver", |b| {
+        b.iter(|| {
+            black_box(
+                hpke::setup_receiver::<ChaCha20Poly1305, HkdfSha256, K>(
+                    &OpModeR::Base,
+                    &sk_r,
+                    black_box(&enc),
+                    info,
+                )
+                .expect("setup_receiver"),
+            )
+        })
+    });
+    g.bench_function("x25519_sk_to_pk", |b| {
+        b.iter(|| black_box(K::sk_to_pk(black_box(&sk_r))))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     message,
@@ -321,6 +459,7 @@ criterion_group!(
     pool_take_return,
     read_buffer,
     segment,
-    record
+    record,
+    handshake
 );
 criterion_main!(benches);
