@@ -6,6 +6,7 @@
 //! cargo run --release --example perf -- [--compare] [--json] [--conns 1,64] [--layout mt2|2xct]
 //!                                       [--msgs N] [--rts N] [--reps N] [--only oneway|pingpong]
 //! cargo run --release --example perf -- --idle-sessions 10000 [--json]
+//! cargo run --release --example perf -- --handshakes 500 [--reps 5] [--json]
 //! cargo run --release --features sim --example perf -- --sim [--compare] [--json]
 //! ```
 //!
@@ -21,6 +22,10 @@
 //!   usual code), the hand-batched upper bound (frames into one 64 KiB buffer, `write_all`; the
 //!   reader parses in place from 256 KiB reads), and raw `read_exact`/`write_all` ping-pong.
 //!   These are ports of `shared/baselines/src/bin/small_msg.rs`.
+//! * `--handshakes N`: N sequential connects (each closed at once), plaintext and encrypted,
+//!   interleaved per repetition with the raw HPKE setup pair loop of `shared/baselines`
+//!   (`setup_sender_with_rng` + `setup_receiver`); reports connects/s (wall clock), process CPU
+//!   time per connect, and one-core encrypted connects/s (1e9 / CPU ns) ÷ raw HPKE pairs/s.
 //! * `--idle-sessions N`: opens N connections to a laxnet server and reports the user-space
 //!   memory (live heap bytes, from a counting global allocator) per idle server session.
 //! * `--sim` (feature `sim`): the turmoil echo workload of `shared/baselines` (10 clients x 1000
@@ -1122,12 +1127,16 @@ fn wait_live(rt: &tokio::runtime::Runtime, server: &Service, n: usize) {
 // Handshakes: sessions opened per second, plaintext and encrypted.
 // ------------------------------------------------------------------------------------------
 
-/// Opens `n` sessions one after the other (each closed right away); sessions per second.
+/// Opens `n` sessions one after the other (each closed right away); sessions per second
+/// (wall clock) and process CPU time (user + system, both ends, everything the run does) per
+/// session opened, in ns.
 ///
 /// Connects that take over 100 ms are left out of the rate and counted: on this loopback a
 /// sequential connect now and then loses its SYN and waits for the kernel's 1 s retransmit
 /// (plain sockets show it too), which has nothing to do with the handshake being measured.
-fn connect_rate(o: &Opts, n: u64) -> f64 {
+/// They are kept in the CPU figure (a stalled connect costs no CPU while it waits).
+fn connect_rate(o: &Opts, n: u64) -> (f64, f64) {
+    let cpu0 = cpu_time();
     let (elapsed, done) = run_pair(
         o.layout,
         move |tx| async move {
@@ -1164,26 +1173,199 @@ fn connect_rate(o: &Opts, n: u64) -> f64 {
             (total, done)
         },
     );
-    done as f64 / elapsed.as_secs_f64()
+    let cpu_ns = (cpu_time() - cpu0).as_secs_f64() * 1e9 / n as f64;
+    (done as f64 / elapsed.as_secs_f64(), cpu_ns)
 }
 
+/// HPKE setup pairs timed by [`raw_hpke_rate`] per repetition (as `shared/baselines`).
+const RAW_HPKE_PAIRS: u64 = 2_000;
+
+/// The raw HPKE bound of `shared/baselines/src/bin/aead.rs` ("handshake"): `pairs` ×
+/// (`setup_sender_with_rng` + `setup_receiver`), hpke 0.15.1, X25519HkdfSha256 + HkdfSha256,
+/// Base mode, on the calling thread (no runtime is alive meanwhile). Returns pairs per second
+/// by wall clock (the baseline's figure) and by process CPU time (one core's rate).
+fn raw_hpke_rate(pairs: u64) -> (f64, f64) {
+    use hpke::aead::ChaCha20Poly1305;
+    use hpke::kdf::HkdfSha256;
+    use hpke::kem::X25519HkdfSha256 as K;
+    use hpke::{Kem as _, OpModeR, OpModeS};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    let mut rng = ChaCha20Rng::seed_from_u64(42);
+    let (sk, pk) = K::gen_keypair_with_rng(&mut rng);
+    let info = b"baseline";
+    let cpu0 = cpu_time();
+    let t = Instant::now();
+    for _ in 0..pairs {
+        let (enc, s) = hpke::setup_sender_with_rng::<ChaCha20Poly1305, HkdfSha256, K>(
+            &OpModeS::Base,
+            &pk,
+            info,
+            &mut rng,
+        )
+        .expect("setup_sender");
+        let r = hpke::setup_receiver::<ChaCha20Poly1305, HkdfSha256, K>(
+            &OpModeR::Base,
+            &sk,
+            &enc,
+            info,
+        )
+        .expect("setup_receiver");
+        std::hint::black_box((s, r));
+    }
+    let wall = t.elapsed().as_secs_f64();
+    let cpu = (cpu_time() - cpu0).as_secs_f64();
+    (pairs as f64 / wall, pairs as f64 / cpu)
+}
+
+/// With `--features bench-internals`: CPU ns per `bits-hpke` handshake run as pure functions
+/// (`laxnet::bench_api::pure_handshake`: both sides, no socket, no task), `n` of them on the
+/// calling thread. `None` without the feature.
+#[cfg(feature = "bench-internals")]
+fn pure_handshake_cpu_ns(n: u64) -> Option<f64> {
+    use laxnet::bench_api::{Cipher, pure_handshake};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    let server = server_key();
+    let pinned = server.public();
+    let mut crng = ChaCha20Rng::seed_from_u64(1);
+    let mut srng = ChaCha20Rng::seed_from_u64(2);
+    let cpu0 = cpu_time();
+    for _ in 0..n {
+        let (c, s) = pure_handshake(
+            &mut crng,
+            &mut srng,
+            Cipher::ChaCha20Poly1305,
+            server,
+            &pinned,
+            None,
+        )
+        .expect("handshake");
+        assert_eq!(c, s);
+    }
+    Some((cpu_time() - cpu0).as_secs_f64() * 1e9 / n as f64)
+}
+
+#[cfg(not(feature = "bench-internals"))]
+fn pure_handshake_cpu_ns(_n: u64) -> Option<f64> {
+    None
+}
+
+/// `--handshakes N`: plaintext and encrypted sequential connects and the raw HPKE pair loop,
+/// interleaved per repetition. The one-core encrypted rate is 1e9 / (CPU ns per encrypted
+/// connect, both ends); `handshake_ratio_vs_raw_hpke` divides it by the raw HPKE pairs per
+/// CPU second of the same repetition (median over repetitions).
 fn handshake_mode(o: &Opts, n: u64) {
     let mut j = Json::default();
     j.str("mode", "handshakes");
     j.num("sessions", n as f64);
     let _ = server_key();
     println!(
-        "sessions opened one after the other, {n} per run, {} reps:",
-        o.reps
+        "sessions opened one after the other, {n} per run, {} reps, layout {}; raw HPKE: \
+         {RAW_HPKE_PAIRS} setup pairs per rep on the main thread:",
+        o.reps,
+        o.layout.name()
     );
+    // Warm-up.
     for enc in [false, true] {
         ENCRYPTED.store(enc, Relaxed);
-        connect_rate(o, n.min(200)); // warm-up
-        let s = stats((0..o.reps).map(|_| connect_rate(o, n)).collect());
-        let name = if enc { "encrypted" } else { "plaintext" };
-        line(&format!("  connect + {} ({name})", proto()), "/s", s);
-        j.stats(&format!("connects_per_s_{name}"), s);
+        connect_rate(o, n.min(200));
     }
+    raw_hpke_rate(RAW_HPKE_PAIRS / 10);
+    pure_handshake_cpu_ns(50);
+
+    let names = ["plaintext", "encrypted"];
+    let mut rate = [Vec::new(), Vec::new()];
+    let mut cpu = [Vec::new(), Vec::new()];
+    let (mut raw_wall, mut raw_cpu, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let mut pure = Vec::new();
+    for _ in 0..o.reps {
+        for (i, enc) in [false, true].into_iter().enumerate() {
+            ENCRYPTED.store(enc, Relaxed);
+            let (r, c) = connect_rate(o, n);
+            rate[i].push(r);
+            cpu[i].push(c);
+        }
+        let (w, c) = raw_hpke_rate(RAW_HPKE_PAIRS);
+        raw_wall.push(w);
+        raw_cpu.push(c);
+        ratio.push(1e9 / cpu[1].last().expect("this rep") / c);
+        pure.extend(pure_handshake_cpu_ns(n.min(1000)));
+    }
+    ENCRYPTED.store(false, Relaxed);
+
+    let rate: Vec<Stats> = rate.into_iter().map(stats).collect();
+    let cpu: Vec<Stats> = cpu.into_iter().map(stats).collect();
+    for (i, name) in names.iter().enumerate() {
+        let p = if i == 0 { BITS } else { BITS_HPKE };
+        line(
+            &format!("  connect + {p} ({name}), wall clock"),
+            "/s",
+            rate[i],
+        );
+        j.stats(&format!("connects_per_s_{name}"), rate[i]);
+    }
+    for (i, name) in names.iter().enumerate() {
+        let us = Stats {
+            median: cpu[i].median / 1e3,
+            min: cpu[i].min / 1e3,
+            max: cpu[i].max / 1e3,
+        };
+        line(&format!("  CPU per connect ({name}, both ends)"), "µs", us);
+        j.stats(&format!("cpu_ns_per_connect_{name}"), cpu[i]);
+    }
+    let one_core = 1e9 / cpu[1].median;
+    println!(
+        "  one-core encrypted connects/s = 1e9 / CPU ns     {:>9} /s",
+        human(one_core)
+    );
+    j.num("one_core_connects_per_s_encrypted", one_core);
+    let extra = cpu[1].median - cpu[0].median;
+    println!(
+        "  encrypted − plaintext CPU per connect            {:>9} µs",
+        format!("{:.1}", extra / 1e3)
+    );
+    j.num("cpu_ns_per_connect_encryption_extra", extra);
+    let raw_wall = stats(raw_wall);
+    let raw_cpu = stats(raw_cpu);
+    line(
+        "  raw HPKE pair (sender + receiver), wall clock",
+        "/s",
+        raw_wall,
+    );
+    line("  raw HPKE pair, per CPU second", "/s", raw_cpu);
+    j.stats("raw_hpke_pairs_per_s", raw_wall);
+    j.stats("raw_hpke_pairs_per_s_cpu", raw_cpu);
+    println!(
+        "  raw HPKE pair CPU                                {:>9} µs",
+        format!("{:.1}", 1e6 / raw_cpu.median)
+    );
+    if !pure.is_empty() {
+        let pure = stats(pure);
+        let us = Stats {
+            median: pure.median / 1e3,
+            min: pure.min / 1e3,
+            max: pure.max / 1e3,
+        };
+        line("  CPU per pure handshake (both sides, no I/O)", "µs", us);
+        j.stats("cpu_ns_per_pure_handshake", pure);
+        println!(
+            "  encrypted connect − plaintext connect − pure handshake {:>7} µs (handshake I/O, \
+             task, close)",
+            format!("{:.1}", (extra - pure.median) / 1e3)
+        );
+        j.num("cpu_ns_per_connect_handshake_io", extra - pure.median);
+    }
+    let ratio = stats(ratio);
+    println!(
+        "  one-core encrypted connects / raw HPKE pairs = {:.1} % [{:.1} .. {:.1}] (target ≥ 75 %)",
+        ratio.median * 100.0,
+        ratio.min * 100.0,
+        ratio.max * 100.0
+    );
+    j.stats("handshake_ratio_vs_raw_hpke", ratio);
     if o.json {
         println!("{}", j.render());
     }
