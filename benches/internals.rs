@@ -151,7 +151,7 @@ fn read_buffer(c: &mut Criterion) {
     // Steady state: 4 KiB reads of whole frames, all consumed (the block is kept).
     let chunk = frames(4096 / FRAME);
     g.throughput(Throughput::Bytes(chunk.len() as u64));
-    let mut rb = ReadBuffer::new(pool(), 4096);
+    let mut rb = ReadBuffer::new(pool(), 4096, 4096);
     g.bench_function("read_consume_4k", |b| {
         b.iter(|| {
             let spare = rb.spare(512);
@@ -171,7 +171,7 @@ fn read_buffer(c: &mut Criterion) {
     let p = pool();
     g.bench_function("grow_to_1mib_frame", |b| {
         b.iter_batched(
-            || ReadBuffer::new(p.clone(), 4096),
+            || ReadBuffer::new(p.clone(), 4096, 4096),
             |mut rb| {
                 let mut off = 0;
                 while off < BIG {

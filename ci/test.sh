@@ -13,7 +13,7 @@ step "rustfmt"
 cargo fmt --all --check
 
 step "clippy (all targets, warnings are errors)"
-cargo clippy --workspace --all-targets --features laxnet/sim -- -D warnings
+cargo clippy --workspace --all-targets --features laxnet/sim,laxnet/bench-internals -- -D warnings
 
 step "tests (library, integration suite on tokio and turmoil, doctests)"
 cargo test --workspace --features laxnet/sim
