@@ -108,6 +108,7 @@ impl SegmentQueue {
 
     /// The writable rest of the last segment, taking a new segment if there is none or the last
     /// one is full. Never empty.
+    #[inline]
     fn writable_tail(&mut self) -> &mut [u8] {
         if self.segs.is_empty() || self.tail == self.seg_size {
             let seg = self.pool.take(self.seg_size);
@@ -128,17 +129,20 @@ impl SegmentQueue {
     /// [`commit_room`](Self::commit_room). Never empty. If the caller commits nothing, a segment
     /// taken here stays behind empty until the next write or `truncate`/`clear`; callers must
     /// follow up with a write or a `truncate` (as `encode_frame`'s fallback does).
+    #[inline]
     pub(crate) fn room(&mut self) -> &mut [u8] {
         self.writable_tail()
     }
 
     /// Records `n` bytes written into [`room`](Self::room).
+    #[inline]
     pub(crate) fn commit_room(&mut self, n: usize) {
         debug_assert!(self.tail + n <= self.seg_size);
         self.commit_tail(n);
     }
 
     /// Records `n` bytes written into [`writable_tail`](Self::writable_tail).
+    #[inline]
     fn commit_tail(&mut self, n: usize) {
         self.tail += n;
         self.len += n;

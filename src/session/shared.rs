@@ -73,6 +73,7 @@ pub(crate) struct SessionShared {
 }
 
 impl SessionShared {
+    #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, SendState> {
         // A poisoned lock means a panic while holding it: the state is still a consistent
         // queue (every mutation completes or rolls back before it can panic), so keep going.
