@@ -153,17 +153,6 @@ impl Registry {
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn dispatch(
-        &self,
-        protocol: ProtocolId,
-        session: &SessionRef,
-        id: u32,
-        body: &[u8],
-    ) -> Result<bool, ProtocolViolation> {
-        self.handler(id)?.dispatch(protocol, session, body)
-    }
-
     /// Delivers a session event to the session subscribers of `protocol`.
     pub(crate) fn publish(&self, protocol: ProtocolId, ev: &SessionEvent) {
         for sub in self.sessions.iter().filter(|s| s.protocol == protocol) {
