@@ -338,12 +338,9 @@ fn record(c: &mut Criterion) {
 ///   + 3 key generations = 7; the other 4 recompute public keys that are already known.
 /// * `laxnet_pure_client_auth`: 13 (one more DH on each side).
 ///
-/// curve25519-dalek's `precomputed-tables` feature is off in this build (x25519-dalek depends
-/// on it without default features and neither hpke nor laxnet turns it on), so a base-point
-/// multiplication is a generic Edwards scalar multiplication, not a table lookup. On the
-/// project VM it still costs only about half a DH (`x25519_sk_to_pk` ≈ 26 µs; a DH ≈ 50-55 µs
-/// = `raw_hpke_receiver` − `x25519_sk_to_pk`): the Edwards multiplication runs on
-/// curve25519-dalek's AVX2 backend, the X25519 Montgomery ladder on the serial one.
+/// laxnet turns on x25519-dalek's `precomputed-tables` (hpke depends on it without default
+/// features), so a base-point multiplication is a table lookup (`x25519_sk_to_pk` ≈ 15 µs on
+/// the project VM, ≈ 27 µs without the tables); a DH is the Montgomery ladder (≈ 50 µs).
 fn handshake(c: &mut Criterion) {
     let mut g = c.benchmark_group("handshake");
     g.throughput(Throughput::Elements(1));
