@@ -32,8 +32,10 @@
 //! tail it was offered doubles the read size; two reads in a row that fill at most a quarter
 //! of it halve it again. A bulk stream thus moves to few large reads (one 64 KiB read carries
 //! ~1,800 small frames instead of ~110 with 4 KiB), while a request/response session keeps
-//! small blocks. The read size only picks the block taken when the buffer is empty; it never
-//! copies live bytes.
+//! small blocks. The read size picks the block taken when the buffer holds at most an
+//! initial block's worth of bytes (copying those few bytes of a partial frame at most), and
+//! [`ReadBuffer::release_idle`] gives a large block back when the session waits, so memory
+//! follows what is buffered, not the read size.
 
 use std::fmt;
 
@@ -146,11 +148,10 @@ impl ReadBuffer {
     /// longer than `min`.
     pub fn spare(&mut self, min: usize) -> &mut [u8] {
         let min = min.max(1);
-        if self.is_empty() && self.capacity() < self.read_size {
-            // Nothing live to copy: the old block (if any) goes back to the pool.
-            self.block = Some(self.pool.take(self.read_size));
-            self.start = 0;
-            self.end = 0;
+        if self.capacity() < self.read_size && self.len() <= self.initial {
+            // Trade up to a block of the read size; at most an initial block's worth of live
+            // bytes (a partial frame) is copied, and the old block goes back to the pool.
+            self.move_to(self.read_size);
         }
         if self.capacity() - self.end < min {
             let live = self.len();
@@ -232,6 +233,34 @@ impl ReadBuffer {
         } else {
             false
         }
+    }
+
+    /// For a session that has nothing more to read right now: an empty buffer gives its block
+    /// back to the pool; one holding at most an initial block's worth of bytes (the start of a
+    /// frame) in a larger block moves them into an initial-size block and gives the large one
+    /// back. A waiting session thus holds memory in proportion to what it has buffered, not to
+    /// the read size it reached. More bytes than that (a large frame arriving) keep their
+    /// block: it is sized for the frame, which needs it to complete.
+    pub fn release_idle(&mut self) {
+        if self.is_empty() {
+            self.release();
+        } else if self.len() <= self.initial && self.capacity() > self.initial {
+            self.move_to(self.initial);
+        }
+    }
+
+    /// Moves the live bytes to the front of a fresh block of `class_size(size)` bytes (which
+    /// must hold them); the old block goes back to the pool.
+    fn move_to(&mut self, size: usize) {
+        let live = self.len();
+        debug_assert!(size >= live);
+        let mut new = self.pool.take(size);
+        if let Some(old) = &self.block {
+            new[..live].copy_from_slice(&old[self.start..self.end]);
+        }
+        self.block = Some(new);
+        self.start = 0;
+        self.end = live;
     }
 
     /// Returns the block to the pool whatever its size, discarding any unconsumed bytes (for
@@ -519,24 +548,75 @@ mod tests {
     }
 
     #[test]
-    fn read_size_never_moves_live_bytes() {
+    fn read_size_moves_only_a_small_partial_frame() {
         let pool = pool();
         let mut rb = ReadBuffer::new(pool.clone(), 4096, 32 * 1024);
         full_read(&mut rb);
-        // A partial frame is left after a full read: the bigger read size waits until the
-        // buffer is empty; the partial bytes stay where they are.
+        // A full read that leaves 3 bytes of a partial frame: the next spare trades up to the
+        // new read size and carries those bytes along.
         let spare = rb.spare(1);
         let offered = spare.len();
-        spare[..3].copy_from_slice(b"abc");
+        spare[offered - 3..].copy_from_slice(b"abc");
         rb.commit(offered);
         rb.note_read(offered, offered);
         rb.consume(offered - 3);
         assert_eq!(rb.capacity(), 8192);
+        assert_eq!(rb.spare(1).len(), 16384 - 3);
+        assert_eq!(rb.data(), b"abc");
+        // More live bytes than an initial block: no copy, the block stays as it is.
         let spare = rb.spare(1);
-        assert!(!spare.is_empty());
-        assert_eq!(rb.capacity(), 8192);
-        rb.consume(3);
-        assert_eq!(rb.spare(1).len(), 16384);
+        let n = spare.len();
+        rb.commit(n);
+        rb.note_read(n, n);
+        assert_eq!(rb.read_size(), 32768);
+        rb.consume(16384 - 5000);
+        assert_eq!(rb.len(), 5000);
+        rb.spare(1);
+        assert_eq!(rb.capacity(), 16384);
+        rb.consume(5000);
+        assert_eq!(rb.spare(1).len(), 32768);
+        assert_eq!(pool.stats().in_use_blocks, 1);
+    }
+
+    #[test]
+    fn release_idle_keeps_memory_in_proportion_to_buffered_bytes() {
+        let pool = pool();
+        let mut rb = ReadBuffer::new(pool.clone(), 4096, 64 * 1024);
+        for _ in 0..5 {
+            full_read(&mut rb);
+        }
+        assert_eq!(rb.read_size(), 64 * 1024);
+        // Empty: the block goes back to the pool.
+        rb.spare(1);
+        rb.release_idle();
+        assert_eq!(rb.capacity(), 0);
+        assert_eq!(pool.stats().in_use_blocks, 0);
+        // A 64 KiB read ending in 10 bytes of a partial frame: waiting, the session keeps an
+        // initial-size block holding those bytes.
+        let spare = rb.spare(1);
+        let n = spare.len();
+        assert_eq!(n, 64 * 1024);
+        spare[n - 10..].copy_from_slice(b"0123456789");
+        rb.commit(n);
+        rb.consume(n - 10);
+        rb.release_idle();
+        assert_eq!(rb.capacity(), 4096);
+        assert_eq!(rb.data(), b"0123456789");
+        assert_eq!(pool.stats().in_use_bytes, 4096);
+        // The next read is large again and keeps the bytes in front.
+        assert_eq!(rb.spare(1).len(), 64 * 1024 - 10);
+        assert_eq!(rb.data(), b"0123456789");
+        // A large frame in progress (grown for it) is not shrunk while it waits.
+        rb.reserve_total(200_000);
+        let cap = rb.capacity();
+        assert!(cap >= 200_000);
+        let spare = rb.spare(1);
+        let n = spare.len().min(150_000);
+        rb.commit(n);
+        rb.release_idle();
+        assert_eq!(rb.capacity(), cap);
+        assert_eq!(rb.len(), 10 + n);
+        assert_eq!(&rb.data()[..10], b"0123456789");
     }
 
     #[test]
@@ -594,6 +674,15 @@ mod tests {
             assert_eq!(rb.data(), &model[..]);
             if next() % 50 == 0 && rb.shrink_if_idle() {
                 assert!(model.is_empty());
+            }
+            if next() % 40 == 0 {
+                let before = rb.capacity();
+                rb.release_idle();
+                match model.len() {
+                    0 => assert_eq!(rb.capacity(), 0),
+                    1..=512 => assert_eq!(rb.capacity(), 512),
+                    _ => assert_eq!(rb.capacity(), before),
+                }
             }
         }
         drop(rb);

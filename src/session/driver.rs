@@ -213,11 +213,9 @@ impl Driver {
         match Pin::new(stream).poll_read(cx, &mut buf) {
             Poll::Pending => {
                 // Nothing to read: an idle session holds no read memory.
-                self.inbound.release_if_empty();
+                self.inbound.release_idle();
                 if let Some(s) = self.sealed.as_mut() {
-                    if s.wire_in.is_empty() {
-                        s.wire_in.release();
-                    }
+                    s.wire_in.release_idle();
                 }
                 false
             }

@@ -111,12 +111,11 @@ impl Inbound {
         self.buf.release();
     }
 
-    /// Gives the buffer back to the pool if it holds nothing (an idle session keeps no read
-    /// buffer; the next read takes one from the pool again).
-    pub(crate) fn release_if_empty(&mut self) {
-        if self.buf.is_empty() {
-            self.buf.release();
-        }
+    /// For a session with nothing more to read right now: gives the buffer back to the pool
+    /// if it holds nothing, or keeps a partial frame in a block sized for it (see
+    /// [`ReadBuffer::release_idle`]). An idle session keeps no read buffer.
+    pub(crate) fn release_idle(&mut self) {
+        self.buf.release_idle();
     }
 }
 

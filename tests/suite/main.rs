@@ -78,10 +78,12 @@ suite! {
         dropped_acceptor_keeps_listening,
         status_consistent_while_closing,
         bulk_send_waits_for_room,
+        waiting_partial_frame_holds_a_small_block,
     ],
-    // `unknown_protocol` and `bad_input` are about "bits" itself (its names and its frames,
-    // which an attacker cannot put inside records without the keys); `bad_handshake` is the
-    // encrypted listener's counterpart of `bad_input`.
+    // `unknown_protocol`, `bad_input` and `waiting_partial_frame_holds_a_small_block` are
+    // about "bits" itself (its names and its frames, which an attacker cannot put inside
+    // records without the keys); `bad_handshake` is the encrypted listener's counterpart of
+    // `bad_input`.
     hpke: [
         echo,
         many_sessions,
