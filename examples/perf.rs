@@ -214,10 +214,13 @@ fn parse_opts() -> Opts {
                 }
             }
             "--read-buffer" => o.read_buffer = Some(val().parse().expect("--read-buffer BYTES")),
+            "--read-buffer-max" => {
+                READ_BUFFER_MAX.store(val().parse().expect("--read-buffer-max BYTES"), Relaxed)
+            }
             "-h" | "--help" => {
                 println!(
                     "perf [--compare] [--json] [--encrypted] [--conns 1,64] [--layout mt2|2xct] \
-                     [--msgs N] [--rts N] [--reps N] [--only oneway|pingpong] [--read-buffer BYTES] \
+                     [--msgs N] [--rts N] [--reps N] [--only oneway|pingpong] [--read-buffer BYTES] [--read-buffer-max BYTES] \
                      [--backoff ready|yield|sleep] | --idle-sessions N | --handshakes N | --sim"
                 );
                 std::process::exit(0);
@@ -360,6 +363,8 @@ fn current_thread() -> tokio::runtime::Runtime {
 
 /// `--encrypted`: every laxnet session uses the `bits-hpke` protocol with this server key.
 static ENCRYPTED: AtomicBool = AtomicBool::new(false);
+/// `--read-buffer-max BYTES` (0: the default), for every laxnet service of the run.
+static READ_BUFFER_MAX: AtomicUsize = AtomicUsize::new(0);
 static SERVER_KEY: OnceLock<KeyPair> = OnceLock::new();
 /// `--ciphers`: clients propose AES-128-GCM instead of ChaCha20-Poly1305 while this is set.
 static AES: AtomicBool = AtomicBool::new(false);
@@ -382,6 +387,10 @@ fn config(read_buffer: Option<usize>) -> Config {
     c.logging = false;
     if let Some(rb) = read_buffer {
         c.read_buffer = rb;
+    }
+    match READ_BUFFER_MAX.load(Relaxed) {
+        0 => {}
+        max => c.read_buffer_max = max,
     }
     c
 }

@@ -16,7 +16,7 @@ use crate::buffer::PoolConfig;
 /// | `heartbeat` | off |
 /// | `idle_timeout` / `idle_sweep` | off / 1 s |
 /// | `segment_size` | 16 KiB |
-/// | `read_buffer` / `read_buffer_max` | 4 KiB / 64 KiB |
+/// | `read_buffer` / `read_buffer_max` | 4 KiB / 256 KiB |
 /// | `rng_seed` | from the runtime (OS entropy in production) |
 /// | `encryption` | none (`"bits-hpke"` unavailable) |
 #[derive(Debug, Clone)]
@@ -54,8 +54,9 @@ pub struct Config {
     pub read_buffer: usize,
     /// Largest read size a busy session adapts to (rounded up to a power of two; not below
     /// `read_buffer`): reads that fill the whole buffer double it, small ones halve it again.
-    /// Larger reads mean fewer system calls for bulk streams; the memory is held only while
-    /// unread data is waiting.
+    /// Larger reads mean fewer system calls for bulk streams. A block that large is held only
+    /// while the session is draining its socket: when a read would block, a partial frame of
+    /// up to `read_buffer` bytes moves to a `read_buffer`-size block.
     pub read_buffer_max: usize,
     /// The buffer pool's size classes and retention.
     pub pool: PoolConfig,
@@ -85,7 +86,7 @@ impl Default for Config {
             idle_sweep: Duration::from_secs(1),
             segment_size: 16 << 10,
             read_buffer: 4 << 10,
-            read_buffer_max: 64 << 10,
+            read_buffer_max: 256 << 10,
             pool: PoolConfig::default(),
             rng_seed: None,
             encryption: None,
