@@ -81,6 +81,8 @@ pub const EDGES: &[&str] = &[
     "ciphertext-splice",
     "ciphertext-drop",
     "crypto-close",
+    "ready-room",
+    "ready-closed",
 ];
 
 /// Violations kept per run (the rest are only counted).
@@ -154,6 +156,13 @@ pub enum Ev {
         id: u32,
         /// The error.
         err: String,
+    },
+    /// A `SessionRef::ready()` that the workload awaited after `QueueFull` returned.
+    Ready {
+        /// Id.
+        id: u32,
+        /// "room", or the error.
+        res: String,
     },
     /// A message was delivered.
     Recv {
@@ -425,6 +434,12 @@ pub struct Live {
     pub burst_close: bool,
     /// A server session that never sends.
     pub mute: bool,
+    /// A task waits in `ready()` after `QueueFull`; the workload sends nothing meanwhile.
+    pub waiting: bool,
+    /// Since when (sim µs) the waiting session's queue has been at or below the low-water mark.
+    pub room_since_us: Option<u64>,
+    /// A lost wake-up was reported for this session (once).
+    pub lost_reported: bool,
 }
 
 /// A ref kept after its session closed.
@@ -477,6 +492,8 @@ pub struct HostState {
     pub next_server: u16,
     /// Workload phase over: no new connects or sends.
     pub draining: bool,
+    /// Tasks of this incarnation waiting in `ready()`.
+    pub waiters: u64,
 }
 
 /// Library handles to drop outside the state lock.
@@ -529,6 +546,8 @@ pub struct State {
     pub echo: bool,
     /// A counter that orders observations (not time: many happen in one sim step).
     pub ord: u64,
+    /// Set when a send met `QueueFull` (the workload resets it around the sends it watches).
+    pub full_hit: bool,
 }
 
 impl State {
@@ -556,6 +575,7 @@ impl State {
                 next_probe_us: 0,
                 next_server: i % sc.hosts.servers.max(1),
                 draining: false,
+                waiters: 0,
             })
             .collect();
         State {
@@ -575,6 +595,7 @@ impl State {
             frozen: false,
             echo: false,
             ord: 0,
+            full_hit: false,
         }
     }
 
@@ -1384,6 +1405,7 @@ impl State {
                 match e {
                     SendError::QueueFull { queued, limit } => {
                         self.edge("send-queue-overflow");
+                        self.full_hit = true;
                         if queued > limit {
                             self.violation(
                                 Some(h),
@@ -1523,6 +1545,8 @@ impl State {
         host.last_stream = None;
         host.done = false;
         host.draining = false;
+        // The crash dropped the tasks waiting in `ready()` with everything else.
+        host.waiters = 0;
         Handles(svc, refs)
     }
 
@@ -1541,6 +1565,36 @@ impl State {
                 Handles(svc, refs)
             })
             .collect()
+    }
+
+    /// A task that waited in `ready()` after `QueueFull` on session `id` of incarnation `inc`
+    /// of host `h` got its answer: room, or the session's end (`Closed` / `Stale`).
+    pub fn on_ready(&mut self, h: u16, inc: u16, id: u32, res: Result<(), SendError>) {
+        let host = &mut self.hosts[h as usize];
+        if host.inc != inc || host.down {
+            return;
+        }
+        host.waiters = host.waiters.saturating_sub(1);
+        if let Some(l) = host.live.get_mut(&id) {
+            l.waiting = false;
+        }
+        let text = match &res {
+            Ok(()) => "room".to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.log(h, Ev::Ready { id, res: text });
+        match res {
+            Ok(()) => self.edge("ready-room"),
+            Err(SendError::Closed(_) | SendError::Stale) => self.edge("ready-closed"),
+            Err(e) => {
+                let sess = self.hosts[h as usize].by_id.get(&id).copied();
+                self.violation(
+                    Some(h),
+                    sess,
+                    format!("ready() on {} failed with {e}", fmt_id(id)),
+                )
+            }
+        }
     }
 
     // ---- the end of the run --------------------------------------------------------------
@@ -1645,6 +1699,7 @@ pub fn ev_id(ev: &Ev) -> Option<u32> {
         | Ev::Closed { id, .. }
         | Ev::Send { id, .. }
         | Ev::SendErr { id, .. }
+        | Ev::Ready { id, .. }
         | Ev::Recv { id, .. }
         | Ev::Close { id, .. }
         | Ev::Probe { id, .. } => Some(*id),
@@ -1689,6 +1744,7 @@ pub fn fmt_ev(ev: &Ev) -> String {
         Ev::Closed { id, reason } => format!("{} CLOSED: {reason}", fmt_id(*id)),
         Ev::Send { id, seq, len } => format!("{} send seq {seq} ({len} B)", fmt_id(*id)),
         Ev::SendErr { id, err } => format!("{} send failed: {err}", fmt_id(*id)),
+        Ev::Ready { id, res } => format!("{} ready(): {res}", fmt_id(*id)),
         Ev::Recv {
             id,
             from,

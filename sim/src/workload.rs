@@ -4,6 +4,7 @@
 //! oracle in [`crate::state::State`].
 #![allow(clippy::disallowed_methods)] // the workload paces itself with tokio's (virtual) timers
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use laxnet::{
@@ -119,7 +120,7 @@ pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Resul
     }
     loop {
         tokio::time::sleep(tick).await;
-        let connects = {
+        let (connects, waits) = {
             let mut st = lock(&shared);
             if st.now_us >= st.sc.duration_ms * 1000 {
                 break;
@@ -128,6 +129,9 @@ pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Resul
         };
         for (addr, abort) in connects {
             tokio::spawn(connect(shared.clone(), h, svc.clone(), addr, abort, proto));
+        }
+        for (inc, sref) in waits {
+            tokio::spawn(wait_room(shared.clone(), h, inc, sref));
         }
     }
     drain(&shared, h, &svc).await;
@@ -200,6 +204,9 @@ fn on_session(shared: &Shared, h: u16, ev: &SessionEvent) {
                     closer,
                     burst_close,
                     mute,
+                    waiting: false,
+                    room_since_us: None,
+                    lost_reported: false,
                 },
             );
             if on_open {
@@ -237,8 +244,68 @@ fn on_message(shared: &Shared, h: u16, session: &SessionRef, body: &Body) {
     }
 }
 
-/// One pass of host `h`'s workload loop. Returns the connects to start.
-fn step(st: &mut State, h: u16) -> Vec<(String, Option<Duration>)> {
+/// A bulk sender's back-pressure: after `QueueFull` the session waits in `ready()` (sending
+/// nothing meanwhile, see `step`) until there is room or the session ends. The oracle counts
+/// the waiters: every one must have its answer once the host drained.
+async fn wait_room(shared: Shared, h: u16, inc: u16, sref: SessionRef) {
+    let res = sref.ready().await;
+    lock(&shared).on_ready(h, inc, sref.id().get(), res);
+}
+
+/// The oracle's side of `ready()`: a session whose queue (queued + in flight, as
+/// `Service::sessions` reports it) is at or below the low-water mark (half the send-queue
+/// limit) must not still be waiting two workload ticks later: the write that got it there
+/// notified the waiter, which then runs at the host's next turn. A lost wake-up shows here.
+fn check_waiters(st: &mut State, h: u16) {
+    let host = &st.hosts[h as usize];
+    if host.waiters == 0 {
+        return;
+    }
+    let Some(svc) = host.svc.clone() else {
+        return;
+    };
+    let low_water = st.sc.side(h).service.send_queue_limit / 2;
+    let tick_us = st.sc.workload.tick_ms * 1000;
+    let now = st.now_us;
+    let queued: BTreeMap<u32, usize> = svc
+        .sessions()
+        .into_iter()
+        .map(|i| (i.id.get(), i.queued))
+        .collect();
+    let mut lost = Vec::new();
+    for (id, l) in st.hosts[h as usize].live.iter_mut() {
+        if !l.waiting {
+            continue;
+        }
+        match queued.get(id) {
+            Some(&q) if q <= low_water => {
+                let since = *l.room_since_us.get_or_insert(now);
+                if now.saturating_sub(since) >= 2 * tick_us && !l.lost_reported {
+                    l.lost_reported = true;
+                    lost.push((*id, l.sess, q));
+                }
+            }
+            _ => l.room_since_us = None,
+        }
+    }
+    for (id, sess, q) in lost {
+        st.violation(
+            Some(h),
+            Some(sess),
+            format!(
+                "a task still waits in ready() on {} although its queue has been at {q} <= {low_water} bytes for two ticks (lost wake-up)",
+                crate::state::fmt_id(id)
+            ),
+        );
+    }
+}
+
+/// Connects to start and `ready()` waiters to spawn (incarnation, session).
+type StepOut = (Vec<(String, Option<Duration>)>, Vec<(u16, SessionRef)>);
+
+/// One pass of host `h`'s workload loop. Returns the connects to start and the sessions
+/// whose sends met `QueueFull`, to wait in `ready()`.
+fn step(st: &mut State, h: u16) -> StepOut {
     let now = st.now_us;
     let w = st.sc.workload.clone();
     let servers = st.sc.hosts.servers;
@@ -263,6 +330,9 @@ fn step(st: &mut State, h: u16) -> Vec<(String, Option<Duration>)> {
         });
         connects.push((format!("server{target}:{PORT}"), abort));
     }
+    let mut waits = Vec::new();
+    check_waiters(st, h);
+    let host = &mut st.hosts[h as usize];
     let ids: Vec<u32> = host.live.keys().copied().collect();
     for id in ids {
         let host = &mut st.hosts[h as usize];
@@ -270,7 +340,7 @@ fn step(st: &mut State, h: u16) -> Vec<(String, Option<Duration>)> {
             continue;
         };
         let sref = l.sref.clone();
-        if now >= l.next_send_us && !l.mute {
+        if now >= l.next_send_us && !l.mute && !l.waiting {
             let gap = if host.server {
                 w.server_push_gap_ms
             } else {
@@ -281,7 +351,17 @@ fn step(st: &mut State, h: u16) -> Vec<(String, Option<Duration>)> {
                 None => u64::MAX,
             };
             let n = host.rng.range(w.burst[0], w.burst[1]);
+            st.full_hit = false;
             st.send_burst(h, &sref, n, 0);
+            if std::mem::take(&mut st.full_hit) {
+                let host = &mut st.hosts[h as usize];
+                if let Some(l) = host.live.get_mut(&id) {
+                    l.waiting = true;
+                    l.room_since_us = None;
+                    host.waiters += 1;
+                    waits.push((host.inc, sref.clone()));
+                }
+            }
         }
         let host = &mut st.hosts[h as usize];
         let Some(l) = host.live.get_mut(&id) else {
@@ -301,7 +381,7 @@ fn step(st: &mut State, h: u16) -> Vec<(String, Option<Duration>)> {
             st.close(h, id, closer);
         }
     }
-    connects
+    (connects, waits)
 }
 
 async fn connect(
@@ -375,7 +455,17 @@ async fn drain(shared: &Shared, h: u16, svc: &Service) {
         Duration::from_millis(st.sc.drain_ms.saturating_sub(200).max(100))
     };
     let finished = tokio::time::timeout(budget, svc.shutdown()).await.is_ok();
+    // Let the tasks that the shutdown woke in `ready()` record their answers.
+    tokio::time::sleep(Duration::from_millis(1)).await;
     let mut st = lock(shared);
+    let waiters = st.hosts[h as usize].waiters;
+    if finished && waiters != 0 {
+        st.violation(
+            Some(h),
+            None,
+            format!("{waiters} tasks are still waiting in ready() after the service shut down"),
+        );
+    }
     st.probe(h);
     let status = svc.status();
     if !finished {
