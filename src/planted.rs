@@ -22,17 +22,21 @@ pub enum Bug {
     LeakSlot,
     /// `send` skips the heartbeat check.
     HeartbeatIgnored,
+    /// The session task never wakes the senders waiting in `SessionRef::ready` when it has
+    /// written enough (they wake only when the session closes).
+    LostReadyWakeup,
 }
 
 impl Bug {
     /// Every planted bug, with its command-line name.
-    pub const ALL: [(Bug, &'static str); 6] = [
+    pub const ALL: [(Bug, &'static str); 7] = [
         (Bug::NoFlushOnClose, "no-flush-on-close"),
         (Bug::DoubleClosed, "double-closed"),
         (Bug::DeliverAfterClose, "deliver-after-close"),
         (Bug::NoGenerationBump, "no-generation-bump"),
         (Bug::LeakSlot, "leak-slot"),
         (Bug::HeartbeatIgnored, "heartbeat-ignored"),
+        (Bug::LostReadyWakeup, "lost-ready-wakeup"),
     ];
 
     /// The command-line name.

@@ -17,7 +17,7 @@ fn scenario(name: &str) -> Arc<Scenario> {
 }
 
 /// Each bug with a scenario meant to catch it and what the report must say.
-const CASES: [(&str, &str, &str); 6] = [
+const CASES: [(&str, &str, &str); 7] = [
     ("no-flush-on-close", "steady-echo", "lost messages"),
     ("double-closed", "steady-echo", "Closed published 2 times"),
     ("deliver-after-close", "close-races", "after its Closed"),
@@ -32,6 +32,7 @@ const CASES: [(&str, &str, &str); 6] = [
         "partition-heartbeat",
         "past the heartbeat timeout",
     ),
+    ("lost-ready-wakeup", "slow-consumer", "lost wake-up"),
 ];
 
 #[test]

@@ -116,6 +116,10 @@ impl SessionShared {
     pub(crate) fn wrote(&self, in_flight: usize) {
         // Pairs with the store in `ready` (store, then load on both sides, all SeqCst): either
         // the driver sees `want_room` or the sender sees the lower `in_flight`.
+        #[cfg(feature = "planted-bugs")]
+        if crate::planted::is(&self.core.config, crate::planted::Bug::LostReadyWakeup) {
+            return;
+        }
         if in_flight <= self.low_water() && self.want_room.load(SeqCst) {
             self.want_room.store(false, SeqCst);
             self.room.notify_waiters();
