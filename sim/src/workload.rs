@@ -1,7 +1,9 @@
 //! The programs the simulated hosts run: servers accept and answer, clients connect, send and
 //! close, both sides close in all the ways the scenario asks for, keep refs after close and
-//! probe them, and at the end drain and check quiescence. Every observation goes to the
-//! oracle in [`crate::state::State`].
+//! probe them, and at the end drain and check quiescence. A session whose burst meets
+//! `QueueFull` waits in `SessionRef::ready()` before it sends again, and the oracle checks
+//! those waiters (no lost wake-up, none left after the shutdown). Every observation goes to
+//! the oracle in [`crate::state::State`].
 #![allow(clippy::disallowed_methods)] // the workload paces itself with tokio's (virtual) timers
 
 use std::collections::BTreeMap;
