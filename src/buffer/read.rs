@@ -141,8 +141,9 @@ impl ReadBuffer {
     /// The writable tail after the live bytes, at least `min` bytes long — and never empty, even
     /// for `min == 0`, so a read into it that returns 0 always means end of stream.
     ///
-    /// Takes a block of the current read size on first use (and, while the buffer is empty,
-    /// trades a smaller block for one of that size); if the tail is too short, first moves the
+    /// Takes a block of the current read size on first use (and, while the buffer holds at
+    /// most an initial block's worth of bytes, trades a smaller block for one of that size,
+    /// copying those bytes); if the tail is too short, first moves the
     /// live bytes to the front of the block, and if that is not enough either, moves them into a
     /// block of the next class that fits `len() + min`. Returns the whole tail, which may be
     /// longer than `min`.
