@@ -19,7 +19,7 @@ step "tests (library, integration suite on tokio and turmoil, doctests)"
 cargo test --workspace --features laxnet/sim
 
 step "docs (warnings are errors)"
-RUSTDOCFLAGS="-D warnings --cfg tokio_unstable" cargo doc --workspace --no-deps --features laxnet/sim
+RUSTDOCFLAGS="-D warnings --cfg tokio_unstable" cargo doc --workspace --no-deps --features laxnet/sim,laxnet/bench-internals
 
 if [ -x ci/sim.sh ]; then
   step "simulation suite"

@@ -41,7 +41,7 @@ use std::fmt;
 
 use super::pool::{Block, BufferPool};
 
-/// Received bytes not yet parsed, held in one pooled [`Block`] (see the module docs).
+/// Received bytes not yet parsed, held in one pooled `Block` (see the module docs).
 ///
 /// Live bytes are `block[start..end]`; `block[end..]` is the spare tail reads go into.
 pub struct ReadBuffer {

@@ -4,7 +4,7 @@
 //! handle. Two backends implement it:
 //!
 //! - [`TokioRuntime`]: real TCP sockets (with `TCP_NODELAY`) and Tokio's clock;
-//! - [`TurmoilRuntime`] (feature `sim`): turmoil's simulated TCP, on the simulated host's
+//! - `TurmoilRuntime` (feature `sim`): turmoil's simulated TCP, on the simulated host's
 //!   virtual clock.
 //!
 //! Only the files in this directory may name `tokio::net`, `tokio::time`, `std::time::Instant`
