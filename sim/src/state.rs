@@ -5,8 +5,9 @@
 //! Everything sits behind one mutex. The simulation is single-threaded, so it is never
 //! contended; the rule is only that nobody holds it across an `.await` or while calling into
 //! the simulator (a crash runs library drop code that publishes `Closed` events, which lock it).
-//! Library calls made under the lock (`send`, `close`, `acquire`, `status`) never call back
-//! into subscribers synchronously.
+//! Library calls made under the lock (`send`, `close`, `acquire`, `status`, `sessions`) never
+//! call back into subscribers synchronously; `ready()` is only awaited outside it, in a task of
+//! its own (`workload::wait_room`).
 //!
 //! # Ciphertext faults ("bits-hpke")
 //!
