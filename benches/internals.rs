@@ -329,18 +329,22 @@ fn record(c: &mut Criterion) {
 /// * `raw_hpke_pair` = setup_sender (1 DH + 2 base mults) + setup_receiver (1 DH + 1 base
 ///   mult) = **5 X25519 operations** (2 DH + 3 base-point multiplications; only one of the
 ///   three base mults is essential, the ephemeral key generation).
-/// * `laxnet_pure` = `client_hello`: ephemeral key `KeyPair::from_seed` (1 base mult) + HPKE
-///   setup_sender to the server's static key (1 DH + 2 base mults) = 4; `server_respond`:
-///   setup_receiver with the static key (1 DH + 1 base mult) + setup_sender to the client's
-///   ephemeral key (1 DH + 2 base mults) = 5; `client_finish`: setup_receiver with the
-///   ephemeral key (1 DH + 1 base mult) = 2; `server_finish`: 0. **11 X25519 operations**
-///   (4 DH + 7 base-point multiplications; client 6, server 5). The essential ones are 4 DH
-///   + 3 key generations = 7; the other 4 recompute public keys that are already known.
-/// * `laxnet_pure_client_auth`: 13 (one more DH on each side).
+/// * `laxnet_pure` (laxnet's own DHKEM, RFC 9180 §4.1, no recomputed public keys):
+///   `client_hello`: ephemeral key (1 base mult) + encapsulation to the server's static key
+///   (1 DH) = 2; `server_respond`: decapsulation (1 DH) + ephemeral key (1 base mult) +
+///   encapsulation to the client's ephemeral key (1 DH) = 3; `client_finish`: decapsulation
+///   (1 DH) = 1; `server_finish`: 0. **6 X25519 operations** (4 DH + 2 base-point
+///   multiplications, 3 per side): the minimum for server authentication (one DH with the
+///   static key on each side) plus forward secrecy (one ephemeral-ephemeral DH on each side).
+///   Until 2026-11-26 (hpke's `setup_sender`/`setup_receiver` twice, a separate client
+///   ephemeral) it was 11 (4 DH + 7 base mults).
+/// * `laxnet_pure_client_auth`: 8 (one more DH on each side).
 ///
 /// laxnet turns on x25519-dalek's `precomputed-tables` (hpke depends on it without default
 /// features), so a base-point multiplication is a table lookup (`x25519_sk_to_pk` ≈ 15 µs on
-/// the project VM, ≈ 27 µs without the tables); a DH is the Montgomery ladder (≈ 50 µs).
+/// the project VM, ≈ 27 µs without the tables); a DH is the Montgomery ladder (`x25519_dh`
+/// ≈ 50 µs). Because the DH dominates, 4 DH against the raw pair's 2 bound the pure
+/// handshake to about (3 × 15 + 2 × 50) / (2 × 15 + 4 × 50) ≈ 63 % of the raw pair's rate.
 fn handshake(c: &mut Criterion) {
     let mut g = c.benchmark_group("handshake");
     g.throughput(Throughput::Elements(1));
@@ -435,6 +439,12 @@ fn handshake(c: &mut Criterion) {
     });
     g.bench_function("x25519_sk_to_pk", |b| {
         b.iter(|| black_box(K::sk_to_pk(black_box(&sk_r))))
+    });
+    let secret = x25519_dalek::StaticSecret::random_from_rng(&mut rng);
+    let peer =
+        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::random_from_rng(&mut rng));
+    g.bench_function("x25519_dh", |b| {
+        b.iter(|| black_box(black_box(&secret).diffie_hellman(black_box(&peer))))
     });
     g.finish();
 }

@@ -86,8 +86,9 @@ async fn main() -> Result<(), Error> {
         on_wire.len()
     );
 
-    // 3. A tampered record: the relay flips one bit after the handshake.
-    let (relay_addr, _) = relay(addr.clone(), Some(136 + 10)).await?;
+    // 3. A tampered record: the relay flips one bit after the handshake (the client's 72-byte
+    // hello and 32-byte finished tag).
+    let (relay_addr, _) = relay(addr.clone(), Some(72 + 32 + 10)).await?;
     let tampered = client.connect(&relay_addr, BITS_HPKE).await?;
     tampered.send(&Secret {
         text: "pay 100 to alice".into(),

@@ -230,7 +230,8 @@ async fn relay(
     (addr, recorded)
 }
 
-const HELLO_AND_FINISHED: usize = 104 + 32;
+/// What the client writes before its records: ClientHello (no client key) and ClientFinished.
+const HELLO_AND_FINISHED: usize = 72 + 32;
 
 #[tokio::test]
 async fn flipped_bit_closes_with_crypto_reason_and_delivers_nothing_after() {

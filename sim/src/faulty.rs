@@ -39,7 +39,7 @@ pub mod hs {
     //! used, so the ClientHello has its short form.
 
     /// ClientHello without a client key.
-    pub const CLIENT_HELLO: u64 = 104;
+    pub const CLIENT_HELLO: u64 = 72;
     /// ServerHello.
     pub const SERVER_HELLO: u64 = 104;
     /// ClientFinished.

@@ -69,7 +69,7 @@ pub struct DerivedKeys {
 /// The whole handshake as pure functions, no socket: `client_hello` → `server_respond` →
 /// `client_finish` → `server_finish`. Returns the keys each side derived (client, server).
 ///
-/// `client_identity` turns on client authentication (HPKE `Auth` mode); the server then
+/// `client_identity` turns on client authentication (RFC 9180 `AuthEncap`); the server then
 /// allows exactly that key.
 pub fn pure_handshake(
     client_rng: &mut impl CryptoRng,

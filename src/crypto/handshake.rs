@@ -2,46 +2,53 @@
 //!
 //! ```text
 //! client                                                     server
-//!   ClientHello  magic "LXN1" | cipher | flags | 0 0 | client_random[32]
-//!                | enc1[32] | eph_pk[32] | (client_pk[32] if flags&1)      -->
+//!   ClientHello  magic "LXN2" | cipher | flags | 0 0 | client_random[32]
+//!                | enc_c[32] | (client_pk[32] if flags&1)                  -->
 //!                                  <--  ServerHello  magic | 0 0 0 0 | server_random[32]
-//!                                                    | enc2[32] | server_finished[32]
+//!                                                    | enc_s[32] | server_finished[32]
 //!   ClientFinished  client_finished[32]                                  -->
 //! ```
 //!
-//! - `enc1`: HPKE (X25519-HKDF-SHA256, export-only) to the server's static key, in `Auth`
-//!   mode with the client's static key when client authentication is on. Its exporter gives
-//!   `E1`: only the server-key holder (and, in `Auth` mode, the client-key holder) can compute it.
-//! - `enc2`: HPKE from the server to the client's fresh ephemeral key `eph_pk`; exporter `E2`
-//!   needs the ephemeral secret, which both sides drop after the handshake (forward secrecy).
+//! Both key exchanges are RFC 9180 DHKEM(X25519, HKDF-SHA256) encapsulations (§4.1, checked
+//! against the `hpke` crate's in the tests):
+//!
+//! - `enc_c`: the client's ephemeral public key, encapsulating `K1` to the server's static
+//!   key (`AuthEncap` with the client's static key when client authentication is on). Only
+//!   the server-key holder (and, with `Auth`, the client-key holder) can compute `K1`.
+//! - `enc_s`: the server's ephemeral public key, encapsulating `K2` to `enc_c`. `K2` needs one
+//!   of the two ephemeral secrets, which both sides drop after the handshake (forward secrecy).
 //! - Keys: `HKDF-SHA256(salt = SHA-256(ClientHello ‖ ServerHello without its finished tag),
-//!   ikm = E1 ‖ E2)`, expanded to a key and nonce per direction, and the two finished tags.
+//!   ikm = K1 ‖ K2)`, expanded to a key and nonce per direction, and the two finished tags.
 //!   Both randoms sit in the transcript, so a replayed ClientHello meets a fresh
-//!   `server_random` and yields different keys: its recorded records fail to authenticate.
+//!   `server_random` (and `enc_s`) and yields different keys: its recorded records fail to
+//!   authenticate.
+//!
+//! The client's ephemeral key serves both exchanges (as in Noise `NK`), and no side recomputes
+//! a public key it already knows, so a handshake costs the minimum for server authentication
+//! plus forward secrecy: per side one base-point multiplication and two Diffie-Hellman
+//! operations (three with client authentication).
 
-use hkdf::Hkdf;
-use hpke::aead::ExportOnlyAead;
-use hpke::kdf::HkdfSha256;
-use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
+use hkdf::{Hkdf, HkdfExtract};
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
+use x25519_dalek::{PublicKey as X25519Public, StaticSecret};
 
-use super::keys::{Kem, KemPublicKey, KeyPair, PublicKey};
+use super::keys::{KeyPair, PublicKey};
 use super::{Cipher, HandshakeError};
 
-pub(crate) const MAGIC: [u8; 4] = *b"LXN1";
+pub(crate) const MAGIC: [u8; 4] = *b"LXN2";
 /// Bytes of the ClientHello header (magic, cipher, flags, reserved).
 pub(crate) const CH_HEADER: usize = 8;
-const CH_BASE: usize = CH_HEADER + 32 * 3;
+const CH_BASE: usize = CH_HEADER + 32 * 2;
 /// The largest ClientHello (with a client key).
 pub(crate) const CH_MAX: usize = CH_BASE + 32;
 /// Bytes of the ServerHello.
 pub(crate) const SH_LEN: usize = 8 + 32 * 3;
+/// Bytes of the ServerHello without its finished tag.
+const SH_CORE: usize = SH_LEN - 32;
 /// Bytes of the ClientFinished.
 pub(crate) const CF_LEN: usize = 32;
 const FLAG_CLIENT_AUTH: u8 = 1;
-
-type Enc = <Kem as hpke::Kem>::EncappedKey;
 
 /// Key material for both directions, derived by both sides.
 pub(crate) struct SessionKeys {
@@ -76,8 +83,9 @@ pub(crate) fn client_hello_len(header: &[u8; CH_HEADER]) -> Result<usize, Handsh
 pub(crate) struct ClientPending {
     hello: [u8; CH_MAX],
     hello_len: usize,
-    e1: [u8; 32],
-    eph: KeyPair,
+    k1: [u8; 32],
+    /// The ephemeral secret (zeroed on drop).
+    eph: StaticSecret,
     cipher: Cipher,
 }
 
@@ -88,11 +96,6 @@ pub(crate) fn client_hello(
     server: &PublicKey,
     identity: Option<&KeyPair>,
 ) -> Result<(ClientPending, Vec<u8>), HandshakeError> {
-    let mut client_random = [0u8; 32];
-    rng.fill_bytes(&mut client_random);
-    let mut eph_seed = [0u8; 32];
-    rng.fill_bytes(&mut eph_seed);
-    let eph = KeyPair::from_seed(&eph_seed);
     let mut hello = [0u8; CH_MAX];
     hello[..4].copy_from_slice(&MAGIC);
     hello[4] = cipher.code();
@@ -101,27 +104,14 @@ pub(crate) fn client_hello(
     } else {
         0
     };
-    hello[8..40].copy_from_slice(&client_random);
-    let info = hs_info(&hello[..CH_HEADER], &client_random);
-    let mode = match identity {
-        Some(id) => OpModeS::Auth((id.secret.clone(), id.public.kem())),
-        None => OpModeS::Base,
-    };
-    let (enc, ctx) = hpke::setup_sender_with_rng::<ExportOnlyAead, HkdfSha256, Kem>(
-        &mode,
-        &server.kem(),
-        &info,
-        rng,
-    )
-    .map_err(|_| HandshakeError::Malformed)?;
-    let mut e1 = [0u8; 32];
-    ctx.export(b"laxnet/v1 e1", &mut e1)
-        .map_err(|_| HandshakeError::Malformed)?;
-    hello[40..72].copy_from_slice(&enc.to_bytes());
-    hello[72..104].copy_from_slice(&eph.public.0);
+    rng.fill_bytes(&mut hello[8..40]);
+    let eph = StaticSecret::random_from_rng(rng);
+    let enc = X25519Public::from(&eph).to_bytes();
+    let k1 = encap(&eph, &enc, &server.0, identity)?;
+    hello[40..72].copy_from_slice(&enc);
     let len = match identity {
         Some(id) => {
-            hello[104..136].copy_from_slice(&id.public.0);
+            hello[72..104].copy_from_slice(&id.public.0);
             CH_MAX
         }
         None => CH_BASE,
@@ -131,7 +121,7 @@ pub(crate) fn client_hello(
         ClientPending {
             hello,
             hello_len: len,
-            e1,
+            k1,
             eph,
             cipher,
         },
@@ -145,10 +135,8 @@ pub(crate) struct ServerPending {
 }
 
 /// Answers a ClientHello. Rejects an unknown client key before any Diffie-Hellman.
-/// Work per call is fixed: five X25519 operations (six with client authentication) and a few
-/// hashes: two DH (three in `Auth` mode) for the HPKE receive and send, plus three base-point
-/// multiplications, two of them hpke 0.15 recomputing public keys (`decap` and `encap` call
-/// `sk_to_pk`).
+/// Work per call is fixed: one base-point multiplication (the server's ephemeral key), two
+/// Diffie-Hellman operations (three with client authentication) and a few hashes.
 pub(crate) fn server_respond(
     rng: &mut impl CryptoRng,
     identity: &KeyPair,
@@ -162,7 +150,7 @@ pub(crate) fn server_respond(
     let cipher = Cipher::from_code(hello[4]).ok_or(HandshakeError::Malformed)?;
     let client_key = match hello.len() {
         CH_MAX => Some(
-            PublicKey::from_bytes(hello[104..136].try_into().expect("32 bytes"))
+            PublicKey::from_bytes(hello[72..104].try_into().expect("32 bytes"))
                 .map_err(|_| HandshakeError::Malformed)?,
         ),
         _ => None,
@@ -172,43 +160,24 @@ pub(crate) fn server_respond(
         (Some(_), _) => return Err(HandshakeError::UnknownClientKey),
         (None, _) => {}
     }
-    let client_random = &hello[8..40];
-    let enc1 = Enc::from_bytes(&hello[40..72]).map_err(|_| HandshakeError::Malformed)?;
-    let eph_pk =
-        KemPublicKey::from_bytes(&hello[72..104]).map_err(|_| HandshakeError::Malformed)?;
-    let info = hs_info(&hello[..CH_HEADER], client_random);
-    let mode = match client_key {
-        Some(k) => OpModeR::Auth(k.kem()),
-        None => OpModeR::Base,
-    };
-    let ctx1 = hpke::setup_receiver::<ExportOnlyAead, HkdfSha256, Kem>(
-        &mode,
+    let enc_c: [u8; 32] = hello[40..72].try_into().expect("32 bytes");
+    let k1 = decap(
         &identity.secret,
-        &enc1,
-        &info,
-    )
-    .map_err(|_| HandshakeError::Malformed)?;
-    let mut e1 = [0u8; 32];
-    ctx1.export(b"laxnet/v1 e1", &mut e1)
-        .map_err(|_| HandshakeError::Malformed)?;
+        &identity.public.0,
+        &enc_c,
+        client_key.as_ref(),
+    )?;
 
     let mut sh = [0u8; SH_LEN];
     sh[..4].copy_from_slice(&MAGIC);
     rng.fill_bytes(&mut sh[8..40]);
-    let info2 = eph_info(&sh[8..40]);
-    let (enc2, ctx2) = hpke::setup_sender_with_rng::<ExportOnlyAead, HkdfSha256, Kem>(
-        &OpModeS::Base,
-        &eph_pk,
-        &info2,
-        rng,
-    )
-    .map_err(|_| HandshakeError::Malformed)?;
-    let mut e2 = [0u8; 32];
-    ctx2.export(b"laxnet/v1 e2", &mut e2)
-        .map_err(|_| HandshakeError::Malformed)?;
-    sh[40..72].copy_from_slice(&enc2.to_bytes());
-    let schedule = schedule(cipher, hello, &sh[..72], &e1, &e2);
-    sh[72..104].copy_from_slice(&schedule.server_finished);
+    let eph = StaticSecret::random_from_rng(rng);
+    let enc_s = X25519Public::from(&eph).to_bytes();
+    let k2 = encap(&eph, &enc_s, &enc_c, None)?;
+    drop(eph);
+    sh[40..72].copy_from_slice(&enc_s);
+    let schedule = schedule(cipher, hello, &sh[..SH_CORE], &k1, &k2);
+    sh[SH_CORE..].copy_from_slice(&schedule.server_finished);
     Ok((ServerPending { schedule }, sh))
 }
 
@@ -221,26 +190,17 @@ pub(crate) fn client_finish(
     if sh[..4] != MAGIC || sh[4..8] != [0; 4] {
         return Err(HandshakeError::Malformed);
     }
-    let enc2 = Enc::from_bytes(&sh[40..72]).map_err(|_| HandshakeError::Malformed)?;
-    let info2 = eph_info(&sh[8..40]);
-    let ctx2 = hpke::setup_receiver::<ExportOnlyAead, HkdfSha256, Kem>(
-        &OpModeR::Base,
-        &pending.eph.secret,
-        &enc2,
-        &info2,
-    )
-    .map_err(|_| HandshakeError::Malformed)?;
-    let mut e2 = [0u8; 32];
-    ctx2.export(b"laxnet/v1 e2", &mut e2)
-        .map_err(|_| HandshakeError::Malformed)?;
+    let enc_s: [u8; 32] = sh[40..72].try_into().expect("32 bytes");
+    let enc_c: &[u8; 32] = pending.hello[40..72].try_into().expect("32 bytes");
+    let k2 = decap(&pending.eph, enc_c, &enc_s, None)?;
     let s = schedule(
         pending.cipher,
         &pending.hello[..pending.hello_len],
-        &sh[..72],
-        &pending.e1,
-        &e2,
+        &sh[..SH_CORE],
+        &pending.k1,
+        &k2,
     );
-    if !ct_eq(&s.server_finished, &sh[72..104]) {
+    if !ct_eq(&s.server_finished, &sh[SH_CORE..]) {
         return Err(HandshakeError::ServerNotAuthenticated);
     }
     Ok((s.keys, s.client_finished))
@@ -258,26 +218,99 @@ pub(crate) fn server_finish(
     Ok(pending.schedule.keys)
 }
 
-fn hs_info(header: &[u8], client_random: &[u8]) -> Vec<u8> {
-    [b"laxnet/v1 hs".as_slice(), header, client_random].concat()
+/// RFC 9180 `Encap` (or `AuthEncap` with `sender`) to `recipient` with the ephemeral secret
+/// `eph` whose public key `enc` the caller already has: one DH (two with `sender`).
+fn encap(
+    eph: &StaticSecret,
+    enc: &[u8; 32],
+    recipient: &[u8; 32],
+    sender: Option<&KeyPair>,
+) -> Result<[u8; 32], HandshakeError> {
+    let pk_r = X25519Public::from(*recipient);
+    Ok(match sender {
+        Some(s) => dhkem_secret(
+            &[dh(eph, &pk_r)?, dh(&s.secret, &pk_r)?],
+            &[enc, recipient, &s.public.0],
+        ),
+        None => dhkem_secret(&[dh(eph, &pk_r)?], &[enc, recipient]),
+    })
 }
 
-fn eph_info(server_random: &[u8]) -> Vec<u8> {
-    [b"laxnet/v1 eph".as_slice(), server_random].concat()
+/// RFC 9180 `Decap` (or `AuthDecap` with `sender`) of `enc` by the holder of `secret`, whose
+/// public key `own` the caller already has: one DH (two with `sender`).
+fn decap(
+    secret: &StaticSecret,
+    own: &[u8; 32],
+    enc: &[u8; 32],
+    sender: Option<&PublicKey>,
+) -> Result<[u8; 32], HandshakeError> {
+    let pk_e = X25519Public::from(*enc);
+    Ok(match sender {
+        Some(s) => dhkem_secret(
+            &[dh(secret, &pk_e)?, dh(secret, &s.x25519())?],
+            &[enc, own, &s.0],
+        ),
+        None => dhkem_secret(&[dh(secret, &pk_e)?], &[enc, own]),
+    })
+}
+
+/// X25519, refusing an all-zero result (a low-order point from the peer), as RFC 9180 requires.
+fn dh(secret: &StaticSecret, public: &X25519Public) -> Result<[u8; 32], HandshakeError> {
+    let shared = secret.diffie_hellman(public);
+    if shared.was_contributory() {
+        Ok(shared.to_bytes())
+    } else {
+        Err(HandshakeError::Malformed)
+    }
+}
+
+/// RFC 9180 §4.1 `ExtractAndExpand(dh, kem_context)` for DHKEM(X25519, HKDF-SHA256), with
+/// `dh` and `kem_context` given as the parts they concatenate.
+fn dhkem_secret(dh: &[[u8; 32]], kem_context: &[&[u8]]) -> [u8; 32] {
+    const SUITE_ID: &[u8] = b"KEM\x00\x20";
+    let mut extract = HkdfExtract::<Sha256>::new(Some(&[][..]));
+    for part in [b"HPKE-v1".as_slice(), SUITE_ID, b"eae_prk"] {
+        extract.input_ikm(part);
+    }
+    for part in dh {
+        extract.input_ikm(part);
+    }
+    let (_, prk) = extract.finalize();
+    // I2OSP(32, 2) ‖ "HPKE-v1" ‖ suite_id ‖ "shared_secret" ‖ kem_context (at most 3 keys).
+    let mut info: [&[u8]; 7] = [
+        &[0, 32],
+        b"HPKE-v1",
+        SUITE_ID,
+        b"shared_secret",
+        &[],
+        &[],
+        &[],
+    ];
+    assert!(
+        kem_context.len() <= 3,
+        "a kem_context has at most three keys"
+    );
+    for (slot, part) in info[4..].iter_mut().zip(kem_context) {
+        *slot = part;
+    }
+    let mut out = [0u8; 32];
+    prk.expand_multi_info(&info, &mut out)
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+    out
 }
 
 fn schedule(
     cipher: Cipher,
     hello: &[u8],
     sh_core: &[u8],
-    e1: &[u8; 32],
-    e2: &[u8; 32],
+    k1: &[u8; 32],
+    k2: &[u8; 32],
 ) -> Schedule {
     let th = Sha256::new()
         .chain_update(hello)
         .chain_update(sh_core)
         .finalize();
-    let ikm = [e1.as_slice(), e2.as_slice()].concat();
+    let ikm = [k1.as_slice(), k2.as_slice()].concat();
     let hk = Hkdf::<Sha256>::new(Some(&th), &ikm);
     let expand32 = |label: &[u8]| {
         let mut out = [0u8; 32];
@@ -294,13 +327,13 @@ fn schedule(
     Schedule {
         keys: SessionKeys {
             cipher,
-            c2s_key: expand32(b"laxnet/v1 c2s key"),
-            c2s_nonce: expand12(b"laxnet/v1 c2s nonce"),
-            s2c_key: expand32(b"laxnet/v1 s2c key"),
-            s2c_nonce: expand12(b"laxnet/v1 s2c nonce"),
+            c2s_key: expand32(b"laxnet/v2 c2s key"),
+            c2s_nonce: expand12(b"laxnet/v2 c2s nonce"),
+            s2c_key: expand32(b"laxnet/v2 s2c key"),
+            s2c_nonce: expand12(b"laxnet/v2 s2c nonce"),
         },
-        server_finished: expand32(b"laxnet/v1 server finished"),
-        client_finished: expand32(b"laxnet/v1 client finished"),
+        server_finished: expand32(b"laxnet/v2 server finished"),
+        client_finished: expand32(b"laxnet/v2 client finished"),
     }
 }
 
@@ -312,6 +345,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hpke::{Deserializable, Serializable};
     use rand_chacha::ChaCha20Rng;
     use rand_core::{Rng, SeedableRng};
 
@@ -412,7 +446,7 @@ mod tests {
     fn garbage_hellos_are_rejected_cheaply() {
         let server = KeyPair::from_seed(&[1; 32]);
         let mut rng = ChaCha20Rng::seed_from_u64(9);
-        for len in [0, 7, 8, 103, 104, 105, 136, 200] {
+        for len in [0, 7, 8, 71, 72, 73, 103, 104, 105, 136, 200] {
             let mut junk = vec![0u8; len];
             rng.fill_bytes(&mut junk);
             assert!(server_respond(&mut rng, &server, None, &junk).is_err());
@@ -421,6 +455,107 @@ mod tests {
         bad[..4].copy_from_slice(&MAGIC);
         bad[4] = 0x77;
         assert!(client_hello_len(&bad).is_err());
+    }
+
+    fn hex32(s: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+        }
+        out
+    }
+
+    fn hpke_secret(k: &KeyPair) -> super::super::keys::SecretKey {
+        super::super::keys::SecretKey::from_bytes(&k.secret_bytes()).unwrap()
+    }
+
+    fn hpke_public(k: &PublicKey) -> super::super::keys::KemPublicKey {
+        super::super::keys::KemPublicKey::from_bytes(&k.0).unwrap()
+    }
+
+    #[test]
+    fn dhkem_matches_rfc_9180_appendix_a_1_1() {
+        // DHKEM(X25519, HKDF-SHA256), Base mode: skEm, pkRm, skRm, enc, shared_secret.
+        let sk_e = StaticSecret::from(hex32(
+            "52c4a758a802cd8b936eceea314432798d5baf2d7e9235dc084ab1b9cfa2f736",
+        ));
+        let pk_r = hex32("3948cfe0ad1ddb695d780e59077195da6c56506b027329794ab02bca80815c4d");
+        let sk_r = StaticSecret::from(hex32(
+            "4612c550263fc8ad58375df3f557aac531d26850903e55a9f23f21d8534e8ac8",
+        ));
+        let enc = hex32("37fda3567bdbd628e88668c3c8d7e97d1d1253b6d4ea6d44c150f741f1bf4431");
+        let shared = hex32("fe0e18c9f024ce43799ae393c7e8fe8fce9d218875e8227b0187c04e7d2ea1fc");
+        assert_eq!(X25519Public::from(&sk_e).to_bytes(), enc);
+        assert_eq!(X25519Public::from(&sk_r).to_bytes(), pk_r);
+        assert_eq!(encap(&sk_e, &enc, &pk_r, None).unwrap(), shared);
+        assert_eq!(decap(&sk_r, &pk_r, &enc, None).unwrap(), shared);
+    }
+
+    #[test]
+    fn dhkem_interoperates_with_the_hpke_crate_in_both_modes() {
+        type Enc = <super::super::keys::Kem as hpke::Kem>::EncappedKey;
+        let recipient = KeyPair::from_seed(&[1; 32]);
+        let sender = KeyPair::from_seed(&[3; 32]);
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        for auth in [false, true] {
+            let sender_ours = auth.then_some(&sender);
+            let sender_pk = auth.then(|| sender.public());
+            let sender_hpke = auth.then(|| (hpke_secret(&sender), hpke_public(&sender.public)));
+            for _ in 0..4 {
+                // Our encap, the hpke crate's decap.
+                let eph = StaticSecret::random_from_rng(&mut rng);
+                let enc = X25519Public::from(&eph).to_bytes();
+                let ours = encap(&eph, &enc, &recipient.public.0, sender_ours).unwrap();
+                let theirs = <super::super::keys::Kem as hpke::Kem>::decap(
+                    &hpke_secret(&recipient),
+                    sender_hpke.as_ref().map(|(_, pk)| pk),
+                    &Enc::from_bytes(&enc).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(ours.as_slice(), theirs.0.as_slice(), "auth {auth}");
+                // The hpke crate's encap, our decap.
+                let (theirs, enc) = <super::super::keys::Kem as hpke::Kem>::encap_with_rng(
+                    &hpke_public(&recipient.public),
+                    sender_hpke.as_ref().map(|(sk, pk)| (sk, pk)),
+                    &mut rng,
+                )
+                .unwrap();
+                let enc: [u8; 32] = enc.to_bytes().into();
+                let ours = decap(
+                    &recipient.secret,
+                    &recipient.public.0,
+                    &enc,
+                    sender_pk.as_ref(),
+                )
+                .unwrap();
+                assert_eq!(ours.as_slice(), theirs.0.as_slice(), "auth {auth}");
+            }
+        }
+    }
+
+    #[test]
+    fn low_order_points_are_refused() {
+        let server = KeyPair::from_seed(&[1; 32]);
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        // The identity point (all zeros) and a point of order 8 make every DH output zero.
+        let order8 = hex32("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800");
+        for bad in [[0u8; 32], order8] {
+            let (_, mut ch) =
+                client_hello(&mut rng, Cipher::Aes128Gcm, &server.public(), None).unwrap();
+            ch[40..72].copy_from_slice(&bad);
+            assert!(matches!(
+                server_respond(&mut rng, &server, None, &ch),
+                Err(HandshakeError::Malformed)
+            ));
+            let (cp, ch) =
+                client_hello(&mut rng, Cipher::Aes128Gcm, &server.public(), None).unwrap();
+            let (_, mut sh) = server_respond(&mut rng, &server, None, &ch).unwrap();
+            sh[40..72].copy_from_slice(&bad);
+            assert!(matches!(
+                client_finish(cp, &sh),
+                Err(HandshakeError::Malformed)
+            ));
+        }
     }
 
     #[test]
@@ -461,5 +596,5 @@ mod tests {
         );
     }
 
-    const KAT_HANDSHAKE: &str = "6dcf13f28de8bad8f68002fd22846dfd1ec5821adaa86b00649ccb3ac8c5e807";
+    const KAT_HANDSHAKE: &str = "4be8305c09410771f302c4ea659cedf5fcd671248dcd70c02d75ca241ad2c8b7";
 }

@@ -6,7 +6,10 @@ use std::path::Path;
 
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem as _, Serializable};
+use x25519_dalek::StaticSecret;
 
+/// RFC 9180's DHKEM(X25519, HKDF-SHA256), from the `hpke` crate: derives key pairs from seeds
+/// and is the reference the handshake's own DHKEM is tested against.
 pub(crate) type Kem = X25519HkdfSha256;
 pub(crate) type SecretKey = <Kem as hpke::Kem>::PrivateKey;
 pub(crate) type KemPublicKey = <Kem as hpke::Kem>::PublicKey;
@@ -27,9 +30,9 @@ impl PublicKey {
         Ok(PublicKey(bytes))
     }
 
-    pub(crate) fn kem(&self) -> KemPublicKey {
-        // Validated at construction.
-        KemPublicKey::from_bytes(&self.0).expect("validated public key")
+    /// The key as an X25519 point (every 32-byte string is one).
+    pub(crate) fn x25519(&self) -> x25519_dalek::PublicKey {
+        x25519_dalek::PublicKey::from(self.0)
     }
 }
 
@@ -72,7 +75,8 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 /// `Debug` never prints the secret half.
 #[derive(Clone)]
 pub struct KeyPair {
-    pub(crate) secret: SecretKey,
+    /// Clamped (RFC 7748), as RFC 9180's `DeserializePrivateKey` leaves it.
+    pub(crate) secret: StaticSecret,
     pub(crate) public: PublicKey,
 }
 
@@ -108,9 +112,8 @@ impl KeyPair {
 
     /// The key pair derived from `seed` (deterministic: for tests and simulations).
     pub fn from_seed(seed: &[u8; 32]) -> KeyPair {
-        let (secret, public) = Kem::derive_keypair(seed);
-        let public = PublicKey(public.to_bytes().into());
-        KeyPair { secret, public }
+        let (secret, _) = Kem::derive_keypair(seed);
+        KeyPair::from_kem(&secret)
     }
 
     /// The public half.
@@ -120,14 +123,19 @@ impl KeyPair {
 
     /// The secret key's 32 bytes. Keep them secret.
     pub fn secret_bytes(&self) -> [u8; 32] {
-        self.secret.to_bytes().into()
+        self.secret.to_bytes()
     }
 
     /// A key pair from the secret key's 32 bytes.
     pub fn from_secret_bytes(bytes: [u8; 32]) -> Result<KeyPair, KeyError> {
         let secret = SecretKey::from_bytes(&bytes).map_err(|_| KeyError::Invalid)?;
-        let public = PublicKey(Kem::sk_to_pk(&secret).to_bytes().into());
-        Ok(KeyPair { secret, public })
+        Ok(KeyPair::from_kem(&secret))
+    }
+
+    fn from_kem(secret: &SecretKey) -> KeyPair {
+        let secret = StaticSecret::from(<[u8; 32]>::from(secret.to_bytes()));
+        let public = PublicKey(x25519_dalek::PublicKey::from(&secret).to_bytes());
+        KeyPair { secret, public }
     }
 
     /// Writes the secret key to `path` as hex, readable by the owner only (mode 0600 on Unix).

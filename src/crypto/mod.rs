@@ -11,7 +11,7 @@
 //!   server's finished tag, so an impostor fails `connect` with
 //!   [`HandshakeError::ServerNotAuthenticated`].
 //! - **Optional client authentication.** With [`Encryption::allowed_clients`] set, the client
-//!   must present one of those keys and prove it holds the secret (HPKE `Auth` mode); anyone
+//!   must present one of those keys and prove it holds the secret (RFC 9180 `AuthEncap`); anyone
 //!   else is dropped before any session exists.
 //! - **Confidentiality and integrity** of every byte after the handshake, with an independent
 //!   key and nonce per direction and a 64-bit record counter in every nonce (never reused;
@@ -30,8 +30,8 @@
 //!
 //! - No identity hiding: a client's static public key (with client authentication) is sent in
 //!   the clear.
-//! - No stateless cookie: a flood of handshakes costs the server five X25519 operations each
-//!   (six with client authentication), bounded by [`Encryption::max_handshakes`] concurrent
+//! - No stateless cookie: a flood of handshakes costs the server three X25519 operations each
+//!   (four with client authentication), bounded by [`Encryption::max_handshakes`] concurrent
 //!   attempts and the handshake timeout.
 //! - No key update: a session ends at the record limit instead of rekeying.
 //! - No protection of traffic volume or timing.

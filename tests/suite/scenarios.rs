@@ -1550,18 +1550,19 @@ enum Answer {
     ServerHello,
 }
 
-/// Bytes of a ClientHello without a client key; the ServerHello has the same size.
-const HELLO_LEN: usize = 8 + 32 * 3;
+/// Bytes of a ClientHello without a client key: header, client random, ephemeral key.
+const HELLO_LEN: usize = 8 + 32 * 2;
+/// Bytes of the ServerHello: header, server random, ephemeral key, finished tag.
+const SERVER_HELLO_LEN: usize = 8 + 32 * 3;
 
 /// A ClientHello that passes every check the server can make before the client's finished
 /// tag: known magic and cipher (ChaCha20-Poly1305), no client key, valid X25519 points. Only
 /// a client holding the ephemeral secret could finish it (and the suite never does).
 fn plausible_hello(seed: u8) -> Vec<u8> {
-    let mut h = b"LXN1".to_vec();
+    let mut h = b"LXN2".to_vec();
     h.extend_from_slice(&[1, 0, 0, 0]);
     h.extend_from_slice(&[seed; 32]);
     h.extend_from_slice(&KeyPair::from_seed(&[seed; 32]).public().to_bytes());
-    h.extend_from_slice(&KeyPair::from_seed(&[!seed; 32]).public().to_bytes());
     assert_eq!(h.len(), HELLO_LEN);
     h
 }
@@ -1619,7 +1620,7 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
 
     let hello = plausible_hello(ctx.seed() as u8 + 1);
     let header = |cipher: u8, flags: u8, reserved: u8| {
-        let mut h = *b"LXN1____";
+        let mut h = *b"LXN2____";
         h[4..].copy_from_slice(&[cipher, flags, reserved, 0]);
         h
     };
@@ -1693,8 +1694,12 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
         match answer {
             Answer::Nothing => assert!(got.is_empty(), "{what}: the server sent {got:?}"),
             Answer::ServerHello => {
-                assert_eq!(got.len(), HELLO_LEN, "{what}: the server sent {got:?}");
-                assert_eq!(&got[..4], b"LXN1", "{what}");
+                assert_eq!(
+                    got.len(),
+                    SERVER_HELLO_LEN,
+                    "{what}: the server sent {got:?}"
+                );
+                assert_eq!(&got[..4], b"LXN2", "{what}");
             }
         }
         assert_eq!(failures().await, expected_failures, "{what}");
@@ -1762,11 +1767,11 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
         .await
         .expect("write the hello");
     // The server answered the second, so it accepted (and counted) the first one too.
-    let mut sh = [0u8; HELLO_LEN];
+    let mut sh = [0u8; SERVER_HELLO_LEN];
     ctx.within("the ServerHello", after_hello.read_exact(&mut sh))
         .await
         .expect("the ServerHello");
-    assert_eq!(&sh[..4], b"LXN1");
+    assert_eq!(&sh[..4], b"LXN2");
     let mut over_cap = ctx.raw_connect().await.expect("raw connect");
     ctx.wait_until("a third handshake to be refused", async || {
         ctx.server.status().await.handshakes_refused == 1
