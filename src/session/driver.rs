@@ -48,7 +48,9 @@ const MAX_SLICES: usize = 64;
 /// Drives one session from open to destroy.
 pub(crate) struct Driver {
     shared: Arc<SessionShared>,
-    sref: SessionRef,
+    /// The driver's own reference, lent by value to every dispatch (see `Handler::dispatch`);
+    /// `None` only while a dispatch runs (a panicking subscriber ends the task).
+    sref: Option<SessionRef>,
     service: Arc<ServiceInner>,
     stream: Option<BoxStream>,
     inbound: Inbound,
@@ -96,9 +98,9 @@ impl Driver {
             tracing::Span::none()
         };
         Driver {
-            sref: SessionRef {
+            sref: Some(SessionRef {
                 shared: shared.clone(),
-            },
+            }),
             shared,
             service,
             stream: Some(stream),
@@ -334,6 +336,10 @@ impl Driver {
         let (mut received, mut unhandled) = (0u64, 0u64);
         // Runs of one message type (the common case) look their handler up once.
         let mut cached = None;
+        let mut sref = self
+            .sref
+            .take()
+            .expect("the session's own ref is back after every dispatch");
         let outcome = loop {
             let frame = match self.inbound.poll_frame() {
                 Ok(Some(f)) => f,
@@ -351,7 +357,9 @@ impl Driver {
                 },
             };
             let body = self.inbound.body(&frame);
-            match handler.dispatch(self.shared.protocol, &self.sref, body) {
+            let (back, result) = handler.dispatch(self.shared.protocol, sref, body);
+            sref = back;
+            match result {
                 Ok(delivered) => {
                     received += 1;
                     unhandled += u64::from(!delivered);
@@ -360,6 +368,7 @@ impl Driver {
             }
             self.inbound.consume(&frame);
         };
+        self.sref = Some(sref);
         if received > 0 {
             self.shared.counters.msgs_in.fetch_add(received, Relaxed);
         }
