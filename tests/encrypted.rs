@@ -53,6 +53,11 @@ async fn server(key: &KeyPair, tweak: impl FnOnce(&mut Encryption)) -> (Service,
     let log: Log = Arc::default();
     let l = log.clone();
     svc.sub(Topic::sessions(BITS_HPKE), move |ev: &SessionEvent| {
+        if let SessionEvent::Opened { session, .. } = ev
+            && let Some(k) = session.peer_key()
+        {
+            l.lock().unwrap().push(format!("client key {k}"));
+        }
         let line = match ev {
             SessionEvent::Opened { .. } => "opened".to_string(),
             SessionEvent::Closed { reason, .. } => format!("closed: {reason:?}"),
@@ -179,13 +184,63 @@ async fn client_auth_allow_list() {
     assert!(anon.connect(&addr, BITS_HPKE).await.is_err());
     let a = new_client(&key, |e| e.identity = Some(alice.clone()));
     let s = a.connect(&addr, BITS_HPKE).await.unwrap();
+    assert_eq!(
+        s.peer_key(),
+        Some(key.public()),
+        "the client's view: the server's key"
+    );
     s.send(&Note {
         seq: 1,
         text: "hi".into(),
     })
     .unwrap();
-    wait_for(&log, |l| l.contains(&"note 1".to_string())).await;
+    let l = wait_for(&log, |l| l.contains(&"note 1".to_string())).await;
     assert_eq!(srv.status().live(), 1);
+    // The server's view: exactly one session opened, and it carries Alice's key.
+    let keys: Vec<_> = l.iter().filter(|x| x.starts_with("client key")).collect();
+    assert_eq!(keys, [&format!("client key {}", alice.public())], "{l:?}");
+}
+
+#[tokio::test]
+async fn peer_key_is_none_without_a_proven_key() {
+    // Encrypted, anonymous client: the client still knows the server's key.
+    let key = KeyPair::from_seed(&[1; 32]);
+    let (_srv, addr, log) = server(&key, |_| {}).await;
+    let c = new_client(&key, |_| {});
+    let s = c.connect(&addr, BITS_HPKE).await.unwrap();
+    assert_eq!(s.peer_key(), Some(key.public()));
+    s.send(&Note {
+        seq: 2,
+        text: "x".into(),
+    })
+    .unwrap();
+    let l = wait_for(&log, |l| l.contains(&"note 2".to_string())).await;
+    assert!(!l.iter().any(|x| x.starts_with("client key")), "{l:?}");
+    // Plaintext: nobody's key is known.
+    let plain = Service::new(Config::default());
+    let seen: Arc<Mutex<Vec<Option<laxnet::PublicKey>>>> = Arc::default();
+    let s2 = seen.clone();
+    plain
+        .sub(Topic::sessions(laxnet::BITS), move |ev: &SessionEvent| {
+            if let SessionEvent::Opened { session, .. } = ev {
+                s2.lock().unwrap().push(session.peer_key());
+            }
+        })
+        .unwrap();
+    let acc = plain.accept("127.0.0.1:0", laxnet::BITS).await.unwrap();
+    let client = Service::new(Config::default());
+    let cs = client
+        .connect(&acc.local_addr().to_string(), laxnet::BITS)
+        .await
+        .unwrap();
+    assert_eq!(cs.peer_key(), None);
+    for _ in 0..200 {
+        if !seen.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(*seen.lock().unwrap(), [None]);
 }
 
 /// A man in the middle on loopback: forwards bytes both ways, optionally rewriting the

@@ -50,9 +50,12 @@ const SH_CORE: usize = SH_LEN - 32;
 pub(crate) const CF_LEN: usize = 32;
 const FLAG_CLIENT_AUTH: u8 = 1;
 
-/// Key material for both directions, derived by both sides.
+/// Key material for both directions, derived by both sides, and the peer's authenticated key.
 pub(crate) struct SessionKeys {
     pub(crate) cipher: Cipher,
+    /// The peer's static key, proven by the handshake: the server's (pinned) key on the
+    /// client; the client's key on the server when the client presented one.
+    pub(crate) peer_key: Option<PublicKey>,
     pub(crate) c2s_key: [u8; 32],
     pub(crate) c2s_nonce: [u8; 12],
     pub(crate) s2c_key: [u8; 32],
@@ -87,6 +90,7 @@ pub(crate) struct ClientPending {
     /// The ephemeral secret (zeroed on drop).
     eph: StaticSecret,
     cipher: Cipher,
+    server: PublicKey,
 }
 
 /// Builds the ClientHello.
@@ -124,6 +128,7 @@ pub(crate) fn client_hello(
             k1,
             eph,
             cipher,
+            server: *server,
         },
         bytes,
     ))
@@ -176,7 +181,7 @@ pub(crate) fn server_respond(
     let k2 = encap(&eph, &enc_s, &enc_c, None)?;
     drop(eph);
     sh[40..72].copy_from_slice(&enc_s);
-    let schedule = schedule(cipher, hello, &sh[..SH_CORE], &k1, &k2);
+    let schedule = schedule(cipher, client_key, hello, &sh[..SH_CORE], &k1, &k2);
     sh[SH_CORE..].copy_from_slice(&schedule.server_finished);
     Ok((ServerPending { schedule }, sh))
 }
@@ -195,6 +200,7 @@ pub(crate) fn client_finish(
     let k2 = decap(&pending.eph, enc_c, &enc_s, None)?;
     let s = schedule(
         pending.cipher,
+        Some(pending.server),
         &pending.hello[..pending.hello_len],
         &sh[..SH_CORE],
         &pending.k1,
@@ -301,6 +307,7 @@ fn dhkem_secret(dh: &[[u8; 32]], kem_context: &[&[u8]]) -> [u8; 32] {
 
 fn schedule(
     cipher: Cipher,
+    peer_key: Option<PublicKey>,
     hello: &[u8],
     sh_core: &[u8],
     k1: &[u8; 32],
@@ -327,6 +334,7 @@ fn schedule(
     Schedule {
         keys: SessionKeys {
             cipher,
+            peer_key,
             c2s_key: expand32(b"laxnet/v2 c2s key"),
             c2s_nonce: expand12(b"laxnet/v2 c2s nonce"),
             s2c_key: expand32(b"laxnet/v2 s2c key"),
@@ -372,6 +380,12 @@ mod tests {
         assert_eq!(c.s2c_key, s.s2c_key);
         assert_eq!(c.c2s_nonce, s.c2s_nonce);
         assert_ne!(c.c2s_key, c.s2c_key, "each direction has its own key");
+        assert_eq!(
+            c.peer_key,
+            Some(server.public()),
+            "the client knows the server's key"
+        );
+        assert_eq!(s.peer_key, None, "an anonymous client has no key");
     }
 
     #[test]
@@ -395,7 +409,16 @@ mod tests {
         let alice = KeyPair::from_seed(&[3; 32]);
         let mallory = KeyPair::from_seed(&[4; 32]);
         let allowed = [alice.public()];
-        assert!(run(Some(&alice), Some(&allowed), &server, &server.public()).is_ok());
+        let (c, s) = run(Some(&alice), Some(&allowed), &server, &server.public()).unwrap();
+        assert_eq!(
+            s.peer_key,
+            Some(alice.public()),
+            "the server knows the client's key"
+        );
+        assert_eq!(c.peer_key, Some(server.public()));
+        // Without an allow-list the key is still proven, and reported.
+        let (_, s) = run(Some(&mallory), None, &server, &server.public()).unwrap();
+        assert_eq!(s.peer_key, Some(mallory.public()));
         assert!(matches!(
             run(Some(&mallory), Some(&allowed), &server, &server.public()),
             Err(HandshakeError::UnknownClientKey)

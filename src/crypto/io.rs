@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::handshake::{self, CF_LEN, CH_HEADER, CH_MAX, SH_LEN, SessionKeys};
 use super::record::{self, Opener, RecordType, Sealer};
-use super::{Encryption, HandshakeError};
+use super::{Encryption, HandshakeError, PublicKey};
 use crate::buffer::{BufferPool, ReadBuffer, SegmentQueue};
 use crate::runtime::{BoxStream, Runtime};
 
@@ -134,6 +134,8 @@ pub(crate) struct Sealed {
     pub(crate) sealer: Sealer,
     pub(crate) opener: Opener,
     pub(crate) max_record: usize,
+    /// The peer's key the handshake authenticated (see [`SessionKeys`]).
+    pub(crate) peer_key: Option<PublicKey>,
     /// Raw bytes from the socket: records, possibly partial.
     pub(crate) wire_in: ReadBuffer,
     /// Sealed records waiting for the socket.
@@ -176,6 +178,7 @@ impl Sealed {
             sealer: Sealer::new(keys.cipher, tx_key, tx_nonce, enc.record_limit),
             opener: Opener::new(keys.cipher, rx_key, rx_nonce, enc.record_limit),
             max_record: enc.max_record.max(64),
+            peer_key: keys.peer_key,
             wire_in: ReadBuffer::new(pool.clone(), read_buffer, read_buffer_max),
             wire_out: SegmentQueue::new(pool.clone(), segment),
             close_sent: false,

@@ -12,7 +12,8 @@
 //!   [`HandshakeError::ServerNotAuthenticated`].
 //! - **Optional client authentication.** With [`Encryption::allowed_clients`] set, the client
 //!   must present one of those keys and prove it holds the secret (RFC 9180 `AuthEncap`); anyone
-//!   else is dropped before any session exists.
+//!   else is dropped before any session exists. [`SessionRef::peer_key`] tells the server
+//!   which key a session proved (and the client, the server's).
 //! - **Confidentiality and integrity** of every byte after the handshake, with an independent
 //!   key and nonce per direction and a 64-bit record counter in every nonce (never reused;
 //!   at [`Encryption::record_limit`] records the session closes).
@@ -35,6 +36,8 @@
 //!   attempts and the handshake timeout.
 //! - No key update: a session ends at the record limit instead of rekeying.
 //! - No protection of traffic volume or timing.
+//!
+//! [`SessionRef::peer_key`]: crate::SessionRef::peer_key
 
 #[cfg(feature = "bench-internals")]
 pub(crate) mod bench;

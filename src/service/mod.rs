@@ -187,6 +187,7 @@ impl ServiceInner {
                     last_recv: AtomicU64::new(now.as_nanos_u64()),
                     in_flight: Default::default(),
                     max_record: sealed.as_ref().map(|s| s.max_record),
+                    peer_key: sealed.as_ref().and_then(|s| s.peer_key),
                     counters: SessionCounters::default(),
                     state: Mutex::new(SendState {
                         queue: SegmentQueue::new(core.pool.clone(), core.config.segment_size),

@@ -11,6 +11,7 @@ use std::task::Waker;
 use tokio::sync::Notify;
 
 use crate::buffer::SegmentQueue;
+use crate::crypto::PublicKey;
 use crate::error::{CloseReason, SendError};
 use crate::id::SessionId;
 use crate::message::{Message, encode_frame};
@@ -64,6 +65,8 @@ pub(crate) struct SessionShared {
     /// For encrypted sessions, the largest record payload: queued frames are counted with
     /// the record overhead they will carry, so the send-queue limit holds in wire bytes.
     pub(crate) max_record: Option<usize>,
+    /// The peer's static key, authenticated by the encrypted handshake.
+    pub(crate) peer_key: Option<PublicKey>,
     pub(crate) counters: SessionCounters,
     pub(crate) state: Mutex<SendState>,
     /// Set by a sender waiting in [`SessionRef::ready`]; the driver clears it and wakes
@@ -165,6 +168,19 @@ impl SessionRef {
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.shared.peer
+    }
+
+    /// The peer's static public key, as the encrypted handshake proved it: on a session this
+    /// side connected, the server's (the key [`Encryption::server_key`] pinned); on a session
+    /// this side accepted, the client's, if it presented one ([`Encryption::identity`] on the
+    /// client; the server then checked it against [`Encryption::allowed_clients`], if set).
+    /// `None` on plaintext sessions and for clients without a key.
+    ///
+    /// [`Encryption::server_key`]: crate::Encryption::server_key
+    /// [`Encryption::identity`]: crate::Encryption::identity
+    /// [`Encryption::allowed_clients`]: crate::Encryption::allowed_clients
+    pub fn peer_key(&self) -> Option<PublicKey> {
+        self.shared.peer_key
     }
 
     /// The protocol name the session was opened with.
