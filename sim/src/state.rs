@@ -547,8 +547,24 @@ pub struct State {
     pub echo: bool,
     /// A counter that orders observations (not time: many happen in one sim step).
     pub ord: u64,
-    /// Set when a send met `QueueFull` (the workload resets it around the sends it watches).
-    pub full_hit: bool,
+}
+
+/// How a burst of sends went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Burst {
+    /// A send failed with anything but a full queue; the rest of the burst was not sent.
+    pub stopped: bool,
+    /// At least one send met `QueueFull` (the workload then waits in `ready()`).
+    pub queue_full: bool,
+}
+
+/// What one send did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sent {
+    Ok,
+    QueueFull,
+    Failed,
 }
 
 impl State {
@@ -596,7 +612,6 @@ impl State {
             frozen: false,
             echo: false,
             ord: 0,
-            full_hit: false,
         }
     }
 
@@ -1298,28 +1313,36 @@ impl State {
         }
     }
 
-    /// Sends `n` messages on live session `id` of host `h`; the last carries `flags`.
-    /// Returns false once a send fails with anything but a full queue.
-    pub fn send_burst(&mut self, h: u16, sref: &SessionRef, n: u64, flags: u8) -> bool {
+    /// Sends `n` messages on live session `id` of host `h`; the last carries `flags`. Stops at
+    /// the first send that fails with anything but a full queue (sends that meet a full queue
+    /// are counted, and the burst goes on).
+    pub fn send_burst(&mut self, h: u16, sref: &SessionRef, n: u64, flags: u8) -> Burst {
+        let mut burst = Burst::default();
         let Some(&idx) = self.hosts[h as usize].by_id.get(&sref.id().get()) else {
-            return false;
+            burst.stopped = true;
+            return burst;
         };
         for i in 0..n {
             let f = if i + 1 == n { flags } else { 0 };
-            if !self.send_one(h, idx, sref, f) {
-                return false;
+            match self.send_one(h, idx, sref, f) {
+                Sent::Ok => {}
+                Sent::QueueFull => burst.queue_full = true,
+                Sent::Failed => {
+                    burst.stopped = true;
+                    break;
+                }
             }
         }
-        true
+        burst
     }
 
-    fn send_one(&mut self, h: u16, idx: usize, sref: &SessionRef, flags: u8) -> bool {
+    fn send_one(&mut self, h: u16, idx: usize, sref: &SessionRef, flags: u8) -> Sent {
         let w = &self.sc.workload;
         let (large, large_payload, payload, bulk_mix) =
             (w.large, w.large_payload, w.payload, w.bulk_mix);
         let host = &mut self.hosts[h as usize];
         let Some(svc) = host.svc.clone() else {
-            return false;
+            return Sent::Failed;
         };
         let len = if host.rng.chance(large) {
             host.rng.range(large_payload[0], large_payload[1])
@@ -1353,7 +1376,7 @@ impl State {
         res: Result<(), SendError>,
         now: Duration,
         len: usize,
-    ) -> bool {
+    ) -> Sent {
         let hb = self.sc.side(h).service.heartbeat();
         let s = &self.sessions[idx];
         let (id, hb_fired) = (s.id, s.hb_fired);
@@ -1389,10 +1412,14 @@ impl State {
                         );
                     }
                 }
-                true
+                Sent::Ok
             }
             Err(e) => {
-                let full = matches!(e, SendError::QueueFull { .. });
+                let sent = if matches!(e, SendError::QueueFull { .. }) {
+                    Sent::QueueFull
+                } else {
+                    Sent::Failed
+                };
                 if matches!(e, SendError::Closed(_)) {
                     self.cause(idx);
                 }
@@ -1406,7 +1433,6 @@ impl State {
                 match e {
                     SendError::QueueFull { queued, limit } => {
                         self.edge("send-queue-overflow");
-                        self.full_hit = true;
                         if queued > limit {
                             self.violation(
                                 Some(h),
@@ -1437,7 +1463,7 @@ impl State {
                     }
                     _ => {}
                 }
-                full
+                sent
             }
         }
     }

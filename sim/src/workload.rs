@@ -239,7 +239,9 @@ fn on_message(shared: &Shared, h: u16, session: &SessionRef, body: &Body) {
     let host = &mut st.hosts[h as usize];
     if host.rng.chance(reply) {
         let n = host.rng.range(rb[0], rb[1]);
-        st.send_burst(h, session, n, 0);
+        // Replies that meet a full queue are not sent (logged as send errors): a callback
+        // cannot wait in `ready()`, so the oracle's wake-up rule watches step-loop senders.
+        let _ = st.send_burst(h, session, n, 0);
     }
     if body.flags & CLOSE_REQ != 0 {
         st.close(h, id, "both");
@@ -353,9 +355,7 @@ fn step(st: &mut State, h: u16) -> StepOut {
                 None => u64::MAX,
             };
             let n = host.rng.range(w.burst[0], w.burst[1]);
-            st.full_hit = false;
-            st.send_burst(h, &sref, n, 0);
-            if std::mem::take(&mut st.full_hit) {
+            if st.send_burst(h, &sref, n, 0).queue_full {
                 let host = &mut st.hosts[h as usize];
                 if let Some(l) = host.live.get_mut(&id) {
                     l.waiting = true;
@@ -375,10 +375,10 @@ fn step(st: &mut State, h: u16) -> StepOut {
             if burst_close {
                 let n = host.rng.range(w.burst[0], w.burst[1]).max(2);
                 st.edge("close-during-burst");
-                st.send_burst(h, &sref, n, 0);
+                let _ = st.send_burst(h, &sref, n, 0);
             }
             if closer == "both" {
-                st.send_burst(h, &sref, 1, CLOSE_REQ);
+                let _ = st.send_burst(h, &sref, 1, CLOSE_REQ);
             }
             st.close(h, id, closer);
         }
