@@ -31,7 +31,10 @@
 //!
 //! Both rules fail with the library's null cipher (feature `null-cipher`,
 //! `tests/null_cipher.rs`). On every encrypted stream the oracle also checks that records
-//! carry no more plaintext than was sent and that the `Close` record follows all of it.
+//! carry no more plaintext than was sent and that the `Close` record follows all of it, and
+//! that every session reports the peer key its handshake proved (`SessionRef::peer_key`: the
+//! servers' shared key on a connected session, none on an accepted one, since the simulated
+//! clients present no key; none at all in plaintext runs).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -39,7 +42,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use laxnet::{CloseReason, SendError, Service, SessionRef};
+use laxnet::{CloseReason, PublicKey, SendError, Service, SessionRef};
 
 use crate::faulty::hs;
 use crate::msg::{self, Body, Bulk, Data};
@@ -547,6 +550,8 @@ pub struct State {
     pub echo: bool,
     /// A counter that orders observations (not time: many happen in one sim step).
     pub ord: u64,
+    /// The key every connected session must report as its peer's (encrypted runs).
+    server_key: Option<PublicKey>,
 }
 
 /// How a burst of sends went.
@@ -595,7 +600,12 @@ impl State {
                 waiters: 0,
             })
             .collect();
+        let server_key = sc
+            .protocol
+            .encrypted()
+            .then(|| crate::workload::server_key(seed).public());
         State {
+            server_key,
             sc,
             now_us: 0,
             log: Vec::new(),
@@ -1015,6 +1025,18 @@ impl State {
                 stream,
             },
         );
+        let want_key = if connected { self.server_key } else { None };
+        if sref.peer_key() != want_key {
+            self.violation(
+                Some(h),
+                Some(idx),
+                format!(
+                    "session {} reports peer key {:?}, but its handshake proved {want_key:?}",
+                    fmt_id(id),
+                    sref.peer_key()
+                ),
+            );
+        }
         let max = self.sc.side(h).service.max_sessions;
         let host = &mut self.hosts[h as usize];
         let reissued = !host.ids_seen.insert(id);
