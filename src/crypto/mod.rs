@@ -16,7 +16,8 @@
 //!   which key a session proved (and the client, the server's).
 //! - **Confidentiality and integrity** of every byte after the handshake, with an independent
 //!   key and nonce per direction and a 64-bit record counter in every nonce (never reused;
-//!   at [`Encryption::record_limit`] records the session closes).
+//!   at [`Encryption::record_limit`] records the session closes, and with AES-128-GCM also
+//!   after 2^34 blocks of data in one direction, RFC 8446's limit for one key).
 //! - **Replay protection.** Both sides contribute fresh randomness; a replayed client
 //!   handshake meets a new server random, derives other keys, and its recorded records fail
 //!   to authenticate: nothing reaches the application, not even an `Opened` event (the server
@@ -110,7 +111,9 @@ pub struct Encryption {
     /// Largest record payload (frames per record are packed up to this). Default 16 KiB.
     pub max_record: usize,
     /// Records per direction after which the session closes (`CryptoError::CounterExhausted`).
-    /// Default 2^32.
+    /// Default 2^32. With AES-128-GCM a session also closes after 2^34 AES blocks (256 GiB)
+    /// in one direction, the data limit RFC 8446 §5.5 sets for one AES-GCM key; there is no
+    /// key update.
     pub record_limit: u64,
 }
 
@@ -201,7 +204,8 @@ pub enum CryptoError {
     BadRecord,
     /// A record header announced more than the maximum record size.
     RecordTooLarge,
-    /// The record counter reached `Encryption::record_limit`.
+    /// The key's usage limit was reached: `Encryption::record_limit` records, or (AES-128-GCM)
+    /// 2^34 blocks of data in one direction.
     CounterExhausted,
     /// The stream ended without an authenticated close.
     Truncated,
@@ -212,7 +216,7 @@ impl fmt::Display for CryptoError {
         match self {
             CryptoError::BadRecord => f.write_str("record failed authentication"),
             CryptoError::RecordTooLarge => f.write_str("record larger than the maximum"),
-            CryptoError::CounterExhausted => f.write_str("record counter limit reached"),
+            CryptoError::CounterExhausted => f.write_str("key usage limit reached"),
             CryptoError::Truncated => f.write_str("stream ended without an authenticated close"),
         }
     }

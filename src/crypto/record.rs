@@ -63,11 +63,19 @@ fn key<A: hpke::aead::Aead>(bytes: &[u8; 32], nonce: &[u8; 12]) -> (AeadKey<A>, 
     (k, iv)
 }
 
+/// AES blocks one AES-128-GCM key may encrypt: RFC 8446 §5.5 keeps a key under 2^24.5
+/// full-size (2^14-byte) records, ≈ 2^34.5 blocks, for an authenticated-encryption advantage
+/// of about 2^-57; this takes 2^34 (256 GiB of plaintext per direction). ChaCha20-Poly1305 has
+/// no such limit below the record counter's.
+pub(crate) const AES_GCM_MAX_BLOCKS: u64 = 1 << 34;
+
 /// Seals outgoing records for one direction.
 pub(crate) struct Sealer {
     ctx: SealCtx,
     sent: u64,
     limit: u64,
+    /// AES blocks this key may still encrypt (`u64::MAX` for ciphers without a data limit).
+    blocks_left: u64,
 }
 
 impl Sealer {
@@ -85,11 +93,23 @@ impl Sealer {
             #[cfg(any(test, feature = "null-cipher"))]
             Cipher::Null => SealCtx::Null,
         };
+        let blocks_left = match cipher {
+            Cipher::Aes128Gcm => AES_GCM_MAX_BLOCKS,
+            _ => u64::MAX,
+        };
         Sealer {
             ctx,
             sent: 0,
             limit,
+            blocks_left,
         }
+    }
+
+    /// Lowers the data limit, to test it without sealing 256 GiB.
+    #[cfg(test)]
+    pub(crate) fn with_blocks_left(mut self, blocks: u64) -> Sealer {
+        self.blocks_left = blocks;
+        self
     }
 
     /// Seals a record in place. `record` holds, from offset `HEADER + 1`, `payload_len` bytes
@@ -101,10 +121,12 @@ impl Sealer {
         record: &mut [u8],
         payload_len: usize,
     ) -> Result<usize, CryptoError> {
-        if self.sent >= self.limit {
+        let body = 1 + payload_len;
+        // The body's blocks and the one that encrypts the tag.
+        let blocks = (body as u64).div_ceil(16) + 1;
+        if self.sent >= self.limit || blocks > self.blocks_left {
             return Err(CryptoError::CounterExhausted);
         }
-        let body = 1 + payload_len;
         let total = HEADER + body + TAG;
         let len = u32::try_from(body + TAG).map_err(|_| CryptoError::RecordTooLarge)?;
         let (header, rest) = record[..total].split_at_mut(HEADER);
@@ -129,6 +151,9 @@ impl Sealer {
             SealCtx::Null => tag_out.copy_from_slice(&[0u8; TAG]),
         }
         self.sent += 1;
+        if self.blocks_left != u64::MAX {
+            self.blocks_left -= blocks;
+        }
         Ok(total)
     }
 }
@@ -310,6 +335,36 @@ mod tests {
         o.open(&mut b).unwrap();
         let mut c = b.clone();
         assert_eq!(o.open(&mut c).unwrap_err(), CryptoError::CounterExhausted);
+    }
+
+    #[test]
+    fn aes_gcm_data_limit_fails_closed_chacha_has_none() {
+        // A 40-byte payload is a 41-byte body: 3 blocks + 1 for the tag = 4 per record.
+        let payload = [5u8; 40];
+        let mut buf = vec![0u8; payload.len() + OVERHEAD];
+        let (s, mut o) = pair(Cipher::Aes128Gcm, u64::MAX);
+        let mut s = s.with_blocks_left(10);
+        let mut a = seal(&mut s, &payload);
+        let mut b = seal(&mut s, &payload);
+        assert_eq!(
+            s.seal(RecordType::Data, &mut buf, payload.len()),
+            Err(CryptoError::CounterExhausted),
+            "8 of 10 blocks used: a third record needs 4"
+        );
+        // What fits still goes: a 1-byte payload is 2 blocks.
+        let mut c = seal(&mut s, b"x");
+        assert_eq!(
+            s.seal(RecordType::Data, &mut buf, 1),
+            Err(CryptoError::CounterExhausted)
+        );
+        for r in [&mut a, &mut b, &mut c] {
+            o.open(r).unwrap();
+        }
+        // The real limit is 2^34 blocks for AES-128-GCM and none for ChaCha20-Poly1305.
+        let (s, _) = pair(Cipher::Aes128Gcm, u64::MAX);
+        assert_eq!(s.blocks_left, AES_GCM_MAX_BLOCKS);
+        let (s, _) = pair(Cipher::ChaCha20Poly1305, u64::MAX);
+        assert_eq!(s.blocks_left, u64::MAX);
     }
 
     #[test]
