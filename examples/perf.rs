@@ -1415,6 +1415,14 @@ fn handshake_mode(o: &Opts, n: u64) {
             format!("{:.1}", (extra - pure.median) / 1e3)
         );
         j.num("cpu_ns_per_connect_handshake_io", extra - pure.median);
+        // The protocol's own cost against the raw pair, without TCP and tasks: the ceiling
+        // for the connect ratio below.
+        let pure_ratio = (1e9 / raw_cpu.median) / pure.median;
+        println!(
+            "  pure handshakes / raw HPKE pairs, per CPU second = {:.1} %",
+            pure_ratio * 100.0
+        );
+        j.num("pure_handshake_ratio_vs_raw_hpke", pure_ratio);
     }
     let ratio = stats(ratio);
     println!(
