@@ -40,7 +40,7 @@ use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -366,8 +366,9 @@ static ENCRYPTED: AtomicBool = AtomicBool::new(false);
 /// `--read-buffer-max BYTES` (0: the default), for every laxnet service of the run.
 static READ_BUFFER_MAX: AtomicUsize = AtomicUsize::new(0);
 static SERVER_KEY: OnceLock<KeyPair> = OnceLock::new();
-/// `--ciphers`: clients propose AES-128-GCM instead of ChaCha20-Poly1305 while this is set.
-static AES: AtomicBool = AtomicBool::new(false);
+/// `--ciphers`: the cipher clients propose while set (0: the default, `Cipher::preferred()`;
+/// 1: ChaCha20-Poly1305; 2: AES-128-GCM).
+static CIPHER: AtomicU8 = AtomicU8::new(0);
 
 fn encrypted() -> bool {
     ENCRYPTED.load(Relaxed)
@@ -407,8 +408,10 @@ fn client_config(read_buffer: Option<usize>) -> Config {
     let mut c = config(read_buffer);
     if encrypted() {
         let mut e = Encryption::client(server_key().public());
-        if AES.load(Relaxed) {
-            e.cipher = laxnet::Cipher::Aes128Gcm;
+        match CIPHER.load(Relaxed) {
+            1 => e.cipher = laxnet::Cipher::ChaCha20Poly1305,
+            2 => e.cipher = laxnet::Cipher::Aes128Gcm,
+            _ => {}
         }
         c.encryption = Some(e);
     }
@@ -1608,7 +1611,7 @@ fn sim_mode(_o: &Opts) {
 
 fn set_mode(encrypted: bool, aes: bool) {
     ENCRYPTED.store(encrypted, Relaxed);
-    AES.store(aes, Relaxed);
+    CIPHER.store(if aes { 2 } else { 1 }, Relaxed);
 }
 
 /// `--ciphers`: laxnet one-way msgs/s over one connection for "bits", "bits-hpke" with
@@ -1632,7 +1635,8 @@ fn cipher_mode(o: &Opts) {
             samples[i].push(oneway_run(OneWay::Laxnet, o, 1).0);
         }
     }
-    set_mode(false, false);
+    ENCRYPTED.store(false, Relaxed);
+    CIPHER.store(0, Relaxed);
     let st: Vec<Stats> = samples.into_iter().map(stats).collect();
     println!(
         "one-way, {} msgs over 1 connection, {} reps:",

@@ -57,6 +57,9 @@ fn config(st: &State, h: u16, inc: u16, opts: &HostOpts) -> Config {
         } else {
             Encryption::client(key.public())
         };
+        // Without a `cipher` the library's default applies, which follows the CPU
+        // (`Cipher::preferred()`); traces do not depend on it (both ciphers make records of
+        // the same sizes, and the trace holds no ciphertext).
         if let Some(cipher) = st.sc.cipher {
             e.cipher = cipher.cipher();
         }
