@@ -35,17 +35,21 @@ use crate::state::{Shared, lock};
 
 pub mod hs {
     //! Sizes of the "bits-hpke" wire format that the ciphertext faults rely on (laxnet's
-    //! `src/crypto/handshake.rs` and `src/crypto/record.rs`). Client authentication is not
-    //! used, so the ClientHello has its short form.
+    //! `src/crypto/handshake.rs` and `src/crypto/record.rs`). With the scenario's
+    //! `client_auth` the ClientHello also carries the client's key.
 
     /// ClientHello without a client key.
     pub const CLIENT_HELLO: u64 = 72;
+    /// The client's key, in a ClientHello with client authentication.
+    pub const CLIENT_KEY: u64 = 32;
     /// ServerHello.
     pub const SERVER_HELLO: u64 = 104;
     /// ClientFinished.
     pub const CLIENT_FINISHED: u64 = 32;
     /// Bytes the connecting side writes (and the accepting side reads) before its records.
-    pub const CLIENT_OUT: u64 = CLIENT_HELLO + CLIENT_FINISHED;
+    pub const fn client_out(client_auth: bool) -> u64 {
+        CLIENT_HELLO + if client_auth { CLIENT_KEY } else { 0 } + CLIENT_FINISHED
+    }
     /// Bytes the accepting side writes (and the connecting side reads) before its records.
     pub const SERVER_OUT: u64 = SERVER_HELLO;
     /// The record length header (`u32` LE; the length counts what follows it).
@@ -123,10 +127,14 @@ impl FaultyRuntime {
         let local = s.local_addr()?;
         let peer = s.peer_addr()?;
         let now = nanos(self.inner.now());
-        let id = lock(&self.ctl.shared).new_stream(self.ctl.host, connected, local, peer, now);
+        let (id, client_out) = {
+            let mut st = lock(&self.ctl.shared);
+            let id = st.new_stream(self.ctl.host, connected, local, peer, now);
+            (id, st.client_out())
+        };
         let ct = self.ctl.hpke.then(|| {
             let skip = if connected {
-                hs::CLIENT_OUT
+                client_out
             } else {
                 hs::SERVER_OUT
             };

@@ -54,9 +54,14 @@ pub struct Scenario {
     /// The protocol every session uses: `"bits"` (the default) or `"bits-hpke"` (encrypted).
     #[serde(default)]
     pub protocol: Protocol,
-    /// The AEAD clients propose on `"bits-hpke"` (default: the library's, ChaCha20-Poly1305).
+    /// The AEAD clients propose on `"bits-hpke"` (default: the library's,
+    /// `Cipher::preferred()`).
     #[serde(default)]
     pub cipher: Option<CipherName>,
+    /// On `"bits-hpke"`: clients authenticate with a static key (they share one, derived from
+    /// the seed), and servers accept only that key. Default off (anonymous clients).
+    #[serde(default)]
+    pub client_auth: bool,
 }
 
 /// The protocol of a scenario's sessions.

@@ -33,8 +33,8 @@
 //! `tests/null_cipher.rs`). On every encrypted stream the oracle also checks that records
 //! carry no more plaintext than was sent and that the `Close` record follows all of it, and
 //! that every session reports the peer key its handshake proved (`SessionRef::peer_key`: the
-//! servers' shared key on a connected session, none on an accepted one, since the simulated
-//! clients present no key; none at all in plaintext runs).
+//! servers' shared key on a connected session; on an accepted one the clients' shared key with
+//! `client_auth`, else none; none at all in plaintext runs).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -552,6 +552,8 @@ pub struct State {
     pub ord: u64,
     /// The key every connected session must report as its peer's (encrypted runs).
     server_key: Option<PublicKey>,
+    /// The key every accepted session must report (encrypted runs with `client_auth`).
+    client_key: Option<PublicKey>,
 }
 
 /// How a burst of sends went.
@@ -573,6 +575,11 @@ enum Sent {
 }
 
 impl State {
+    /// Bytes a connecting side writes before its records (ClientHello and ClientFinished).
+    pub fn client_out(&self) -> u64 {
+        hs::client_out(self.sc.client_auth)
+    }
+
     /// A fresh state.
     pub fn new(sc: Arc<Scenario>, seed: u64, rec: Recorder) -> State {
         let hosts = (0..sc.host_count())
@@ -604,8 +611,11 @@ impl State {
             .protocol
             .encrypted()
             .then(|| crate::workload::server_key(seed).public());
+        let client_key = (sc.protocol.encrypted() && sc.client_auth)
+            .then(|| crate::workload::client_key(seed).public());
         State {
             server_key,
+            client_key,
             sc,
             now_us: 0,
             log: Vec::new(),
@@ -731,8 +741,8 @@ impl State {
         let hpke = self.sc.protocol.encrypted();
         let (wskip, rskip) = match (hpke, connected) {
             (false, _) => (0, 0),
-            (true, true) => (hs::CLIENT_OUT, hs::SERVER_OUT),
-            (true, false) => (hs::SERVER_OUT, hs::CLIENT_OUT),
+            (true, true) => (self.client_out(), hs::SERVER_OUT),
+            (true, false) => (hs::SERVER_OUT, self.client_out()),
         };
         let key = if connected {
             (local, peer)
@@ -800,7 +810,8 @@ impl State {
         if !hpke {
             return;
         }
-        if !connected && before < hs::CLIENT_OUT && total >= hs::CLIENT_OUT {
+        let client_out = self.client_out();
+        if !connected && before < client_out && total >= client_out {
             self.handshake_done(stream);
         }
         let Some(p) = peer else { return };
@@ -827,12 +838,12 @@ impl State {
 
     /// The library wrote `n` bytes to `stream`, the first of `buf`.
     pub fn wrote_bytes(&mut self, stream: u64, buf: &[u8]) {
+        let client_out = self.client_out();
         let info = &mut self.streams[stream as usize];
         let before = info.written;
         info.written += buf.len() as u64;
         info.wf.feed(buf);
-        if info.hpke && info.connected && before < hs::CLIENT_OUT && info.written >= hs::CLIENT_OUT
-        {
+        if info.hpke && info.connected && before < client_out && info.written >= client_out {
             self.handshake_done(stream);
         }
     }
@@ -1025,7 +1036,11 @@ impl State {
                 stream,
             },
         );
-        let want_key = if connected { self.server_key } else { None };
+        let want_key = if connected {
+            self.server_key
+        } else {
+            self.client_key
+        };
         if sref.peer_key() != want_key {
             self.violation(
                 Some(h),

@@ -57,6 +57,14 @@ fn config(st: &State, h: u16, inc: u16, opts: &HostOpts) -> Config {
         } else {
             Encryption::client(key.public())
         };
+        if st.sc.client_auth {
+            let client = client_key(opts.seed);
+            if st.sc.is_server(h) {
+                e.allowed_clients = Some(vec![client.public()]);
+            } else {
+                e.identity = Some(client);
+            }
+        }
         // Without a `cipher` the library's default applies, which follows the CPU
         // (`Cipher::preferred()`); traces do not depend on it (both ciphers make records of
         // the same sizes, and the trace holds no ciphertext).
@@ -76,6 +84,17 @@ fn config(st: &State, h: u16, inc: u16, opts: &HostOpts) -> Config {
 /// cluster behind one name would, because a client pins one server key). Restarts keep it.
 pub fn server_key(seed: u64) -> KeyPair {
     let mut rng = Rng::new(seed, 0x4B45_5953);
+    let mut b = [0u8; 32];
+    for c in b.chunks_mut(8) {
+        c.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    KeyPair::from_seed(&b)
+}
+
+/// The static key pair every client of a run with seed `seed` presents when the scenario has
+/// `client_auth` (one fleet key, as the servers share theirs).
+pub fn client_key(seed: u64) -> KeyPair {
+    let mut rng = Rng::new(seed, 0x434C_4945);
     let mut b = [0u8; 32];
     for c in b.chunks_mut(8) {
         c.copy_from_slice(&rng.next_u64().to_le_bytes());
