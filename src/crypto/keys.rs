@@ -112,8 +112,8 @@ impl KeyPair {
 
     /// The key pair derived from `seed` (deterministic: for tests and simulations).
     pub fn from_seed(seed: &[u8; 32]) -> KeyPair {
-        let (secret, _) = Kem::derive_keypair(seed);
-        KeyPair::from_kem(&secret)
+        let (secret, public) = Kem::derive_keypair(seed);
+        KeyPair::from_kem(&secret, &public)
     }
 
     /// The public half.
@@ -129,13 +129,15 @@ impl KeyPair {
     /// A key pair from the secret key's 32 bytes.
     pub fn from_secret_bytes(bytes: [u8; 32]) -> Result<KeyPair, KeyError> {
         let secret = SecretKey::from_bytes(&bytes).map_err(|_| KeyError::Invalid)?;
-        Ok(KeyPair::from_kem(&secret))
+        let public = Kem::sk_to_pk(&secret);
+        Ok(KeyPair::from_kem(&secret, &public))
     }
 
-    fn from_kem(secret: &SecretKey) -> KeyPair {
-        let secret = StaticSecret::from(<[u8; 32]>::from(secret.to_bytes()));
-        let public = PublicKey(x25519_dalek::PublicKey::from(&secret).to_bytes());
-        KeyPair { secret, public }
+    fn from_kem(secret: &SecretKey, public: &KemPublicKey) -> KeyPair {
+        KeyPair {
+            secret: StaticSecret::from(<[u8; 32]>::from(secret.to_bytes())),
+            public: PublicKey(public.to_bytes().into()),
+        }
     }
 
     /// Writes the secret key to `path` as hex, readable by the owner only (mode 0600 on Unix).
