@@ -584,14 +584,40 @@ mod tests {
     #[test]
     fn known_answer_transcript() {
         // Pins the handshake wire format and key schedule: fixed seeds give fixed bytes.
+        assert_eq!(
+            transcript_digest(None),
+            KAT_HANDSHAKE,
+            "the handshake wire format or key schedule changed"
+        );
+    }
+
+    #[test]
+    fn known_answer_transcript_with_client_auth() {
+        let client = KeyPair::from_seed(&[3; 32]);
+        assert_eq!(
+            transcript_digest(Some(&client)),
+            KAT_HANDSHAKE_CLIENT_AUTH,
+            "the handshake wire format or key schedule changed (AuthEncap)"
+        );
+    }
+
+    /// SHA-256 of a whole handshake's bytes, keys and a first record per cipher, from fixed
+    /// seeds.
+    fn transcript_digest(client: Option<&KeyPair>) -> String {
         let server = KeyPair::from_seed(&[1; 32]);
         let mut crng = ChaCha20Rng::seed_from_u64(1);
         let mut srng = ChaCha20Rng::seed_from_u64(2);
-        let (cp, ch) =
-            client_hello(&mut crng, Cipher::ChaCha20Poly1305, &server.public(), None).unwrap();
+        let (cp, ch) = client_hello(
+            &mut crng,
+            Cipher::ChaCha20Poly1305,
+            &server.public(),
+            client,
+        )
+        .unwrap();
         let (sp, sh) = server_respond(&mut srng, &server, None, &ch).unwrap();
         let (keys, cf) = client_finish(cp, &sh).unwrap();
-        server_finish(sp, &cf).unwrap();
+        let server_keys = server_finish(sp, &cf).unwrap();
+        assert_eq!(server_keys.c2s_key, keys.c2s_key);
         // ...and the first record of each cipher under these keys.
         let mut records = Vec::new();
         for cipher in [Cipher::ChaCha20Poly1305, Cipher::Aes128Gcm] {
@@ -612,12 +638,10 @@ mod tests {
             .chain_update(keys.c2s_key)
             .chain_update(keys.s2c_nonce)
             .finalize();
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(
-            hex, KAT_HANDSHAKE,
-            "the handshake wire format or key schedule changed"
-        );
+        digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     const KAT_HANDSHAKE: &str = "4be8305c09410771f302c4ea659cedf5fcd671248dcd70c02d75ca241ad2c8b7";
+    const KAT_HANDSHAKE_CLIENT_AUTH: &str =
+        "f30c7037ecc1e9319835fecfd9d9ae306aa09c42666170b2701fa7ee71005747";
 }
