@@ -330,21 +330,24 @@ fn record(c: &mut Criterion) {
 ///   mult) = **5 X25519 operations** (2 DH + 3 base-point multiplications; only one of the
 ///   three base mults is essential, the ephemeral key generation).
 /// * `laxnet_pure` (laxnet's own DHKEM, RFC 9180 §4.1, no recomputed public keys):
-///   `client_hello`: ephemeral key (1 base mult) + encapsulation to the server's static key
-///   (1 DH) = 2; `server_respond`: decapsulation (1 DH) + ephemeral key (1 base mult) +
-///   encapsulation to the client's ephemeral key (1 DH) = 3; `client_finish`: decapsulation
-///   (1 DH) = 1; `server_finish`: 0. **6 X25519 operations** (4 DH + 2 base-point
-///   multiplications, 3 per side): the minimum for server authentication (one DH with the
-///   static key on each side) plus forward secrecy (one ephemeral-ephemeral DH on each side).
-///   Until 2026-11-26 (hpke's `setup_sender`/`setup_receiver` twice, a separate client
-///   ephemeral) it was 11 (4 DH + 7 base mults).
+///   `client_hello`: ephemeral key (1 base mult); `server_respond`: ephemeral key (1 base
+///   mult), decapsulation of the client's key (1 DH) and encapsulation to the client's
+///   ephemeral key (1 DH); `client_finish`: encapsulation to the server's static key (1 DH)
+///   and decapsulation of the server's ephemeral key (1 DH); `server_finish`: 0. **6 X25519
+///   operations** (4 DH + 2 base-point multiplications, 3 per side): the minimum for server
+///   authentication (one DH with the static key on each side) plus forward secrecy (one
+///   ephemeral-ephemeral DH on each side). Until 2026-11-26 (hpke's
+///   `setup_sender`/`setup_receiver` twice, a separate client ephemeral) it was 11 (4 DH + 7
+///   base mults).
 /// * `laxnet_pure_client_auth`: 8 (one more DH on each side).
 ///
-/// laxnet turns on x25519-dalek's `precomputed-tables` (hpke depends on it without default
-/// features), so a base-point multiplication is a table lookup (`x25519_sk_to_pk` ≈ 15 µs on
-/// the project VM, ≈ 27 µs without the tables); a DH is the Montgomery ladder (`x25519_dh`
-/// ≈ 50 µs). Because the DH dominates, 4 DH against the raw pair's 2 bound the pure
-/// handshake to about (3 × 15 + 2 × 50) / (2 × 15 + 4 × 50) ≈ 63 % of the raw pair's rate.
+/// Both use x25519-dalek's/curve25519-dalek's `precomputed-tables` (hpke depends on it without
+/// default features), so a base-point multiplication is a table lookup (`x25519_sk_to_pk`
+/// ≈ 15 µs on the project VM, ≈ 27 µs without the tables). hpke's DH is the Montgomery ladder
+/// (`x25519_dh` ≈ 52 µs); laxnet's (`laxnet_x25519_dh`) maps the peer's point to the Edwards
+/// form and multiplies on curve25519-dalek's vector backend (AVX2 / AVX-512 IFMA) where there
+/// is one, ≈ 39 µs alone and less in the handshake, which maps each peer point once and
+/// converts each side's results with one batched inversion (`src/crypto/x25519.rs`).
 fn handshake(c: &mut Criterion) {
     let mut g = c.benchmark_group("handshake");
     g.throughput(Throughput::Elements(1));
@@ -445,6 +448,20 @@ fn handshake(c: &mut Criterion) {
         x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::random_from_rng(&mut rng));
     g.bench_function("x25519_dh", |b| {
         b.iter(|| black_box(black_box(&secret).diffie_hellman(black_box(&peer))))
+    });
+    let (secret, peer) = (secret.to_bytes(), peer.to_bytes());
+    assert_eq!(
+        laxnet::bench_api::x25519_dh(&secret, &peer),
+        x25519_dalek::x25519(secret, peer),
+        "the same function"
+    );
+    g.bench_function("laxnet_x25519_dh", |b| {
+        b.iter(|| {
+            black_box(laxnet::bench_api::x25519_dh(
+                black_box(&secret),
+                black_box(&peer),
+            ))
+        })
     });
     g.finish();
 }

@@ -11,6 +11,7 @@ use rand_core::CryptoRng;
 
 use super::handshake;
 use super::record::{self, RecordType};
+use super::x25519;
 use super::{Cipher, CryptoError, HandshakeError, KeyPair, PublicKey};
 
 /// Bytes of a record's length header (the AAD).
@@ -94,4 +95,12 @@ pub fn pure_handshake(
         s2c_key: k.s2c_key,
     };
     Ok((keys(&ck), keys(&sk)))
+}
+
+/// One X25519 Diffie-Hellman (RFC 7748 `X25519(secret, peer)`) the way the handshake computes
+/// it (`src/crypto/x25519.rs`): the peer's point mapped to the Edwards form where that is
+/// faster, multiplied, and converted back.
+pub fn x25519_dh(secret: &[u8; 32], peer: &[u8; 32]) -> [u8; 32] {
+    let [shared] = x25519::batch([x25519::Op::Dh(secret, &x25519::Point::new(peer))]);
+    shared
 }

@@ -26,14 +26,17 @@
 //! The client's ephemeral key serves both exchanges (as in Noise `NK`), and no side recomputes
 //! a public key it already knows, so a handshake costs the minimum for server authentication
 //! plus forward secrecy: per side one base-point multiplication and two Diffie-Hellman
-//! operations (three with client authentication).
+//! operations (three with client authentication). Each side does its X25519 work as one batch
+//! ([`super::x25519`]): the server all of it on the ClientHello, the client its key generation
+//! for the ClientHello and both Diffie-Hellman operations on the ServerHello.
 
 use hkdf::{Hkdf, HkdfExtract};
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
-use x25519_dalek::{PublicKey as X25519Public, StaticSecret};
+use x25519_dalek::StaticSecret;
 
 use super::keys::{KeyPair, PublicKey};
+use super::x25519::{self, Op, Point};
 use super::{Cipher, HandshakeError};
 
 pub(crate) const MAGIC: [u8; 4] = *b"LXN2";
@@ -86,11 +89,11 @@ pub(crate) fn client_hello_len(header: &[u8; CH_HEADER]) -> Result<usize, Handsh
 pub(crate) struct ClientPending {
     hello: [u8; CH_MAX],
     hello_len: usize,
-    k1: [u8; 32],
     /// The ephemeral secret (zeroed on drop).
     eph: StaticSecret,
     cipher: Cipher,
     server: PublicKey,
+    identity: Option<KeyPair>,
 }
 
 /// Builds the ClientHello.
@@ -110,8 +113,7 @@ pub(crate) fn client_hello(
     };
     rng.fill_bytes(&mut hello[8..40]);
     let eph = StaticSecret::random_from_rng(rng);
-    let enc = X25519Public::from(&eph).to_bytes();
-    let k1 = encap(&eph, &enc, &server.0, identity)?;
+    let [enc] = x25519::batch([Op::Base(eph.as_bytes())]);
     hello[40..72].copy_from_slice(&enc);
     let len = match identity {
         Some(id) => {
@@ -125,10 +127,10 @@ pub(crate) fn client_hello(
         ClientPending {
             hello,
             hello_len: len,
-            k1,
             eph,
             cipher,
             server: *server,
+            identity: identity.cloned(),
         },
         bytes,
     ))
@@ -166,19 +168,12 @@ pub(crate) fn server_respond(
         (None, _) => {}
     }
     let enc_c: [u8; 32] = hello[40..72].try_into().expect("32 bytes");
-    let k1 = decap(
-        &identity.secret,
-        &identity.public.0,
-        &enc_c,
-        client_key.as_ref(),
-    )?;
 
     let mut sh = [0u8; SH_LEN];
     sh[..4].copy_from_slice(&MAGIC);
     rng.fill_bytes(&mut sh[8..40]);
     let eph = StaticSecret::random_from_rng(rng);
-    let enc_s = X25519Public::from(&eph).to_bytes();
-    let k2 = encap(&eph, &enc_s, &enc_c, None)?;
+    let (enc_s, k1, k2) = server_kem(identity, &enc_c, client_key.as_ref(), eph.as_bytes())?;
     drop(eph);
     sh[40..72].copy_from_slice(&enc_s);
     let schedule = schedule(cipher, client_key, hello, &sh[..SH_CORE], &k1, &k2);
@@ -197,13 +192,19 @@ pub(crate) fn client_finish(
     }
     let enc_s: [u8; 32] = sh[40..72].try_into().expect("32 bytes");
     let enc_c: &[u8; 32] = pending.hello[40..72].try_into().expect("32 bytes");
-    let k2 = decap(&pending.eph, enc_c, &enc_s, None)?;
+    let (k1, k2) = client_kem(
+        pending.eph.as_bytes(),
+        enc_c,
+        &pending.server,
+        pending.identity.as_ref(),
+        &enc_s,
+    )?;
     let s = schedule(
         pending.cipher,
         Some(pending.server),
         &pending.hello[..pending.hello_len],
         &sh[..SH_CORE],
-        &pending.k1,
+        &k1,
         &k2,
     );
     if !ct_eq(&s.server_finished, &sh[SH_CORE..]) {
@@ -224,50 +225,91 @@ pub(crate) fn server_finish(
     Ok(pending.schedule.keys)
 }
 
-/// RFC 9180 `Encap` (or `AuthEncap` with `sender`) to `recipient` with the ephemeral secret
-/// `eph` whose public key `enc` the caller already has: one DH (two with `sender`).
-fn encap(
-    eph: &StaticSecret,
+type Bytes32 = [u8; 32];
+
+/// The server's X25519 work for one ClientHello, as one batch: its ephemeral public key
+/// `enc_s` (from the secret `eph`), `K1 = Decap(enc_c)` (`AuthDecap` with the client's key)
+/// and `K2 = Encap(enc_c)` with `eph`. The client's point is mapped once for both.
+fn server_kem(
+    identity: &KeyPair,
+    enc_c: &[u8; 32],
+    client_key: Option<&PublicKey>,
+    eph: &[u8; 32],
+) -> Result<(Bytes32, Bytes32, Bytes32), HandshakeError> {
+    let e = Point::new(enc_c);
+    let own = &identity.public.0;
+    let secret = identity.secret.as_bytes();
+    let (enc_s, k1, ee) = match client_key {
+        None => {
+            let [enc_s, es, ee] =
+                x25519::batch([Op::Base(eph), Op::Dh(secret, &e), Op::Dh(eph, &e)]);
+            (enc_s, kem_secret(&[es], enc_c, own, None)?, ee)
+        }
+        Some(c) => {
+            let [enc_s, es, ss, ee] = x25519::batch([
+                Op::Base(eph),
+                Op::Dh(secret, &e),
+                Op::Dh(secret, &Point::new(&c.0)),
+                Op::Dh(eph, &e),
+            ]);
+            (enc_s, kem_secret(&[es, ss], enc_c, own, Some(&c.0))?, ee)
+        }
+    };
+    let k2 = kem_secret(&[ee], &enc_s, enc_c, None)?;
+    Ok((enc_s, k1, k2))
+}
+
+/// The client's X25519 work on the ServerHello, as one batch, both with its ephemeral secret
+/// `eph` (public key `enc_c`): `K1 = Encap(server)` (`AuthEncap` with `identity`) and
+/// `K2 = Decap(enc_s)`.
+fn client_kem(
+    eph: &[u8; 32],
+    enc_c: &[u8; 32],
+    server: &PublicKey,
+    identity: Option<&KeyPair>,
+    enc_s: &[u8; 32],
+) -> Result<([u8; 32], [u8; 32]), HandshakeError> {
+    let s = Point::new(&server.0);
+    let e = Point::new(enc_s);
+    let (k1, ee) = match identity {
+        None => {
+            let [es, ee] = x25519::batch([Op::Dh(eph, &s), Op::Dh(eph, &e)]);
+            (kem_secret(&[es], enc_c, &server.0, None)?, ee)
+        }
+        Some(id) => {
+            let [es, ss, ee] = x25519::batch([
+                Op::Dh(eph, &s),
+                Op::Dh(id.secret.as_bytes(), &s),
+                Op::Dh(eph, &e),
+            ]);
+            (
+                kem_secret(&[es, ss], enc_c, &server.0, Some(&id.public.0))?,
+                ee,
+            )
+        }
+    };
+    let k2 = kem_secret(&[ee], enc_s, enc_c, None)?;
+    Ok((k1, k2))
+}
+
+/// The shared secret of RFC 9180 `Encap`/`Decap` (§4.1; `AuthEncap`/`AuthDecap` with
+/// `sender`) from its Diffie-Hellman outputs, which both ends compute alike: `dh` is
+/// `[DH(skE, pkR)]`, or `[DH(skE, pkR), DH(skS, pkR)]` with a sender key; the KEM context is
+/// `enc ‖ pkR (‖ pkS)`. Refuses an all-zero DH output (a low-order point from the peer), as
+/// RFC 9180 requires.
+fn kem_secret(
+    dh: &[[u8; 32]],
     enc: &[u8; 32],
     recipient: &[u8; 32],
-    sender: Option<&KeyPair>,
+    sender: Option<&[u8; 32]>,
 ) -> Result<[u8; 32], HandshakeError> {
-    let pk_r = X25519Public::from(*recipient);
-    Ok(match sender {
-        Some(s) => dhkem_secret(
-            &[dh(eph, &pk_r)?, dh(&s.secret, &pk_r)?],
-            &[enc, recipient, &s.public.0],
-        ),
-        None => dhkem_secret(&[dh(eph, &pk_r)?], &[enc, recipient]),
-    })
-}
-
-/// RFC 9180 `Decap` (or `AuthDecap` with `sender`) of `enc` by the holder of `secret`, whose
-/// public key `own` the caller already has: one DH (two with `sender`).
-fn decap(
-    secret: &StaticSecret,
-    own: &[u8; 32],
-    enc: &[u8; 32],
-    sender: Option<&PublicKey>,
-) -> Result<[u8; 32], HandshakeError> {
-    let pk_e = X25519Public::from(*enc);
-    Ok(match sender {
-        Some(s) => dhkem_secret(
-            &[dh(secret, &pk_e)?, dh(secret, &s.x25519())?],
-            &[enc, own, &s.0],
-        ),
-        None => dhkem_secret(&[dh(secret, &pk_e)?], &[enc, own]),
-    })
-}
-
-/// X25519, refusing an all-zero result (a low-order point from the peer), as RFC 9180 requires.
-fn dh(secret: &StaticSecret, public: &X25519Public) -> Result<[u8; 32], HandshakeError> {
-    let shared = secret.diffie_hellman(public);
-    if shared.was_contributory() {
-        Ok(shared.to_bytes())
-    } else {
-        Err(HandshakeError::Malformed)
+    if dh.iter().any(|d| ct_eq(d, &[0; 32])) {
+        return Err(HandshakeError::Malformed);
     }
+    Ok(match sender {
+        Some(pk_s) => dhkem_secret(dh, &[enc, recipient, pk_s]),
+        None => dhkem_secret(dh, &[enc, recipient]),
+    })
 }
 
 /// RFC 9180 §4.1 `ExtractAndExpand(dh, kem_context)` for DHKEM(X25519, HKDF-SHA256), with
@@ -499,59 +541,108 @@ mod tests {
     #[test]
     fn dhkem_matches_rfc_9180_appendix_a_1_1() {
         // DHKEM(X25519, HKDF-SHA256), Base mode: skEm, pkRm, skRm, enc, shared_secret.
-        let sk_e = StaticSecret::from(hex32(
-            "52c4a758a802cd8b936eceea314432798d5baf2d7e9235dc084ab1b9cfa2f736",
-        ));
+        let sk_e = hex32("52c4a758a802cd8b936eceea314432798d5baf2d7e9235dc084ab1b9cfa2f736");
         let pk_r = hex32("3948cfe0ad1ddb695d780e59077195da6c56506b027329794ab02bca80815c4d");
-        let sk_r = StaticSecret::from(hex32(
-            "4612c550263fc8ad58375df3f557aac531d26850903e55a9f23f21d8534e8ac8",
-        ));
+        let sk_r = hex32("4612c550263fc8ad58375df3f557aac531d26850903e55a9f23f21d8534e8ac8");
         let enc = hex32("37fda3567bdbd628e88668c3c8d7e97d1d1253b6d4ea6d44c150f741f1bf4431");
         let shared = hex32("fe0e18c9f024ce43799ae393c7e8fe8fce9d218875e8227b0187c04e7d2ea1fc");
-        assert_eq!(X25519Public::from(&sk_e).to_bytes(), enc);
-        assert_eq!(X25519Public::from(&sk_r).to_bytes(), pk_r);
-        assert_eq!(encap(&sk_e, &enc, &pk_r, None).unwrap(), shared);
-        assert_eq!(decap(&sk_r, &pk_r, &enc, None).unwrap(), shared);
+        assert_eq!(
+            x25519::batch([Op::Base(&sk_e), Op::Base(&sk_r)]),
+            [enc, pk_r]
+        );
+        let [sender_dh, recipient_dh] = x25519::batch([
+            Op::Dh(&sk_e, &Point::new(&pk_r)),
+            Op::Dh(&sk_r, &Point::new(&enc)),
+        ]);
+        assert_eq!(kem_secret(&[sender_dh], &enc, &pk_r, None).unwrap(), shared);
+        assert_eq!(
+            kem_secret(&[recipient_dh], &enc, &pk_r, None).unwrap(),
+            shared
+        );
     }
 
     #[test]
     fn dhkem_interoperates_with_the_hpke_crate_in_both_modes() {
-        type Enc = <super::super::keys::Kem as hpke::Kem>::EncappedKey;
-        let recipient = KeyPair::from_seed(&[1; 32]);
-        let sender = KeyPair::from_seed(&[3; 32]);
+        // Each side's K1 and K2, as the handshake computes them, against the hpke crate's
+        // Encap/Decap (AuthEncap/AuthDecap with a client key) on the other end.
+        type Kem = super::super::keys::Kem;
+        type Enc = <Kem as hpke::Kem>::EncappedKey;
+        let server = KeyPair::from_seed(&[1; 32]);
+        let client = KeyPair::from_seed(&[3; 32]);
         let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let mut random32 = || {
+            let mut k = [0u8; 32];
+            rng.fill_bytes(&mut k);
+            k
+        };
+        let mut hpke_rng = ChaCha20Rng::seed_from_u64(12);
         for auth in [false, true] {
-            let sender_ours = auth.then_some(&sender);
-            let sender_pk = auth.then(|| sender.public());
-            let sender_hpke = auth.then(|| (hpke_secret(&sender), hpke_public(&sender.public)));
+            let identity = auth.then_some(&client);
+            let client_key = auth.then(|| client.public());
+            let client_hpke = auth.then(|| (hpke_secret(&client), hpke_public(&client.public)));
             for _ in 0..4 {
-                // Our encap, the hpke crate's decap.
-                let eph = StaticSecret::random_from_rng(&mut rng);
-                let enc = X25519Public::from(&eph).to_bytes();
-                let ours = encap(&eph, &enc, &recipient.public.0, sender_ours).unwrap();
-                let theirs = <super::super::keys::Kem as hpke::Kem>::decap(
-                    &hpke_secret(&recipient),
-                    sender_hpke.as_ref().map(|(_, pk)| pk),
-                    &Enc::from_bytes(&enc).unwrap(),
+                // Our client: K1 is what hpke's Decap computes at the server, K2 what hpke's
+                // Encap to the client's ephemeral key produced.
+                let eph_c = random32();
+                let [enc_c] = x25519::batch([Op::Base(&eph_c)]);
+                let (k2_hpke, enc_s) = <Kem as hpke::Kem>::encap_with_rng(
+                    &hpke_public(&PublicKey(enc_c)),
+                    None,
+                    &mut hpke_rng,
                 )
                 .unwrap();
-                assert_eq!(ours.as_slice(), theirs.0.as_slice(), "auth {auth}");
-                // The hpke crate's encap, our decap.
-                let (theirs, enc) = <super::super::keys::Kem as hpke::Kem>::encap_with_rng(
-                    &hpke_public(&recipient.public),
-                    sender_hpke.as_ref().map(|(sk, pk)| (sk, pk)),
-                    &mut rng,
+                let enc_s: [u8; 32] = enc_s.to_bytes().into();
+                let (k1, k2) =
+                    client_kem(&eph_c, &enc_c, &server.public, identity, &enc_s).unwrap();
+                let k1_hpke = <Kem as hpke::Kem>::decap(
+                    &hpke_secret(&server),
+                    client_hpke.as_ref().map(|(_, pk)| pk),
+                    &Enc::from_bytes(&enc_c).unwrap(),
                 )
                 .unwrap();
-                let enc: [u8; 32] = enc.to_bytes().into();
-                let ours = decap(
-                    &recipient.secret,
-                    &recipient.public.0,
-                    &enc,
-                    sender_pk.as_ref(),
+                assert_eq!(
+                    k1.as_slice(),
+                    k1_hpke.0.as_slice(),
+                    "client K1, auth {auth}"
+                );
+                assert_eq!(
+                    k2.as_slice(),
+                    k2_hpke.0.as_slice(),
+                    "client K2, auth {auth}"
+                );
+
+                // Our server: K1 is what hpke's Encap to the server key produced, K2 what
+                // hpke's Decap with the client's ephemeral secret computes.
+                let (k1_hpke, enc_c) = <Kem as hpke::Kem>::encap_with_rng(
+                    &hpke_public(&server.public),
+                    client_hpke.as_ref().map(|(sk, pk)| (sk, pk)),
+                    &mut hpke_rng,
                 )
                 .unwrap();
-                assert_eq!(ours.as_slice(), theirs.0.as_slice(), "auth {auth}");
+                let enc_c: [u8; 32] = enc_c.to_bytes().into();
+                let (enc_s, k1, _) =
+                    server_kem(&server, &enc_c, client_key.as_ref(), &random32()).unwrap();
+                assert_eq!(
+                    k1.as_slice(),
+                    k1_hpke.0.as_slice(),
+                    "server K1, auth {auth}"
+                );
+                let eph_c = random32();
+                let [enc_c] = x25519::batch([Op::Base(&eph_c)]);
+                let (enc_s2, _, k2) =
+                    server_kem(&server, &enc_c, client_key.as_ref(), &random32()).unwrap();
+                assert_ne!(enc_s, enc_s2);
+                let k2_hpke = <Kem as hpke::Kem>::decap(
+                    &hpke_secret(&KeyPair::from_secret_bytes(eph_c).unwrap()),
+                    None,
+                    &Enc::from_bytes(&enc_s2).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(
+                    k2.as_slice(),
+                    k2_hpke.0.as_slice(),
+                    "server K2, auth {auth}"
+                );
             }
         }
     }

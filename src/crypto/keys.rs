@@ -29,11 +29,6 @@ impl PublicKey {
         KemPublicKey::from_bytes(&bytes).map_err(|_| KeyError::Invalid)?;
         Ok(PublicKey(bytes))
     }
-
-    /// The key as an X25519 point (every 32-byte string is one).
-    pub(crate) fn x25519(&self) -> x25519_dalek::PublicKey {
-        x25519_dalek::PublicKey::from(self.0)
-    }
 }
 
 impl fmt::Display for PublicKey {

@@ -46,6 +46,7 @@ pub(crate) mod handshake;
 pub(crate) mod io;
 mod keys;
 pub(crate) mod record;
+mod x25519;
 
 use std::fmt;
 use std::time::Duration;

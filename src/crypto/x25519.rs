@@ -1,0 +1,235 @@
+//! X25519 (RFC 7748) for the handshake, on curve25519-dalek, a handshake step at a time.
+//!
+//! x25519-dalek computes a Diffie-Hellman operation with the Montgomery ladder, which runs on
+//! curve25519-dalek's scalar field arithmetic whatever the CPU. Where curve25519-dalek has a
+//! vector backend (AVX2 or AVX-512 IFMA, which it detects at run time), its constant-time
+//! variable-base multiplication on the Edwards form of the curve is faster, so a step here:
+//!
+//! - maps each peer point to the Edwards form once ([`Point::new`]), even when the step uses it
+//!   twice (the server multiplies the client's ephemeral key by two secrets);
+//! - multiplies in the Edwards form (base-point multiplications use the precomputed table);
+//! - converts all of the step's results back to Montgomery `u` with one batched inversion.
+//!
+//! The results are the RFC 7748 function's, bit for bit (the tests compare against the
+//! ladder, including points on the twist, low-order points and non-canonical encodings), so
+//! the choice changes speed only, never bytes: simulation traces do not depend on the CPU.
+//! Points with no Edwards form (the twist, and `u = −1`) and CPUs without a vector backend
+//! take the ladder. The mapping depends only on the public point, so branching on it leaks
+//! nothing about a secret.
+
+use curve25519_dalek::edwards::EdwardsPoint;
+use curve25519_dalek::montgomery::MontgomeryPoint;
+
+/// A peer's public X25519 key, ready for Diffie-Hellman.
+pub(crate) struct Point(Form);
+
+enum Form {
+    Edwards(EdwardsPoint),
+    Montgomery(MontgomeryPoint),
+}
+
+impl Point {
+    /// The point with `u`-coordinate `u` (every 32-byte string is one, on the curve or its
+    /// twist; RFC 7748 masks the top bit and reduces non-canonical values).
+    pub(crate) fn new(u: &[u8; 32]) -> Point {
+        let m = MontgomeryPoint(*u);
+        if vector_backend() {
+            if let Some(e) = m.to_edwards(0) {
+                // Either sign: P and −P have the same `u`, and so do k·P and k·(−P).
+                return Point(Form::Edwards(e));
+            }
+        }
+        Point(Form::Montgomery(m))
+    }
+}
+
+/// One X25519 operation of a batch.
+pub(crate) enum Op<'a> {
+    /// `X25519(k, 9)`: the public key of the secret `k`.
+    Base(&'a [u8; 32]),
+    /// `X25519(k, P)`: the shared secret of `k` with the peer point `P`.
+    Dh(&'a [u8; 32], &'a Point),
+}
+
+/// The `u`-coordinates of `ops`, in order: RFC 7748's `X25519` (the secrets are clamped). A
+/// Diffie-Hellman with a low-order point gives all zeros, which the caller must refuse.
+pub(crate) fn batch<const N: usize>(ops: [Op<'_>; N]) -> [[u8; 32]; N] {
+    let mut out = [[0u8; 32]; N];
+    // Results still in the Edwards form, with their slots in `out`.
+    let mut edwards: Vec<(usize, EdwardsPoint)> = Vec::with_capacity(N);
+    for (i, op) in ops.into_iter().enumerate() {
+        match op {
+            Op::Base(k) => edwards.push((i, EdwardsPoint::mul_base_clamped(*k))),
+            Op::Dh(k, Point(Form::Edwards(p))) => edwards.push((i, p.mul_clamped(*k))),
+            Op::Dh(k, Point(Form::Montgomery(p))) => out[i] = p.mul_clamped(*k).to_bytes(),
+        }
+    }
+    let points: Vec<EdwardsPoint> = edwards.iter().map(|(_, p)| *p).collect();
+    for ((i, _), u) in edwards
+        .iter()
+        .zip(EdwardsPoint::to_montgomery_batch(&points))
+    {
+        out[*i] = u.to_bytes();
+    }
+    out
+}
+
+/// Whether curve25519-dalek multiplies Edwards points with vector instructions here (std's
+/// cached feature detection; curve25519-dalek makes the same check). Without them the ladder
+/// is the faster way.
+fn vector_backend() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::{Rng, SeedableRng};
+
+    fn ladder(k: &[u8; 32], u: &[u8; 32]) -> [u8; 32] {
+        MontgomeryPoint(*u).mul_clamped(*k).to_bytes()
+    }
+
+    /// p = 2^255 − 19, little-endian, plus `add`.
+    fn p_plus(add: u8) -> [u8; 32] {
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        let (lo, carry) = p[0].overflowing_add(add);
+        p[0] = lo;
+        assert!(!carry, "stays below 2^255");
+        p
+    }
+
+    #[test]
+    fn matches_rfc_7748_test_vectors() {
+        // RFC 7748 §5.2, the two single-operation vectors.
+        let cases = [
+            (
+                "a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4",
+                "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c",
+                "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552",
+            ),
+            (
+                "4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d",
+                "e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493",
+                "95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957",
+            ),
+        ];
+        for (k, u, want) in cases {
+            let (k, u, want) = (hex(k), hex(u), hex(want));
+            assert_eq!(batch([Op::Dh(&k, &Point::new(&u))]), [want]);
+            assert_eq!(ladder(&k, &u), want);
+        }
+        // §6.1: Alice's public key.
+        let alice = hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+        assert_eq!(
+            batch([Op::Base(&alice)]),
+            [hex(
+                "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+            )]
+        );
+    }
+
+    #[test]
+    fn agrees_with_the_ladder_on_every_kind_of_point() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let mut points: Vec<[u8; 32]> = Vec::new();
+        for _ in 0..64 {
+            // Random strings: about half are on the curve, half on the twist.
+            let mut u = [0u8; 32];
+            rng.fill_bytes(&mut u);
+            points.push(u);
+            // Public keys (on the curve, in the prime-order subgroup).
+            let mut k = [0u8; 32];
+            rng.fill_bytes(&mut k);
+            points.push(ladder(&k, &nine()));
+        }
+        // Low-order points (RFC 7748 §7 / libsodium's blocklist), u = −1 (= p − 1), and
+        // non-canonical encodings: p + k for small k, and the top bit set.
+        for small in [0u8, 1, 2, 3, 9, 18] {
+            points.push(p_plus(small));
+        }
+        points.push(hex(
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ));
+        points.push(hex(
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+        ));
+        points.push(hex(
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+        ));
+        points.push([0; 32]);
+        let mut one = [0; 32];
+        one[0] = 1;
+        points.push(one);
+        for i in 0..points.len() {
+            let mut high = points[i];
+            high[31] |= 0x80;
+            points.push(high);
+        }
+        let mut twist = 0;
+        for u in &points {
+            let mut k = [0u8; 32];
+            rng.fill_bytes(&mut k);
+            let p = Point::new(u);
+            if matches!(p.0, Form::Montgomery(_)) {
+                twist += 1;
+            }
+            let [a, b] = batch([Op::Dh(&k, &p), Op::Base(&k)]);
+            assert_eq!(a, ladder(&k, u), "u = {u:02x?}");
+            assert_eq!(
+                b,
+                ladder(&k, &nine()),
+                "the batch keeps each result in its slot"
+            );
+        }
+        if vector_backend() {
+            assert!(
+                twist > 10 && twist < points.len() - 10,
+                "both forms are exercised: {twist} of {}",
+                points.len()
+            );
+        }
+    }
+
+    #[test]
+    fn a_low_order_point_gives_zero_without_spoiling_the_batch() {
+        let zero_order = [0u8; 32];
+        let eight = hex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800");
+        let k = [0x42; 32];
+        let other = Point::new(&ladder(&[5; 32], &nine()));
+        for low in [zero_order, eight] {
+            let [a, b, c] = batch([
+                Op::Dh(&k, &other),
+                Op::Dh(&k, &Point::new(&low)),
+                Op::Base(&k),
+            ]);
+            assert_eq!(b, [0; 32], "a low-order point gives the all-zero output");
+            assert_eq!(a, ladder(&k, &ladder(&[5; 32], &nine())));
+            assert_eq!(c, ladder(&k, &nine()));
+        }
+    }
+
+    fn nine() -> [u8; 32] {
+        let mut u = [0; 32];
+        u[0] = 9;
+        u
+    }
+
+    fn hex(s: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+        }
+        out
+    }
+}
