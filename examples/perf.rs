@@ -26,6 +26,8 @@
 //!   interleaved per repetition with the raw HPKE setup pair loop of `shared/baselines`
 //!   (`setup_sender_with_rng` + `setup_receiver`); reports connects/s (wall clock), process CPU
 //!   time per connect, and one-core encrypted connects/s (1e9 / CPU ns) ÷ raw HPKE pairs/s.
+//!   Also interleaved: raw tokio connects, bare and with the raw HPKE pair as a one-round-trip
+//!   handshake (the floor a hand-written encrypted connect sits on; see `raw_connect_rate`).
 //! * `--idle-sessions N`: opens N connections to a laxnet server and reports the user-space
 //!   memory (live heap bytes, from a counting global allocator) per idle server session.
 //! * `--sim` (feature `sim`): the turmoil echo workload of `shared/baselines` (10 clients x 1000
@@ -1280,6 +1282,89 @@ fn raw_hpke_rate(pairs: u64) -> (f64, f64) {
     (pairs as f64 / wall, pairs as f64 / cpu)
 }
 
+/// The same-run floor for `--handshakes`: what a user would write instead of a laxnet connect.
+/// Tokio `TcpStream` connect/accept (TCP_NODELAY, a task per accepted connection), then both
+/// ends close; with `hpke`, the raw HPKE pair runs over it as a one-round-trip handshake: the
+/// client sends `enc` (`setup_sender_with_rng`), the server runs `setup_receiver` and answers
+/// with 16 bytes exported from its context, which the client checks (it proves the server
+/// derived the key). No forward secrecy, no replay protection, no session: the least a
+/// handshake over a fresh TCP connection can do. Returns (connects/s by wall clock, process
+/// CPU ns per connect, both ends).
+fn raw_connect_rate(o: &Opts, n: u64, hpke: bool) -> (f64, f64) {
+    use hpke::aead::ChaCha20Poly1305;
+    use hpke::kdf::HkdfSha256;
+    use hpke::kem::X25519HkdfSha256 as K;
+    use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+    type Enc = <K as hpke::Kem>::EncappedKey;
+    const INFO: &[u8] = b"baseline";
+
+    let (sk, pk) = K::gen_keypair_with_rng(&mut ChaCha20Rng::seed_from_u64(42));
+    let cpu0 = cpu_time();
+    let t = Instant::now();
+    run_pair(
+        o.layout,
+        move |tx| async move {
+            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            tx.send(l.local_addr().expect("address"))
+                .expect("send addr");
+            let sk = Arc::new(sk);
+            let mut conns = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let mut s = tcp_accept(&l).await;
+                let sk = sk.clone();
+                conns.push(tokio::spawn(async move {
+                    if hpke {
+                        let mut enc = [0u8; 32];
+                        s.read_exact(&mut enc).await.expect("enc");
+                        let enc = Enc::from_bytes(&enc).expect("enc");
+                        let ctx = hpke::setup_receiver::<ChaCha20Poly1305, HkdfSha256, K>(
+                            &OpModeR::Base,
+                            &sk,
+                            &enc,
+                            INFO,
+                        )
+                        .expect("setup_receiver");
+                        let mut confirm = [0u8; 16];
+                        ctx.export(b"confirm", &mut confirm).expect("export");
+                        s.write_all(&confirm).await.expect("confirm");
+                    }
+                    // Until the client closes.
+                    let _ = s.read(&mut [0u8; 1]).await;
+                }));
+            }
+            for c in conns {
+                c.await.expect("connection task");
+            }
+        },
+        move |addr| async move {
+            let mut rng = ChaCha20Rng::seed_from_u64(43);
+            for _ in 0..n {
+                let mut s = tcp_connect(addr).await;
+                if hpke {
+                    let (enc, ctx) =
+                        hpke::setup_sender_with_rng::<ChaCha20Poly1305, HkdfSha256, K>(
+                            &OpModeS::Base,
+                            &pk,
+                            INFO,
+                            &mut rng,
+                        )
+                        .expect("setup_sender");
+                    s.write_all(&enc.to_bytes()).await.expect("enc");
+                    let (mut got, mut want) = ([0u8; 16], [0u8; 16]);
+                    s.read_exact(&mut got).await.expect("confirm");
+                    ctx.export(b"confirm", &mut want).expect("export");
+                    assert_eq!(got, want, "the server derived the same key");
+                }
+            }
+        },
+    );
+    let wall = t.elapsed().as_secs_f64();
+    let cpu_ns = (cpu_time() - cpu0).as_secs_f64() * 1e9 / n as f64;
+    (n as f64 / wall, cpu_ns)
+}
+
 /// With `--features bench-internals`: CPU ns per `bits-hpke` handshake run as pure functions
 /// (`laxnet::bench_api::pure_handshake`: both sides, no socket, no task), `n` of them on the
 /// calling thread. `None` without the feature.
@@ -1336,12 +1421,19 @@ fn handshake_mode(o: &Opts, n: u64) {
     }
     raw_hpke_rate(RAW_HPKE_PAIRS / 10);
     pure_handshake_cpu_ns(50);
+    for hpke in [false, true] {
+        raw_connect_rate(o, n.min(200), hpke);
+    }
 
     let names = ["plaintext", "encrypted"];
     let mut rate = [Vec::new(), Vec::new()];
     let mut cpu = [Vec::new(), Vec::new()];
     let (mut raw_wall, mut raw_cpu, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
     let mut pure = Vec::new();
+    // Raw tokio connects, without and with the raw HPKE pair (see `raw_connect_rate`).
+    let mut raw_rate = [Vec::new(), Vec::new()];
+    let mut raw_conn_cpu = [Vec::new(), Vec::new()];
+    let mut vs_raw_tcp_hpke = Vec::new();
     for _ in 0..o.reps {
         for (i, enc) in [false, true].into_iter().enumerate() {
             ENCRYPTED.store(enc, Relaxed);
@@ -1349,6 +1441,13 @@ fn handshake_mode(o: &Opts, n: u64) {
             rate[i].push(r);
             cpu[i].push(c);
         }
+        for (i, hpke) in [false, true].into_iter().enumerate() {
+            let (r, c) = raw_connect_rate(o, n, hpke);
+            raw_rate[i].push(r);
+            raw_conn_cpu[i].push(c);
+        }
+        vs_raw_tcp_hpke
+            .push(raw_conn_cpu[1].last().expect("this rep") / cpu[1].last().expect("this rep"));
         let (w, c) = raw_hpke_rate(RAW_HPKE_PAIRS);
         raw_wall.push(w);
         raw_cpu.push(c);
@@ -1427,6 +1526,51 @@ fn handshake_mode(o: &Opts, n: u64) {
         );
         j.num("pure_handshake_ratio_vs_raw_hpke", pure_ratio);
     }
+    let raw_names = ["raw TCP", "raw TCP + raw HPKE pair"];
+    let raw_keys = ["raw_tcp", "raw_tcp_hpke"];
+    let raw_rate: Vec<Stats> = raw_rate.into_iter().map(stats).collect();
+    let raw_conn_cpu: Vec<Stats> = raw_conn_cpu.into_iter().map(stats).collect();
+    for i in 0..2 {
+        line(
+            &format!("  connect + close, {} (tokio), wall clock", raw_names[i]),
+            "/s",
+            raw_rate[i],
+        );
+        j.stats(&format!("connects_per_s_{}", raw_keys[i]), raw_rate[i]);
+    }
+    for i in 0..2 {
+        let us = Stats {
+            median: raw_conn_cpu[i].median / 1e3,
+            min: raw_conn_cpu[i].min / 1e3,
+            max: raw_conn_cpu[i].max / 1e3,
+        };
+        line(
+            &format!("  CPU per connect, {} (both ends)", raw_names[i]),
+            "µs",
+            us,
+        );
+        j.stats(
+            &format!("cpu_ns_per_connect_{}", raw_keys[i]),
+            raw_conn_cpu[i],
+        );
+    }
+    // The ceiling of the target's ratio for any handshake over a fresh TCP connection that
+    // does at least the raw pair's crypto.
+    let floor = (1e9 / raw_cpu.median) / raw_conn_cpu[1].median;
+    println!(
+        "  raw TCP + raw HPKE connects / raw HPKE pairs, per CPU second = {:.1} % (the ceiling \
+         over TCP)",
+        floor * 100.0
+    );
+    j.num("raw_tcp_hpke_ratio_vs_raw_hpke", floor);
+    let vs = stats(vs_raw_tcp_hpke);
+    println!(
+        "  one-core encrypted connects / raw TCP + raw HPKE connects = {:.1} % [{:.1} .. {:.1}]",
+        vs.median * 100.0,
+        vs.min * 100.0,
+        vs.max * 100.0
+    );
+    j.stats("handshake_ratio_vs_raw_tcp_hpke", vs);
     let ratio = stats(ratio);
     println!(
         "  one-core encrypted connects / raw HPKE pairs = {:.1} % [{:.1} .. {:.1}] (target ≥ 75 %)",
