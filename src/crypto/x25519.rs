@@ -74,15 +74,23 @@ pub(crate) fn batch<const N: usize>(ops: [Op<'_>; N]) -> [[u8; 32]; N] {
     out
 }
 
-/// Whether curve25519-dalek multiplies Edwards points with vector instructions here (std's
-/// cached feature detection; curve25519-dalek makes the same check). Without them the ladder
-/// is the faster way.
+/// Whether curve25519-dalek multiplies Edwards points with vector instructions here: on
+/// x86-64 it picks its AVX2 (or AVX-512 IFMA) backend at run time when the CPU has AVX2
+/// (std's cached feature detection makes the same check), unless the build forces a scalar
+/// backend with `--cfg curve25519_dalek_backend="serial"` or `"fiat"` (RUSTFLAGS reach this
+/// crate too). Without vector instructions the ladder is the faster way.
 fn vector_backend() -> bool {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(
+        target_arch = "x86_64",
+        not(any(curve25519_dalek_backend = "serial", curve25519_dalek_backend = "fiat"))
+    ))]
     {
         std::arch::is_x86_feature_detected!("avx2")
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        not(any(curve25519_dalek_backend = "serial", curve25519_dalek_backend = "fiat"))
+    )))]
     {
         false
     }
