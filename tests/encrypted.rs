@@ -8,7 +8,7 @@ use std::time::Duration;
 use borsh::{BorshDeserialize, BorshSerialize};
 use laxnet::{
     BITS_HPKE, CloseReason, Config, ConnectError, CryptoError, Encryption, Event, HandshakeError,
-    KeyPair, Received, Service, SessionEvent, Topic,
+    KeyPair, PublicKey, Received, Service, SessionEvent, Topic,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -176,8 +176,31 @@ async fn client_auth_allow_list() {
     let key = KeyPair::from_seed(&[1; 32]);
     let alice = KeyPair::from_seed(&[3; 32]);
     let mallory = KeyPair::from_seed(&[4; 32]);
-    let allowed = vec![alice.public()];
+    // A long list, unsorted, with a duplicate: Alice sits among 400 other keys.
+    let mut allowed: Vec<PublicKey> = (0..400u32)
+        .rev()
+        .map(|i| {
+            let mut b = [0x5a; 32];
+            b[..4].copy_from_slice(&i.to_be_bytes());
+            PublicKey::from_bytes(b).unwrap()
+        })
+        .collect();
+    allowed.insert(123, alice.public());
+    allowed.push(allowed[7]);
+    assert!(!allowed.is_sorted());
     let (srv, addr, log) = server(&key, |e| e.allowed_clients = Some(allowed)).await;
+    let list = srv
+        .config()
+        .encryption
+        .as_ref()
+        .unwrap()
+        .allowed_clients
+        .as_ref()
+        .unwrap();
+    assert!(
+        list.is_sorted() && list.len() == 401,
+        "sorted once, without the duplicate"
+    );
     let m = new_client(&key, |e| e.identity = Some(mallory.clone()));
     assert!(m.connect(&addr, BITS_HPKE).await.is_err());
     let anon = new_client(&key, |_| {});

@@ -141,7 +141,8 @@ pub(crate) struct ServerPending {
     schedule: Schedule,
 }
 
-/// Answers a ClientHello. Rejects an unknown client key before any Diffie-Hellman.
+/// Answers a ClientHello. Rejects an unknown client key before any Diffie-Hellman, by binary
+/// search in `allowed_clients`, which must be sorted (the service sorts its configuration's).
 /// Work per call is fixed: one base-point multiplication (the server's ephemeral key), two
 /// Diffie-Hellman operations (three with client authentication) and a few hashes.
 pub(crate) fn server_respond(
@@ -155,6 +156,10 @@ pub(crate) fn server_respond(
         return Err(HandshakeError::Malformed);
     }
     let cipher = Cipher::from_code(hello[4]).ok_or(HandshakeError::Malformed)?;
+    debug_assert!(
+        allowed_clients.is_none_or(|l| l.is_sorted()),
+        "allowed_clients must be sorted"
+    );
     let client_key = match hello.len() {
         CH_MAX => Some(
             PublicKey::from_bytes(hello[72..104].try_into().expect("32 bytes"))
@@ -163,7 +168,7 @@ pub(crate) fn server_respond(
         _ => None,
     };
     match (allowed_clients, client_key) {
-        (Some(list), Some(k)) if list.contains(&k) => {}
+        (Some(list), Some(k)) if list.binary_search(&k).is_ok() => {}
         (Some(_), _) => return Err(HandshakeError::UnknownClientKey),
         (None, _) => {}
     }

@@ -132,7 +132,9 @@ pub struct Encryption {
     pub identity: Option<KeyPair>,
     /// The server key a client pins (required to connect).
     pub server_key: Option<PublicKey>,
-    /// If set, a server accepts only clients presenting one of these keys.
+    /// If set, a server accepts only clients presenting one of these keys (in any order: the
+    /// service sorts the list once and looks keys up by binary search, so a long list costs a
+    /// handshake little).
     pub allowed_clients: Option<Vec<PublicKey>>,
     /// The AEAD a client proposes (the server accepts either). Default
     /// [`Cipher::preferred`]: AES-128-GCM on CPUs with AES instructions, else

@@ -363,6 +363,15 @@ impl Service {
         };
         let mut config = config;
         config.max_sessions = config.max_sessions.clamp(1, crate::id::MAX_SLOTS);
+        if let Some(list) = config
+            .encryption
+            .as_mut()
+            .and_then(|e| e.allowed_clients.as_mut())
+        {
+            // The handshake looks a client key up by binary search.
+            list.sort_unstable();
+            list.dedup();
+        }
         let core = Arc::new(ServiceCore {
             pool: BufferPool::new(config.pool.clone()),
             logging: AtomicBool::new(config.logging),
@@ -396,7 +405,8 @@ impl Service {
         svc
     }
 
-    /// The configuration (with `max_sessions` clamped to what ids can address).
+    /// The configuration (with `max_sessions` clamped to what ids can address, and
+    /// `Encryption::allowed_clients` sorted and without duplicates).
     pub fn config(&self) -> &Config {
         &self.inner.core.config
     }
@@ -767,7 +777,7 @@ async fn accept_loop(
 fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer: SocketAddr) {
     use std::sync::atomic::Ordering::SeqCst;
     let core = &inner.core;
-    let Some(enc) = core.config.encryption.clone() else {
+    let Some(enc) = core.config.encryption.as_ref() else {
         return;
     };
     let busy = inner.in_handshake.fetch_add(1, SeqCst) >= enc.max_handshakes;
@@ -787,13 +797,18 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer
         core,
         Box::pin(async move {
             let inner = inner2;
-            let res = crypto::io::server(&*inner.core.runtime, &mut stream, &enc, seed).await;
+            // Borrowed from the service's own configuration, not cloned per connection (an
+            // allow-list can be long).
+            let Some(enc) = inner.core.config.encryption.as_ref() else {
+                return;
+            };
+            let res = crypto::io::server(&*inner.core.runtime, &mut stream, enc, seed).await;
             inner.in_handshake.fetch_sub(1, SeqCst);
             let counters = &inner.core.counters;
             match res {
                 Ok(keys) => {
                     counters.handshakes.fetch_add(1, Relaxed);
-                    let mut sealed = Box::new(inner.sealed(&keys, false, &enc));
+                    let mut sealed = Box::new(inner.sealed(&keys, false, enc));
                     let rt = &*inner.core.runtime;
                     if inner.is_shut_down() {
                         // Authenticated close: the client sees `PeerClosed`, not `Truncated`.
