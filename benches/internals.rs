@@ -345,7 +345,7 @@ fn record(c: &mut Criterion) {
 /// default features), so a base-point multiplication is a table lookup (`x25519_sk_to_pk`
 /// ≈ 15 µs on the project VM, ≈ 27 µs without the tables). hpke's DH is the Montgomery ladder
 /// (`x25519_dh` ≈ 52 µs); laxnet's (`laxnet_x25519_dh`) maps the peer's point to the Edwards
-/// form and multiplies on curve25519-dalek's vector backend (AVX2 / AVX-512 IFMA) where there
+/// form and multiplies on curve25519-dalek's vector backend (AVX2) where there
 /// is one, ≈ 39 µs alone and less in the handshake, which maps each peer point once and
 /// converts each side's results with one batched inversion (`src/crypto/x25519.rs`).
 fn handshake(c: &mut Criterion) {

@@ -2,8 +2,9 @@
 //!
 //! x25519-dalek computes a Diffie-Hellman operation with the Montgomery ladder, which runs on
 //! curve25519-dalek's scalar field arithmetic whatever the CPU. Where curve25519-dalek has a
-//! vector backend (AVX2 or AVX-512 IFMA, which it detects at run time), its constant-time
-//! variable-base multiplication on the Edwards form of the curve is faster, so a step here:
+//! vector backend (AVX2, which it detects at run time; AVX-512 IFMA in builds that target it),
+//! its constant-time variable-base multiplication on the Edwards form of the curve is faster,
+//! so a step here:
 //!
 //! - maps each peer point to the Edwards form once ([`Point::new`]), even when the step uses it
 //!   twice (the server multiplies the client's ephemeral key by two secrets);
@@ -75,7 +76,8 @@ pub(crate) fn batch<const N: usize>(ops: [Op<'_>; N]) -> [[u8; 32]; N] {
 }
 
 /// Whether curve25519-dalek multiplies Edwards points with vector instructions here: on
-/// x86-64 it picks its AVX2 (or AVX-512 IFMA) backend at run time when the CPU has AVX2
+/// x86-64 it picks its AVX2 backend at run time when the CPU has AVX2 (AVX-512 IFMA when the
+/// build targets it, which implies AVX2)
 /// (std's cached feature detection makes the same check), unless the build forces a scalar
 /// backend with `--cfg curve25519_dalek_backend="serial"` or `"fiat"` (RUSTFLAGS reach this
 /// crate too). Without vector instructions the ladder is the faster way.
