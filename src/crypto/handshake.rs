@@ -273,7 +273,7 @@ fn client_kem(
     server: &PublicKey,
     identity: Option<&KeyPair>,
     enc_s: &[u8; 32],
-) -> Result<([u8; 32], [u8; 32]), HandshakeError> {
+) -> Result<(Bytes32, Bytes32), HandshakeError> {
     let s = Point::new(&server.0);
     let e = Point::new(enc_s);
     let (k1, ee) = match identity {
