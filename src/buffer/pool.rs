@@ -122,6 +122,10 @@ fn round_class(n: usize) -> usize {
         .unwrap_or(1 << (usize::BITS - 1))
 }
 
+/// Free-list entries a class reserves at a time: at creation, and again whenever its list is
+/// full (then doubling), bounded by what the class may keep.
+const FREE_LIST_STEP: usize = 64;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every update of the state completes before anything can panic, so poisoning is harmless.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -134,12 +138,19 @@ impl Default for BufferPool {
 }
 
 impl BufferPool {
-    /// Creates an empty pool (nothing is allocated up front). See [`PoolConfig`] for rounding.
+    /// Creates an empty pool: no blocks yet, but each class's free list has room for its first
+    /// 64 retained blocks (fewer if the class may keep fewer; ≈ 9 KiB with the defaults), so
+    /// returning a block does not allocate until a class retains that many. See
+    /// [`PoolConfig`] for rounding.
     pub fn new(config: PoolConfig) -> Self {
         let min_class = round_class(config.min_class);
         let max_class = round_class(config.max_class).max(min_class);
         let min_shift = min_class.trailing_zeros();
         let n_classes = (max_class.trailing_zeros() - min_shift + 1) as usize;
+        let free_list = |i: usize| {
+            let size = min_class << i;
+            Vec::with_capacity(FREE_LIST_STEP.min(config.keep_per_class / size))
+        };
         Self(Arc::new(Inner {
             min_shift,
             config: PoolConfig {
@@ -148,7 +159,7 @@ impl BufferPool {
                 ..config
             },
             state: Mutex::new(State {
-                classes: (0..n_classes).map(|_| Vec::new()).collect(),
+                classes: (0..n_classes).map(free_list).collect(),
                 stats: PoolStats::default(),
             }),
         }))
@@ -245,7 +256,10 @@ impl BufferPool {
                         // Grow the free list in large steps (bounded by what the class may
                         // keep), so a steady state never reallocates it on the message path.
                         let max = inner.config.keep_per_class / size;
-                        let more = list.capacity().max(64).min(max.saturating_sub(list.len()));
+                        let more = list
+                            .capacity()
+                            .max(FREE_LIST_STEP)
+                            .min(max.saturating_sub(list.len()));
                         list.reserve(more);
                     }
                     list.push(buf);
