@@ -1366,29 +1366,24 @@ fn raw_connect_rate(o: &Opts, n: u64, hpke: bool) -> (f64, f64) {
 }
 
 /// With `--features bench-internals`: CPU ns per `bits-hpke` handshake run as pure functions
-/// (`laxnet::bench_api::pure_handshake`: both sides, no socket, no task), `n` of them on the
-/// calling thread. `None` without the feature.
+/// (`laxnet::bench_api::HandshakeSetup::run`: both sides, no socket, no task, with what a
+/// service computes once done once), `n` of them on the calling thread. `None` without the
+/// feature.
 #[cfg(feature = "bench-internals")]
 fn pure_handshake_cpu_ns(n: u64) -> Option<f64> {
-    use laxnet::bench_api::{Cipher, pure_handshake};
+    use laxnet::bench_api::{Cipher, HandshakeSetup};
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
     let server = server_key();
-    let pinned = server.public();
+    let setup = HandshakeSetup::new(server, &server.public(), None);
     let mut crng = ChaCha20Rng::seed_from_u64(1);
     let mut srng = ChaCha20Rng::seed_from_u64(2);
     let cpu0 = cpu_time();
     for _ in 0..n {
-        let (c, s) = pure_handshake(
-            &mut crng,
-            &mut srng,
-            Cipher::ChaCha20Poly1305,
-            server,
-            &pinned,
-            None,
-        )
-        .expect("handshake");
+        let (c, s) = setup
+            .run(&mut crng, &mut srng, Cipher::ChaCha20Poly1305)
+            .expect("handshake");
         assert_eq!(c, s);
     }
     Some((cpu_time() - cpu0).as_secs_f64() * 1e9 / n as f64)

@@ -97,8 +97,8 @@ pub use time::Instant;
 pub mod bench_api {
     pub use crate::buffer::{BufferPool, PoolConfig, ReadBuffer, SegmentQueue};
     pub use crate::crypto::bench::{
-        DerivedKeys, Opener, RECORD_HEADER, RECORD_OVERHEAD, RECORD_PAYLOAD_AT, Sealer,
-        pure_handshake, x25519_dh,
+        DerivedKeys, HandshakeSetup, Opener, RECORD_HEADER, RECORD_OVERHEAD, RECORD_PAYLOAD_AT,
+        Sealer, pure_handshake, x25519_dh,
     };
     pub use crate::crypto::{Cipher, KeyPair, PublicKey};
     pub use crate::message::{HEADER_BYTES, LEN_BYTES, Parsed, encode_frame, parse_frame};

@@ -176,8 +176,9 @@ async fn client_auth_allow_list() {
     let key = KeyPair::from_seed(&[1; 32]);
     let alice = KeyPair::from_seed(&[3; 32]);
     let mallory = KeyPair::from_seed(&[4; 32]);
-    // A long list, unsorted, with a duplicate: Alice sits among 400 other keys.
-    let mut allowed: Vec<PublicKey> = (0..400u32)
+    // A long list, unsorted, with a duplicate: Alice sits among 200 other keys (the server
+    // sorts its own copy once and looks keys up by binary search).
+    let mut allowed: Vec<PublicKey> = (0..200u32)
         .rev()
         .map(|i| {
             let mut b = [0x5a; 32];
@@ -188,19 +189,15 @@ async fn client_auth_allow_list() {
     allowed.insert(123, alice.public());
     allowed.push(allowed[7]);
     assert!(!allowed.is_sorted());
-    let (srv, addr, log) = server(&key, |e| e.allowed_clients = Some(allowed)).await;
+    let (srv, addr, log) = server(&key, |e| e.allowed_clients = Some(allowed.clone())).await;
     let list = srv
         .config()
         .encryption
         .as_ref()
         .unwrap()
         .allowed_clients
-        .as_ref()
-        .unwrap();
-    assert!(
-        list.is_sorted() && list.len() == 401,
-        "sorted once, without the duplicate"
-    );
+        .as_ref();
+    assert_eq!(list, Some(&allowed), "the configuration stays as given");
     let m = new_client(&key, |e| e.identity = Some(mallory.clone()));
     assert!(m.connect(&addr, BITS_HPKE).await.is_err());
     let anon = new_client(&key, |_| {});

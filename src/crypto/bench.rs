@@ -67,11 +67,52 @@ pub struct DerivedKeys {
     pub s2c_key: [u8; 32],
 }
 
-/// The whole handshake as pure functions, no socket: `client_hello` → `server_respond` →
-/// `client_finish` → `server_finish`. Returns the keys each side derived (client, server).
-///
-/// `client_identity` turns on client authentication (RFC 9180 `AuthEncap`); the server then
-/// allows exactly that key.
+/// What a service computes once for all its handshakes (the pinned key's point; with client
+/// authentication the static-static DH on each side), for a client pinning `pinned` and a
+/// server with key pair `server`. `client_identity` turns on client authentication (RFC 9180
+/// `AuthEncap`); the server then allows exactly that key.
+pub struct HandshakeSetup {
+    client: handshake::ClientKeys,
+    server: handshake::ServerKeys,
+}
+
+impl HandshakeSetup {
+    /// The setup for one client/server pair.
+    pub fn new(
+        server: &KeyPair,
+        pinned: &PublicKey,
+        client_identity: Option<&KeyPair>,
+    ) -> HandshakeSetup {
+        let allowed = client_identity.map(|k| [k.public()]);
+        HandshakeSetup {
+            client: handshake::ClientKeys::new(pinned, client_identity),
+            server: handshake::ServerKeys::new(server, allowed.as_ref().map(|a| a.as_slice())),
+        }
+    }
+
+    /// One whole handshake as pure functions, no socket: `client_hello` → `server_respond` →
+    /// `client_finish` → `server_finish` — what a connect costs both ends in crypto. Returns
+    /// the keys each side derived (client, server).
+    pub fn run(
+        &self,
+        client_rng: &mut impl CryptoRng,
+        server_rng: &mut impl CryptoRng,
+        cipher: Cipher,
+    ) -> Result<(DerivedKeys, DerivedKeys), HandshakeError> {
+        let (cp, ch) = handshake::client_hello(client_rng, cipher, &self.client)?;
+        let (sp, sh) = handshake::server_respond(server_rng, &self.server, &ch)?;
+        let (ck, cf) = handshake::client_finish(cp, &self.client, &sh)?;
+        let sk = handshake::server_finish(sp, &cf)?;
+        let keys = |k: &handshake::SessionKeys| DerivedKeys {
+            c2s_key: k.c2s_key,
+            s2c_key: k.s2c_key,
+        };
+        Ok((keys(&ck), keys(&sk)))
+    }
+}
+
+/// [`HandshakeSetup::new`] and one [`HandshakeSetup::run`]: a handshake including the work a
+/// service does once.
 pub fn pure_handshake(
     client_rng: &mut impl CryptoRng,
     server_rng: &mut impl CryptoRng,
@@ -80,21 +121,7 @@ pub fn pure_handshake(
     pinned: &PublicKey,
     client_identity: Option<&KeyPair>,
 ) -> Result<(DerivedKeys, DerivedKeys), HandshakeError> {
-    let allowed = client_identity.map(|k| [k.public()]);
-    let (cp, ch) = handshake::client_hello(client_rng, cipher, pinned, client_identity)?;
-    let (sp, sh) = handshake::server_respond(
-        server_rng,
-        server,
-        allowed.as_ref().map(|a| a.as_slice()),
-        &ch,
-    )?;
-    let (ck, cf) = handshake::client_finish(cp, &sh)?;
-    let sk = handshake::server_finish(sp, &cf)?;
-    let keys = |k: &handshake::SessionKeys| DerivedKeys {
-        c2s_key: k.c2s_key,
-        s2c_key: k.s2c_key,
-    };
-    Ok((keys(&ck), keys(&sk)))
+    HandshakeSetup::new(server, pinned, client_identity).run(client_rng, server_rng, cipher)
 }
 
 /// One X25519 Diffie-Hellman (RFC 7748 `X25519(secret, peer)`) the way the handshake computes

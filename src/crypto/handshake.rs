@@ -28,12 +28,17 @@
 //! plus forward secrecy: per side one base-point multiplication and two Diffie-Hellman
 //! operations (three with client authentication). Each side does its X25519 work as one batch
 //! ([`super::x25519`]): the server all of it on the ClientHello, the client its key generation
-//! for the ClientHello and both Diffie-Hellman operations on the ServerHello.
+//! for the ClientHello and both Diffie-Hellman operations on the ServerHello. What is the same
+//! for every handshake of a service is computed once ([`ClientKeys`], [`ServerKeys`]): the
+//! pinned server key's point and, with client authentication, the static-static DH of
+//! `AuthEncap`/`AuthDecap` (so an authenticated handshake costs one DH per side more than an
+//! anonymous one only on a server without an allow-list).
 
 use hkdf::{Hkdf, HkdfExtract};
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 use x25519_dalek::StaticSecret;
+use zeroize::Zeroizing;
 
 use super::keys::{KeyPair, PublicKey};
 use super::x25519::{self, Op, Point};
@@ -85,6 +90,65 @@ pub(crate) fn client_hello_len(header: &[u8; CH_HEADER]) -> Result<usize, Handsh
     }
 }
 
+/// A 32-byte secret, zeroed on drop.
+type Secret32 = Zeroizing<[u8; 32]>;
+
+/// What a client computes once (per service) for all its handshakes: the pinned server key
+/// and its point, and with client authentication the client's key pair and the static-static
+/// DH (`AuthEncap`'s second DH, the same for every connect to that server).
+pub(crate) struct ClientKeys {
+    server: PublicKey,
+    point: Point,
+    identity: Option<(KeyPair, Secret32)>,
+}
+
+impl ClientKeys {
+    /// Keys for connecting to `server`, presenting `identity` if given (one DH with it).
+    pub(crate) fn new(server: &PublicKey, identity: Option<&KeyPair>) -> ClientKeys {
+        let point = Point::new(&server.0);
+        let identity = identity.map(|id| {
+            let [ss] = x25519::batch([Op::Dh(id.secret.as_bytes(), &point)]);
+            (id.clone(), Zeroizing::new(ss))
+        });
+        ClientKeys {
+            server: *server,
+            point,
+            identity,
+        }
+    }
+}
+
+/// What a server computes once (per service) for all its handshakes: its key pair and, with
+/// an allow-list, each allowed client key (sorted, for binary search) with the static-static
+/// DH (`AuthDecap`'s second DH).
+pub(crate) struct ServerKeys {
+    identity: KeyPair,
+    allowed: Option<Vec<(PublicKey, Secret32)>>,
+}
+
+impl ServerKeys {
+    /// Keys for accepting with `identity`, allowing only `allowed` client keys if given (any
+    /// order, duplicates ignored; one DH per distinct key).
+    pub(crate) fn new(identity: &KeyPair, allowed: Option<&[PublicKey]>) -> ServerKeys {
+        let allowed = allowed.map(|list| {
+            let mut keys = list.to_vec();
+            keys.sort_unstable();
+            keys.dedup();
+            keys.into_iter()
+                .map(|c| {
+                    let [ss] =
+                        x25519::batch([Op::Dh(identity.secret.as_bytes(), &Point::new(&c.0))]);
+                    (c, Zeroizing::new(ss))
+                })
+                .collect()
+        });
+        ServerKeys {
+            identity: identity.clone(),
+            allowed,
+        }
+    }
+}
+
 /// What the client keeps between its hello and the server's answer.
 pub(crate) struct ClientPending {
     hello: [u8; CH_MAX],
@@ -92,21 +156,18 @@ pub(crate) struct ClientPending {
     /// The ephemeral secret (zeroed on drop).
     eph: StaticSecret,
     cipher: Cipher,
-    server: PublicKey,
-    identity: Option<KeyPair>,
 }
 
 /// Builds the ClientHello.
 pub(crate) fn client_hello(
     rng: &mut impl CryptoRng,
     cipher: Cipher,
-    server: &PublicKey,
-    identity: Option<&KeyPair>,
+    keys: &ClientKeys,
 ) -> Result<(ClientPending, Vec<u8>), HandshakeError> {
     let mut hello = [0u8; CH_MAX];
     hello[..4].copy_from_slice(&MAGIC);
     hello[4] = cipher.code();
-    hello[5] = if identity.is_some() {
+    hello[5] = if keys.identity.is_some() {
         FLAG_CLIENT_AUTH
     } else {
         0
@@ -115,8 +176,8 @@ pub(crate) fn client_hello(
     let eph = StaticSecret::random_from_rng(rng);
     let [enc] = x25519::batch([Op::Base(eph.as_bytes())]);
     hello[40..72].copy_from_slice(&enc);
-    let len = match identity {
-        Some(id) => {
+    let len = match &keys.identity {
+        Some((id, _)) => {
             hello[72..104].copy_from_slice(&id.public.0);
             CH_MAX
         }
@@ -129,8 +190,6 @@ pub(crate) fn client_hello(
             hello_len: len,
             eph,
             cipher,
-            server: *server,
-            identity: identity.cloned(),
         },
         bytes,
     ))
@@ -141,14 +200,13 @@ pub(crate) struct ServerPending {
     schedule: Schedule,
 }
 
-/// Answers a ClientHello. Rejects an unknown client key before any Diffie-Hellman, by binary
-/// search in `allowed_clients`, which must be sorted (the service sorts its configuration's).
-/// Work per call is fixed: one base-point multiplication (the server's ephemeral key), two
-/// Diffie-Hellman operations (three with client authentication) and a few hashes.
+/// Answers a ClientHello. Rejects an unknown client key before any Diffie-Hellman (binary
+/// search in the allow-list). Work per call is fixed: one base-point multiplication (the
+/// server's ephemeral key), two Diffie-Hellman operations (three for a client key when there
+/// is no allow-list) and a few hashes.
 pub(crate) fn server_respond(
     rng: &mut impl CryptoRng,
-    identity: &KeyPair,
-    allowed_clients: Option<&[PublicKey]>,
+    keys: &ServerKeys,
     hello: &[u8],
 ) -> Result<(ServerPending, [u8; SH_LEN]), HandshakeError> {
     let header: &[u8; CH_HEADER] = hello.first_chunk().ok_or(HandshakeError::Malformed)?;
@@ -156,10 +214,6 @@ pub(crate) fn server_respond(
         return Err(HandshakeError::Malformed);
     }
     let cipher = Cipher::from_code(hello[4]).ok_or(HandshakeError::Malformed)?;
-    debug_assert!(
-        allowed_clients.is_none_or(|l| l.is_sorted()),
-        "allowed_clients must be sorted"
-    );
     let client_key = match hello.len() {
         CH_MAX => Some(
             PublicKey::from_bytes(hello[72..104].try_into().expect("32 bytes"))
@@ -167,18 +221,22 @@ pub(crate) fn server_respond(
         ),
         _ => None,
     };
-    match (allowed_clients, client_key) {
-        (Some(list), Some(k)) if list.binary_search(&k).is_ok() => {}
-        (Some(_), _) => return Err(HandshakeError::UnknownClientKey),
-        (None, _) => {}
-    }
+    // The client's static key and, from the allow-list, its static-static DH.
+    let client = match (&keys.allowed, &client_key) {
+        (Some(list), Some(k)) => match list.binary_search_by(|(c, _)| c.cmp(k)) {
+            Ok(i) => Some((k, Some(&*list[i].1))),
+            Err(_) => return Err(HandshakeError::UnknownClientKey),
+        },
+        (Some(_), None) => return Err(HandshakeError::UnknownClientKey),
+        (None, k) => k.as_ref().map(|k| (k, None)),
+    };
     let enc_c: [u8; 32] = hello[40..72].try_into().expect("32 bytes");
 
     let mut sh = [0u8; SH_LEN];
     sh[..4].copy_from_slice(&MAGIC);
     rng.fill_bytes(&mut sh[8..40]);
     let eph = StaticSecret::random_from_rng(rng);
-    let (enc_s, k1, k2) = server_kem(identity, &enc_c, client_key.as_ref(), eph.as_bytes())?;
+    let (enc_s, k1, k2) = server_kem(&keys.identity, &enc_c, client, eph.as_bytes())?;
     drop(eph);
     sh[40..72].copy_from_slice(&enc_s);
     let schedule = schedule(cipher, client_key, hello, &sh[..SH_CORE], &k1, &k2);
@@ -190,6 +248,7 @@ pub(crate) fn server_respond(
 /// finished tag) and produces the ClientFinished.
 pub(crate) fn client_finish(
     pending: ClientPending,
+    keys: &ClientKeys,
     sh: &[u8; SH_LEN],
 ) -> Result<(SessionKeys, [u8; CF_LEN]), HandshakeError> {
     if sh[..4] != MAGIC || sh[4..8] != [0; 4] {
@@ -197,16 +256,10 @@ pub(crate) fn client_finish(
     }
     let enc_s: [u8; 32] = sh[40..72].try_into().expect("32 bytes");
     let enc_c: &[u8; 32] = pending.hello[40..72].try_into().expect("32 bytes");
-    let (k1, k2) = client_kem(
-        pending.eph.as_bytes(),
-        enc_c,
-        &pending.server,
-        pending.identity.as_ref(),
-        &enc_s,
-    )?;
+    let (k1, k2) = client_kem(pending.eph.as_bytes(), enc_c, keys, &enc_s)?;
     let s = schedule(
         pending.cipher,
-        Some(pending.server),
+        Some(keys.server),
         &pending.hello[..pending.hello_len],
         &sh[..SH_CORE],
         &k1,
@@ -233,24 +286,30 @@ pub(crate) fn server_finish(
 type Bytes32 = [u8; 32];
 
 /// The server's X25519 work for one ClientHello, as one batch: its ephemeral public key
-/// `enc_s` (from the secret `eph`), `K1 = Decap(enc_c)` (`AuthDecap` with the client's key)
-/// and `K2 = Encap(enc_c)` with `eph`. The client's point is mapped once for both.
+/// `enc_s` (from the secret `eph`), `K1 = Decap(enc_c)` (`AuthDecap` with the client's key:
+/// the static-static DH from the allow-list, or computed in the batch) and `K2 = Encap(enc_c)`
+/// with `eph`. The client's point is mapped once for both.
 fn server_kem(
     identity: &KeyPair,
     enc_c: &[u8; 32],
-    client_key: Option<&PublicKey>,
+    client: Option<(&PublicKey, Option<&[u8; 32]>)>,
     eph: &[u8; 32],
 ) -> Result<(Bytes32, Bytes32, Bytes32), HandshakeError> {
     let e = Point::new(enc_c);
     let own = &identity.public.0;
     let secret = identity.secret.as_bytes();
-    let (enc_s, k1, ee) = match client_key {
+    let (enc_s, k1, ee) = match client {
         None => {
             let [enc_s, es, ee] =
                 x25519::batch([Op::Base(eph), Op::Dh(secret, &e), Op::Dh(eph, &e)]);
             (enc_s, kem_secret(&[es], enc_c, own, None)?, ee)
         }
-        Some(c) => {
+        Some((c, Some(ss))) => {
+            let [enc_s, es, ee] =
+                x25519::batch([Op::Base(eph), Op::Dh(secret, &e), Op::Dh(eph, &e)]);
+            (enc_s, kem_secret(&[es, *ss], enc_c, own, Some(&c.0))?, ee)
+        }
+        Some((c, None)) => {
             let [enc_s, es, ss, ee] = x25519::batch([
                 Op::Base(eph),
                 Op::Dh(secret, &e),
@@ -265,33 +324,20 @@ fn server_kem(
 }
 
 /// The client's X25519 work on the ServerHello, as one batch, both with its ephemeral secret
-/// `eph` (public key `enc_c`): `K1 = Encap(server)` (`AuthEncap` with `identity`) and
-/// `K2 = Decap(enc_s)`.
+/// `eph` (public key `enc_c`): `K1 = Encap(server)` (`AuthEncap` with the prepared
+/// static-static DH) and `K2 = Decap(enc_s)`.
 fn client_kem(
     eph: &[u8; 32],
     enc_c: &[u8; 32],
-    server: &PublicKey,
-    identity: Option<&KeyPair>,
+    keys: &ClientKeys,
     enc_s: &[u8; 32],
 ) -> Result<(Bytes32, Bytes32), HandshakeError> {
-    let s = Point::new(&server.0);
     let e = Point::new(enc_s);
-    let (k1, ee) = match identity {
-        None => {
-            let [es, ee] = x25519::batch([Op::Dh(eph, &s), Op::Dh(eph, &e)]);
-            (kem_secret(&[es], enc_c, &server.0, None)?, ee)
-        }
-        Some(id) => {
-            let [es, ss, ee] = x25519::batch([
-                Op::Dh(eph, &s),
-                Op::Dh(id.secret.as_bytes(), &s),
-                Op::Dh(eph, &e),
-            ]);
-            (
-                kem_secret(&[es, ss], enc_c, &server.0, Some(&id.public.0))?,
-                ee,
-            )
-        }
+    let [es, ee] = x25519::batch([Op::Dh(eph, &keys.point), Op::Dh(eph, &e)]);
+    let server = &keys.server.0;
+    let k1 = match &keys.identity {
+        None => kem_secret(&[es], enc_c, server, None)?,
+        Some((id, ss)) => kem_secret(&[es, **ss], enc_c, server, Some(&id.public.0))?,
     };
     let k2 = kem_secret(&[ee], enc_s, enc_c, None)?;
     Ok((k1, k2))
@@ -412,9 +458,10 @@ mod tests {
     ) -> Result<(SessionKeys, SessionKeys), HandshakeError> {
         let mut crng = ChaCha20Rng::seed_from_u64(1);
         let mut srng = ChaCha20Rng::seed_from_u64(2);
-        let (cp, ch) = client_hello(&mut crng, Cipher::ChaCha20Poly1305, pinned, client_id)?;
-        let (sp, sh) = server_respond(&mut srng, server, allowed, &ch)?;
-        let (ck, cf) = client_finish(cp, &sh)?;
+        let client_keys = ClientKeys::new(pinned, client_id);
+        let (cp, ch) = client_hello(&mut crng, Cipher::ChaCha20Poly1305, &client_keys)?;
+        let (sp, sh) = server_respond(&mut srng, &ServerKeys::new(server, allowed), &ch)?;
+        let (ck, cf) = client_finish(cp, &client_keys, &sh)?;
         let sk = server_finish(sp, &cf)?;
         Ok((ck, sk))
     }
@@ -504,11 +551,11 @@ mod tests {
     fn replayed_hello_yields_different_keys() {
         let server = KeyPair::from_seed(&[1; 32]);
         let mut crng = ChaCha20Rng::seed_from_u64(1);
-        let (_, ch) = client_hello(&mut crng, Cipher::Aes128Gcm, &server.public(), None).unwrap();
-        let (a, _) =
-            server_respond(&mut ChaCha20Rng::seed_from_u64(5), &server, None, &ch).unwrap();
-        let (b, _) =
-            server_respond(&mut ChaCha20Rng::seed_from_u64(6), &server, None, &ch).unwrap();
+        let client_keys = ClientKeys::new(&server.public(), None);
+        let server_keys = ServerKeys::new(&server, None);
+        let (_, ch) = client_hello(&mut crng, Cipher::Aes128Gcm, &client_keys).unwrap();
+        let (a, _) = server_respond(&mut ChaCha20Rng::seed_from_u64(5), &server_keys, &ch).unwrap();
+        let (b, _) = server_respond(&mut ChaCha20Rng::seed_from_u64(6), &server_keys, &ch).unwrap();
         assert_ne!(a.schedule.keys.c2s_key, b.schedule.keys.c2s_key);
     }
 
@@ -519,7 +566,7 @@ mod tests {
         for len in [0, 7, 8, 71, 72, 73, 103, 104, 105, 136, 200] {
             let mut junk = vec![0u8; len];
             rng.fill_bytes(&mut junk);
-            assert!(server_respond(&mut rng, &server, None, &junk).is_err());
+            assert!(server_respond(&mut rng, &ServerKeys::new(&server, None), &junk).is_err());
         }
         let mut bad = [0u8; CH_HEADER];
         bad[..4].copy_from_slice(&MAGIC);
@@ -597,8 +644,8 @@ mod tests {
                 )
                 .unwrap();
                 let enc_s: [u8; 32] = enc_s.to_bytes().into();
-                let (k1, k2) =
-                    client_kem(&eph_c, &enc_c, &server.public, identity, &enc_s).unwrap();
+                let client_keys = ClientKeys::new(&server.public, identity);
+                let (k1, k2) = client_kem(&eph_c, &enc_c, &client_keys, &enc_s).unwrap();
                 let k1_hpke = <Kem as hpke::Kem>::decap(
                     &hpke_secret(&server),
                     client_hpke.as_ref().map(|(_, pk)| pk),
@@ -625,17 +672,29 @@ mod tests {
                 )
                 .unwrap();
                 let enc_c: [u8; 32] = enc_c.to_bytes().into();
-                let (enc_s, k1, _) =
-                    server_kem(&server, &enc_c, client_key.as_ref(), &random32()).unwrap();
-                assert_eq!(
-                    k1.as_slice(),
-                    k1_hpke.0.as_slice(),
-                    "server K1, auth {auth}"
-                );
+                // With a client key, both ways the server gets the static-static DH: from
+                // its allow-list (computed once) and computed in the handshake's batch.
+                let allowed =
+                    ServerKeys::new(&server, client_key.as_ref().map(std::slice::from_ref));
+                let precomputed = allowed.allowed.as_ref().map(|l| &*l[0].1);
+                let mut clients = vec![client_key.as_ref().map(|c| (c, None))];
+                if let (Some(c), Some(ss)) = (client_key.as_ref(), precomputed) {
+                    clients.push(Some((c, Some(ss))));
+                }
+                let mut enc_s = [0u8; 32];
+                for client in clients.iter().copied() {
+                    let (e, k1, _) = server_kem(&server, &enc_c, client, &random32()).unwrap();
+                    assert_eq!(
+                        k1.as_slice(),
+                        k1_hpke.0.as_slice(),
+                        "server K1, auth {auth}, precomputed {}",
+                        client.is_some_and(|c| c.1.is_some())
+                    );
+                    enc_s = e;
+                }
                 let eph_c = random32();
                 let [enc_c] = x25519::batch([Op::Base(&eph_c)]);
-                let (enc_s2, _, k2) =
-                    server_kem(&server, &enc_c, client_key.as_ref(), &random32()).unwrap();
+                let (enc_s2, _, k2) = server_kem(&server, &enc_c, clients[0], &random32()).unwrap();
                 assert_ne!(enc_s, enc_s2);
                 let k2_hpke = <Kem as hpke::Kem>::decap(
                     &hpke_secret(&KeyPair::from_secret_bytes(eph_c).unwrap()),
@@ -655,23 +714,34 @@ mod tests {
     #[test]
     fn low_order_points_are_refused() {
         let server = KeyPair::from_seed(&[1; 32]);
+        let (client_keys, server_keys) = (
+            ClientKeys::new(&server.public(), None),
+            ServerKeys::new(&server, None),
+        );
         let mut rng = ChaCha20Rng::seed_from_u64(3);
         // The identity point (all zeros) and a point of order 8 make every DH output zero.
         let order8 = hex32("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800");
         for bad in [[0u8; 32], order8] {
-            let (_, mut ch) =
-                client_hello(&mut rng, Cipher::Aes128Gcm, &server.public(), None).unwrap();
+            let (_, mut ch) = client_hello(&mut rng, Cipher::Aes128Gcm, &client_keys).unwrap();
             ch[40..72].copy_from_slice(&bad);
             assert!(matches!(
-                server_respond(&mut rng, &server, None, &ch),
+                server_respond(&mut rng, &server_keys, &ch),
                 Err(HandshakeError::Malformed)
             ));
-            let (cp, ch) =
-                client_hello(&mut rng, Cipher::Aes128Gcm, &server.public(), None).unwrap();
-            let (_, mut sh) = server_respond(&mut rng, &server, None, &ch).unwrap();
+            let (cp, ch) = client_hello(&mut rng, Cipher::Aes128Gcm, &client_keys).unwrap();
+            let (_, mut sh) = server_respond(&mut rng, &server_keys, &ch).unwrap();
             sh[40..72].copy_from_slice(&bad);
             assert!(matches!(
-                client_finish(cp, &sh),
+                client_finish(cp, &client_keys, &sh),
+                Err(HandshakeError::Malformed)
+            ));
+            // A pinned (or allowed) low-order key: the static-static DH is zero.
+            let low = PublicKey(bad);
+            let (cp, ch) =
+                client_hello(&mut rng, Cipher::Aes128Gcm, &ClientKeys::new(&low, None)).unwrap();
+            let (_, sh) = server_respond(&mut rng, &server_keys, &ch).unwrap();
+            assert!(matches!(
+                client_finish(cp, &ClientKeys::new(&low, None), &sh),
                 Err(HandshakeError::Malformed)
             ));
         }
@@ -703,15 +773,12 @@ mod tests {
         let server = KeyPair::from_seed(&[1; 32]);
         let mut crng = ChaCha20Rng::seed_from_u64(1);
         let mut srng = ChaCha20Rng::seed_from_u64(2);
-        let (cp, ch) = client_hello(
-            &mut crng,
-            Cipher::ChaCha20Poly1305,
-            &server.public(),
-            client,
-        )
-        .unwrap();
-        let (sp, sh) = server_respond(&mut srng, &server, None, &ch).unwrap();
-        let (keys, cf) = client_finish(cp, &sh).unwrap();
+        let client_keys = ClientKeys::new(&server.public(), client);
+        let (cp, ch) = client_hello(&mut crng, Cipher::ChaCha20Poly1305, &client_keys).unwrap();
+        let allowed = client.map(|c| [c.public()]);
+        let server_keys = ServerKeys::new(&server, allowed.as_ref().map(|a| a.as_slice()));
+        let (sp, sh) = server_respond(&mut srng, &server_keys, &ch).unwrap();
+        let (keys, cf) = client_finish(cp, &client_keys, &sh).unwrap();
         let server_keys = server_finish(sp, &cf).unwrap();
         assert_eq!(server_keys.c2s_key, keys.c2s_key);
         // ...and the first record of each cipher under these keys.

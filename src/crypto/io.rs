@@ -11,7 +11,9 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::handshake::{self, CF_LEN, CH_HEADER, CH_MAX, SH_LEN, SessionKeys};
+use super::handshake::{
+    self, CF_LEN, CH_HEADER, CH_MAX, ClientKeys, SH_LEN, ServerKeys, SessionKeys,
+};
 use super::record::{self, Opener, RecordType, Sealer};
 use super::{Encryption, HandshakeError, PublicKey};
 use crate::buffer::{BufferPool, ReadBuffer, SegmentQueue};
@@ -46,25 +48,44 @@ async fn bounded<T>(
     .await
 }
 
+/// What a service computes once from its [`Encryption`] for all its handshakes (in
+/// `Service::new`): the client side's if a server key is pinned, the server side's if there
+/// is an identity.
+pub(crate) struct HandshakeKeys {
+    client: Option<ClientKeys>,
+    server: Option<ServerKeys>,
+}
+
+impl HandshakeKeys {
+    pub(crate) fn new(enc: &Encryption) -> HandshakeKeys {
+        HandshakeKeys {
+            client: enc
+                .server_key
+                .map(|k| ClientKeys::new(&k, enc.identity.as_ref())),
+            server: enc
+                .identity
+                .as_ref()
+                .map(|id| ServerKeys::new(id, enc.allowed_clients.as_deref())),
+        }
+    }
+}
+
 /// The client side: hello, check the server, finish. `seed` comes from the service RNG.
 pub(crate) async fn client(
     rt: &dyn Runtime,
     stream: &mut BoxStream,
     enc: &Encryption,
+    keys: &HandshakeKeys,
     seed: [u8; 32],
 ) -> Result<SessionKeys, HandshakeError> {
-    let server = enc
-        .server_key
-        .as_ref()
-        .ok_or(HandshakeError::NotConfigured)?;
+    let keys = keys.client.as_ref().ok_or(HandshakeError::NotConfigured)?;
     bounded(rt, enc, async {
         let mut rng = ChaCha20Rng::from_seed(seed);
-        let (pending, hello) =
-            handshake::client_hello(&mut rng, enc.cipher, server, enc.identity.as_ref())?;
+        let (pending, hello) = handshake::client_hello(&mut rng, enc.cipher, keys)?;
         stream.write_all(&hello).await.map_err(io_err)?;
         let mut sh = [0u8; SH_LEN];
         stream.read_exact(&mut sh).await.map_err(io_err)?;
-        let (keys, cf) = handshake::client_finish(pending, &sh)?;
+        let (keys, cf) = handshake::client_finish(pending, keys, &sh)?;
         stream.write_all(&cf).await.map_err(io_err)?;
         Ok(keys)
     })
@@ -76,9 +97,10 @@ pub(crate) async fn server(
     rt: &dyn Runtime,
     stream: &mut BoxStream,
     enc: &Encryption,
+    keys: &HandshakeKeys,
     seed: [u8; 32],
 ) -> Result<SessionKeys, HandshakeError> {
-    let identity = enc.identity.as_ref().ok_or(HandshakeError::NotConfigured)?;
+    let keys = keys.server.as_ref().ok_or(HandshakeError::NotConfigured)?;
     bounded(rt, enc, async {
         let mut hello = [0u8; CH_MAX];
         stream
@@ -92,12 +114,7 @@ pub(crate) async fn server(
             .await
             .map_err(io_err)?;
         let mut rng = ChaCha20Rng::from_seed(seed);
-        let (pending, sh) = handshake::server_respond(
-            &mut rng,
-            identity,
-            enc.allowed_clients.as_deref(),
-            &hello[..len],
-        )?;
+        let (pending, sh) = handshake::server_respond(&mut rng, keys, &hello[..len])?;
         stream.write_all(&sh).await.map_err(io_err)?;
         let mut cf = [0u8; CF_LEN];
         stream.read_exact(&mut cf).await.map_err(io_err)?;

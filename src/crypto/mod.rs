@@ -33,8 +33,9 @@
 //! - No identity hiding: a client's static public key (with client authentication) is sent in
 //!   the clear.
 //! - No stateless cookie: a flood of handshakes costs the server three X25519 operations each
-//!   (four with client authentication), bounded by [`Encryption::max_handshakes`] concurrent
-//!   attempts and the handshake timeout.
+//!   (four for a client key when there is no allow-list; with one, an unknown key is refused
+//!   before any), bounded by [`Encryption::max_handshakes`] concurrent attempts and the
+//!   handshake timeout.
 //! - No key update: a session ends at the record limit instead of rekeying.
 //! - No protection of traffic volume or timing.
 //!

@@ -66,6 +66,8 @@ pub(crate) struct ServiceCounters {
 pub(crate) struct ServiceCore {
     pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) config: Config,
+    /// Computed once from `config.encryption` (present exactly when it is).
+    pub(crate) handshake_keys: Option<crypto::io::HandshakeKeys>,
     pub(crate) pool: BufferPool,
     pub(crate) counters: ServiceCounters,
     logging: AtomicBool,
@@ -363,20 +365,15 @@ impl Service {
         };
         let mut config = config;
         config.max_sessions = config.max_sessions.clamp(1, crate::id::MAX_SLOTS);
-        if let Some(list) = config
-            .encryption
-            .as_mut()
-            .and_then(|e| e.allowed_clients.as_mut())
-        {
-            // The handshake looks a client key up by binary search.
-            list.sort_unstable();
-            list.dedup();
-        }
         let core = Arc::new(ServiceCore {
             pool: BufferPool::new(config.pool.clone()),
             logging: AtomicBool::new(config.logging),
             counters: ServiceCounters::default(),
             runtime,
+            handshake_keys: config
+                .encryption
+                .as_ref()
+                .map(crypto::io::HandshakeKeys::new),
             config,
         });
         #[allow(unused_mut)]
@@ -405,8 +402,7 @@ impl Service {
         svc
     }
 
-    /// The configuration (with `max_sessions` clamped to what ids can address, and
-    /// `Encryption::allowed_clients` sorted and without duplicates).
+    /// The configuration (with `max_sessions` clamped to what ids can address).
     pub fn config(&self) -> &Config {
         &self.inner.core.config
     }
@@ -603,14 +599,15 @@ impl Service {
             Some(Ok(x)) => x,
         };
         let sealed = if proto == SEALED {
-            let enc = inner
-                .core
-                .config
-                .encryption
-                .as_ref()
-                .ok_or(ConnectError::Handshake(HandshakeError::NotConfigured))?;
+            let core = &inner.core;
+            let (Some(enc), Some(keys)) = (
+                core.config.encryption.as_ref(),
+                core.handshake_keys.as_ref(),
+            ) else {
+                return Err(ConnectError::Handshake(HandshakeError::NotConfigured));
+            };
             let seed = inner.draw_seed();
-            match crypto::io::client(&**rt, &mut stream, enc, seed).await {
+            match crypto::io::client(&**rt, &mut stream, enc, keys, seed).await {
                 Ok(keys) => {
                     inner.core.counters.handshakes.fetch_add(1, Relaxed);
                     Some(Box::new(inner.sealed(&keys, true, enc)))
@@ -799,10 +796,13 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer
             let inner = inner2;
             // Borrowed from the service's own configuration, not cloned per connection (an
             // allow-list can be long).
-            let Some(enc) = inner.core.config.encryption.as_ref() else {
+            let (Some(enc), Some(keys)) = (
+                inner.core.config.encryption.as_ref(),
+                inner.core.handshake_keys.as_ref(),
+            ) else {
                 return;
             };
-            let res = crypto::io::server(&*inner.core.runtime, &mut stream, enc, seed).await;
+            let res = crypto::io::server(&*inner.core.runtime, &mut stream, enc, keys, seed).await;
             inner.in_handshake.fetch_sub(1, SeqCst);
             let counters = &inner.core.counters;
             match res {
