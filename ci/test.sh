@@ -29,4 +29,11 @@ fi
 step "examples"
 cargo run --quiet --example chat > /dev/null
 cargo run --quiet --example encryption > /dev/null
+# The performance harness runs end to end (small and unoptimized: no figure is checked here,
+# only that every mode completes and --json ends with the object the docs describe).
+cargo run --quiet --example perf -- --conns 1 --reps 1 --msgs 20000 --compare --json \
+  | tail -n 1 | grep -q '"ratio_vs_framed":'
+cargo run --quiet --example perf -- --handshakes 20 --reps 1 --json \
+  | tail -n 1 | grep -q '"handshake_ratio_vs_raw_tcp_hpke":'
+cargo run --quiet --example perf -- --idle-sessions 200 > /dev/null
 echo "ci/test.sh: all checks passed"
