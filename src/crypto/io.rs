@@ -2,7 +2,7 @@
 //!
 //! The handshake reads exactly the bytes of each message (fixed sizes, checked before any
 //! cryptographic work), so no application bytes are consumed early, and holds at most one
-//! ClientHello (136 bytes) per attempt.
+//! ClientHello (104 bytes) per attempt.
 
 use std::future::Future;
 use std::task::Poll;

@@ -56,21 +56,25 @@ pub(crate) enum Op<'a> {
 /// Diffie-Hellman with a low-order point gives all zeros, which the caller must refuse.
 pub(crate) fn batch<const N: usize>(ops: [Op<'_>; N]) -> [[u8; 32]; N] {
     let mut out = [[0u8; 32]; N];
-    // Results still in the Edwards form, with their slots in `out`.
-    let mut edwards: Vec<(usize, EdwardsPoint)> = Vec::with_capacity(N);
+    // Results still in the Edwards form, and their slots in `out`.
+    let (mut points, mut slots) = (Vec::with_capacity(N), Vec::with_capacity(N));
     for (i, op) in ops.into_iter().enumerate() {
-        match op {
-            Op::Base(k) => edwards.push((i, EdwardsPoint::mul_base_clamped(*k))),
-            Op::Dh(k, Point(Form::Edwards(p))) => edwards.push((i, p.mul_clamped(*k))),
-            Op::Dh(k, Point(Form::Montgomery(p))) => out[i] = p.mul_clamped(*k).to_bytes(),
-        }
+        let p = match op {
+            Op::Base(k) => EdwardsPoint::mul_base_clamped(*k),
+            Op::Dh(k, Point(Form::Edwards(p))) => p.mul_clamped(*k),
+            Op::Dh(k, Point(Form::Montgomery(p))) => {
+                out[i] = p.mul_clamped(*k).to_bytes();
+                continue;
+            }
+        };
+        points.push(p);
+        slots.push(i);
     }
-    let points: Vec<EdwardsPoint> = edwards.iter().map(|(_, p)| *p).collect();
-    for ((i, _), u) in edwards
-        .iter()
+    for (i, u) in slots
+        .into_iter()
         .zip(EdwardsPoint::to_montgomery_batch(&points))
     {
-        out[*i] = u.to_bytes();
+        out[i] = u.to_bytes();
     }
     out
 }
