@@ -30,7 +30,8 @@
 //! ([`super::x25519`]): the server all of it on the ClientHello, the client its key generation
 //! for the ClientHello and both Diffie-Hellman operations on the ServerHello. What is the same
 //! for every handshake of a service is computed once ([`ClientKeys`], [`ServerKeys`]): the
-//! pinned server key's point and, with client authentication, the static-static DH of
+//! pinned server key's point (and, once a service has connected often enough, a table of its
+//! multiples: [`x25519::FixedPoint`]) and, with client authentication, the static-static DH of
 //! `AuthEncap`/`AuthDecap` (so an authenticated handshake costs one DH per side more than an
 //! anonymous one only on a server without an allow-list).
 
@@ -41,7 +42,7 @@ use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
 
 use super::keys::{KeyPair, PublicKey};
-use super::x25519::{self, Op, Point};
+use super::x25519::{self, FixedPoint, Op, Point};
 use super::{Cipher, HandshakeError};
 
 pub(crate) const MAGIC: [u8; 4] = *b"LXN2";
@@ -98,16 +99,16 @@ type Secret32 = Zeroizing<[u8; 32]>;
 /// DH (`AuthEncap`'s second DH, the same for every connect to that server).
 pub(crate) struct ClientKeys {
     server: PublicKey,
-    point: Point,
+    point: FixedPoint,
     identity: Option<(KeyPair, Secret32)>,
 }
 
 impl ClientKeys {
     /// Keys for connecting to `server`, presenting `identity` if given (one DH with it).
     pub(crate) fn new(server: &PublicKey, identity: Option<&KeyPair>) -> ClientKeys {
-        let point = Point::new(&server.0);
+        let point = FixedPoint::new(&server.0);
         let identity = identity.map(|id| {
-            let [ss] = x25519::batch([Op::Dh(id.secret.as_bytes(), &point)]);
+            let [ss] = x25519::batch([Op::Dh(id.secret.as_bytes(), point.point())]);
             (id.clone(), Zeroizing::new(ss))
         });
         ClientKeys {
@@ -333,7 +334,7 @@ fn client_kem(
     enc_s: &[u8; 32],
 ) -> Result<(Bytes32, Bytes32), HandshakeError> {
     let e = Point::new(enc_s);
-    let [es, ee] = x25519::batch([Op::Dh(eph, &keys.point), Op::Dh(eph, &e)]);
+    let [es, ee] = x25519::batch([keys.point.dh(eph), Op::Dh(eph, &e)]);
     let server = &keys.server.0;
     let k1 = match &keys.identity {
         None => kem_secret(&[es], enc_c, server, None)?,
