@@ -139,6 +139,36 @@ async fn encrypted_echo_both_ciphers_and_clean_close() {
     }
 }
 
+/// A client whose service fills up during its handshake (two connects racing for its last
+/// session) still sends its Finished, then an authenticated Close: the server counts no
+/// failed handshake and sees a clean close, not a truncation.
+#[tokio::test]
+async fn a_client_refused_after_its_handshake_finishes_it_and_closes_cleanly() {
+    let key = KeyPair::from_seed(&[6; 32]);
+    let (srv, addr, log) = server(&key, |_| {}).await;
+    let mut config = client_config(&key, |_| {});
+    config.max_sessions = 1;
+    let client = Service::new(config);
+    let (a, b) = tokio::join!(
+        client.connect(&addr, BITS_HPKE),
+        client.connect(&addr, BITS_HPKE)
+    );
+    let kept = match (a, b) {
+        (Ok(s), Err(ConnectError::TooManySessions))
+        | (Err(ConnectError::TooManySessions), Ok(s)) => s,
+        other => panic!("one connect must be refused after its handshake: {other:?}"),
+    };
+    let l = wait_for(&log, |l| l.iter().any(|x| x.starts_with("closed"))).await;
+    assert_eq!(l, ["opened", "opened", "closed: PeerClosed"]);
+    let st = srv.status();
+    assert_eq!((st.handshakes, st.handshake_failures), (2, 0), "{st}");
+    assert_eq!(client.status().handshakes, 2);
+    kept.close();
+    wait_for(&log, |l| l.len() == 4).await;
+    srv.shutdown().await;
+    client.shutdown().await;
+}
+
 #[tokio::test]
 async fn wrong_server_key_is_refused_and_server_keeps_nothing() {
     let key = KeyPair::from_seed(&[1; 32]);

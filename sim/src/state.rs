@@ -787,10 +787,11 @@ impl State {
         id
     }
 
-    /// The handshake on encrypted `stream` just completed (the connecting side wrote its
-    /// last handshake byte, the accepting side read it). The library opens the session in
-    /// the same poll, so its `Opened` event belongs to this stream; handshakes overlap, so
-    /// the stream created last would be the wrong guess.
+    /// The handshake on encrypted `stream` just completed (the connecting side read the last
+    /// byte of the ServerHello — its ClientFinished leaves later, with its first records —,
+    /// the accepting side read the ClientFinished). The library opens the session in the
+    /// same poll, so its `Opened` event belongs to this stream; handshakes overlap, so the
+    /// stream created last would be the wrong guess.
     pub fn handshake_done(&mut self, stream: u64) {
         let host = self.streams[stream as usize].host;
         self.hosts[host as usize].last_stream = Some(stream);
@@ -810,8 +811,12 @@ impl State {
         if !hpke {
             return;
         }
-        let client_out = self.client_out();
-        if !connected && before < client_out && total >= client_out {
+        let hello_in = if connected {
+            hs::SERVER_OUT
+        } else {
+            self.client_out()
+        };
+        if before < hello_in && total >= hello_in {
             self.handshake_done(stream);
         }
         let Some(p) = peer else { return };
@@ -838,14 +843,9 @@ impl State {
 
     /// The library wrote `n` bytes to `stream`, the first of `buf`.
     pub fn wrote_bytes(&mut self, stream: u64, buf: &[u8]) {
-        let client_out = self.client_out();
         let info = &mut self.streams[stream as usize];
-        let before = info.written;
         info.written += buf.len() as u64;
         info.wf.feed(buf);
-        if info.hpke && info.connected && before < client_out && info.written >= client_out {
-            self.handshake_done(stream);
-        }
     }
 
     /// Encrypted `stream` finished writing a record carrying `payload` plaintext bytes

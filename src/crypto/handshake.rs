@@ -6,8 +6,15 @@
 //!                | enc_c[32] | (client_pk[32] if flags&1)                  -->
 //!                                  <--  ServerHello  magic | 0 0 0 0 | server_random[32]
 //!                                                    | enc_s[32] | server_finished[32]
-//!   ClientFinished  client_finished[32]                                  -->
+//!   ClientFinished  client_finished[32], in the same write as the
+//!                   client's first records                              -->
 //! ```
+//!
+//! The client's session opens on the ServerHello (the server is authenticated by then); its
+//! ClientFinished leaves with whatever the session writes first — its first messages, or its
+//! Close record — so it costs no write of its own (TLS 1.3 clients send their Finished with
+//! their first application data the same way). The server opens its session only after the
+//! ClientFinished verified.
 //!
 //! Both key exchanges are RFC 9180 DHKEM(X25519, HKDF-SHA256) encapsulations (§4.1, checked
 //! against the `hpke` crate's in the tests):

@@ -70,14 +70,19 @@ impl HandshakeKeys {
     }
 }
 
-/// The client side: hello, check the server, finish. `seed` comes from the service RNG.
+/// The client side: hello, check the server. `seed` comes from the service RNG.
+///
+/// Returns the session keys and the ClientFinished, which is not written here: the caller
+/// queues it in front of the session's first records ([`Sealed::queue_finished`]), so it
+/// shares a write (and the server a read) with them, as TLS 1.3 clients send their Finished
+/// with their first application data. The server opens no session before it arrives.
 pub(crate) async fn client(
     rt: &dyn Runtime,
     stream: &mut BoxStream,
     enc: &Encryption,
     keys: &HandshakeKeys,
     seed: [u8; 32],
-) -> Result<SessionKeys, HandshakeError> {
+) -> Result<(SessionKeys, [u8; CF_LEN]), HandshakeError> {
     let keys = keys.client.as_ref().ok_or(HandshakeError::NotConfigured)?;
     bounded(rt, enc, async {
         let mut rng = ChaCha20Rng::from_seed(seed);
@@ -85,9 +90,7 @@ pub(crate) async fn client(
         stream.write_all(&hello).await.map_err(io_err)?;
         let mut sh = [0u8; SH_LEN];
         stream.read_exact(&mut sh).await.map_err(io_err)?;
-        let (keys, cf) = handshake::client_finish(pending, keys, &sh)?;
-        stream.write_all(&cf).await.map_err(io_err)?;
-        Ok(keys)
+        handshake::client_finish(pending, keys, &sh)
     })
     .await
 }
@@ -124,17 +127,21 @@ pub(crate) async fn server(
 }
 
 /// Ends an established encrypted connection that gets no session (the service is full or shut
-/// down) with an authenticated Close record, so the peer sees a clean close (`PeerClosed`)
-/// instead of a truncation. Bounded by the handshake timeout; errors are ignored (the stream
-/// is dropped next anyway).
+/// down) with an authenticated Close record, after what is already queued (a client's
+/// Finished), so the peer sees a clean close (`PeerClosed`) instead of a truncation. Bounded by
+/// the handshake timeout; errors are ignored (the stream is dropped next anyway).
 pub(crate) async fn refuse(rt: &dyn Runtime, stream: &mut BoxStream, sealed: &mut Sealed) {
     let mut rec = [0u8; record::OVERHEAD];
     let Ok(n) = sealed.sealer.seal(RecordType::Close, &mut rec, 0) else {
         return;
     };
+    // A rare path: one small copy keeps it a single write.
+    let mut bytes: Vec<u8> = sealed.wire_out.chunks().flatten().copied().collect();
+    bytes.extend_from_slice(&rec[..n]);
+    sealed.wire_out.clear();
     let mut timer = rt.sleep_until(rt.now() + sealed.handshake_timeout);
     let mut io = std::pin::pin!(async {
-        let _ = stream.write_all(&rec[..n]).await;
+        let _ = stream.write_all(&bytes).await;
         let _ = stream.shutdown().await;
     });
     std::future::poll_fn(|cx| {
@@ -163,9 +170,26 @@ pub(crate) struct Sealed {
     pub(crate) close_received: bool,
     /// Bounds [`refuse`].
     handshake_timeout: std::time::Duration,
+    /// Bytes of the client's Finished still at the front of `wire_out`.
+    unsent_finished: usize,
 }
 
 impl Sealed {
+    /// Queues the client's Finished ahead of every record (see [`client`]).
+    pub(crate) fn queue_finished(&mut self, cf: &[u8; CF_LEN]) {
+        debug_assert!(self.wire_out.is_empty(), "the Finished goes first");
+        self.wire_out.push(cf);
+        self.unsent_finished = CF_LEN;
+    }
+
+    /// How many of `written` bytes, just written from the front of `wire_out`, were records
+    /// (the rest finished the handshake, which the byte counters leave out).
+    pub(crate) fn record_bytes(&mut self, written: usize) -> usize {
+        let finished = written.min(self.unsent_finished);
+        self.unsent_finished -= finished;
+        written - finished
+    }
+
     /// Record state for the side that `is_client`.
     pub(crate) fn new(
         keys: &SessionKeys,
@@ -201,6 +225,7 @@ impl Sealed {
             close_sent: false,
             close_received: false,
             handshake_timeout: enc.handshake_timeout,
+            unsent_finished: 0,
         }
     }
 }

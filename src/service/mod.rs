@@ -608,9 +608,12 @@ impl Service {
             };
             let seed = inner.draw_seed();
             match crypto::io::client(&**rt, &mut stream, enc, keys, seed).await {
-                Ok(keys) => {
+                Ok((keys, finished)) => {
                     inner.core.counters.handshakes.fetch_add(1, Relaxed);
-                    Some(Box::new(inner.sealed(&keys, true, enc)))
+                    let mut sealed = Box::new(inner.sealed(&keys, true, enc));
+                    // Written by the session task with its first records.
+                    sealed.queue_finished(&finished);
+                    Some(sealed)
                 }
                 Err(e) => {
                     inner.core.counters.handshake_failures.fetch_add(1, Relaxed);

@@ -413,15 +413,39 @@ impl Driver {
         progress
     }
 
+    /// Step 3a': when an encrypted session is closing cleanly and everything queued is
+    /// sealed, queues the authenticated end of stream (once), so it leaves with the same write
+    /// as the records before it. Returns whether it queued it.
+    fn queue_close_record(&mut self) -> bool {
+        let Some(s) = self.sealed.as_mut() else {
+            return false;
+        };
+        // (An abortive close has set `write_done`.)
+        if self.reason.is_none() || s.close_sent || self.write_done || !self.out.is_empty() {
+            return false;
+        }
+        if !self.shared.lock().queue.is_empty() {
+            return false;
+        }
+        let mut block = self.shared.core.pool.take(record::OVERHEAD);
+        match s.sealer.seal(RecordType::Close, &mut block, 0) {
+            Ok(total) => s.wire_out.push(&block[..total]),
+            Err(_) => s.wire_out.clear(),
+        }
+        s.close_sent = true;
+        true
+    }
+
     /// Step 3: seal (if encrypted), then one vectored write of queued bytes.
     fn write(&mut self, cx: &mut Context<'_>) -> bool {
         if self.write_done {
             return false;
         }
-        let progress = self.seal_records();
+        let mut progress = self.seal_records();
         if self.write_done {
             return progress;
         }
+        progress |= self.queue_close_record();
         let queue = match self.sealed.as_mut() {
             Some(s) => &mut s.wire_out,
             None => &mut self.out,
@@ -442,12 +466,16 @@ impl Driver {
             }
             Poll::Ready(Ok(written)) => {
                 queue.advance(written);
+                let counted = match self.sealed.as_mut() {
+                    Some(s) => s.record_bytes(written),
+                    None => written,
+                };
                 let in_flight = self.update_in_flight();
                 self.shared.wrote(in_flight);
                 self.shared
                     .counters
                     .bytes_out
-                    .fetch_add(written as u64, Relaxed);
+                    .fetch_add(counted as u64, Relaxed);
                 true
             }
             Poll::Ready(Err(e)) => {
@@ -484,22 +512,14 @@ impl Driver {
         }
         let flushed = self.out.is_empty() && self.shared.lock().queue.is_empty();
         if !self.write_done && flushed {
-            if let Some(s) = self.sealed.as_mut() {
-                if !s.close_sent {
-                    // The authenticated end of stream, after the last frame.
-                    let mut block = self.shared.core.pool.take(record::OVERHEAD);
-                    match s.sealer.seal(RecordType::Close, &mut block, 0) {
-                        Ok(total) => s.wire_out.push(&block[..total]),
-                        Err(_) => s.wire_out.clear(),
-                    }
-                    s.close_sent = true;
-                    // Progress the poll loop cannot see: run another turn to write it.
-                    cx.waker().wake_by_ref();
-                    return false;
-                }
-                if !s.wire_out.is_empty() {
-                    return false;
-                }
+            // Usually already queued (and written) by this turn's write step.
+            if self.queue_close_record() {
+                // Progress the poll loop cannot see: run another turn to write it.
+                cx.waker().wake_by_ref();
+                return false;
+            }
+            if self.sealed.as_ref().is_some_and(|s| !s.wire_out.is_empty()) {
+                return false;
             }
             let Some(stream) = self.stream.as_mut() else {
                 return true;
