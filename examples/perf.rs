@@ -3,7 +3,7 @@
 //! laxnet performance figures over loopback, with the baselines measured in the same process.
 //!
 //! ```text
-//! cargo run --release --example perf -- [--compare] [--json] [--conns 1,64] [--layout mt2|2xct]
+//! cargo run --release --example perf -- [--compare] [--json] [--conns 1,64] [--layout mt2|2xct|1ct]
 //!                                       [--msgs N] [--rts N] [--reps N] [--only oneway|pingpong]
 //! cargo run --release --example perf -- --idle-sessions 10000 [--json]
 //! cargo run --release --example perf -- --handshakes 500 [--reps 5] [--json]
@@ -34,7 +34,8 @@
 //!   round trips, 1 ms latency), on laxnet and (with `--compare`) on raw turmoil streams.
 //!
 //! Layouts: `mt2` = one multi-thread runtime with 2 workers holding both ends; `2xct` = two
-//! current-thread runtimes on separate OS threads (server on one, client on the other).
+//! current-thread runtimes on separate OS threads (server on one, client on the other);
+//! `1ct` = one current-thread runtime holding both ends (one core, literally).
 //! Every figure is the median of `--reps` timed repetitions after one warm-up, with
 //! `[min .. max]`; `--json` prints all figures as one JSON object on the last line.
 
@@ -130,6 +131,7 @@ impl Msg {
 enum Layout {
     Mt2,
     TwoCt,
+    OneCt,
 }
 
 impl Layout {
@@ -137,6 +139,7 @@ impl Layout {
         match self {
             Layout::Mt2 => "mt2",
             Layout::TwoCt => "2xct",
+            Layout::OneCt => "1ct",
         }
     }
 }
@@ -199,7 +202,8 @@ fn parse_opts() -> Opts {
                 o.layout = match val().as_str() {
                     "mt2" => Layout::Mt2,
                     "2xct" => Layout::TwoCt,
-                    other => panic!("unknown layout {other} (mt2 | 2xct)"),
+                    "1ct" => Layout::OneCt,
+                    other => panic!("unknown layout {other} (mt2 | 2xct | 1ct)"),
                 }
             }
             "--msgs" => o.msgs = val().parse().expect("--msgs N"),
@@ -221,7 +225,7 @@ fn parse_opts() -> Opts {
             }
             "-h" | "--help" => {
                 println!(
-                    "perf [--compare] [--json] [--encrypted] [--conns 1,64] [--layout mt2|2xct] \
+                    "perf [--compare] [--json] [--encrypted] [--conns 1,64] [--layout mt2|2xct|1ct] \
                      [--msgs N] [--rts N] [--reps N] [--only oneway|pingpong] [--read-buffer BYTES] [--read-buffer-max BYTES] \
                      [--backoff ready|yield|sleep] | --idle-sessions N | --handshakes N | --sim"
                 );
@@ -353,6 +357,13 @@ where
             s.join().expect("server thread");
             r
         }
+        Layout::OneCt => current_thread().block_on(async move {
+            let s = tokio::spawn(server(tx));
+            let addr = rx.await.expect("server address");
+            let r = tokio::spawn(client(addr)).await.expect("client task");
+            s.await.expect("server task");
+            r
+        }),
     }
 }
 
