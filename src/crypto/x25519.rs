@@ -188,27 +188,25 @@ fn vector_backend() -> bool {
 /// (`--cfg curve25519_dalek_backend="avx512"`, or a target that has the features, and no
 /// scalar backend forced) and the CPU has the instructions — the check it makes at run time.
 fn ifma_backend() -> bool {
-    #[cfg(all(
-        target_arch = "x86_64",
-        not(any(curve25519_dalek_backend = "serial", curve25519_dalek_backend = "fiat")),
+    let built = cfg!(all(
+        not(any(
+            curve25519_dalek_backend = "serial",
+            curve25519_dalek_backend = "fiat"
+        )),
         any(
             curve25519_dalek_backend = "avx512",
             all(target_feature = "avx512ifma", target_feature = "avx512vl")
         )
-    ))]
+    ));
+    #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512ifma")
+        built
+            && std::arch::is_x86_feature_detected!("avx512ifma")
             && std::arch::is_x86_feature_detected!("avx512vl")
     }
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        not(any(curve25519_dalek_backend = "serial", curve25519_dalek_backend = "fiat")),
-        any(
-            curve25519_dalek_backend = "avx512",
-            all(target_feature = "avx512ifma", target_feature = "avx512vl")
-        )
-    )))]
+    #[cfg(not(target_arch = "x86_64"))]
     {
+        let _ = built;
         false
     }
 }
