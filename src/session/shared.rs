@@ -245,8 +245,10 @@ impl SessionRef {
                     limit: core.config.send_queue_limit,
                 });
             }
-            // Counted under the lock, so a concurrent destroy folds it into the totals.
-            sh.counters.msgs_out.fetch_add(1, Relaxed);
+            // Counted under the lock, so a concurrent destroy folds it into the totals. Every
+            // writer holds the lock, so a plain load and store suffice: no locked instruction.
+            let out = &sh.counters.msgs_out;
+            out.store(out.load(Relaxed) + 1, Relaxed);
             if was_empty { st.waker.take() } else { None }
         };
         if let Some(w) = waker {
