@@ -223,11 +223,14 @@ fn parse_opts() -> Opts {
             "--read-buffer-max" => {
                 READ_BUFFER_MAX.store(val().parse().expect("--read-buffer-max BYTES"), Relaxed)
             }
+            "--send-queue-limit" => {
+                SEND_QUEUE_LIMIT.store(val().parse().expect("--send-queue-limit BYTES"), Relaxed)
+            }
             "-h" | "--help" => {
                 println!(
                     "perf [--compare] [--json] [--encrypted] [--conns 1,64] [--layout mt2|2xct|1ct] \
                      [--msgs N] [--rts N] [--reps N] [--only oneway|pingpong] [--read-buffer BYTES] [--read-buffer-max BYTES] \
-                     [--backoff ready|yield|sleep] | --idle-sessions N | --handshakes N | --sim"
+                     [--send-queue-limit BYTES] [--backoff ready|yield|sleep] | --idle-sessions N | --handshakes N | --sim"
                 );
                 std::process::exit(0);
             }
@@ -378,6 +381,8 @@ fn current_thread() -> tokio::runtime::Runtime {
 static ENCRYPTED: AtomicBool = AtomicBool::new(false);
 /// `--read-buffer-max BYTES` (0: the default), for every laxnet service of the run.
 static READ_BUFFER_MAX: AtomicUsize = AtomicUsize::new(0);
+/// `--send-queue-limit`: `Config::send_queue_limit` of both ends while set (0: the default).
+static SEND_QUEUE_LIMIT: AtomicUsize = AtomicUsize::new(0);
 static SERVER_KEY: OnceLock<KeyPair> = OnceLock::new();
 /// `--ciphers`: the cipher clients propose while set (0: the default, `Cipher::preferred()`;
 /// 1: ChaCha20-Poly1305; 2: AES-128-GCM).
@@ -405,6 +410,10 @@ fn config(read_buffer: Option<usize>) -> Config {
     match READ_BUFFER_MAX.load(Relaxed) {
         0 => {}
         max => c.read_buffer_max = max,
+    }
+    match SEND_QUEUE_LIMIT.load(Relaxed) {
+        0 => {}
+        limit => c.send_queue_limit = limit,
     }
     c
 }
