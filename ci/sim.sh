@@ -18,7 +18,7 @@ step "laxsim: the oracle catches every planted bug"
 out="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$out"
 cargo test --release -p laxnet-sim --features planted-bugs --test planted
-for bug in no-flush-on-close double-closed deliver-after-close no-generation-bump leak-slot heartbeat-ignored lost-ready-wakeup; do
+for bug in no-flush-on-close double-closed deliver-after-close no-generation-bump leak-slot heartbeat-ignored lost-ready-wakeup refuse-below-limit; do
   set +e
   cargo run --release -p laxnet-sim --features planted-bugs -- \
     run --plant "$bug" --seeds 0..200 --jobs 2 --fail-fast --no-progress --json > "$out/laxsim-plant-$bug.json"

@@ -10,7 +10,7 @@ use crate::buffer::PoolConfig;
 /// |---|---|
 /// | `max_sessions` | 10,000 |
 /// | `max_frame` | 1 MiB |
-/// | `send_queue_limit` | 4 MiB |
+/// | `send_queue_limit` | 256 KiB |
 /// | `connect_timeout` | 5 s |
 /// | `linger` | 5 s |
 /// | `heartbeat` | off |
@@ -29,9 +29,15 @@ pub struct Config {
     /// Maximum frame body in bytes. A peer announcing more is disconnected before anything
     /// of that size is allocated; a send of more fails with `SendError::TooLarge`.
     pub max_frame: usize,
-    /// Maximum bytes queued for sending on one session (queued and not yet written to the
-    /// socket, counted as they will go on the wire: on encrypted sessions including the record
-    /// overhead). A send that would exceed it fails with `SendError::QueueFull`.
+    /// High-water mark of one session's send queue, in bytes queued and not yet written to
+    /// the socket, counted as they will go on the wire (on encrypted sessions including the
+    /// record overhead). While the queue is over it, a send fails with
+    /// `SendError::QueueFull`; below it a send is accepted whole, so a queue holds at most
+    /// this plus one frame, and a frame of any size up to `max_frame` can always be sent.
+    /// `SessionRef::ready` waits until the queue is at half of it.
+    ///
+    /// The kernel's socket buffer holds more behind it; a larger queue mostly adds memory
+    /// and cache misses (docs/performance.md, "Send queue limit").
     pub send_queue_limit: usize,
     /// How long `connect` waits for the TCP connection.
     pub connect_timeout: Duration,
@@ -78,7 +84,7 @@ impl Default for Config {
         Config {
             max_sessions: 10_000,
             max_frame: 1 << 20,
-            send_queue_limit: 4 << 20,
+            send_queue_limit: 256 << 10,
             connect_timeout: Duration::from_secs(5),
             linger: Duration::from_secs(5),
             heartbeat: None,

@@ -173,10 +173,10 @@ pub enum SendError {
     Closed(CloseReason),
     /// The session this ref pointed to is gone (destroyed); its id has been released.
     Stale,
-    /// The send queue would exceed its byte limit (a slow consumer). Nothing was queued;
+    /// The send queue is over its byte limit (a slow consumer). Nothing was queued;
     /// [`SessionRef::ready`](crate::SessionRef::ready) waits until there is room again.
     QueueFull {
-        /// Bytes queued now.
+        /// Bytes queued now (more than `limit`).
         queued: usize,
         /// The configured limit.
         limit: usize,

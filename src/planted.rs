@@ -25,11 +25,14 @@ pub enum Bug {
     /// The session task never wakes the senders waiting in `SessionRef::ready` when it has
     /// written enough (they wake only when the session closes).
     LostReadyWakeup,
+    /// `send` refuses a message that would take the queue over its limit although the queue
+    /// is below it (so a message larger than the limit can never be sent).
+    RefuseBelowLimit,
 }
 
 impl Bug {
     /// Every planted bug, with its command-line name.
-    pub const ALL: [(Bug, &'static str); 7] = [
+    pub const ALL: [(Bug, &'static str); 8] = [
         (Bug::NoFlushOnClose, "no-flush-on-close"),
         (Bug::DoubleClosed, "double-closed"),
         (Bug::DeliverAfterClose, "deliver-after-close"),
@@ -37,6 +40,7 @@ impl Bug {
         (Bug::LeakSlot, "leak-slot"),
         (Bug::HeartbeatIgnored, "heartbeat-ignored"),
         (Bug::LostReadyWakeup, "lost-ready-wakeup"),
+        (Bug::RefuseBelowLimit, "refuse-below-limit"),
     ];
 
     /// The command-line name.

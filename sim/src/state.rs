@@ -1470,11 +1470,23 @@ impl State {
                 match e {
                     SendError::QueueFull { queued, limit } => {
                         self.edge("send-queue-overflow");
-                        if queued > limit {
+                        // The limit is a high-water mark: a send is refused only over it, and
+                        // a queue holds at most the limit plus one frame.
+                        // One frame and its record overhead, generously: twice the frame.
+                        let one_frame = 2 * (self.sc.side(h).service.max_frame + 8);
+                        if queued <= limit {
                             self.violation(
                                 Some(h),
                                 Some(idx),
-                                format!("send queue holds {queued} bytes, over its limit {limit}"),
+                                format!("send refused with {queued} bytes queued, within its limit {limit}"),
+                            );
+                        } else if queued > limit + one_frame {
+                            self.violation(
+                                Some(h),
+                                Some(idx),
+                                format!(
+                                    "send queue holds {queued} bytes, over its limit {limit} by more than one frame (at most {one_frame} bytes)"
+                                ),
                             );
                         }
                     }

@@ -17,7 +17,7 @@ fn scenario(name: &str) -> Arc<Scenario> {
 }
 
 /// Each bug with a scenario meant to catch it and what the report must say.
-const CASES: [(&str, &str, &str); 7] = [
+const CASES: [(&str, &str, &str); 8] = [
     ("no-flush-on-close", "steady-echo", "lost messages"),
     ("double-closed", "steady-echo", "Closed published 2 times"),
     ("deliver-after-close", "close-races", "after its Closed"),
@@ -33,6 +33,7 @@ const CASES: [(&str, &str, &str); 7] = [
         "past the heartbeat timeout",
     ),
     ("lost-ready-wakeup", "slow-consumer", "lost wake-up"),
+    ("refuse-below-limit", "slow-consumer", "within its limit"),
 ];
 
 #[test]

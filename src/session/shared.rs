@@ -201,6 +201,11 @@ impl SessionRef {
     /// Queues `msg` for sending. Never blocks: the message is serialized straight into the
     /// session's send queue and the session's task writes it.
     ///
+    /// Fails with `QueueFull` while the bytes queued are over
+    /// [`Config::send_queue_limit`](crate::Config::send_queue_limit) (nothing is queued then;
+    /// [`ready`](Self::ready) waits for room). Below the limit a message is accepted whole,
+    /// whatever its size up to the maximum frame.
+    ///
     /// With a heartbeat configured, a session that has received nothing for longer than the
     /// heartbeat timeout is closed here (reason `Heartbeat`) and the send fails.
     pub fn send<T: Message>(&self, msg: &T) -> Result<(), SendError> {
@@ -232,16 +237,30 @@ impl SessionRef {
                 Phase::Closing(r) => return Err(SendError::Closed(r.clone())),
                 Phase::Destroyed => return Err(SendError::Stale),
             }
-            let was_empty = st.queue.is_empty();
-            let before = st.queue.len();
-            let mark = st.queue.mark();
-            encode_frame(&mut st.queue, msg, core.config.max_frame)?;
+            // The limit is a high-water mark: a send is refused while the queue is over it and
+            // accepted whole below it, so any frame up to `max_frame` can be sent, and a
+            // sender that `ready()` let through always finds room.
             let queued = sh.wire_len(st.queue.len()) + sh.in_flight.load(Relaxed);
             if queued > core.config.send_queue_limit {
+                core.counters.queue_full.fetch_add(1, Relaxed);
+                return Err(SendError::QueueFull {
+                    queued,
+                    limit: core.config.send_queue_limit,
+                });
+            }
+            let was_empty = st.queue.is_empty();
+            #[cfg(feature = "planted-bugs")]
+            let mark = st.queue.mark();
+            encode_frame(&mut st.queue, msg, core.config.max_frame)?;
+            #[cfg(feature = "planted-bugs")]
+            if crate::planted::is(&core.config, crate::planted::Bug::RefuseBelowLimit)
+                && sh.wire_len(st.queue.len()) + sh.in_flight.load(Relaxed)
+                    > core.config.send_queue_limit
+            {
                 st.queue.truncate(mark);
                 core.counters.queue_full.fetch_add(1, Relaxed);
                 return Err(SendError::QueueFull {
-                    queued: sh.wire_len(before) + sh.in_flight.load(Relaxed),
+                    queued,
                     limit: core.config.send_queue_limit,
                 });
             }

@@ -78,6 +78,7 @@ suite! {
         dropped_acceptor_keeps_listening,
         status_consistent_while_closing,
         bulk_send_waits_for_room,
+        a_message_larger_than_the_queue_limit_is_sent,
         waiting_partial_frame_holds_a_small_block,
     ],
     // `unknown_protocol`, `bad_input` and `waiting_partial_frame_holds_a_small_block` are
@@ -100,6 +101,7 @@ suite! {
         dropped_acceptor_keeps_listening,
         status_consistent_while_closing,
         bulk_send_waits_for_room,
+        a_message_larger_than_the_queue_limit_is_sent,
         // Library bug (see the scenarios' docs): a session dropped after a completed handshake
         // gets no authenticated Close record, so its peer sees `Crypto(Truncated)`.
         server_refuses_after_handshake,

@@ -497,10 +497,12 @@ pub(crate) async fn close_from_client(ctx: Arc<Ctx>) {
 
 pub(crate) async fn close_with_queued_data(ctx: Arc<Ctx>) {
     const LEN: usize = 1500;
-    // ~3 MB in all, under the 4 MiB send queue limit; under encryption ~450 KB (a debug build
+    // ~3 MB in all, under a 4 MiB send queue limit; under encryption ~450 KB (a debug build
     // seals and opens ~1 MB a second), still all queued before the close.
     let n: u64 = if ctx.encrypted() { 300 } else { 2000 };
-    ctx.start(Config::default(), Config::default()).await;
+    let mut config = Config::default();
+    config.send_queue_limit = 4 << 20;
+    ctx.start(config.clone(), config).await;
     ctx.listen().await;
 
     // Client -> server.
@@ -1990,10 +1992,11 @@ pub(crate) async fn bulk_send_waits_for_room(ctx: Arc<Ctx>) {
         )
         .await;
     // The sender never yields between sends, so each wait follows a queue that filled from at
-    // most empty to the limit: the queue filled at least `total / LIMIT - 1` times.
-    let total = n * Seq::new(0, LEN).wire_len();
+    // most empty to over the limit, by at most the limit plus one frame.
+    let frame = Seq::new(0, LEN).wire_len();
+    let total = n * frame;
     assert!(
-        fulls >= total / LIMIT as u64 - 1,
+        fulls >= total / (LIMIT as u64 + frame) - 1,
         "{fulls} waits for {total} bytes through a {LIMIT}-byte queue"
     );
     ctx.wait_for("the server to receive every message", || {
@@ -2058,6 +2061,56 @@ pub(crate) async fn bulk_send_waits_for_room(ctx: Arc<Ctx>) {
             .await,
         Err(SendError::Stale)
     );
+    ctx.assert_no_leaks().await;
+}
+
+/// The send-queue limit is a high-water mark: a queue below it accepts a message of any size
+/// up to the maximum frame, even one several times the limit; while the queue is then over
+/// the limit the next send meets `QueueFull`, and after `ready()` it goes through. (Under a
+/// "would exceed" rule the big message failed on an empty queue while `ready()` returned at
+/// once, so a sender following the documented retry pattern spun forever.)
+pub(crate) async fn a_message_larger_than_the_queue_limit_is_sent(ctx: Arc<Ctx>) {
+    const LIMIT: usize = 16 << 10;
+    const BIG: usize = 100 << 10;
+    let mut client = Config::default();
+    client.send_queue_limit = LIMIT;
+    ctx.start(Config::default(), client).await;
+    ctx.listen().await;
+    let c = ctx.connect().await;
+    let srv = server_session(&ctx, 0).await;
+    let c2 = c.clone();
+    let (second, after_ready) = ctx
+        .within(
+            "the sender",
+            ctx.client.exec_async(move |_| async move {
+                c2.send(&Seq::new(0, BIG))
+                    .unwrap_or_else(|e| panic!("a {BIG}-byte message on an empty queue: {e}"));
+                // The session's task has not run since (same thread, no await): the queue
+                // holds the big message, over the limit.
+                let second = c2.send(&Seq::new(1, 10));
+                c2.ready().await.expect("ready on an open session");
+                (second, c2.send(&Seq::new(1, 10)))
+            }),
+        )
+        .await;
+    match second {
+        Err(SendError::QueueFull { queued, limit }) => {
+            assert_eq!(limit, LIMIT);
+            assert!(queued > BIG, "QueueFull at {queued} bytes queued");
+        }
+        other => panic!("a send on a queue over its limit: {other:?}"),
+    }
+    assert_eq!(after_ready, Ok(()));
+    ctx.wait_for("the server to receive both messages", || {
+        ctx.server.msgs(srv).len() == 2
+    })
+    .await;
+    assert_eq!(ctx.server.msgs(srv), vec![0, 1]);
+    c.close();
+    ctx.wait_for("both sides' Closed", || {
+        ctx.client.closed(c.id()).is_some() && ctx.server.closed(srv).is_some()
+    })
+    .await;
     ctx.assert_no_leaks().await;
 }
 
