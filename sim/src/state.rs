@@ -1471,8 +1471,8 @@ impl State {
                     SendError::QueueFull { queued, limit } => {
                         self.edge("send-queue-overflow");
                         // The limit is a high-water mark: a send is refused only over it, and
-                        // a queue holds at most the limit plus one frame.
-                        // One frame and its record overhead, generously: twice the frame.
+                        // a queue holds at most the limit plus one frame (with its record
+                        // overhead; bounded here, generously, by twice the frame).
                         let one_frame = 2 * (self.sc.side(h).service.max_frame + 8);
                         if queued <= limit {
                             self.violation(
