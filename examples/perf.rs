@@ -51,7 +51,8 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use laxnet::{
-    BITS, BITS_HPKE, Config, Encryption, KeyPair, Received, SendError, Service, SessionRef, Topic,
+    BITS, BITS_HPKE, Config, Encryption, KeyPair, Received, SendError, Service, SessionEvent,
+    SessionRef, Topic,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -617,15 +618,34 @@ async fn laxnet_oneway_server(
             }
         })
         .expect("sub");
+    let closed = sessions_closed(&server, conns as u64);
     let acc = server.accept("127.0.0.1:0", proto()).await.expect("accept");
     tx.send(acc.local_addr()).expect("send addr");
     // Wait until the client closed its sessions (they are flushed then).
-    let mut status = server.status();
-    while status.accepted == 0 || status.live() > 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        status = server.status();
-    }
+    closed.await;
     server.shutdown().await;
+}
+
+/// Resolves once `n` sessions of `server` have closed. Event-driven (a session subscription,
+/// made before the caller accepts), so nothing ticks beside the measured sessions: a 1 ms
+/// `status()` poll here cost laxnet's ping-pong p99 ≈ 10 µs (28 → 18 µs, mt2) and ≈ 2 % of
+/// its round trips, which the raw baselines never paid.
+fn sessions_closed(server: &Service, n: u64) -> impl Future<Output = ()> + use<> {
+    let state = Arc::new((AtomicU64::new(0), Notify::new()));
+    let s = state.clone();
+    server
+        .sub(Topic::sessions(proto()), move |e: &SessionEvent| {
+            if matches!(e, SessionEvent::Closed { .. }) && s.0.fetch_add(1, Relaxed) + 1 == n {
+                // Stores a permit if nobody waits yet.
+                s.1.notify_one();
+            }
+        })
+        .expect("sub");
+    async move {
+        if state.0.load(Relaxed) < n {
+            state.1.notified().await;
+        }
+    }
 }
 
 async fn laxnet_oneway_client(
@@ -869,7 +889,7 @@ fn pingpong_run(kind: PingPong, o: &Opts, conns: usize) -> PingResult {
     let (elapsed, samples) = match kind {
         PingPong::Laxnet => run_pair(
             o.layout,
-            move |tx| laxnet_echo_server(tx, rb),
+            move |tx| laxnet_echo_server(tx, conns, rb),
             move |addr| laxnet_pinger(addr, conns, rts, rb),
         ),
         PingPong::Raw => run_pair(
@@ -884,20 +904,17 @@ fn pingpong_run(kind: PingPong, o: &Opts, conns: usize) -> PingResult {
     }
 }
 
-async fn laxnet_echo_server(tx: oneshot::Sender<SocketAddr>, rb: Option<usize>) {
+async fn laxnet_echo_server(tx: oneshot::Sender<SocketAddr>, conns: usize, rb: Option<usize>) {
     let server = Service::new(server_config(rb));
     server
         .sub(Topic::message::<Msg>(proto()), |m: &Received<Msg>| {
             m.session.send(&m.msg).expect("echo");
         })
         .expect("sub");
+    let closed = sessions_closed(&server, conns as u64);
     let acc = server.accept("127.0.0.1:0", proto()).await.expect("accept");
     tx.send(acc.local_addr()).expect("send addr");
-    let mut status = server.status();
-    while status.accepted == 0 || status.live() > 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        status = server.status();
-    }
+    closed.await;
     server.shutdown().await;
 }
 
@@ -1224,13 +1241,10 @@ fn connect_rate(o: &Opts, n: u64) -> (f64, f64) {
         o.layout,
         move |tx| async move {
             let server = Service::new(server_config(None));
+            let closed = sessions_closed(&server, n);
             let acc = server.accept("127.0.0.1:0", proto()).await.expect("accept");
             tx.send(acc.local_addr()).expect("send addr");
-            let mut status = server.status();
-            while status.accepted < n || status.live() > 0 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                status = server.status();
-            }
+            closed.await;
             server.shutdown().await;
         },
         move |addr| async move {
