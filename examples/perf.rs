@@ -628,8 +628,8 @@ async fn laxnet_oneway_server(
 
 /// Resolves once `n` sessions of `server` have closed. Event-driven (a session subscription,
 /// made before the caller accepts), so nothing ticks beside the measured sessions: a 1 ms
-/// `status()` poll here cost laxnet's ping-pong p99 ≈ 10 µs (28 → 18 µs, mt2) and ≈ 2 % of
-/// its round trips, which the raw baselines never paid.
+/// `status()` poll here, which the raw baselines never paid, doubled laxnet's mt2 ping-pong
+/// p99 (≈ 30–36 → 16–19 µs without it) and cost 2–10 % of its round trips.
 fn sessions_closed(server: &Service, n: u64) -> impl Future<Output = ()> + use<> {
     let state = Arc::new((AtomicU64::new(0), Notify::new()));
     let s = state.clone();
