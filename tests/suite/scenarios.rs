@@ -1948,6 +1948,18 @@ pub(crate) async fn client_refuses_after_handshake(ctx: Arc<Ctx>) {
 // ---------------------------------------------------------------------------------------------
 // 17. back-pressure: `SessionRef::ready`
 
+/// Starts both services, the client's with a send-queue limit of `limit` bytes, and opens one
+/// session: the client's ref and the server's session id.
+async fn connect_with_queue_limit(ctx: &Arc<Ctx>, limit: usize) -> (SessionRef, SessionId) {
+    let mut client = Config::default();
+    client.send_queue_limit = limit;
+    ctx.start(Config::default(), client).await;
+    ctx.listen().await;
+    let c = ctx.connect().await;
+    let srv = server_session(ctx, 0).await;
+    (c, srv)
+}
+
 /// A bulk sender with a small send queue: it sends until `QueueFull`, waits in `ready()` and
 /// sends the same message again. `ready()` must return only once there is room (the retry
 /// never fails), must return at all (the session's task wakes it), and must end with the
@@ -1958,12 +1970,7 @@ pub(crate) async fn bulk_send_waits_for_room(ctx: Arc<Ctx>) {
     const LIMIT: usize = 64 << 10;
     // ~4 MB in all (~600 KB under encryption: a debug build seals ~1 MB a second).
     let n: u64 = if ctx.encrypted() { 600 } else { 4000 };
-    let mut client = Config::default();
-    client.send_queue_limit = LIMIT;
-    ctx.start(Config::default(), client).await;
-    ctx.listen().await;
-    let c = ctx.connect().await;
-    let srv = server_session(&ctx, 0).await;
+    let (c, srv) = connect_with_queue_limit(&ctx, LIMIT).await;
 
     let c2 = c.clone();
     let fulls = ctx
@@ -2072,12 +2079,7 @@ pub(crate) async fn bulk_send_waits_for_room(ctx: Arc<Ctx>) {
 pub(crate) async fn a_message_larger_than_the_queue_limit_is_sent(ctx: Arc<Ctx>) {
     const LIMIT: usize = 16 << 10;
     const BIG: usize = 100 << 10;
-    let mut client = Config::default();
-    client.send_queue_limit = LIMIT;
-    ctx.start(Config::default(), client).await;
-    ctx.listen().await;
-    let c = ctx.connect().await;
-    let srv = server_session(&ctx, 0).await;
+    let (c, srv) = connect_with_queue_limit(&ctx, LIMIT).await;
     let c2 = c.clone();
     let (second, after_ready) = ctx
         .within(
