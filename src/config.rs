@@ -73,6 +73,11 @@ pub struct Config {
     pub encryption: Option<crate::crypto::Encryption>,
     /// Initial state of the service's logging switch (see `Service::set_logging`).
     pub logging: bool,
+    /// Generations per id slot, as a number of bits (default and maximum 15; clamped to
+    /// `1..=15`). Fewer bits make ids recur sooner: a test hook, so simulations reach the id
+    /// horizon many times per run and its invariants are checked where they bite.
+    #[doc(hidden)]
+    pub id_generation_bits: u32,
     /// A deliberate bug to plant (oracle tests only).
     #[cfg(feature = "planted-bugs")]
     #[doc(hidden)]
@@ -97,6 +102,7 @@ impl Default for Config {
             rng_seed: None,
             encryption: None,
             logging: true,
+            id_generation_bits: 15,
             #[cfg(feature = "planted-bugs")]
             planted: None,
         }

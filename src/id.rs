@@ -177,22 +177,33 @@ pub(crate) struct IdTable<T> {
     len: usize,
     /// Maximum number of occupied slots (and of slots ever created), at most [`MAX_SLOTS`].
     capacity: usize,
-    /// Planted bug: releases do not bump the generation.
-    #[cfg(feature = "planted-bugs")]
-    pub(crate) planted_no_bump: bool,
+    /// Mask of the generations this table issues: [`GENERATION_MASK`], or fewer bits when a
+    /// test narrows the id space (`Config::id_generation_bits`) to reach the horizon quickly.
+    generation_mask: u32,
+    /// Generations a release advances its slot by: 1 (planted bugs change it).
+    pub(crate) bump: u32,
 }
 
 impl<T> IdTable<T> {
-    /// An empty table holding at most `capacity` live entries (clamped to [`MAX_SLOTS`]).
-    /// Allocates nothing up front.
+    /// An empty table with the full generation space (see
+    /// [`with_generation_bits`](Self::with_generation_bits)).
+    #[cfg(test)]
     pub(crate) fn new(capacity: usize) -> Self {
+        Self::with_generation_bits(capacity, GENERATION_BITS)
+    }
+
+    /// An empty table holding at most `capacity` live entries (clamped to [`MAX_SLOTS`]),
+    /// whose slots cycle through `2^bits` generations (`bits` clamped to `1..=15`; the service
+    /// uses 15 unless a test narrows the id space to reach the horizon within a run). An id
+    /// recurs after its slot was issued `2^bits` more times. Allocates nothing up front.
+    pub(crate) fn with_generation_bits(capacity: usize, bits: u32) -> Self {
         IdTable {
             slots: Vec::new(),
             free: VecDeque::new(),
             len: 0,
             capacity: capacity.min(MAX_SLOTS),
-            #[cfg(feature = "planted-bugs")]
-            planted_no_bump: false,
+            generation_mask: (1 << bits.clamp(1, GENERATION_BITS)) - 1,
+            bump: 1,
         }
     }
 
@@ -226,7 +237,7 @@ impl<T> IdTable<T> {
             Ok(id)
         } else if self.slots.len() < self.capacity {
             let slot = self.slots.len();
-            let generation = rng.next_u32() & GENERATION_MASK;
+            let generation = rng.next_u32() & self.generation_mask;
             let id = SessionId::new(slot, generation);
             let value = f(id);
             self.slots.push(Slot {
@@ -274,11 +285,7 @@ impl<T> IdTable<T> {
             return None;
         }
         let value = entry.value.take()?;
-        #[cfg(feature = "planted-bugs")]
-        let bump = u32::from(!self.planted_no_bump);
-        #[cfg(not(feature = "planted-bugs"))]
-        let bump = 1;
-        entry.generation = (entry.generation + bump) & GENERATION_MASK;
+        entry.generation = (entry.generation + self.bump) & self.generation_mask;
         self.free.push_back(slot as u32);
         self.len -= 1;
         Some(value)
@@ -699,5 +706,30 @@ mod tests {
     fn churn_capacity_64() {
         let (max_reuse, _) = churn_two_seeds(64);
         assert!(max_reuse > 1_000, "max reuse {max_reuse}");
+    }
+
+    #[test]
+    fn narrow_generations_recur_after_exactly_their_count() {
+        let mut r = rng(9);
+        let mut t = IdTable::with_generation_bits(1, 3);
+        let first = t.insert_with(&mut r, |_| ()).expect("empty table");
+        assert!(first.generation() < 8);
+        t.remove(first);
+        let mut last = first;
+        for n in 1..=8u32 {
+            let id = t.insert_with(&mut r, |_| ()).expect("one free slot");
+            assert_eq!(id.slot(), first.slot());
+            assert_eq!(id.generation(), (last.generation() + 1) & 7);
+            assert_eq!(id == first, n == 8, "issue {n} after the first");
+            assert_eq!(t.get(last), None);
+            t.remove(id);
+            last = id;
+        }
+        // Clamped to at least one bit and at most fifteen.
+        assert_eq!(IdTable::<()>::with_generation_bits(1, 0).generation_mask, 1);
+        assert_eq!(
+            IdTable::<()>::with_generation_bits(1, 40).generation_mask,
+            GENERATION_MASK
+        );
     }
 }

@@ -65,6 +65,8 @@ mod message;
 #[cfg(feature = "planted-bugs")]
 #[doc(hidden)]
 pub mod planted;
+#[cfg(not(feature = "planted-bugs"))]
+mod planted;
 mod registry;
 pub mod runtime;
 mod service;

@@ -1,6 +1,11 @@
-//! Deliberate bugs for testing the simulation oracle (feature `planted-bugs`, never in
-//! default builds). Each one breaks a documented guarantee; `laxsim run --plant BUG` must
-//! catch every one of them.
+//! Deliberate bugs for testing the simulation oracle. Each one breaks a documented guarantee;
+//! `laxsim run --plant BUG` must catch every one of them (`ci/sim.sh`), except
+//! `buffers-after-release`, a race between threads that only the multi-thread stress run on
+//! real sockets can show (`laxsim stress`).
+//!
+//! Every site asks [`on`], which is `false` without the `planted-bugs` feature: the compiler
+//! removes the branch, and default builds carry no trace of these bugs.
+#![cfg_attr(not(feature = "planted-bugs"), allow(dead_code, unreachable_pub))]
 
 use std::fmt;
 use std::str::FromStr;
@@ -28,11 +33,37 @@ pub enum Bug {
     /// `send` refuses a message that would take the queue over its limit although the queue
     /// is below it (so a message larger than the limit can never be sent).
     RefuseBelowLimit,
+    /// A close does not wake the tasks waiting in `SessionRef::ready`; they learn of it only
+    /// when the session is destroyed, after its linger.
+    ReadyNotToldOfClose,
+    /// At the peer's end of stream the session stops writing: what it had queued (replies to
+    /// the peer's last messages) is dropped instead of flushed.
+    NoFlushAfterPeerEof,
+    /// Reads on encrypted sessions do not refresh the heartbeat clock.
+    StaleHeartbeatOnRecords,
+    /// A send refused as `TooLarge` leaves a frame header behind in the queue.
+    HalfFrameOnTooLarge,
+    /// The destroy releases the id before the session's buffers go back to the pool.
+    BuffersAfterRelease,
+    /// A released slot's generation advances by two.
+    GenerationOffByOne,
+    /// An encrypted session closing cleanly sends no authenticated `Close` record.
+    NoCloseRecord,
+    /// A later close request replaces the reason of the first.
+    LastReasonWins,
+    /// The bytes-out counter counts what a write was offered, not what it took.
+    BytesOutOffered,
+    /// A failed handshake does not give its slot back.
+    HandshakeSlotLeak,
+    /// Connections are refused one handshake before `max_handshakes` are in progress.
+    RefuseBelowMaxHandshakes,
+    /// A frame of exactly `max_frame` bytes is refused as too large.
+    FrameLimitOffByOne,
 }
 
 impl Bug {
     /// Every planted bug, with its command-line name.
-    pub const ALL: [(Bug, &'static str); 8] = [
+    pub const ALL: [(Bug, &'static str); 20] = [
         (Bug::NoFlushOnClose, "no-flush-on-close"),
         (Bug::DoubleClosed, "double-closed"),
         (Bug::DeliverAfterClose, "deliver-after-close"),
@@ -41,6 +72,18 @@ impl Bug {
         (Bug::HeartbeatIgnored, "heartbeat-ignored"),
         (Bug::LostReadyWakeup, "lost-ready-wakeup"),
         (Bug::RefuseBelowLimit, "refuse-below-limit"),
+        (Bug::ReadyNotToldOfClose, "ready-not-told-of-close"),
+        (Bug::NoFlushAfterPeerEof, "no-flush-after-peer-eof"),
+        (Bug::StaleHeartbeatOnRecords, "stale-heartbeat-on-records"),
+        (Bug::HalfFrameOnTooLarge, "half-frame-on-too-large"),
+        (Bug::BuffersAfterRelease, "buffers-after-release"),
+        (Bug::GenerationOffByOne, "generation-off-by-one"),
+        (Bug::NoCloseRecord, "no-close-record"),
+        (Bug::LastReasonWins, "last-reason-wins"),
+        (Bug::BytesOutOffered, "bytes-out-offered"),
+        (Bug::HandshakeSlotLeak, "handshake-slot-leak"),
+        (Bug::RefuseBelowMaxHandshakes, "refuse-below-max-handshakes"),
+        (Bug::FrameLimitOffByOne, "frame-limit-off-by-one"),
     ];
 
     /// The command-line name.
@@ -69,8 +112,16 @@ impl fmt::Display for Bug {
     }
 }
 
-/// True if `config` plants `bug`.
-#[inline]
-pub(crate) fn is(config: &crate::Config, bug: Bug) -> bool {
-    config.planted == Some(bug)
+/// True if `config` plants `bug`; always `false` without the `planted-bugs` feature.
+#[inline(always)]
+pub(crate) fn on(config: &crate::Config, bug: Bug) -> bool {
+    #[cfg(feature = "planted-bugs")]
+    {
+        config.planted == Some(bug)
+    }
+    #[cfg(not(feature = "planted-bugs"))]
+    {
+        let _ = (config, bug);
+        false
+    }
 }

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tokio::sync::{mpsc, watch};
 
-use crate::buffer::{BufferPool, SegmentQueue};
+use crate::buffer::{BufferPool, PoolStats, SegmentQueue};
 use crate::config::Config;
 use crate::crypto::handshake::SessionKeys;
 use crate::crypto::io::Sealed;
@@ -24,6 +24,7 @@ use crate::crypto::{self, Encryption, HandshakeError};
 use crate::error::{AcceptError, CloseReason, ConnectError, SubscribeError};
 use crate::id::{IdTable, SessionId};
 use crate::message::Message;
+use crate::planted::{self, Bug};
 use crate::registry::{self, ProtocolId, Registry, Target};
 use crate::runtime::{BoxFuture, BoxStream, Listener, Runtime, TokioRuntime};
 use crate::session::driver::Driver;
@@ -98,8 +99,9 @@ pub(crate) struct ServiceInner {
     close_watchers: Mutex<CloseWatchers>,
     shutdown: watch::Sender<bool>,
     live: watch::Sender<usize>,
-    /// Encrypted connections still in their handshake (pre-authentication).
-    in_handshake: std::sync::atomic::AtomicUsize,
+    /// Encrypted connections still in their handshake (pre-authentication); `shutdown` waits
+    /// for it to reach zero.
+    in_handshake: watch::Sender<usize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -246,11 +248,30 @@ impl ServiceInner {
         if publish {
             self.publish_closed(shared, &reason);
         }
-        #[cfg(feature = "planted-bugs")]
-        if crate::planted::is(&core.config, crate::planted::Bug::DoubleClosed) {
+        if planted::on(&core.config, Bug::DoubleClosed) {
             self.publish_closed(shared, &reason);
         }
-        // Destroy: the id is released and refs turn stale.
+        // Destroy: the id is released, then refs turn stale (a stale ref's id never
+        // resolves). Fold and remove under the table lock, so a status snapshot (which reads
+        // the totals under the same lock) counts this session exactly once; sends fail with
+        // `Closed` from here on, so the totals no longer move.
+        {
+            let mut s = lock(&self.sessions);
+            let done = &core.counters.done;
+            let c = &shared.counters;
+            for (from, to) in [
+                (&c.bytes_in, &done.bytes_in),
+                (&c.bytes_out, &done.bytes_out),
+                (&c.msgs_in, &done.msgs_in),
+                (&c.msgs_out, &done.msgs_out),
+            ] {
+                to.fetch_add(from.load(Relaxed), Relaxed);
+            }
+            if !planted::on(&core.config, Bug::LeakSlot) {
+                s.table.remove(shared.id);
+                self.live.send_replace(s.table.len());
+            }
+        }
         {
             let mut st = shared.lock();
             st.phase = Phase::Destroyed;
@@ -258,25 +279,6 @@ impl ServiceInner {
             st.waker = None;
         }
         shared.room.notify_waiters();
-        // Fold and remove under the table lock, so a status snapshot (which reads the totals
-        // under the same lock) counts this session exactly once.
-        let mut s = lock(&self.sessions);
-        let done = &core.counters.done;
-        let c = &shared.counters;
-        for (from, to) in [
-            (&c.bytes_in, &done.bytes_in),
-            (&c.bytes_out, &done.bytes_out),
-            (&c.msgs_in, &done.msgs_in),
-            (&c.msgs_out, &done.msgs_out),
-        ] {
-            to.fetch_add(from.load(Relaxed), Relaxed);
-        }
-        #[cfg(feature = "planted-bugs")]
-        if crate::planted::is(&core.config, crate::planted::Bug::LeakSlot) {
-            return;
-        }
-        s.table.remove(shared.id);
-        self.live.send_replace(s.table.len());
     }
 
     /// Publishes `Closed` to the session subscribers of its protocol and to its close
@@ -314,14 +316,22 @@ impl ServiceInner {
         )
     }
 
+    /// Encrypted connections in their handshake now.
+    pub(crate) fn handshaking(&self) -> usize {
+        *self.in_handshake.borrow()
+    }
+
     fn slots_created(&self) -> usize {
         lock(&self.sessions).table.slots_created()
     }
 
-    /// Live sessions in slot order, with the destroyed sessions' totals read under the same
-    /// lock (bytes in/out, messages in/out).
-    pub(crate) fn snapshot_with_done(&self) -> ([u64; 4], Vec<Arc<SessionShared>>) {
+    /// Live sessions in slot order, with the destroyed sessions' totals (bytes in/out,
+    /// messages in/out) and the pool's counters read under the same lock: a session takes
+    /// pooled buffers only once it is in the table and gives them all back before it leaves,
+    /// so with no session live the snapshot shows no pooled byte in use.
+    pub(crate) fn snapshot_with_done(&self) -> ([u64; 4], Vec<Arc<SessionShared>>, PoolStats) {
         let s = lock(&self.sessions);
+        let pool = self.core.pool.stats();
         let d = &self.core.counters.done;
         let done = [
             d.bytes_in.load(Relaxed),
@@ -329,7 +339,7 @@ impl ServiceInner {
             d.msgs_in.load(Relaxed),
             d.msgs_out.load(Relaxed),
         ];
-        (done, s.table.iter().map(|(_, s)| s.clone()).collect())
+        (done, s.table.iter().map(|(_, s)| s.clone()).collect(), pool)
     }
 
     /// Live sessions in slot order.
@@ -376,12 +386,12 @@ impl Service {
                 .map(crypto::io::HandshakeKeys::new),
             config,
         });
-        #[allow(unused_mut)]
-        let mut table = IdTable::new(core.config.max_sessions);
-        #[cfg(feature = "planted-bugs")]
-        {
-            table.planted_no_bump =
-                crate::planted::is(&core.config, crate::planted::Bug::NoGenerationBump);
+        let mut table =
+            IdTable::with_generation_bits(core.config.max_sessions, core.config.id_generation_bits);
+        if planted::on(&core.config, Bug::NoGenerationBump) {
+            table.bump = 0;
+        } else if planted::on(&core.config, Bug::GenerationOffByOne) {
+            table.bump = 2;
         }
         let inner = Arc::new(ServiceInner {
             sessions: Mutex::new(Sessions { table, rng }),
@@ -392,7 +402,7 @@ impl Service {
             close_watchers: Mutex::new(BTreeMap::new()),
             shutdown: watch::Sender::new(false),
             live: watch::Sender::new(0),
-            in_handshake: Default::default(),
+            in_handshake: watch::Sender::new(0),
             core,
         });
         let svc = Service { inner };
@@ -662,6 +672,9 @@ impl Service {
         }
         let mut live = self.inner.live.subscribe();
         let _ = live.wait_for(|n| *n == 0).await;
+        // Handshakes in progress see the shutdown and give up; none outlives the service.
+        let mut handshaking = self.inner.in_handshake.subscribe();
+        let _ = handshaking.wait_for(|n| *n == 0).await;
         // Subscriptions often capture a clone of the service: dropping them here breaks that
         // cycle so the service's memory is freed once the last handle goes.
         let _ = self.inner.modify_registry(|_| Ok(Registry::default()));
@@ -775,14 +788,18 @@ async fn accept_loop(
 /// holds up the accept loop. The connection holds no session (no id, no event) until the
 /// client has proved liveness; at most `max_handshakes` run at once.
 fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer: SocketAddr) {
-    use std::sync::atomic::Ordering::SeqCst;
     let core = &inner.core;
     let Some(enc) = core.config.encryption.as_ref() else {
         return;
     };
-    let busy = inner.in_handshake.fetch_add(1, SeqCst) >= enc.max_handshakes;
+    let mut busy = false;
+    let early = usize::from(planted::on(&core.config, Bug::RefuseBelowMaxHandshakes));
+    inner.in_handshake.send_modify(|n| {
+        busy = *n + early >= enc.max_handshakes;
+        *n += 1;
+    });
     if busy || inner.is_full() {
-        inner.in_handshake.fetch_sub(1, SeqCst);
+        inner.in_handshake.send_modify(|n| *n -= 1);
         let counter = if busy {
             &core.counters.handshakes_refused
         } else {
@@ -805,8 +822,21 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer
             ) else {
                 return;
             };
-            let res = crypto::io::server(&*inner.core.runtime, &mut stream, enc, keys, seed).await;
-            inner.in_handshake.fetch_sub(1, SeqCst);
+            let mut stop = inner.shutdown.subscribe();
+            let res = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => None,
+                r = crypto::io::server(&*inner.core.runtime, &mut stream, enc, keys, seed) => Some(r),
+            };
+            let leak = matches!(res, Some(Err(_)))
+                && planted::on(&inner.core.config, Bug::HandshakeSlotLeak);
+            if !leak {
+                inner.in_handshake.send_modify(|n| *n -= 1);
+            }
+            let Some(res) = res else {
+                // The service is shutting down: give up (dropping the stream closes it).
+                return;
+            };
             let counters = &inner.core.counters;
             match res {
                 Ok(keys) => {

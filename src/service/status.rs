@@ -106,6 +106,8 @@ pub struct Status {
     pub handshake_failures: u64,
     /// Connections dropped because too many handshakes were in progress.
     pub handshakes_refused: u64,
+    /// Encrypted connections in their handshake right now (not sessions yet).
+    pub handshaking: usize,
     /// Id slots created (high-water mark of concurrent sessions).
     pub slots: usize,
     /// The buffer pool.
@@ -142,7 +144,7 @@ impl Service {
                 closing: 0,
             })
             .collect();
-        let ([mut bi, mut bo, mut mi, mut mo], live) = inner.snapshot_with_done();
+        let ([mut bi, mut bo, mut mi, mut mo], live, pool) = inner.snapshot_with_done();
         for s in live {
             let row = &mut sessions[s.protocol as usize];
             match s.phase() {
@@ -178,8 +180,9 @@ impl Service {
             handshakes: c.handshakes.load(Relaxed),
             handshake_failures: c.handshake_failures.load(Relaxed),
             handshakes_refused: c.handshakes_refused.load(Relaxed),
+            handshaking: inner.handshaking(),
             slots: inner.slots_created(),
-            pool: core.pool.stats(),
+            pool,
         }
     }
 
@@ -219,7 +222,7 @@ impl fmt::Display for Status {
             writeln!(f, "{:<16} {:>8} {:>8}", p.protocol, p.open, p.closing)?;
         }
         writeln!(f, "{:<24} {:>14}", "counter", "value")?;
-        let rows: [(&str, u64); 17] = [
+        let rows: [(&str, u64); 18] = [
             ("accepted", self.accepted),
             ("connected", self.connected),
             ("refused", self.refused),
@@ -236,6 +239,7 @@ impl fmt::Display for Status {
             ("handshakes", self.handshakes),
             ("handshake failures", self.handshake_failures),
             ("handshakes refused", self.handshakes_refused),
+            ("handshaking now", self.handshaking as u64),
             ("id slots", self.slots as u64),
         ];
         for (k, v) in rows {

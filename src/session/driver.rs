@@ -32,6 +32,7 @@ use crate::crypto::CryptoError;
 use crate::crypto::io::Sealed;
 use crate::crypto::record::{self, Opener, RecordType};
 use crate::error::{CloseReason, ProtocolViolation};
+use crate::planted::{self, Bug};
 use crate::registry::Registry;
 use crate::runtime::{BoxFuture, BoxStream};
 use crate::service::ServiceInner;
@@ -84,11 +85,16 @@ impl Driver {
         sealed: Option<Box<Sealed>>,
     ) -> Driver {
         let core = &shared.core;
+        let max_frame = if planted::on(&core.config, Bug::FrameLimitOffByOne) {
+            core.config.max_frame - 1
+        } else {
+            core.config.max_frame
+        };
         let inbound = Inbound::new(
             core.pool.clone(),
             core.config.read_buffer,
             core.config.read_buffer_max,
-            core.config.max_frame,
+            max_frame,
         );
         let out = SegmentQueue::new(core.pool.clone(), core.config.segment_size);
         let (registry_version, registry) = service.registry();
@@ -143,22 +149,22 @@ impl Driver {
                 s.wire_out.clear();
             }
         }
-        #[cfg(feature = "planted-bugs")]
         self.plant_on_close(&reason);
         self.reason = Some(reason);
     }
 
-    #[cfg(feature = "planted-bugs")]
     fn plant_on_close(&mut self, reason: &CloseReason) {
-        use crate::planted::{Bug, is};
         let config = &self.shared.core.config;
-        if is(config, Bug::NoFlushOnClose) && *reason == CloseReason::Local {
+        if planted::on(config, Bug::NoFlushOnClose) && *reason == CloseReason::Local {
             self.out.clear();
             self.shared.lock().queue.clear();
         }
-        if is(config, Bug::DeliverAfterClose) && reason.is_clean() {
+        if planted::on(config, Bug::DeliverAfterClose) && reason.is_clean() {
             self.service.publish_closed(&self.shared, reason);
             self.closed_published = true;
+        }
+        if planted::on(config, Bug::NoFlushAfterPeerEof) && *reason == CloseReason::PeerClosed {
+            self.write_done = true;
         }
     }
 
@@ -228,7 +234,11 @@ impl Driver {
                     return true;
                 }
                 self.shared.counters.bytes_in.fetch_add(n as u64, Relaxed);
-                self.shared.touch(self.shared.core.runtime.now());
+                if self.sealed.is_none()
+                    || !planted::on(&self.shared.core.config, Bug::StaleHeartbeatOnRecords)
+                {
+                    self.shared.touch(self.shared.core.runtime.now());
+                }
                 match self.sealed.as_mut() {
                     Some(s) => {
                         s.wire_in.commit(n);
@@ -427,12 +437,15 @@ impl Driver {
         if !self.shared.lock().queue.is_empty() {
             return false;
         }
+        s.close_sent = true;
+        if planted::on(&self.shared.core.config, Bug::NoCloseRecord) {
+            return true;
+        }
         let mut block = self.shared.core.pool.take(record::OVERHEAD);
         match s.sealer.seal(RecordType::Close, &mut block, 0) {
             Ok(total) => s.wire_out.push(&block[..total]),
             Err(_) => s.wire_out.clear(),
         }
-        s.close_sent = true;
         true
     }
 
@@ -465,11 +478,15 @@ impl Driver {
                 true
             }
             Poll::Ready(Ok(written)) => {
+                let offered = queue.len();
                 queue.advance(written);
-                let counted = match self.sealed.as_mut() {
+                let mut counted = match self.sealed.as_mut() {
                     Some(s) => s.record_bytes(written),
                     None => written,
                 };
+                if planted::on(&self.shared.core.config, Bug::BytesOutOffered) {
+                    counted = offered;
+                }
                 let in_flight = self.update_in_flight();
                 self.shared.wrote(in_flight);
                 self.shared
@@ -574,11 +591,9 @@ impl Driver {
         }
         self.finished = true;
         self.stream = None;
-        self.inbound.release();
-        self.out.clear();
-        if let Some(s) = self.sealed.as_mut() {
-            s.wire_in.release();
-            s.wire_out.clear();
+        let late = planted::on(&self.shared.core.config, Bug::BuffersAfterRelease);
+        if !late {
+            self.release_buffers();
         }
         self.linger = None;
         let shared = self.shared.clone();
@@ -597,6 +612,19 @@ impl Driver {
         }
         self.service
             .close_session(&shared, reason, !self.closed_published);
+        if late {
+            self.release_buffers();
+        }
+    }
+
+    /// Gives the session's buffers back to the pool (part of the destroy, before the id goes).
+    fn release_buffers(&mut self) {
+        self.inbound.release();
+        self.out.clear();
+        if let Some(s) = self.sealed.as_mut() {
+            s.wire_in.release();
+            s.wire_out.clear();
+        }
     }
 
     /// The task's future.

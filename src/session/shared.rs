@@ -15,6 +15,7 @@ use crate::crypto::PublicKey;
 use crate::error::{CloseReason, SendError};
 use crate::id::SessionId;
 use crate::message::{Message, encode_frame};
+use crate::planted::{self, Bug};
 use crate::registry::ProtocolId;
 use crate::service::ServiceCore;
 use crate::service::topic::Direction;
@@ -97,12 +98,19 @@ impl SessionShared {
         let waker = {
             let mut st = self.lock();
             if st.phase != Phase::Open {
+                if planted::on(&self.core.config, Bug::LastReasonWins)
+                    && matches!(st.phase, Phase::Closing(_))
+                {
+                    st.phase = Phase::Closing(reason);
+                }
                 return false;
             }
             st.phase = Phase::Closing(reason);
             st.waker.take()
         };
-        self.room.notify_waiters();
+        if !planted::on(&self.core.config, Bug::ReadyNotToldOfClose) {
+            self.room.notify_waiters();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -119,8 +127,7 @@ impl SessionShared {
     pub(crate) fn wrote(&self, in_flight: usize) {
         // Pairs with the store in `ready` (store, then load on both sides, all SeqCst): either
         // the driver sees `want_room` or the sender sees the lower `in_flight`.
-        #[cfg(feature = "planted-bugs")]
-        if crate::planted::is(&self.core.config, crate::planted::Bug::LostReadyWakeup) {
+        if planted::on(&self.core.config, Bug::LostReadyWakeup) {
             return;
         }
         if in_flight <= self.low_water() && self.want_room.load(SeqCst) {
@@ -198,6 +205,20 @@ impl SessionRef {
         self.shared.phase() == Phase::Open
     }
 
+    /// Bytes queued by [`send`](Self::send) and not yet written to the socket, counted as
+    /// [`Config::send_queue_limit`](crate::Config::send_queue_limit) counts them (wire bytes,
+    /// record overhead included on encrypted sessions). For senders that pace themselves: a
+    /// send fails with `QueueFull` while this is over the limit, and [`ready`](Self::ready)
+    /// returns once it is at half the limit. 0 once the session is destroyed.
+    pub fn queued_bytes(&self) -> usize {
+        let sh = &*self.shared;
+        let st = sh.lock();
+        if st.phase == Phase::Destroyed {
+            return 0;
+        }
+        sh.wire_len(st.queue.len()) + sh.in_flight.load(SeqCst)
+    }
+
     /// Queues `msg` for sending. Never blocks: the message is serialized straight into the
     /// session's send queue and the session's task writes it.
     ///
@@ -211,13 +232,10 @@ impl SessionRef {
     pub fn send<T: Message>(&self, msg: &T) -> Result<(), SendError> {
         let sh = &*self.shared;
         let core = &*sh.core;
-        #[cfg(feature = "planted-bugs")]
         let heartbeat = core
             .config
             .heartbeat
-            .filter(|_| !crate::planted::is(&core.config, crate::planted::Bug::HeartbeatIgnored));
-        #[cfg(not(feature = "planted-bugs"))]
-        let heartbeat = core.config.heartbeat;
+            .filter(|_| !planted::on(&core.config, Bug::HeartbeatIgnored));
         if let Some(timeout) = heartbeat {
             let now = core.runtime.now();
             if sh.silent_for(now, timeout) {
@@ -249,14 +267,19 @@ impl SessionRef {
                 });
             }
             let was_empty = st.queue.is_empty();
-            #[cfg(feature = "planted-bugs")]
-            let mark = st.queue.mark();
-            encode_frame(&mut st.queue, msg, core.config.max_frame)?;
-            #[cfg(feature = "planted-bugs")]
-            if crate::planted::is(&core.config, crate::planted::Bug::RefuseBelowLimit)
-                && sh.wire_len(st.queue.len()) + sh.in_flight.load(Relaxed)
+            let mark = planted::on(&core.config, Bug::RefuseBelowLimit).then(|| st.queue.mark());
+            if let Err(e) = encode_frame(&mut st.queue, msg, core.config.max_frame) {
+                if matches!(e, SendError::TooLarge { .. })
+                    && planted::on(&core.config, Bug::HalfFrameOnTooLarge)
+                {
+                    st.queue.reserve(crate::message::HEADER_BYTES);
+                }
+                return Err(e);
+            }
+            if let Some(mark) = mark.filter(|_| {
+                sh.wire_len(st.queue.len()) + sh.in_flight.load(Relaxed)
                     > core.config.send_queue_limit
-            {
+            }) {
                 st.queue.truncate(mark);
                 core.counters.queue_full.fetch_add(1, Relaxed);
                 return Err(SendError::QueueFull {
