@@ -345,13 +345,17 @@ impl AsyncRead for FaultyStream {
                 st.io_fault(this.id, IoAct::Short { n });
             }
         }
-        if let Poll::Ready(Ok(())) = res {
-            let got = &buf.filled()[before..];
-            // Nothing read into room for something: the end of stream.
-            if !got.is_empty() || room > 0 {
-                let now = nanos(this.rt.now());
-                st.read_bytes(this.id, got, now);
+        match &res {
+            Poll::Ready(Ok(())) => {
+                let got = &buf.filled()[before..];
+                // Nothing read into room for something: the end of stream.
+                if !got.is_empty() || room > 0 {
+                    let now = nanos(this.rt.now());
+                    st.read_bytes(this.id, got, now);
+                }
             }
+            Poll::Ready(Err(e)) => st.stream_error(this.id, e.kind()),
+            Poll::Pending => {}
         }
         res
     }
@@ -376,7 +380,10 @@ impl AsyncWrite for FaultyStream {
             this.ct = Some(ct);
             match r {
                 Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(e)) => {
+                    lock(&this.ctl.shared).stream_error(this.id, e.kind());
+                    return Poll::Ready(Err(e));
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -419,8 +426,10 @@ impl AsyncWrite for FaultyStream {
                 st.io_fault(this.id, IoAct::Short { n });
             }
         }
-        if let Poll::Ready(Ok(n)) = res {
-            st.wrote_bytes(this.id, &buf[..n]);
+        match &res {
+            Poll::Ready(Ok(n)) => st.wrote_bytes(this.id, &buf[..*n]),
+            Poll::Ready(Err(e)) => st.stream_error(this.id, e.kind()),
+            Poll::Pending => {}
         }
         res
     }
@@ -482,6 +491,7 @@ impl Drop for FaultyStream {
     fn drop(&mut self) {
         let crashing = {
             let mut st = lock(&self.ctl.shared);
+            st.check_admission(self.id);
             st.streams[self.id as usize].open = false;
             st.hosts[self.ctl.host as usize].down
         };

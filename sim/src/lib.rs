@@ -6,11 +6,15 @@
 //!   short reads/writes, stalls and resets into turmoil's sockets, and ciphertext faults
 //!   (corrupted, duplicated, reordered, spliced, dropped records) into encrypted streams.
 //! - [`workload`]: what the simulated servers and clients do.
-//! - [`state`]: the event log, the trace hash and the oracle.
+//! - [`rogue`]: hostile hosts that send what no honest peer sends.
+//! - [`state`]: the event log, the trace hash and the oracle; [`reasons`]: which close
+//!   reason each observed cause implies.
 //! - [`runner`]: one seed, start to verdict.
 //! - [`suite`]: many seeds on several threads, the summary table.
 //! - [`timeline`]: the per-session timeline, as text and as HTML/SVG.
 //! - [`shrink`]: minimising a failing fault schedule.
+//! - [`stress`]: the lifecycle oracle on real sockets and a multi-thread runtime, for the races
+//!   between threads that the simulator cannot show.
 //!
 //! Determinism: a run's trace hash is FNV-1a over its ordered event log (sim time, host,
 //! event); collections are `BTreeMap`/`Vec` only; every RNG is seeded from the run's seed. Two
@@ -27,12 +31,15 @@
 
 pub mod faulty;
 pub mod msg;
+pub mod reasons;
 pub mod rng;
+pub mod rogue;
 pub mod runner;
 pub mod scenario;
 pub mod schedule;
 pub mod shrink;
 pub mod state;
+pub mod stress;
 pub mod suite;
 pub mod timeline;
 pub mod workload;

@@ -35,9 +35,13 @@ pub struct Bulk(pub Body);
 
 laxnet::message!(Data = 1, Bulk = 2);
 
-/// Bytes one message takes on the wire: frame header (8) + fixed fields (21) + payload.
+/// The frame length field of a message without payload: its id (4) and the body's fixed
+/// fields (21: host, inc, sid, seq, flags, payload length). `max_frame` limits this field.
+pub const FRAME_FIXED: usize = 25;
+
+/// Bytes one message takes on the wire: the length field (4) + [`FRAME_FIXED`] + payload.
 pub fn frame_len(payload: usize) -> u64 {
-    29 + payload as u64
+    (4 + FRAME_FIXED + payload) as u64
 }
 
 /// The payload of message `seq` with `len` bytes.

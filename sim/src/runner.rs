@@ -263,6 +263,13 @@ fn drive(sc: &Arc<Scenario>, opts: &RunOpts, plan: &[Fault], shared: &Shared) ->
     };
     for h in 0..sc.host_count() {
         let shared = shared.clone();
+        if sc.is_rogue(h) {
+            let seed = opts.seed;
+            sim.host(sc.host_name(h), move || {
+                crate::rogue::rogue_main(shared.clone(), h, seed)
+            });
+            continue;
+        }
         let hopts = hopts.clone();
         sim.host(sc.host_name(h), move || {
             workload::host_main(shared.clone(), h, hopts.clone())
@@ -273,7 +280,11 @@ fn drive(sc: &Arc<Scenario>, opts: &RunOpts, plan: &[Fault], shared: &Shared) ->
     let end = Duration::from_millis(sc.duration_ms + sc.drain_ms);
     loop {
         let t = sim.elapsed();
-        lock(shared).now_us = t.as_micros() as u64;
+        {
+            let mut st = lock(shared);
+            st.now_us = t.as_micros() as u64;
+            st.check_waiters();
+        }
         while next < acts.len() && Duration::from_millis(acts[next].0) <= t {
             apply(&mut sim, shared, &acts[next].1, lat_max);
             next += 1;
@@ -406,6 +417,7 @@ fn apply(sim: &mut turmoil::Sim<'_>, shared: &Shared, act: &Action, base_max: u6
                 }
                 st.hosts[h as usize].down = true;
                 st.log(h, Ev::Crash);
+                st.crash_causes(h);
                 let mut mid = false;
                 for s in st.streams.iter().filter(|s| s.host == h && s.open) {
                     mid |= s.wf.mid_frame() || s.rf.mid_frame();

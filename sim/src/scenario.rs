@@ -62,6 +62,9 @@ pub struct Scenario {
     /// the seed), and servers accept only that key. Default off (anonymous clients).
     #[serde(default)]
     pub client_auth: bool,
+    /// What the hostile hosts (`hosts.rogues`) send.
+    #[serde(default)]
+    pub rogue: RogueCfg,
 }
 
 /// The protocol of a scenario's sessions.
@@ -133,6 +136,37 @@ pub struct Hosts {
     pub servers: u16,
     /// Number of clients.
     pub clients: u16,
+    /// Number of hostile hosts (`rogue0..`): they connect to the servers with raw sockets,
+    /// not through laxnet, and send what no honest peer sends ([`RogueCfg`]).
+    #[serde(default)]
+    pub rogues: u16,
+}
+
+/// What hostile hosts do: each connection sends one attack, drawn from `attacks`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RogueCfg {
+    /// The attacks to draw from (`crate::rogue::Attack` names). Plaintext: `oversized`,
+    /// `short`, `unknown-id`, `undecodable`, `trailing`, `truncated`, `boundary`. Encrypted:
+    /// `hello-garbage`, `hello-truncated`, `silent`, `trickle`.
+    pub attacks: Vec<String>,
+    /// Pause between two connections of one rogue host.
+    pub connect_gap_ms: Span,
+    /// Connections each rogue host keeps open at once (silent ones hold a handshake slot).
+    pub parallel: usize,
+    /// How long a rogue keeps a connection that the server does not close.
+    pub hold_ms: Span,
+}
+
+impl Default for RogueCfg {
+    fn default() -> Self {
+        RogueCfg {
+            attacks: Vec::new(),
+            connect_gap_ms: [5, 40],
+            parallel: 1,
+            hold_ms: [200, 600],
+        }
+    }
 }
 
 /// turmoil network settings.
@@ -184,6 +218,13 @@ pub struct ServiceCfg {
     pub connect_timeout_ms: u64,
     /// `segment_size` in bytes.
     pub segment_size: usize,
+    /// Generations per id slot, in bits (the library's test hook `id_generation_bits`):
+    /// fewer bits make ids recur within a run, so the horizon invariants bite.
+    pub id_generation_bits: u32,
+    /// Encrypted servers: handshakes in progress at once (`Encryption::max_handshakes`).
+    pub max_handshakes: Option<usize>,
+    /// Encrypted: the whole handshake's timeout in ms (`Encryption::handshake_timeout`).
+    pub handshake_timeout_ms: Option<u64>,
 }
 
 impl Default for ServiceCfg {
@@ -197,6 +238,9 @@ impl Default for ServiceCfg {
             max_frame: 1 << 20,
             connect_timeout_ms: 500,
             segment_size: 16 << 10,
+            id_generation_bits: 15,
+            max_handshakes: None,
+            handshake_timeout_ms: None,
         }
     }
 }
@@ -329,6 +373,13 @@ pub struct Workload {
     pub close_on_open: f64,
     /// Probability a server session never sends anything (a silent peer).
     pub mute: f64,
+    /// Probability a send is a message of about `max_frame` bytes: a few fit exactly, the
+    /// rest must fail with `TooLarge` and leave nothing behind (the traffic after it must
+    /// arrive intact).
+    pub too_large: f64,
+    /// Probability per workload tick that a session whose sender waits in `ready()` is closed
+    /// (by its own side): the waiter must have its answer within a tick.
+    pub close_waiting: f64,
     /// Session refs kept after close, to probe with sends later.
     pub keep_refs: usize,
     /// Pause between two stale-ref probes.
@@ -359,6 +410,8 @@ impl Default for Workload {
             close_burst: 0.3,
             close_on_open: 0.0,
             mute: 0.0,
+            too_large: 0.0,
+            close_waiting: 0.0,
             keep_refs: 16,
             probe_gap_ms: [10, 40],
         }
@@ -455,6 +508,19 @@ impl Scenario {
                 self.name
             ));
         }
+        if self.hosts.rogues > 0 && self.rogue.attacks.is_empty() {
+            return Err(format!("{}: rogues need [rogue] attacks", self.name));
+        }
+        for a in &self.rogue.attacks {
+            let attack: crate::rogue::Attack =
+                a.parse().map_err(|e| format!("{}: {e}", self.name))?;
+            if attack.encrypted() != self.protocol.encrypted() {
+                return Err(format!(
+                    "{}: attack {a:?} is for the other protocol",
+                    self.name
+                ));
+            }
+        }
         for e in self.expect_edges.iter().chain(self.expect_min.keys()) {
             if !crate::state::EDGES.contains(&e.as_str()) {
                 return Err(format!(
@@ -469,16 +535,24 @@ impl Scenario {
 
     /// Total number of hosts.
     pub fn host_count(&self) -> u16 {
-        self.hosts.servers + self.hosts.clients
+        self.hosts.servers + self.hosts.clients + self.hosts.rogues
     }
 
-    /// The name of host `i` (servers first).
+    /// The name of host `i` (servers first, then clients, then rogues).
     pub fn host_name(&self, i: u16) -> String {
-        if i < self.hosts.servers {
+        let (s, c) = (self.hosts.servers, self.hosts.clients);
+        if i < s {
             format!("server{i}")
+        } else if i < s + c {
+            format!("client{}", i - s)
         } else {
-            format!("client{}", i - self.hosts.servers)
+            format!("rogue{}", i - s - c)
         }
+    }
+
+    /// True if host `i` is a hostile host (no laxnet service).
+    pub fn is_rogue(&self, i: u16) -> bool {
+        i >= self.hosts.servers + self.hosts.clients
     }
 
     /// True if host `i` is a server.

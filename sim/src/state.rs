@@ -42,11 +42,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use laxnet::{CloseReason, PublicKey, SendError, Service, SessionRef};
+use laxnet::{CloseReason, ProtocolViolation, PublicKey, SendError, Service, SessionRef};
 
 use crate::faulty::hs;
 use crate::msg::{self, Body, Bulk, Data};
+use crate::reasons::Cause;
 use crate::rng::Rng;
+use crate::rogue::{Attack, Plan};
 use crate::scenario::IoFaults;
 use crate::scenario::Scenario;
 use crate::schedule::{CtAct, Fault, IoAct, Recorder};
@@ -87,6 +89,17 @@ pub const EDGES: &[&str] = &[
     "crypto-close",
     "ready-room",
     "ready-closed",
+    "close-while-waiting",
+    "send-too-large",
+    "max-frame-sent",
+    "hostile-frame-rejected",
+    "hostile-boundary-frame",
+    "hostile-handshake",
+    "handshake-failed",
+    "handshake-refused",
+    "id-recurred",
+    "reason-checked",
+    "clean-end-checked",
 ];
 
 /// Violations kept per run (the rest are only counted).
@@ -331,6 +344,28 @@ pub struct StreamInfo {
     pub landed: Option<u64>,
     /// When ([`State::ord`]) a reset was injected.
     pub reset_ord: Option<u64>,
+    /// The first thing that happened to this stream that ends a session ([`Cause::Eof`],
+    /// [`Cause::Io`], [`Cause::Violation`]), with its [`State::ord`] and sim time.
+    pub cause: Option<(u64, Cause, u64)>,
+    /// Encrypted: this side wrote its whole `Close` record.
+    pub close_record: bool,
+    /// A hostile host's end: the attack it sends.
+    pub rogue: Option<RogueInfo>,
+    /// The host of this stream or of its peer crashed while it was open.
+    pub crashed: bool,
+    /// Encrypted: the handshake on this stream completed (as far as the bytes tell).
+    pub hs_done: bool,
+}
+
+/// The attack a hostile host's stream carries (see [`crate::rogue`]).
+#[derive(Debug, Clone)]
+pub struct RogueInfo {
+    /// The attack.
+    pub attack: Attack,
+    /// The violation the server must see, and after how many bytes.
+    pub expect: Option<(u64, ProtocolViolation)>,
+    /// Valid messages before it.
+    pub valid: u64,
 }
 
 impl StreamInfo {
@@ -420,6 +455,13 @@ pub struct Sess {
     /// When ([`State::ord`]) a reason to close was first visible: `close()` called, a send
     /// failing with `Closed`, the host shutting down.
     pub cause_ord: Option<u64>,
+    /// The first cause that happened to the session itself ([`Cause::CloseCalled`],
+    /// [`Cause::Shutdown`], [`Cause::Heartbeat`], [`Cause::Crash`]), with its order and sim
+    /// time. Its stream's causes are kept on the stream.
+    pub cause: Option<(u64, Cause, u64)>,
+    /// The reason the library first reported to a sender or a `ready()` waiter
+    /// (`SendError::Closed(reason)`): `Closed` must carry the same.
+    pub told: Option<CloseReason>,
 }
 
 /// A session the workload is driving.
@@ -478,6 +520,11 @@ pub struct HostState {
     pub ids_seen: BTreeSet<u32>,
     /// Slot → latest id issued on it (this incarnation).
     pub slot_latest: BTreeMap<u32, u32>,
+    /// Id → how many ids its slot had issued before it (this incarnation), to tell a
+    /// recurrence at the horizon from a reissue before it.
+    pub issued_at: BTreeMap<u32, u64>,
+    /// Slot → ids issued on it (this incarnation).
+    pub slot_issues: BTreeMap<u32, u64>,
     /// Sessions opened and not yet closed.
     pub open_now: usize,
     /// Connects in flight.
@@ -595,6 +642,8 @@ impl State {
                 by_id: BTreeMap::new(),
                 ids_seen: BTreeSet::new(),
                 slot_latest: BTreeMap::new(),
+                issued_at: BTreeMap::new(),
+                slot_issues: BTreeMap::new(),
                 open_now: 0,
                 connecting: 0,
                 last_stream: None,
@@ -769,6 +818,11 @@ impl State {
             ct: None,
             landed: None,
             reset_ord: None,
+            cause: None,
+            close_record: false,
+            rogue: None,
+            crashed: false,
+            hs_done: false,
         };
         match self.unpaired.remove(&key) {
             Some(other) if self.streams[other as usize].connected != connected => {
@@ -794,7 +848,32 @@ impl State {
     /// stream created last would be the wrong guess.
     pub fn handshake_done(&mut self, stream: u64) {
         let host = self.streams[stream as usize].host;
+        self.streams[stream as usize].hs_done = true;
         self.hosts[host as usize].last_stream = Some(stream);
+    }
+
+    /// Records `cause` for `stream` unless it already has one (the first cause wins).
+    pub fn stream_cause(&mut self, stream: u64, cause: Cause) {
+        if self.streams[stream as usize].cause.is_none() {
+            let (o, t) = (self.next_ord(), self.now_us);
+            self.streams[stream as usize].cause = Some((o, cause, t));
+        }
+    }
+
+    /// A read or write on `stream` failed with `kind` (injected, or the simulated network's).
+    pub fn stream_error(&mut self, stream: u64, kind: std::io::ErrorKind) {
+        self.stream_cause(stream, Cause::Io(kind));
+    }
+
+    /// The hostile peer at the other end of `stream`, if any.
+    fn rogue_peer(&self, stream: u64) -> Option<&RogueInfo> {
+        let p = self.streams[stream as usize].peer?;
+        self.streams[p as usize].rogue.as_ref()
+    }
+
+    /// The hostile peer of session `idx`, if any.
+    fn sess_rogue(&self, idx: usize) -> Option<&RogueInfo> {
+        self.rogue_peer(self.sessions[idx].stream?)
     }
 
     /// `got` was read from `stream` (empty: end of stream) at host time `now_ns`.
@@ -802,12 +881,31 @@ impl State {
         let info = &mut self.streams[stream as usize];
         let before = info.read_total;
         info.read_total += got.len() as u64;
+        let mid_frame = info.rf.mid_frame();
         if !got.is_empty() {
             info.rf.feed(got);
             info.last_read_ns = now_ns;
         }
         let (hpke, connected, total, peer) =
             (info.hpke, info.connected, info.read_total, info.peer);
+        if got.is_empty() {
+            // The end of the stream: clean at a frame (record) boundary, and on "bits-hpke"
+            // only after the peer's whole Close record.
+            let close_record = peer.is_some_and(|p| self.streams[p as usize].close_record);
+            self.stream_cause(
+                stream,
+                Cause::Eof {
+                    mid_frame,
+                    hpke,
+                    close_record,
+                },
+            );
+        }
+        if let Some((at, v)) = self.rogue_peer(stream).and_then(|r| r.expect.clone()) {
+            if before < at && total >= at {
+                self.stream_cause(stream, Cause::Violation(v));
+            }
+        }
         if !hpke {
             return;
         }
@@ -816,7 +914,7 @@ impl State {
         } else {
             self.client_out()
         };
-        if before < hello_in && total >= hello_in {
+        if before < hello_in && total >= hello_in && self.rogue_peer(stream).is_none() {
             self.handshake_done(stream);
         }
         let Some(p) = peer else { return };
@@ -848,6 +946,36 @@ impl State {
         info.wf.feed(buf);
     }
 
+    /// Registers the stream a hostile host (`h`) opened with raw sockets, carrying `plan`.
+    pub fn rogue_stream(
+        &mut self,
+        h: u16,
+        local: SocketAddr,
+        peer: SocketAddr,
+        plan: &Plan,
+    ) -> u64 {
+        let now_ns = self.now_us * 1000;
+        let id = self.new_stream(h, true, local, peer, now_ns);
+        self.hosts[h as usize].last_stream = None;
+        let info = &mut self.streams[id as usize];
+        info.hpke = false;
+        info.rogue = Some(RogueInfo {
+            attack: plan.attack,
+            expect: plan.expect.clone(),
+            valid: plan.valid,
+        });
+        id
+    }
+
+    /// The hostile connection on `stream` is over (its socket was dropped).
+    pub fn rogue_done(&mut self, stream: u64) {
+        let info = &mut self.streams[stream as usize];
+        info.open = false;
+        if info.rogue.as_ref().is_some_and(|r| r.attack.encrypted()) {
+            self.edge("hostile-handshake");
+        }
+    }
+
     /// Encrypted `stream` finished writing a record carrying `payload` plaintext bytes
     /// (`close`: the final `Close` record). Checks the record against what its session sent:
     /// a record cannot carry frames that were never sent, and the `Close` record comes after
@@ -855,6 +983,7 @@ impl State {
     pub fn record_written(&mut self, stream: u64, payload: u64, close: bool) {
         let info = &mut self.streams[stream as usize];
         info.plain_written += payload;
+        info.close_record |= close;
         let plain = info.plain_written;
         let Some(idx) = info.sess else { return };
         let s = &self.sessions[idx];
@@ -970,6 +1099,7 @@ impl State {
         if act == IoAct::Reset && self.streams[stream as usize].reset_ord.is_none() {
             let o = self.next_ord();
             self.streams[stream as usize].reset_ord = Some(o);
+            self.stream_cause(stream, Cause::Io(std::io::ErrorKind::ConnectionReset));
         }
         let (host, mid) = {
             let s = &self.streams[stream as usize];
@@ -1018,9 +1148,21 @@ impl State {
             frame_ends: Vec::new(),
             recv_count: 0,
             cause_ord: None,
+            cause: None,
+            told: None,
         });
         if let Some(st) = stream {
             self.streams[st as usize].sess = Some(idx);
+            if self.rogue_peer(st).is_some_and(|r| r.attack.encrypted()) {
+                self.violation(
+                    Some(h),
+                    Some(idx),
+                    format!(
+                        "session {} opened for a hostile connection that never completed a handshake",
+                        fmt_id(id)
+                    ),
+                );
+            }
         } else {
             self.violation(
                 Some(h),
@@ -1053,26 +1195,11 @@ impl State {
             );
         }
         let max = self.sc.side(h).service.max_sessions;
+        self.check_id(h, idx, id);
         let host = &mut self.hosts[h as usize];
-        let reissued = !host.ids_seen.insert(id);
-        let slot = id & 0x1_FFFF;
-        let slot_reused = host.slot_latest.insert(slot, id).is_some();
         host.by_id.insert(id, idx);
         host.open_now += 1;
         let open_now = host.open_now;
-        if reissued {
-            self.violation(
-                Some(h),
-                Some(idx),
-                format!(
-                    "id {} reissued within the run (generation did not advance)",
-                    fmt_id(id)
-                ),
-            );
-        }
-        if slot_reused {
-            self.edge("slot-reused");
-        }
         if open_now > max {
             self.violation(
                 Some(h),
@@ -1081,6 +1208,54 @@ impl State {
             );
         }
         idx
+    }
+
+    /// The id horizon: a slot's ids advance by exactly one generation per issue (modulo the
+    /// generations the service uses), so an id recurs only after its slot issued that many
+    /// more ids — and never before.
+    fn check_id(&mut self, h: u16, idx: usize, id: u32) {
+        let bits = self.sc.side(h).service.id_generation_bits.clamp(1, 15);
+        let generations = 1u64 << bits;
+        let mask = (1u32 << bits) - 1;
+        let (slot, generation) = (id & 0x1_FFFF, id >> 17);
+        let host = &mut self.hosts[h as usize];
+        let issued = *host.slot_issues.get(&slot).unwrap_or(&0);
+        host.slot_issues.insert(slot, issued + 1);
+        let previous = host.slot_latest.insert(slot, id);
+        let earlier = host.issued_at.insert(id, issued);
+        host.ids_seen.insert(id);
+        let mut bad = Vec::new();
+        if generation > mask {
+            bad.push(format!(
+                "id {} carries generation {generation}, outside the {generations} generations the service uses",
+                fmt_id(id)
+            ));
+        }
+        if let Some(prev) = previous {
+            self.edge("slot-reused");
+            let want = ((prev >> 17) + 1) & mask;
+            if generation != want {
+                bad.push(format!(
+                    "id {} follows {} on its slot: the generation must advance by exactly one (to {want})",
+                    fmt_id(id),
+                    fmt_id(prev)
+                ));
+            }
+        }
+        if let Some(at) = earlier {
+            if issued - at < generations {
+                bad.push(format!(
+                    "id {} reissued within the horizon: its slot issued {} ids since, the horizon is {generations}",
+                    fmt_id(id),
+                    issued - at
+                ));
+            } else {
+                self.edge("id-recurred");
+            }
+        }
+        for what in bad {
+            self.violation(Some(h), Some(idx), what);
+        }
     }
 
     /// `Closed` arrived on host `h`. While the host crashes, the events are held and
@@ -1144,6 +1319,7 @@ impl State {
             }
             _ => {}
         }
+        self.check_reason(h, idx, reason);
         if let Some(st) = stream {
             self.check_crypto_close(h, idx, st, reason);
             let (written, peer) = {
@@ -1171,6 +1347,149 @@ impl State {
                     sref: l.sref,
                     sess: idx,
                 });
+            }
+        }
+    }
+
+    /// Records `cause` for session `idx` unless it already has one (the first cause wins).
+    pub fn session_cause(&mut self, idx: usize, cause: Cause) {
+        if self.sessions[idx].cause.is_none() {
+            let (o, t) = (self.next_ord(), self.now_us);
+            self.sessions[idx].cause = Some((o, cause, t));
+        }
+    }
+
+    /// The first cause of session `idx`: its own or its stream's, whichever came first.
+    pub fn first_cause(&self, idx: usize) -> Option<(u64, Cause, u64)> {
+        let s = &self.sessions[idx];
+        let stream = s
+            .stream
+            .and_then(|st| self.streams[st as usize].cause.clone());
+        match (s.cause.clone(), stream) {
+            (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A sender or `ready()` waiter of session `idx` was told it is closed for `reason`.
+    /// Everyone must be told the same reason, and `Closed` must carry it.
+    pub fn told(&mut self, h: u16, idx: usize, reason: &CloseReason) {
+        let s = &mut self.sessions[idx];
+        match &s.told {
+            None => s.told = Some(reason.clone()),
+            Some(t) if t == reason => {}
+            Some(t) => {
+                let (t, id) = (t.clone(), s.id);
+                self.violation(
+                    Some(h),
+                    Some(idx),
+                    format!(
+                        "{} told one sender it closed for \"{t}\" and another for \"{reason}\"",
+                        fmt_id(id)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The reason a session reports is the reason it was closed for: the one its first cause
+    /// implies ([`Cause::allows`]), and the one its senders were told. A ciphertext fault on
+    /// the stream it reads is checked by [`State::check_crypto_close`] instead; a crash may
+    /// cut short a close that had started (`Aborted`); the idle sweep closes with no cause
+    /// the oracle can see (`Idle`, only where an idle timeout is configured).
+    fn check_reason(&mut self, h: u16, idx: usize, reason: &CloseReason) {
+        let s = &self.sessions[idx];
+        let id = s.id;
+        let crashed = matches!(s.cause, Some((_, Cause::Crash, _)))
+            || s.stream.is_some_and(|st| self.streams[st as usize].crashed);
+        if crashed && *reason == CloseReason::Aborted {
+            return;
+        }
+        if let Some(t) = s.told.clone() {
+            if t != *reason {
+                self.violation(
+                    Some(h),
+                    Some(idx),
+                    format!(
+                        "{} closed with \"{reason}\" but its senders were told \"{t}\"",
+                        fmt_id(id)
+                    ),
+                );
+                return;
+            }
+        }
+        let ct_fault = s
+            .stream
+            .and_then(|st| self.streams[st as usize].peer)
+            .is_some_and(|p| {
+                self.streams[p as usize]
+                    .ct
+                    .as_ref()
+                    .is_some_and(|m| !m.cancelled)
+            });
+        if ct_fault {
+            return;
+        }
+        let idle = self.sc.side(h).service.idle_timeout_ms.is_some();
+        if idle && *reason == CloseReason::Idle {
+            return;
+        }
+        match self.first_cause(idx) {
+            Some((_, cause, t)) if !cause.allows(reason) => {
+                let what = format!(
+                    "{} closed with \"{reason}\", but the first thing that closed it was {cause:?} at {:.3}ms, which means \"{}\"",
+                    fmt_id(id),
+                    t as f64 / 1000.0,
+                    cause.expected()
+                );
+                self.violation(Some(h), Some(idx), what);
+            }
+            Some((_, Cause::Violation(_), _)) => {
+                self.edge("reason-checked");
+                self.edge("hostile-frame-rejected");
+                let valid = self.sess_rogue(idx).map_or(0, |r| r.valid);
+                let s = &self.sessions[idx];
+                if s.recv_count != valid {
+                    let what = format!(
+                        "{} delivered {} messages from a hostile peer that sent {valid} valid ones before its violation",
+                        fmt_id(id),
+                        s.recv_count
+                    );
+                    self.violation(Some(h), Some(idx), what);
+                }
+            }
+            Some(_) => self.edge("reason-checked"),
+            None => self.violation(
+                Some(h),
+                Some(idx),
+                format!(
+                    "{} closed with \"{reason}\" although nothing the oracle saw gave it a reason to",
+                    fmt_id(id)
+                ),
+            ),
+        }
+    }
+
+    /// Host `h` is about to crash: its open sessions' tasks will be dropped, and the streams
+    /// of this incarnation (and their peers) lose their ends.
+    pub fn crash_causes(&mut self, h: u16) {
+        let live: Vec<usize> = self.hosts[h as usize]
+            .live
+            .values()
+            .map(|l| l.sess)
+            .collect();
+        for idx in live {
+            self.session_cause(idx, Cause::Crash);
+        }
+        let inc = self.hosts[h as usize].inc;
+        for i in 0..self.streams.len() {
+            let s = &self.streams[i];
+            if s.host == h && s.inc == inc && s.open {
+                let peer = s.peer;
+                self.streams[i].crashed = true;
+                if let Some(p) = peer {
+                    self.streams[p as usize].crashed = true;
+                }
             }
         }
     }
@@ -1278,6 +1597,9 @@ impl State {
             return;
         };
         let me = (b.host, b.inc, b.sid);
+        if self.sess_rogue(idx).is_some() {
+            self.edge("hostile-boundary-frame");
+        }
         let s = &self.sessions[idx];
         let mut bad = Vec::new();
         if s.closed > 0 {
@@ -1375,13 +1697,17 @@ impl State {
 
     fn send_one(&mut self, h: u16, idx: usize, sref: &SessionRef, flags: u8) -> Sent {
         let w = &self.sc.workload;
-        let (large, large_payload, payload, bulk_mix) =
-            (w.large, w.large_payload, w.payload, w.bulk_mix);
+        let (large, large_payload, payload, bulk_mix, too_large) =
+            (w.large, w.large_payload, w.payload, w.bulk_mix, w.too_large);
+        let max_frame = self.sc.side(h).service.max_frame;
         let host = &mut self.hosts[h as usize];
         let Some(svc) = host.svc.clone() else {
             return Sent::Failed;
         };
-        let len = if host.rng.chance(large) {
+        let len = if host.rng.chance(too_large) {
+            // At the frame limit: exactly at it (accepted), or a byte or two over (refused).
+            (max_frame.saturating_sub(msg::FRAME_FIXED) + host.rng.range(0, 2) as usize) as u64
+        } else if host.rng.chance(large) {
             host.rng.range(large_payload[0], large_payload[1])
         } else {
             host.rng.range(payload[0], payload[1])
@@ -1421,9 +1747,48 @@ impl State {
             let last = Duration::from_nanos(self.streams[st as usize].last_read_ns);
             now.saturating_sub(last)
         });
+        // The frame's length field: message id and body.
+        let frame_field = msg::FRAME_FIXED + len;
+        let max_frame = self.sc.side(h).service.max_frame;
         match res {
+            Err(SendError::TooLarge { len: l, max }) => {
+                self.log(
+                    h,
+                    Ev::SendErr {
+                        id,
+                        err: format!("too large ({l} > {max})"),
+                    },
+                );
+                if l != frame_field || max != max_frame || frame_field <= max_frame {
+                    self.violation(
+                        Some(h),
+                        Some(idx),
+                        format!(
+                            "{} refused a message of {frame_field} bytes as too large ({l} > {max}) with max_frame = {max_frame}",
+                            fmt_id(id)
+                        ),
+                    );
+                } else {
+                    self.edge("send-too-large");
+                }
+                // Nothing was queued: the burst goes on, and what follows must arrive intact.
+                Sent::Ok
+            }
             Ok(()) => {
-                let seq = s.sent;
+                if frame_field == max_frame {
+                    self.edge("max-frame-sent");
+                }
+                if frame_field > max_frame {
+                    self.violation(
+                        Some(h),
+                        Some(idx),
+                        format!(
+                            "{} accepted a message of {frame_field} bytes, over max_frame = {max_frame}",
+                            fmt_id(id)
+                        ),
+                    );
+                }
+                let seq = self.sessions[idx].sent;
                 let s = &mut self.sessions[idx];
                 s.sent += 1;
                 s.enq_bytes += msg::frame_len(len);
@@ -1457,8 +1822,12 @@ impl State {
                 } else {
                     Sent::Failed
                 };
-                if matches!(e, SendError::Closed(_)) {
+                if let SendError::Closed(r) = &e {
                     self.cause(idx);
+                    if *r == CloseReason::Heartbeat {
+                        self.session_cause(idx, Cause::Heartbeat);
+                    }
+                    self.told(h, idx, r);
                 }
                 self.log(
                     h,
@@ -1524,9 +1893,28 @@ impl State {
         };
         let (sref, idx) = (l.sref.clone(), l.sess);
         let was_open = sref.is_open();
+        // On a session already closing, close() changes nothing: senders keep being told the
+        // reason of the first close.
+        let before = (!was_open).then(|| closed_as(h, &sref));
         sref.close();
         self.log(h, Ev::Close { id, how });
         self.cause(idx);
+        if was_open {
+            self.session_cause(idx, Cause::CloseCalled);
+        }
+        if let Some(before) = before {
+            let after = closed_as(h, &sref);
+            if after != before {
+                self.violation(
+                    Some(h),
+                    Some(idx),
+                    format!(
+                        "close() on {}, which was closing, changed what senders are told from {before:?} to {after:?}",
+                        fmt_id(id)
+                    ),
+                );
+            }
+        }
         let now = self.now_us;
         let s = &mut self.sessions[idx];
         if was_open && s.close_called_us.is_none() {
@@ -1541,6 +1929,7 @@ impl State {
         let Some(svc) = self.hosts[h as usize].svc.clone() else {
             return;
         };
+        self.check_accounting(h);
         let kept: Vec<(SessionRef, usize)> = self.hosts[h as usize]
             .kept
             .iter()
@@ -1588,7 +1977,12 @@ impl State {
                     ),
                 ),
             }
-            if let Some(r) = svc.acquire(sref.id()) {
+            // An id that came round again at the horizon resolves to its new session.
+            let recurred = self.hosts[h as usize]
+                .by_id
+                .get(&id)
+                .is_some_and(|&now| now != idx && self.sessions[now].closed == 0);
+            if let Some(r) = svc.acquire(sref.id()).filter(|_| !recurred) {
                 let same = r.id() == sref.id();
                 self.violation(
                     Some(h),
@@ -1616,6 +2010,8 @@ impl State {
         host.by_id.clear();
         host.ids_seen.clear();
         host.slot_latest.clear();
+        host.issued_at.clear();
+        host.slot_issues.clear();
         host.open_now = 0;
         host.connecting = 0;
         host.last_stream = None;
@@ -1659,6 +2055,10 @@ impl State {
             Err(e) => e.to_string(),
         };
         self.log(h, Ev::Ready { id, res: text });
+        let sess = self.hosts[h as usize].by_id.get(&id).copied();
+        if let (Some(idx), Err(SendError::Closed(r))) = (sess, &res) {
+            self.told(h, idx, r);
+        }
         match res {
             Ok(()) => self.edge("ready-room"),
             Err(SendError::Closed(_) | SendError::Stale) => self.edge("ready-closed"),
@@ -1673,12 +2073,65 @@ impl State {
         }
     }
 
+    /// The oracle's side of `ready()`, checked at every simulator step: a task waiting in
+    /// `ready()` after `QueueFull` must have its answer within a tick (the oracle allows two,
+    /// one for its own step granularity) of its session leaving `Open` (the close wakes
+    /// waiters at once: they get `Closed`, not only at the destroy) or of its queue reaching
+    /// the low-water mark (half the send-queue limit; the write that got it there wakes them).
+    /// A lost or late wake-up shows here.
+    pub fn check_waiters(&mut self) {
+        let now = self.now_us;
+        let margin = 2_000; // µs: two ticks
+        let mut late = Vec::new();
+        for h in 0..self.hosts.len() {
+            let host = &self.hosts[h];
+            if host.waiters == 0 || host.down || host.svc.is_none() {
+                continue;
+            }
+            let low_water = self.sc.side(h as u16).service.send_queue_limit / 2;
+            for (id, l) in self.hosts[h].live.iter_mut() {
+                if !l.waiting {
+                    continue;
+                }
+                let open = l.sref.is_open();
+                let queued = l.sref.queued_bytes();
+                let why = if !open {
+                    Some("it left Open")
+                } else if queued <= low_water {
+                    Some("its queue reached the low-water mark")
+                } else {
+                    None
+                };
+                match why {
+                    None => l.room_since_us = None,
+                    Some(why) => {
+                        let since = *l.room_since_us.get_or_insert(now);
+                        if now.saturating_sub(since) >= margin && !l.lost_reported {
+                            l.lost_reported = true;
+                            late.push((h as u16, *id, l.sess, why, since, queued));
+                        }
+                    }
+                }
+            }
+        }
+        for (h, id, sess, why, since, queued) in late {
+            self.violation(
+                Some(h),
+                Some(sess),
+                format!(
+                    "a task still waits in ready() on {} although {why} at {:.3}ms ({queued} bytes queued): lost or late wake-up",
+                    fmt_id(id),
+                    since as f64 / 1000.0
+                ),
+            );
+        }
+    }
+
     // ---- the end of the run --------------------------------------------------------------
 
     /// Post-run checks over every session: exactly one `Closed`, and no loss after a
     /// graceful close. Also counts the edges that need both ends.
     pub fn final_checks(&mut self) {
-        let margin = 2_000; // µs: two ticks
         for idx in 0..self.sessions.len() {
             let s = self.sessions[idx].clone();
             if s.closed == 0 {
@@ -1704,41 +2157,247 @@ impl State {
             if s.close_called_us.is_some() && r.close_called_us.is_some() && s.connected {
                 self.edge("both-ends-close");
             }
-            // Everything sent before a graceful close() must arrive, provided the close
-            // finished within the linger time (so it flushed and saw the peer's end of
-            // stream) and the peer read to a clean end of stream; resets injected into
-            // either stream are excused.
-            let linger = self.sc.side(s.host).service.linger_ms * 1000;
-            let (Some(called), Some(closed), Some(sent)) =
-                (s.close_called_us, s.closed_us, s.sent_at_close)
-            else {
-                continue;
+            self.check_pair(idx, pidx, pstream);
+        }
+    }
+
+    /// Session `idx` closed within its linger time: from its first cause (when its close
+    /// sequence started) to `Closed`, with two ticks of slack for the oracle's view.
+    fn in_time(&self, idx: usize) -> bool {
+        let s = &self.sessions[idx];
+        let linger = self.sc.side(s.host).service.linger_ms * 1000;
+        match (self.first_cause(idx), s.closed_us) {
+            (Some((_, _, start)), Some(closed)) => closed.saturating_sub(start) + 2_000 < linger,
+            _ => false,
+        }
+    }
+
+    /// The connection between sessions `a` and `b` took no fault that may lose data or cut
+    /// it short: no injected reset, no ciphertext fault, no crash, no failed read or write.
+    fn pair_unharmed(&self, a: usize, b: usize) -> bool {
+        [a, b].iter().all(|&x| {
+            let Some(st) = self.sessions[x].stream else {
+                return false;
             };
-            let in_time = closed.saturating_sub(called) + margin < linger;
-            let clean = s.reason == Some(CloseReason::Local)
-                && r.reason == Some(CloseReason::PeerClosed)
-                && in_time
-                && !self.streams[s.stream.unwrap_or(0) as usize].reset
-                && !self.streams[pstream as usize].reset;
-            if !clean {
-                continue;
-            }
-            self.edge("graceful-close-checked");
-            if r.recv_next != sent {
-                let h = s.host;
+            let info = &self.streams[st as usize];
+            !info.reset
+                && !info.crashed
+                && info.ct.as_ref().is_none_or(|m| m.cancelled)
+                && !matches!(info.cause, Some((_, Cause::Io(_), _)))
+        })
+    }
+
+    /// Both directions of a graceful end, for session `idx` and its peer `pidx` (reading
+    /// `pstream`):
+    ///
+    /// - flush: what either side queued before it learned of the end arrives at the other,
+    ///   when both ended cleanly (`Local`, `PeerClosed`, `Shutdown`) within their linger time
+    ///   and nothing harmed the connection;
+    /// - a clean end looks clean: when `idx` ended cleanly in time, its peer, if it learned of
+    ///   the end from the end of the stream, saw it at a frame boundary and, encrypted, after
+    ///   the authenticated `Close` record.
+    fn check_pair(&mut self, idx: usize, pidx: usize, _pstream: u64) {
+        let (s, r) = (self.sessions[idx].clone(), self.sessions[pidx].clone());
+        if !self.pair_unharmed(idx, pidx) {
+            return;
+        }
+        let clean = |x: &Sess| x.reason.as_ref().is_some_and(|r| r.is_clean());
+        let s_ok = clean(&s) && self.in_time(idx);
+        if !s_ok {
+            return;
+        }
+        if let Some((_, cause @ Cause::Eof { .. }, _)) = self.first_cause(pidx) {
+            self.edge("clean-end-checked");
+            if !cause.clean() {
                 self.violation_at(
-                    closed,
-                    Some(h),
-                    Some(idx),
+                    r.closed_us.unwrap_or(self.now_us),
+                    Some(r.host),
+                    Some(pidx),
                     format!(
-                        "graceful close of {} lost messages: {sent} sent before close(), the peer ({} on {}) received {}",
-                        fmt_id(s.id),
+                        "{} on {} saw its peer's end as {cause:?} although the peer ({} on {}) closed cleanly in time ({})",
                         fmt_id(r.id),
                         self.hosts[r.host as usize].name,
-                        r.recv_next
+                        fmt_id(s.id),
+                        self.hosts[s.host as usize].name,
+                        s.reason.as_ref().map_or(String::new(), |x| x.to_string()),
                     ),
                 );
             }
+        }
+        if !(clean(&r) && self.in_time(pidx)) {
+            return;
+        }
+        self.edge("graceful-close-checked");
+        if r.recv_next != s.sent {
+            let closed = s.closed_us.unwrap_or(self.now_us);
+            self.violation_at(
+                closed,
+                Some(s.host),
+                Some(idx),
+                format!(
+                    "graceful close of {} lost messages: {} sent before it learned of the end ({}), the peer ({} on {}, {}) received {}",
+                    fmt_id(s.id),
+                    s.sent,
+                    s.reason.as_ref().map_or(String::new(), |x| x.to_string()),
+                    fmt_id(r.id),
+                    self.hosts[r.host as usize].name,
+                    r.reason.as_ref().map_or(String::new(), |x| x.to_string()),
+                    r.recv_next
+                ),
+            );
+        }
+    }
+
+    /// Bytes the library counts for `stream`'s session as sent and received: everything on
+    /// "bits"; on "bits-hpke" everything after the handshake messages this side wrote (its
+    /// hello, and a client's Finished) and read.
+    fn counted_bytes(&self, stream: u64) -> (u64, u64) {
+        let info = &self.streams[stream as usize];
+        if !info.hpke {
+            return (info.written, info.read_total);
+        }
+        let (out, inn) = if info.connected {
+            (self.client_out(), hs::SERVER_OUT)
+        } else {
+            (hs::SERVER_OUT, self.client_out())
+        };
+        (
+            info.written.saturating_sub(out),
+            info.read_total.saturating_sub(inn),
+        )
+    }
+
+    /// The library's accounting of live sessions against what their sockets moved: bytes
+    /// sent and received per session, and the bytes queued (the send-queue limit's measure)
+    /// against what was sent and not yet written. Checked between the library's polls, when
+    /// its counters are settled; partial writes must be counted as written, no more.
+    pub fn check_accounting(&mut self, h: u16) {
+        let Some(svc) = self.hosts[h as usize].svc.clone() else {
+            return;
+        };
+        let mut bad = Vec::new();
+        for info in svc.sessions() {
+            let id = info.id.get();
+            let Some(l) = self.hosts[h as usize].live.get(&id) else {
+                continue;
+            };
+            let idx = l.sess;
+            let s = &self.sessions[idx];
+            let Some(st) = s.stream else { continue };
+            let (out, inn) = self.counted_bytes(st);
+            let stream = &self.streams[st as usize];
+            if info.bytes_out != out || (!stream.hpke && info.bytes_in != inn) {
+                bad.push((
+                    idx,
+                    format!(
+                        "{} counts {} bytes out / {} in, but its socket took {out} / gave {inn}",
+                        fmt_id(id),
+                        info.bytes_out,
+                        info.bytes_in
+                    ),
+                ));
+            }
+            if !stream.hpke && info.state == laxnet::SessionState::Open {
+                let unsent = s.enq_bytes.saturating_sub(stream.written);
+                if info.queued as u64 != unsent {
+                    bad.push((
+                        idx,
+                        format!(
+                            "{} reports {} bytes queued, but {unsent} bytes of its sends are not written yet ({} sent, {} written)",
+                            fmt_id(id),
+                            info.queued,
+                            s.enq_bytes,
+                            stream.written
+                        ),
+                    ));
+                }
+            }
+        }
+        for (idx, what) in bad {
+            self.violation(Some(h), Some(idx), what);
+        }
+    }
+
+    /// At quiescence: the service's totals are the sums of what its sessions' sockets moved
+    /// and of the messages the oracle saw sent and delivered.
+    pub fn check_totals(&mut self, h: u16, status: &laxnet::Status) {
+        let inc = self.hosts[h as usize].inc;
+        let (mut out, mut inn, mut sent, mut got) = (0, 0, 0, 0);
+        let mut hpke = false;
+        for s in self.sessions.iter().filter(|s| s.host == h && s.inc == inc) {
+            sent += s.sent;
+            got += s.recv_count;
+            if let Some(st) = s.stream {
+                let (o, i) = self.counted_bytes(st);
+                out += o;
+                inn += i;
+                hpke |= self.streams[st as usize].hpke;
+            }
+        }
+        let mut bad = Vec::new();
+        if status.msgs_out != sent || status.msgs_in != got {
+            bad.push(format!(
+                "status counts {} messages out / {} in, the oracle saw {sent} sent / {got} delivered",
+                status.msgs_out, status.msgs_in
+            ));
+        }
+        if status.bytes_out != out || (!hpke && status.bytes_in != inn) {
+            bad.push(format!(
+                "status counts {} bytes out / {} in, the sessions' sockets moved {out} / {inn}",
+                status.bytes_out, status.bytes_in
+            ));
+        }
+        for what in bad {
+            self.violation(Some(h), None, what);
+        }
+    }
+
+    /// Handshake admission on an encrypted server: `stream` (accepted by host `h`) is being
+    /// dropped. If the library never read from it, it refused the connection, which it may do
+    /// only when `max_handshakes` handshakes are in progress or the service is full. The
+    /// handshakes in progress are the other accepted streams of this incarnation that are
+    /// open and have not completed theirs.
+    pub fn check_admission(&mut self, stream: u64) {
+        let info = &self.streams[stream as usize];
+        let h = info.host;
+        let host = &self.hosts[h as usize];
+        if !info.hpke
+            || info.connected
+            || info.rops > 0
+            || info.hs_done
+            || host.down
+            || host.draining
+            || !self.sc.is_server(h)
+        {
+            return;
+        }
+        let svc = &self.sc.side(h).service;
+        let max_hs = svc.max_handshakes.unwrap_or(256);
+        let inc = info.inc;
+        let busy = self
+            .streams
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                *i as u64 != stream
+                    && s.host == h
+                    && s.inc == inc
+                    && s.hpke
+                    && !s.connected
+                    && s.open
+                    && !s.hs_done
+            })
+            .count();
+        let full = host.open_now >= svc.max_sessions;
+        if busy < max_hs && !full {
+            self.violation(
+                Some(h),
+                None,
+                format!(
+                    "a connection was refused with only {busy} handshakes in progress (max_handshakes = {max_hs}) and {} of {} sessions open",
+                    host.open_now, svc.max_sessions
+                ),
+            );
         }
     }
 
@@ -1750,7 +2409,7 @@ impl State {
             .iter()
             .filter(|e| e.host == s.host && e.inc == s.inc && ev_id(&e.ev) == Some(s.id))
             .filter(|e| !matches!(e.ev, Ev::Probe { .. }))
-            .filter(|e| e.t_us >= s.opened_us)
+            .filter(|e| e.t_us >= s.opened_us && s.closed_us.is_none_or(|c| e.t_us <= c))
             .collect();
         mine[mine.len().saturating_sub(n)..]
             .iter()
@@ -1766,6 +2425,19 @@ impl State {
             .filter(|f| !matches!(f, Fault::Latency { .. }))
             .count() as u64
     }
+}
+
+/// What a send on a session that is not open says (`Closed(reason)` or `Stale`): a probe that
+/// is never queued.
+fn closed_as(h: u16, sref: &SessionRef) -> Result<(), SendError> {
+    sref.send(&Data(Body {
+        host: h,
+        inc: 0,
+        sid: sref.id().get(),
+        seq: u64::MAX,
+        flags: 0,
+        payload: Vec::new(),
+    }))
 }
 
 /// The session id an event is about, if any.

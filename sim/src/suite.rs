@@ -289,7 +289,7 @@ pub fn replay_command(scenario: &str, seed: u64, plant: Option<&str>) -> String 
 /// edges.
 pub fn print_summary(r: &SuiteResult, plant: Option<&str>) {
     println!(
-        "{:<20} {:>6} {:>6} {:>6} {:>10} {:>9} {:>10} {:>9} {:>8} {:>8}",
+        "{:<24} {:>6} {:>6} {:>6} {:>10} {:>9} {:>10} {:>9} {:>8} {:>8}",
         "scenario",
         "seeds",
         "passed",
@@ -304,7 +304,7 @@ pub fn print_summary(r: &SuiteResult, plant: Option<&str>) {
     let mut tot = ScenarioSummary::default();
     for s in &r.scenarios {
         println!(
-            "{:<20} {:>6} {:>6} {:>6} {:>9.1}s {:>9} {:>10} {:>9} {:>7.2}s {:>8.1}",
+            "{:<24} {:>6} {:>6} {:>6} {:>9.1}s {:>9} {:>10} {:>9} {:>7.2}s {:>8.1}",
             s.name,
             s.seeds,
             s.passed,
@@ -325,7 +325,7 @@ pub fn print_summary(r: &SuiteResult, plant: Option<&str>) {
         tot.faults += s.faults;
     }
     println!(
-        "{:<20} {:>6} {:>6} {:>6} {:>9.1}s {:>9} {:>10} {:>9} {:>7.2}s {:>8.1}",
+        "{:<24} {:>6} {:>6} {:>6} {:>9.1}s {:>9} {:>10} {:>9} {:>7.2}s {:>8.1}",
         "total (real time)",
         tot.seeds,
         tot.passed,

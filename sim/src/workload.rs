@@ -6,7 +6,6 @@
 //! the oracle in [`crate::state::State`].
 #![allow(clippy::disallowed_methods)] // the workload paces itself with tokio's (virtual) timers
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use laxnet::{
@@ -50,6 +49,7 @@ fn config(st: &State, h: u16, inc: u16, opts: &HostOpts) -> Config {
     c.segment_size = s.segment_size;
     c.rng_seed = Some(mix(opts.seed, h, inc));
     c.logging = opts.logging;
+    c.id_generation_bits = s.id_generation_bits;
     if st.sc.protocol.encrypted() {
         let key = server_key(opts.seed);
         let mut e = if st.sc.is_server(h) {
@@ -70,6 +70,12 @@ fn config(st: &State, h: u16, inc: u16, opts: &HostOpts) -> Config {
         // the same sizes, and the trace holds no ciphertext).
         if let Some(cipher) = st.sc.cipher {
             e.cipher = cipher.cipher();
+        }
+        if let Some(n) = s.max_handshakes {
+            e.max_handshakes = n;
+        }
+        if let Some(ms) = s.handshake_timeout_ms {
+            e.handshake_timeout = Duration::from_millis(ms);
         }
         c.encryption = Some(e);
     }
@@ -278,54 +284,6 @@ async fn wait_room(shared: Shared, h: u16, inc: u16, sref: SessionRef) {
     lock(&shared).on_ready(h, inc, sref.id().get(), res);
 }
 
-/// The oracle's side of `ready()`: a session whose queue (queued + in flight, as
-/// `Service::sessions` reports it) is at or below the low-water mark (half the send-queue
-/// limit) must not still be waiting two workload ticks later: the write that got it there
-/// notified the waiter, which then runs at the host's next turn. A lost wake-up shows here.
-fn check_waiters(st: &mut State, h: u16) {
-    let host = &st.hosts[h as usize];
-    if host.waiters == 0 {
-        return;
-    }
-    let Some(svc) = host.svc.clone() else {
-        return;
-    };
-    let low_water = st.sc.side(h).service.send_queue_limit / 2;
-    let tick_us = st.sc.workload.tick_ms * 1000;
-    let now = st.now_us;
-    let queued: BTreeMap<u32, usize> = svc
-        .sessions()
-        .into_iter()
-        .map(|i| (i.id.get(), i.queued))
-        .collect();
-    let mut lost = Vec::new();
-    for (id, l) in st.hosts[h as usize].live.iter_mut() {
-        if !l.waiting {
-            continue;
-        }
-        match queued.get(id) {
-            Some(&q) if q <= low_water => {
-                let since = *l.room_since_us.get_or_insert(now);
-                if now.saturating_sub(since) >= 2 * tick_us && !l.lost_reported {
-                    l.lost_reported = true;
-                    lost.push((*id, l.sess, q));
-                }
-            }
-            _ => l.room_since_us = None,
-        }
-    }
-    for (id, sess, q) in lost {
-        st.violation(
-            Some(h),
-            Some(sess),
-            format!(
-                "a task still waits in ready() on {} although its queue has been at {q} <= {low_water} bytes for two ticks (lost wake-up)",
-                crate::state::fmt_id(id)
-            ),
-        );
-    }
-}
-
 /// Connects to start and `ready()` waiters to spawn (incarnation, session).
 type StepOut = (Vec<(String, Option<Duration>)>, Vec<(u16, SessionRef)>);
 
@@ -357,7 +315,6 @@ fn step(st: &mut State, h: u16) -> StepOut {
         connects.push((format!("server{target}:{PORT}"), abort));
     }
     let mut waits = Vec::new();
-    check_waiters(st, h);
     let host = &mut st.hosts[h as usize];
     let ids: Vec<u32> = host.live.keys().copied().collect();
     for id in ids {
@@ -386,6 +343,16 @@ fn step(st: &mut State, h: u16) -> StepOut {
                     waits.push((host.inc, sref.clone()));
                 }
             }
+        }
+        let host = &mut st.hosts[h as usize];
+        let Some(l) = host.live.get_mut(&id) else {
+            continue;
+        };
+        if l.waiting && host.rng.chance(w.close_waiting) {
+            l.close_at_us = None;
+            st.edge("close-while-waiting");
+            st.close(h, id, "waiting");
+            continue;
         }
         let host = &mut st.hosts[h as usize];
         let Some(l) = host.live.get_mut(&id) else {
@@ -468,11 +435,22 @@ async fn drain(shared: &Shared, h: u16, svc: &Service) {
     let budget = {
         let mut st = lock(shared);
         st.hosts[h as usize].draining = true;
-        // `shutdown` closes every session below: a visible reason to close.
+        // `shutdown` closes every session below: a visible reason to close, and the reason
+        // of every session still open.
         let open: Vec<usize> = st.hosts[h as usize].by_id.values().copied().collect();
         for idx in open {
             if st.sessions[idx].closed == 0 {
                 st.cause(idx);
+            }
+        }
+        let live: Vec<(usize, bool)> = st.hosts[h as usize]
+            .live
+            .values()
+            .map(|l| (l.sess, l.sref.is_open()))
+            .collect();
+        for (idx, open) in live {
+            if open {
+                st.session_cause(idx, crate::reasons::Cause::Shutdown);
             }
         }
         // Leave the driver loop some slack after this host's own deadline.
@@ -529,8 +507,25 @@ async fn drain(shared: &Shared, h: u16, svc: &Service) {
             format!("the service counted {} panics", status.panics),
         );
     }
+    if status.handshaking != 0 {
+        st.violation(
+            Some(h),
+            None,
+            format!(
+                "at quiescence {} handshakes are still counted in progress (handshake slot leak)",
+                status.handshaking
+            ),
+        );
+    }
+    st.check_totals(h, &status);
     for _ in 0..status.refused {
         st.edge("admission-refused");
+    }
+    for _ in 0..status.handshake_failures {
+        st.edge("handshake-failed");
+    }
+    for _ in 0..status.handshakes_refused {
+        st.edge("handshake-refused");
     }
     for _ in 0..status.linger_expired {
         st.edge("linger-expired");

@@ -16,8 +16,9 @@ fn scenario(name: &str) -> Arc<Scenario> {
     )
 }
 
-/// Each bug with a scenario meant to catch it and what the report must say.
-const CASES: [(&str, &str, &str); 8] = [
+/// Each bug with a scenario meant to catch it and what the report must say. (The race
+/// `buffers-after-release` needs threads: `laxsim stress`, tests/stress.rs.)
+const CASES: [(&str, &str, &str); 19] = [
     ("no-flush-on-close", "steady-echo", "lost messages"),
     ("double-closed", "steady-echo", "Closed published 2 times"),
     ("deliver-after-close", "close-races", "after its Closed"),
@@ -32,8 +33,47 @@ const CASES: [(&str, &str, &str); 8] = [
         "partition-heartbeat",
         "past the heartbeat timeout",
     ),
-    ("lost-ready-wakeup", "slow-consumer", "lost wake-up"),
+    ("lost-ready-wakeup", "slow-consumer", "lost or late wake-up"),
     ("refuse-below-limit", "slow-consumer", "within its limit"),
+    (
+        "ready-not-told-of-close",
+        "slow-consumer",
+        "although it left Open",
+    ),
+    ("no-flush-after-peer-eof", "admission", "lost messages"),
+    (
+        "stale-heartbeat-on-records",
+        "partition-heartbeat-hpke",
+        "closed by heartbeat after only",
+    ),
+    (
+        "half-frame-on-too-large",
+        "hostile-peers",
+        "nothing the oracle saw gave it a reason",
+    ),
+    (
+        "generation-off-by-one",
+        "admission",
+        "must advance by exactly one",
+    ),
+    ("no-close-record", "churn-hpke", "closed cleanly in time"),
+    ("last-reason-wins", "churn", "which was closing, changed"),
+    ("bytes-out-offered", "churn-hpke", "but its socket took"),
+    (
+        "handshake-slot-leak",
+        "close-races-hpke",
+        "shutdown did not finish",
+    ),
+    (
+        "refuse-below-max-handshakes",
+        "handshake-flood",
+        "refused with only",
+    ),
+    (
+        "frame-limit-off-by-one",
+        "hostile-peers",
+        "exceeds the maximum of 4095",
+    ),
 ];
 
 #[test]

@@ -1,0 +1,143 @@
+//! Why a session must close: the causes the oracle observes and the [`CloseReason`] each one
+//! implies.
+//!
+//! A session leaves `Open` for the first of several things that can happen to it, and the
+//! library's rule is "the first reason wins". The oracle sees every one of those things
+//! happen, in order ([`crate::state::State::ord`]), at the moment the library sees it: the
+//! application calling `close()` on an open session, its host shutting down or crashing, a
+//! send that the heartbeat check refused, and on its stream the end of stream (with the frame
+//! or record position it came at), a failed read or write (injected or from the network), the
+//! bytes of a hostile peer that no protocol allows. The reason the session reports in `Closed`
+//! must be the one its first cause implies ([`Cause::allows`]).
+
+use std::io::ErrorKind;
+
+use laxnet::{CloseReason, CryptoError, ProtocolViolation};
+
+/// Something that makes a session leave `Open`, as the oracle saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// The application called `close()` while the session was open.
+    CloseCalled,
+    /// The host's service started shutting down while the session was open.
+    Shutdown,
+    /// A send failed with `Closed(Heartbeat)` on an open session: the heartbeat check closed it.
+    Heartbeat,
+    /// The host crashed: the session's task was dropped.
+    Crash,
+    /// The stream read its end.
+    Eof {
+        /// Inside a frame (or, encrypted, a record).
+        mid_frame: bool,
+        /// An encrypted stream.
+        hpke: bool,
+        /// Encrypted: the peer wrote its whole authenticated `Close` record before the end.
+        close_record: bool,
+    },
+    /// A read or write on the stream failed with this error kind (an injected reset, or an
+    /// error of the simulated network, such as a reset after the peer host crashed).
+    Io(ErrorKind),
+    /// A hostile peer's bytes that the protocol forbids, now read far enough to be seen.
+    Violation(ProtocolViolation),
+}
+
+impl Cause {
+    /// True if a session whose first cause is `self` may report `reason`.
+    pub fn allows(&self, reason: &CloseReason) -> bool {
+        match self {
+            Cause::CloseCalled => *reason == CloseReason::Local,
+            Cause::Shutdown => *reason == CloseReason::Shutdown,
+            Cause::Heartbeat => *reason == CloseReason::Heartbeat,
+            Cause::Crash => *reason == CloseReason::Aborted,
+            Cause::Eof {
+                mid_frame,
+                hpke: false,
+                ..
+            } => {
+                if *mid_frame {
+                    *reason == CloseReason::Protocol(ProtocolViolation::TruncatedFrame)
+                } else {
+                    *reason == CloseReason::PeerClosed
+                }
+            }
+            Cause::Eof {
+                hpke: true,
+                close_record,
+                ..
+            } => {
+                if *close_record {
+                    *reason == CloseReason::PeerClosed
+                } else {
+                    *reason == CloseReason::Crypto(CryptoError::Truncated)
+                }
+            }
+            Cause::Io(kind) => *reason == io_reason(*kind),
+            Cause::Violation(v) => {
+                matches!(reason, CloseReason::Protocol(r) if same_violation(v, r))
+            }
+        }
+    }
+
+    /// What the cause implies, for messages.
+    pub fn expected(&self) -> String {
+        match self {
+            Cause::CloseCalled => CloseReason::Local.to_string(),
+            Cause::Shutdown => CloseReason::Shutdown.to_string(),
+            Cause::Heartbeat => CloseReason::Heartbeat.to_string(),
+            Cause::Crash => CloseReason::Aborted.to_string(),
+            Cause::Eof {
+                mid_frame: true,
+                hpke: false,
+                ..
+            } => CloseReason::Protocol(ProtocolViolation::TruncatedFrame).to_string(),
+            Cause::Eof { hpke: false, .. }
+            | Cause::Eof {
+                close_record: true, ..
+            } => CloseReason::PeerClosed.to_string(),
+            Cause::Eof { .. } => CloseReason::Crypto(CryptoError::Truncated).to_string(),
+            Cause::Io(kind) => io_reason(*kind).to_string(),
+            Cause::Violation(v) => CloseReason::Protocol(v.clone()).to_string(),
+        }
+    }
+
+    /// True for causes that end a connection cleanly from this side's view (the session
+    /// flushes and waits for the peer's end).
+    pub fn clean(&self) -> bool {
+        matches!(
+            self,
+            Cause::CloseCalled
+                | Cause::Shutdown
+                | Cause::Eof {
+                    mid_frame: false,
+                    hpke: false,
+                    ..
+                }
+                | Cause::Eof {
+                    hpke: true,
+                    close_record: true,
+                    ..
+                }
+        )
+    }
+}
+
+/// The reason the library gives a failed read or write (its one mapping, restated: a reset,
+/// an abort and a broken pipe are `Reset`, anything else `Io(kind)`).
+pub fn io_reason(kind: ErrorKind) -> CloseReason {
+    match kind {
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+            CloseReason::Reset
+        }
+        k => CloseReason::Io(k),
+    }
+}
+
+/// Two violations are the same if their kind and the values the peer chose agree (the type
+/// name of an undecodable message is the library's to choose).
+pub fn same_violation(want: &ProtocolViolation, got: &ProtocolViolation) -> bool {
+    use ProtocolViolation as V;
+    match (want, got) {
+        (V::Undecodable { id: a, .. }, V::Undecodable { id: b, .. }) => a == b,
+        (a, b) => a == b,
+    }
+}

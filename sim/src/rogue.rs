@@ -1,0 +1,320 @@
+//! Hostile hosts: they connect to the servers with raw turmoil sockets (not through laxnet)
+//! and send what no honest peer sends — frames over the size limit or too short to hold an
+//! id, unknown message ids, bodies that do not decode, streams that end inside a frame, a
+//! frame of exactly the maximum size; on "bits-hpke", garbage and truncated hellos, silent
+//! connections and connections that trickle a byte at a time.
+//!
+//! Each connection carries one [`Attack`], and the oracle knows what it must cause: on
+//! "bits", the server's session for it closes with exactly the [`ProtocolViolation`] the
+//! attack was built to trigger (once the server has read that far), after delivering only
+//! the valid frames before it; on "bits-hpke", no session ever opens for it, and the server's
+//! handshake admission holds (see [`crate::state::State::check_admission`]). Every other
+//! session must be unaffected, which the rest of the oracle checks as usual.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // rogues pace themselves with tokio's (virtual) timers
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use laxnet::ProtocolViolation;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::msg::{self, Body};
+use crate::rng::Rng;
+use crate::state::{Shared, lock};
+use crate::workload::PORT;
+
+/// One hostile connection's behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Attack {
+    /// A frame header announcing more than `max_frame`.
+    Oversized,
+    /// A frame header announcing fewer than the 4 bytes of a message id.
+    Short,
+    /// A well-formed frame with a message id nobody registered.
+    UnknownId,
+    /// A `Data` frame whose body is cut short.
+    Undecodable,
+    /// A `Data` frame with valid contents followed by bytes that belong to no field.
+    Trailing,
+    /// Half a frame, then the end of the stream.
+    Truncated,
+    /// A valid frame of exactly `max_frame` (must be delivered), then one byte more (refused).
+    Boundary,
+    /// Random bytes where the ClientHello belongs.
+    HelloGarbage,
+    /// The start of a ClientHello, then the end of the stream.
+    HelloTruncated,
+    /// Connects and sends nothing.
+    Silent,
+    /// Sends garbage one byte at a time, slowly.
+    Trickle,
+}
+
+impl Attack {
+    /// Every attack with its scenario-file name.
+    pub const ALL: [(Attack, &'static str); 11] = [
+        (Attack::Oversized, "oversized"),
+        (Attack::Short, "short"),
+        (Attack::UnknownId, "unknown-id"),
+        (Attack::Undecodable, "undecodable"),
+        (Attack::Trailing, "trailing"),
+        (Attack::Truncated, "truncated"),
+        (Attack::Boundary, "boundary"),
+        (Attack::HelloGarbage, "hello-garbage"),
+        (Attack::HelloTruncated, "hello-truncated"),
+        (Attack::Silent, "silent"),
+        (Attack::Trickle, "trickle"),
+    ];
+
+    /// The scenario-file name.
+    pub fn name(self) -> &'static str {
+        Attack::ALL
+            .iter()
+            .find(|(a, _)| *a == self)
+            .map_or("?", |(_, n)| n)
+    }
+
+    /// True for attacks on the encrypted protocol's handshake.
+    pub fn encrypted(self) -> bool {
+        matches!(
+            self,
+            Attack::HelloGarbage | Attack::HelloTruncated | Attack::Silent | Attack::Trickle
+        )
+    }
+}
+
+impl FromStr for Attack {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Attack, String> {
+        Attack::ALL
+            .iter()
+            .find(|(_, n)| *n == s)
+            .map(|(a, _)| *a)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Attack::ALL.iter().map(|(_, n)| *n).collect();
+                format!("unknown attack {s:?} (known: {})", names.join(", "))
+            })
+    }
+}
+
+/// What an attack sends and what it must cause.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The attack.
+    pub attack: Attack,
+    /// The bytes, in the order sent.
+    pub bytes: Vec<u8>,
+    /// Send them one byte at a time, this far apart.
+    pub trickle: Option<Duration>,
+    /// End the stream (FIN) after the bytes.
+    pub fin: bool,
+    /// The violation the server must close the session with, and how many bytes it must have
+    /// read to see it. `None` where the end of the stream decides (`Truncated`: the oracle's
+    /// end-of-stream rule) or where no session opens ("bits-hpke").
+    pub expect: Option<(u64, ProtocolViolation)>,
+    /// Valid messages before the violation (delivered to the server's subscribers).
+    pub valid: u64,
+}
+
+/// Bytes of the fixed fields of a [`Body`] (borsh: host, inc, sid, seq, flags, payload length).
+const BODY_FIXED: usize = 21;
+
+fn frame(id: u32, body: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(8 + body.len());
+    f.extend_from_slice(&((4 + body.len()) as u32).to_le_bytes());
+    f.extend_from_slice(&id.to_le_bytes());
+    f.extend_from_slice(body);
+    f
+}
+
+fn body(host: u16, seq: u64, payload: usize) -> Vec<u8> {
+    let b = Body {
+        host,
+        inc: 0,
+        sid: 0,
+        seq,
+        flags: 0,
+        payload: msg::pattern(seq, payload),
+    };
+    borsh::to_vec(&b).unwrap_or_default()
+}
+
+/// The bytes of `attack` from rogue host `host` against a server with `max_frame`.
+pub fn plan(attack: Attack, host: u16, max_frame: usize, rng: &mut Rng) -> Plan {
+    let max = u32::try_from(max_frame).unwrap_or(u32::MAX);
+    let mut p = Plan {
+        attack,
+        bytes: Vec::new(),
+        trickle: None,
+        fin: false,
+        expect: None,
+        valid: 0,
+    };
+    match attack {
+        Attack::Oversized => {
+            let len = if rng.chance(0.2) {
+                u32::MAX
+            } else {
+                max.saturating_add(1 + rng.range(0, 1000) as u32)
+            };
+            p.bytes.extend_from_slice(&len.to_le_bytes());
+            p.bytes.extend_from_slice(&[0xAB; 16]);
+            p.expect = Some((4, ProtocolViolation::FrameTooLarge { len, max }));
+        }
+        Attack::Short => {
+            let len = rng.range(0, 3) as u32;
+            p.bytes.extend_from_slice(&len.to_le_bytes());
+            p.bytes.extend_from_slice(&[0; 8]);
+            p.expect = Some((4, ProtocolViolation::FrameTooShort { len }));
+        }
+        Attack::UnknownId => {
+            let id = 0xDEAD_0000 | rng.range(0, 0xFFFF) as u32;
+            p.bytes = frame(id, &[7; 8]);
+            p.expect = Some((
+                p.bytes.len() as u64,
+                ProtocolViolation::UnknownMessage { id },
+            ));
+        }
+        Attack::Undecodable | Attack::Trailing => {
+            let mut b = body(host, 0, rng.range(0, 40) as usize);
+            if attack == Attack::Undecodable {
+                b.truncate(rng.range(0, (b.len() - 1) as u64) as usize);
+            } else {
+                b.extend_from_slice(&[1, 2, 3][..rng.range(1, 3) as usize]);
+            }
+            p.bytes = frame(1, &b);
+            p.expect = Some((
+                p.bytes.len() as u64,
+                ProtocolViolation::Undecodable {
+                    id: 1,
+                    type_name: "",
+                },
+            ));
+        }
+        Attack::Truncated => {
+            let b = body(host, 0, rng.range(20, 200) as usize);
+            let f = frame(1, &b);
+            let keep = rng.range(1, (f.len() - 1) as u64) as usize;
+            p.bytes = f[..keep].to_vec();
+            p.fin = true;
+        }
+        Attack::Boundary => {
+            // A `Bulk` frame whose length field is exactly `max_frame`: id (4) + body.
+            let payload = max_frame.saturating_sub(4 + BODY_FIXED);
+            p.bytes = frame(2, &body(host, 0, payload));
+            let over = max.saturating_add(1);
+            p.bytes.extend_from_slice(&over.to_le_bytes());
+            p.bytes.extend_from_slice(&[0xCD; 16]);
+            let at = (8 + 4 + BODY_FIXED + payload + 4) as u64;
+            p.expect = Some((at, ProtocolViolation::FrameTooLarge { len: over, max }));
+            p.valid = 1;
+        }
+        Attack::HelloGarbage => {
+            let n = rng.range(8, 140) as usize;
+            p.bytes = (0..n).map(|_| rng.next_u64() as u8).collect();
+            if rng.chance(0.5) {
+                // A plausible header with a bad body: gets past the first check.
+                p.bytes[..4].copy_from_slice(b"LXN2");
+            }
+        }
+        Attack::HelloTruncated => {
+            p.bytes = b"LXN2".to_vec();
+            let n = rng.range(0, 60) as usize;
+            p.bytes.extend((0..n).map(|_| rng.next_u64() as u8));
+            p.fin = true;
+        }
+        Attack::Silent => {}
+        Attack::Trickle => {
+            let n = rng.range(4, 40) as usize;
+            p.bytes = (0..n).map(|_| rng.next_u64() as u8).collect();
+            p.trickle = Some(Duration::from_millis(rng.range(20, 80)));
+        }
+    }
+    p
+}
+
+/// The software of rogue host `h`: until the workload phase ends, opens hostile connections
+/// to the servers in turn, at most `parallel` at once, then waits for them to end.
+pub async fn rogue_main(shared: Shared, h: u16, seed: u64) -> turmoil::Result {
+    let (cfg, servers, max_frame, end_us) = {
+        let st = lock(&shared);
+        (
+            st.sc.rogue.clone(),
+            st.sc.hosts.servers,
+            st.sc.server.service.max_frame,
+            st.sc.duration_ms * 1000,
+        )
+    };
+    let mut rng = Rng::new(seed, 0x524F_4755 + h as u64);
+    let attacks: Vec<Attack> = cfg.attacks.iter().filter_map(|a| a.parse().ok()).collect();
+    let active = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut target = 0u16;
+    loop {
+        let gap = rng.range(cfg.connect_gap_ms[0], cfg.connect_gap_ms[1]);
+        tokio::time::sleep(Duration::from_millis(gap.max(1))).await;
+        if lock(&shared).now_us >= end_us {
+            break;
+        }
+        if active.load(std::sync::atomic::Ordering::Relaxed) >= cfg.parallel {
+            continue;
+        }
+        let attack = attacks[rng.below(attacks.len())];
+        let p = plan(attack, h, max_frame, &mut rng);
+        let hold = Duration::from_millis(rng.range(cfg.hold_ms[0], cfg.hold_ms[1]));
+        let addr = format!("server{target}:{PORT}");
+        target = (target + 1) % servers.max(1);
+        active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (shared, active) = (shared.clone(), active.clone());
+        tokio::spawn(async move {
+            one(&shared, h, addr, p, hold).await;
+            active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    // Connections still held end with the host's last hold time.
+    while active.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    lock(&shared).hosts[h as usize].done = true;
+    Ok(())
+}
+
+/// One hostile connection: connect, send the plan, then read (and drop) whatever the server
+/// says until it closes the connection or `hold` has passed.
+async fn one(shared: &Shared, h: u16, addr: String, p: Plan, hold: Duration) {
+    let deadline = tokio::time::Instant::now() + hold;
+    let connect = turmoil::net::TcpStream::connect(addr);
+    let Ok(Ok(mut s)) = tokio::time::timeout_at(deadline, connect).await else {
+        return;
+    };
+    let (Ok(local), Ok(peer)) = (s.local_addr(), s.peer_addr()) else {
+        return;
+    };
+    let stream = lock(shared).rogue_stream(h, local, peer, &p);
+    let sent = async {
+        match p.trickle {
+            Some(gap) => {
+                for b in &p.bytes {
+                    s.write_all(std::slice::from_ref(b)).await?;
+                    tokio::time::sleep(gap).await;
+                }
+            }
+            None => s.write_all(&p.bytes).await?,
+        }
+        if p.fin {
+            s.shutdown().await?;
+        }
+        std::io::Result::Ok(())
+    };
+    if tokio::time::timeout_at(deadline, sent).await.is_ok() {
+        let mut buf = [0u8; 4096];
+        let _ = tokio::time::timeout_at(deadline, async {
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    lock(shared).rogue_done(stream);
+}
