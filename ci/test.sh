@@ -21,6 +21,9 @@ cargo test --workspace --features laxnet/sim
 step "docs (warnings are errors)"
 RUSTDOCFLAGS="-D warnings --cfg tokio_unstable" cargo doc --workspace --no-deps --features laxnet/sim,laxnet/bench-internals
 
+step "package (cargo publish --dry-run, the package's files, docs as docs.rs builds them)"
+bash ci/package.sh
+
 if [ -x ci/sim.sh ]; then
   step "simulation suite"
   ci/sim.sh
