@@ -9,6 +9,9 @@ unset RUSTFLAGS
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "rust-version (the toolchain it names builds the workspace)"
+bash ci/msrv.sh
+
 step "rustfmt"
 cargo fmt --all --check
 
