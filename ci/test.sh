@@ -9,6 +9,9 @@ unset RUSTFLAGS
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "rust-version (the toolchain it names builds the workspace)"
+bash ci/msrv.sh
+
 step "rustfmt"
 cargo fmt --all --check
 
@@ -20,6 +23,9 @@ cargo test --workspace --features laxnet/sim
 
 step "docs (warnings are errors)"
 RUSTDOCFLAGS="-D warnings --cfg tokio_unstable" cargo doc --workspace --no-deps --features laxnet/sim,laxnet/bench-internals
+
+step "package (cargo publish --dry-run, the package's files, docs as docs.rs builds them)"
+bash ci/package.sh
 
 if [ -x ci/sim.sh ]; then
   step "simulation suite"

@@ -649,10 +649,10 @@ impl CtWriter {
             Poll::Ready(Ok(())) => {}
             r => return r,
         }
-        if let Some(p) = self.bad_idx {
-            if self.wire.started <= p {
-                lock(&s.ctl.shared).ct_shutdown(s.id, true);
-            }
+        if let Some(p) = self.bad_idx
+            && self.wire.started <= p
+        {
+            lock(&s.ctl.shared).ct_shutdown(s.id, true);
         }
         Poll::Ready(Ok(()))
     }

@@ -1,21 +1,26 @@
 //! `laxsim`: the seeded simulation runner of laxnet.
 //!
 //! ```text
-//! laxsim list
-//! laxsim run [--scenario NAME]... [--seeds A..B] [--jobs N] [--check-determinism]
-//!            [--plant BUG] [--json] [--fail-fast]
-//! laxsim replay --scenario NAME --seed N [--schedule FILE] [--trace] [--timeline FILE.html]
-//!               [--plant BUG]
-//! laxsim shrink --scenario NAME --seed N --out FILE [--plant BUG] [--max-runs N]
+//! laxsim list     [--scenario NAME]...
+//! laxsim run      [--scenario NAME]... [--seeds A..B] [--jobs N] [--check-determinism]
+//!                 [--plant BUG] [--json] [--fail-fast] [--no-progress]
+//! laxsim replay   --scenario NAME --seed N [--schedule FILE] [--trace] [--timeline FILE.html]
+//!                 [--plant BUG]
+//! laxsim shrink   --scenario NAME --seed N --out FILE [--plant BUG] [--max-runs N]
+//! laxsim completions SHELL
 //! ```
-//! `--jobs` defaults to the number of CPUs. Every command also takes `--scenarios DIR` (default: `$LAXSIM_SCENARIOS`, else the
-//! workspace's `scenarios/`). Exit codes: 0 passed, 1 a seed failed, 2 usage error.
+//! `laxsim help COMMAND` (or `COMMAND --help`) says what each option does. `--jobs` defaults
+//! to the number of CPUs. `list`, `run`, `replay` and `shrink` also take `--scenarios DIR`
+//! (default: `$LAXSIM_SCENARIOS`, else the workspace's `scenarios/`). Exit codes: 0 passed,
+//! 1 a seed failed (for `shrink`: the seed did not fail), 2 usage or other error.
 
+use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use laxnet_sim::runner::{RunOpts, run_seed};
 use laxnet_sim::scenario::{self, Scenario};
 use laxnet_sim::schedule::Schedule;
@@ -23,191 +28,206 @@ use laxnet_sim::state::lock;
 use laxnet_sim::suite::{self, SuiteOpts};
 use laxnet_sim::{shrink, timeline};
 
-const USAGE: &str = "\
-usage:
-  laxsim list
-  laxsim run [--scenario NAME]... [--seeds A..B] [--jobs N] [--check-determinism]
-             [--plant BUG] [--json] [--fail-fast] [--no-progress]
-  laxsim replay --scenario NAME --seed N [--schedule FILE] [--trace] [--timeline FILE.html]
-                [--plant BUG]
-  laxsim shrink --scenario NAME --seed N --out FILE [--plant BUG] [--max-runs N]
-options for every command: --scenarios DIR (default: the workspace's scenarios/)
-exit codes: 0 all passed, 1 a seed failed, 2 usage error";
-
-struct Usage(String);
-
-fn usage<T>(msg: impl Into<String>) -> Result<T, Usage> {
-    Err(Usage(msg.into()))
+/// Seeded simulation suites for laxnet: the real library on turmoil's simulated network, under
+/// seeded faults, every run checked by an oracle.
+#[derive(Parser)]
+#[command(
+    name = "laxsim",
+    version,
+    subcommand_required = true,
+    arg_required_else_help = true,
+    after_help = "Exit codes: 0 passed, 1 a seed failed (shrink: the seed did not fail), \
+                  2 usage or other error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
 }
 
-#[derive(Default)]
-struct Args {
-    cmd: String,
-    scenarios: Vec<String>,
-    seeds: Option<Range<u64>>,
-    seed: Option<u64>,
-    jobs: usize,
-    check_determinism: bool,
-    plant: Option<String>,
-    json: bool,
-    fail_fast: bool,
-    no_progress: bool,
-    schedule: Option<PathBuf>,
-    trace: bool,
-    timeline: Option<PathBuf>,
-    out: Option<PathBuf>,
-    max_runs: usize,
+#[derive(Subcommand)]
+enum Cmd {
+    /// List the scenarios and the lifecycle edges each must reach.
+    List(ListArgs),
+    /// Run scenarios over a range of seeds; print a summary and each failing seed's replay
+    /// command.
+    ///
+    /// Exits 0 when every seed passed and every scenario reached its expected edges, 1
+    /// otherwise.
+    Run(RunArgs),
+    /// Re-run one seed exactly: its per-session timeline, edges, violations and trace hash.
+    ///
+    /// The same build (Cargo.lock, toolchain, --cfg tokio_unstable) gives the same trace-hash
+    /// line in any process. Exits 1 when the seed fails.
+    Replay(ReplayArgs),
+    /// Shrink a failing seed's fault schedule (fewer, weaker faults) while it still fails, and
+    /// write the minimal schedule for `replay --schedule`.
+    ///
+    /// Exits 1 when the seed does not fail.
+    Shrink(ShrinkArgs),
+    /// Print a shell completion script to stdout.
+    ///
+    /// For example `laxsim completions bash > ~/.local/share/bash-completion/completions/laxsim`
+    /// or `laxsim completions zsh > ~/.zfunc/_laxsim`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Where the scenarios come from; every command that loads them takes it.
+#[derive(Args)]
+struct Dir {
+    /// Directory of scenario files (*.toml) [default: $LAXSIM_SCENARIOS, else the workspace's
+    /// scenarios/].
+    #[arg(long = "scenarios", value_name = "DIR")]
     dir: Option<PathBuf>,
 }
 
-fn parse_seeds(s: &str) -> Result<Range<u64>, Usage> {
+#[derive(Args)]
+struct ListArgs {
+    /// Only this scenario (repeatable) [default: all].
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenarios: Vec<String>,
+    #[command(flatten)]
+    dir: Dir,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Only this scenario (repeatable) [default: all].
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenarios: Vec<String>,
+    /// Seeds to run: A..B (B excluded), A..=B, or one seed N.
+    #[arg(long, value_name = "A..B", default_value = "0..100", value_parser = parse_seeds)]
+    seeds: Range<u64>,
+    /// Worker threads [default: the number of CPUs].
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<NonZeroUsize>,
+    /// Run every seed twice and fail when the two trace hashes differ.
+    #[arg(long)]
+    check_determinism: bool,
+    /// Plant a deliberate library bug (a build with feature planted-bugs); the run must fail.
+    #[arg(long, value_name = "BUG", value_parser = parse_plant)]
+    plant: Option<String>,
+    /// Print the summary as one JSON document instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Stop at the first failing seed.
+    #[arg(long)]
+    fail_fast: bool,
+    /// No progress line on stderr.
+    #[arg(long)]
+    no_progress: bool,
+    #[command(flatten)]
+    dir: Dir,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The scenario.
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenario: String,
+    /// The seed.
+    #[arg(long, value_name = "N")]
+    seed: u64,
+    /// Replay this recorded fault schedule (from `laxsim shrink`) instead of the seed's own
+    /// fault decisions.
+    #[arg(long, value_name = "FILE")]
+    schedule: Option<PathBuf>,
+    /// Print the library's tracing output (filtered by RUST_LOG, default laxnet=trace) and the
+    /// oracle's events as they happen, stamped with simulated time.
+    #[arg(long)]
+    trace: bool,
+    /// Write the run as an HTML page with an SVG timeline: one lane per host and per session.
+    #[arg(long, value_name = "FILE.html")]
+    timeline: Option<PathBuf>,
+    /// Plant a deliberate library bug (a build with feature planted-bugs).
+    #[arg(long, value_name = "BUG", value_parser = parse_plant)]
+    plant: Option<String>,
+    #[command(flatten)]
+    dir: Dir,
+}
+
+#[derive(Args)]
+struct ShrinkArgs {
+    /// The scenario.
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenario: String,
+    /// The failing seed.
+    #[arg(long, value_name = "N")]
+    seed: u64,
+    /// Where to write the minimal schedule (JSON).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Plant a deliberate library bug (a build with feature planted-bugs).
+    #[arg(long, value_name = "BUG", value_parser = parse_plant)]
+    plant: Option<String>,
+    /// Give up shrinking after this many replays.
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    max_runs: usize,
+    #[command(flatten)]
+    dir: Dir,
+}
+
+/// `A..B` (B excluded, not empty), `A..=B` or `N`.
+fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
     let num = |x: &str| {
         x.trim()
             .parse::<u64>()
-            .map_err(|_| Usage(format!("bad seed number {x:?} in --seeds {s}")))
+            .map_err(|_| format!("bad seed number {x:?}"))
     };
-    if let Some((a, b)) = s.split_once("..=") {
-        let (a, b) = (num(a)?, num(b)?);
-        return Ok(a..b + 1);
+    let past_max = || "the range ends past u64::MAX".to_string();
+    let (a, b) = if let Some((a, b)) = s.split_once("..=") {
+        (num(a)?, num(b)?.checked_add(1).ok_or_else(past_max)?)
+    } else if let Some((a, b)) = s.split_once("..") {
+        (num(a)?, num(b)?)
+    } else {
+        let a = num(s)?;
+        (a, a.checked_add(1).ok_or_else(past_max)?)
+    };
+    if b <= a {
+        return Err("empty range".into());
     }
-    if let Some((a, b)) = s.split_once("..") {
-        let (a, b) = (num(a)?, num(b)?);
-        if b <= a {
-            return usage(format!("--seeds {s}: empty range"));
-        }
-        return Ok(a..b);
-    }
-    let a = num(s)?;
-    Ok(a..a + 1)
+    Ok(a..b)
 }
 
-fn parse(argv: Vec<String>) -> Result<Args, Usage> {
-    let mut it = argv.into_iter();
-    let mut a = Args {
-        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        max_runs: 300,
-        ..Default::default()
-    };
-    a.cmd = match it.next() {
-        Some(c) => c,
-        None => return usage("no command"),
-    };
-    if !matches!(a.cmd.as_str(), "list" | "run" | "replay" | "shrink") {
-        if matches!(a.cmd.as_str(), "help" | "--help" | "-h") {
-            return usage("");
-        }
-        return usage(format!("unknown command {:?}", a.cmd));
+/// A bug this build can plant.
+fn parse_plant(s: &str) -> Result<String, String> {
+    let known = laxnet_sim::plantable();
+    if known.is_empty() {
+        return Err("needs a build with the planted-bugs feature \
+                    (cargo run -p laxnet-sim --features planted-bugs -- ...)"
+            .into());
     }
-    while let Some(flag) = it.next() {
-        let mut val = |name: &str| -> Result<String, Usage> {
-            it.next()
-                .ok_or_else(|| Usage(format!("{name} needs a value")))
-        };
-        match flag.as_str() {
-            "--scenario" => a.scenarios.push(val("--scenario")?),
-            "--seeds" => a.seeds = Some(parse_seeds(&val("--seeds")?)?),
-            "--seed" => {
-                let v = val("--seed")?;
-                a.seed = Some(v.parse().map_err(|_| Usage(format!("bad --seed {v:?}")))?);
-            }
-            "--jobs" | "-j" => {
-                let v = val("--jobs")?;
-                a.jobs = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| Usage(format!("bad --jobs {v:?}")))?;
-            }
-            "--max-runs" => {
-                let v = val("--max-runs")?;
-                a.max_runs = v
-                    .parse()
-                    .map_err(|_| Usage(format!("bad --max-runs {v:?}")))?;
-            }
-            "--check-determinism" => a.check_determinism = true,
-            "--plant" => a.plant = Some(val("--plant")?),
-            "--json" => a.json = true,
-            "--fail-fast" => a.fail_fast = true,
-            "--no-progress" => a.no_progress = true,
-            "--schedule" => a.schedule = Some(val("--schedule")?.into()),
-            "--trace" => a.trace = true,
-            "--timeline" => a.timeline = Some(val("--timeline")?.into()),
-            "--out" => a.out = Some(val("--out")?.into()),
-            "--scenarios" => a.dir = Some(val("--scenarios")?.into()),
-            "-h" | "--help" => return usage(""),
-            other => return usage(format!("unknown option {other:?} for {}", a.cmd)),
-        }
+    if !known.contains(&s) {
+        return Err(format!("unknown planted bug (known: {})", known.join(", ")));
     }
-    // Options that do not belong to the command are usage errors, not silently ignored.
-    let wrong = |ok: bool, name: &str| -> Result<(), Usage> {
-        if ok {
-            Ok(())
-        } else {
-            usage(format!("{name} does not apply to `laxsim {}`", a.cmd))
-        }
-    };
-    let is = |c: &str| a.cmd == c;
-    wrong(a.seeds.is_none() || is("run"), "--seeds")?;
-    wrong(a.seed.is_none() || is("replay") || is("shrink"), "--seed")?;
-    wrong(!a.check_determinism || is("run"), "--check-determinism")?;
-    wrong(!a.json || is("run"), "--json")?;
-    wrong(!a.fail_fast || is("run"), "--fail-fast")?;
-    wrong(a.schedule.is_none() || is("replay"), "--schedule")?;
-    wrong(!a.trace || is("replay"), "--trace")?;
-    wrong(a.timeline.is_none() || is("replay"), "--timeline")?;
-    wrong(a.out.is_none() || is("shrink"), "--out")?;
-    wrong(a.plant.is_none() || !is("list"), "--plant")?;
-    if let Some(p) = &a.plant {
-        let known = laxnet_sim::plantable();
-        if known.is_empty() {
-            return usage(
-                "--plant needs a build with the planted-bugs feature \
-                 (cargo run -p laxnet-sim --features planted-bugs -- ...)",
-            );
-        }
-        if !known.contains(&p.as_str()) {
-            return usage(format!(
-                "unknown planted bug {p:?} (known: {})",
-                known.join(", ")
-            ));
-        }
-    }
-    if is("replay") || is("shrink") {
-        if a.scenarios.len() != 1 {
-            return usage(format!("`laxsim {}` needs exactly one --scenario", a.cmd));
-        }
-        if a.seed.is_none() {
-            return usage(format!("`laxsim {}` needs --seed N", a.cmd));
-        }
-    }
-    if is("shrink") && a.out.is_none() {
-        return usage("`laxsim shrink` needs --out FILE");
-    }
-    Ok(a)
+    Ok(s.to_string())
 }
 
-fn load(a: &Args) -> Result<Vec<Arc<Scenario>>, Usage> {
-    let dir = a.dir.clone().unwrap_or_else(scenario::default_dir);
-    let all = scenario::load_dir(&dir).map_err(Usage)?;
+/// The scenarios in `dir` (all of them, or those named), or the message of a usage error.
+fn load(dir: &Dir, names: &[String]) -> Result<Vec<Arc<Scenario>>, String> {
+    let dir = dir.dir.clone().unwrap_or_else(scenario::default_dir);
+    let all = scenario::load_dir(&dir)?;
     if all.is_empty() {
-        return usage(format!("no scenarios in {}", dir.display()));
+        return Err(format!("no scenarios in {}", dir.display()));
+    }
+    if names.is_empty() {
+        return Ok(all.into_iter().map(Arc::new).collect());
     }
     let mut out = Vec::new();
-    if a.scenarios.is_empty() {
-        out = all.into_iter().map(Arc::new).collect();
-    } else {
-        for name in &a.scenarios {
-            match all.iter().find(|s| &s.name == name) {
-                Some(s) => out.push(Arc::new(s.clone())),
-                None => {
-                    return usage(format!(
-                        "unknown scenario {name:?} (known: {})",
-                        all.iter()
-                            .map(|s| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
+    for name in names {
+        match all.iter().find(|s| &s.name == name) {
+            Some(s) => out.push(Arc::new(s.clone())),
+            None => {
+                return Err(format!(
+                    "--scenario {name}: unknown scenario (known: {})",
+                    all.iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
         }
     }
@@ -215,26 +235,32 @@ fn load(a: &Args) -> Result<Vec<Arc<Scenario>>, Usage> {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse(argv) {
-        Ok(a) => a,
-        Err(Usage(msg)) => {
-            if !msg.is_empty() {
-                eprintln!("laxsim: {msg}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
+    // Usage errors exit 2 (clap's code), --help and --version 0.
+    let cli = Cli::parse();
+    let (dir, names) = match &cli.cmd {
+        Cmd::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "laxsim",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
         }
+        Cmd::List(a) => (&a.dir, a.scenarios.clone()),
+        Cmd::Run(a) => (&a.dir, a.scenarios.clone()),
+        Cmd::Replay(a) => (&a.dir, vec![a.scenario.clone()]),
+        Cmd::Shrink(a) => (&a.dir, vec![a.scenario.clone()]),
     };
-    let scs = match load(&args) {
+    let scs = match load(dir, &names) {
         Ok(s) => s,
-        Err(Usage(msg)) => {
+        Err(msg) => {
             eprintln!("laxsim: {msg}");
             return ExitCode::from(2);
         }
     };
-    match args.cmd.as_str() {
-        "list" => {
+    match &cli.cmd {
+        Cmd::List(_) => {
             for s in &scs {
                 println!("{:<20} {}", s.name, s.description);
                 if !s.expect_edges.is_empty() {
@@ -243,17 +269,20 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        "run" => cmd_run(&args, &scs),
-        "replay" => cmd_replay(&args, &scs[0]),
-        "shrink" => cmd_shrink(&args, &scs[0]),
-        _ => ExitCode::from(2),
+        Cmd::Run(a) => cmd_run(a, &scs),
+        Cmd::Replay(a) => cmd_replay(a, &scs[0]),
+        Cmd::Shrink(a) => cmd_shrink(a, &scs[0]),
+        Cmd::Completions { .. } => ExitCode::SUCCESS, // printed above
     }
 }
 
-fn cmd_run(a: &Args, scs: &[Arc<Scenario>]) -> ExitCode {
+fn cmd_run(a: &RunArgs, scs: &[Arc<Scenario>]) -> ExitCode {
     let opts = SuiteOpts {
-        seeds: a.seeds.clone().unwrap_or(0..100),
-        jobs: a.jobs,
+        seeds: a.seeds.clone(),
+        jobs: a.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+            NonZeroUsize::get,
+        ),
         check_determinism: a.check_determinism,
         plant: a.plant.clone(),
         fail_fast: a.fail_fast,
@@ -287,8 +316,8 @@ impl tracing_subscriber::fmt::time::FormatTime for SimTime {
     }
 }
 
-fn cmd_replay(a: &Args, sc: &Arc<Scenario>) -> ExitCode {
-    let seed = a.seed.unwrap_or(0);
+fn cmd_replay(a: &ReplayArgs, sc: &Arc<Scenario>) -> ExitCode {
+    let seed = a.seed;
     let mut plant = a.plant.clone();
     let schedule = match &a.schedule {
         None => None,
@@ -394,9 +423,9 @@ fn cmd_replay(a: &Args, sc: &Arc<Scenario>) -> ExitCode {
     }
 }
 
-fn cmd_shrink(a: &Args, sc: &Arc<Scenario>) -> ExitCode {
-    let seed = a.seed.unwrap_or(0);
-    let out = a.out.clone().unwrap_or_default();
+fn cmd_shrink(a: &ShrinkArgs, sc: &Arc<Scenario>) -> ExitCode {
+    let seed = a.seed;
+    let out = a.out.clone();
     let res = shrink::shrink(sc, seed, a.plant.clone(), a.max_runs, |m| {
         eprintln!("shrink: {m}")
     });
@@ -432,5 +461,33 @@ fn cmd_shrink(a: &Args, sc: &Arc<Scenario>) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seeds_parse_as_before() {
+        assert_eq!(parse_seeds("0..100"), Ok(0..100));
+        assert_eq!(parse_seeds(" 1 .. 4 "), Ok(1..4));
+        assert_eq!(parse_seeds("3..=5"), Ok(3..6));
+        assert_eq!(parse_seeds("7"), Ok(7..8));
+        assert!(parse_seeds("5..2").is_err());
+        assert!(parse_seeds("5..5").is_err());
+        assert!(parse_seeds("5..=4").is_err());
+        assert!(parse_seeds("x..3").is_err());
+        assert!(parse_seeds("-1").is_err());
+        assert!(parse_seeds(&u64::MAX.to_string()).is_err());
+        assert_eq!(
+            parse_seeds(&format!("0..={}", u64::MAX - 1)),
+            Ok(0..u64::MAX)
+        );
     }
 }

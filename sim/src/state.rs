@@ -901,10 +901,11 @@ impl State {
                 },
             );
         }
-        if let Some((at, v)) = self.rogue_peer(stream).and_then(|r| r.expect.clone()) {
-            if before < at && total >= at {
-                self.stream_cause(stream, Cause::Violation(v));
-            }
+        if let Some((at, v)) = self.rogue_peer(stream).and_then(|r| r.expect.clone())
+            && before < at
+            && total >= at
+        {
+            self.stream_cause(stream, Cause::Violation(v));
         }
         if !hpke {
             return;
@@ -1083,13 +1084,13 @@ impl State {
     /// `stream` shut down with its fault still pending: `eof` says a dropped record is now
     /// followed by the end of stream; otherwise a held record went out in order after all.
     pub fn ct_shutdown(&mut self, stream: u64, eof: bool) {
-        if let Some(m) = self.streams[stream as usize].ct.as_mut() {
-            if m.bad_from.is_none() {
-                if eof {
-                    m.eof_bad = true;
-                } else {
-                    m.cancelled = true;
-                }
+        if let Some(m) = self.streams[stream as usize].ct.as_mut()
+            && m.bad_from.is_none()
+        {
+            if eof {
+                m.eof_bad = true;
+            } else {
+                m.cancelled = true;
             }
         }
     }
@@ -1338,16 +1339,16 @@ impl State {
         }
         let keep = self.sc.workload.keep_refs;
         let host = &mut self.hosts[h as usize];
-        if let Some(l) = host.live.remove(&id) {
-            if keep > 0 {
-                if host.kept.len() >= keep {
-                    host.kept.pop_front();
-                }
-                host.kept.push_back(Kept {
-                    sref: l.sref,
-                    sess: idx,
-                });
+        if let Some(l) = host.live.remove(&id)
+            && keep > 0
+        {
+            if host.kept.len() >= keep {
+                host.kept.pop_front();
             }
+            host.kept.push_back(Kept {
+                sref: l.sref,
+                sess: idx,
+            });
         }
     }
 
@@ -1405,18 +1406,18 @@ impl State {
         if crashed && *reason == CloseReason::Aborted {
             return;
         }
-        if let Some(t) = s.told.clone() {
-            if t != *reason {
-                self.violation(
-                    Some(h),
-                    Some(idx),
-                    format!(
-                        "{} closed with \"{reason}\" but its senders were told \"{t}\"",
-                        fmt_id(id)
-                    ),
-                );
-                return;
-            }
+        if let Some(t) = s.told.clone()
+            && t != *reason
+        {
+            self.violation(
+                Some(h),
+                Some(idx),
+                format!(
+                    "{} closed with \"{reason}\" but its senders were told \"{t}\"",
+                    fmt_id(id)
+                ),
+            );
+            return;
         }
         let ct_fault = s
             .stream
@@ -1802,17 +1803,17 @@ impl State {
                         len: len as u32,
                     },
                 );
-                if let (Some(hb), Some(silent)) = (hb, silent) {
-                    if silent > hb {
-                        self.violation(
-                            Some(h),
-                            Some(idx),
-                            format!(
-                                "send on {} succeeded after {silent:?} of silence, past the heartbeat timeout {hb:?}",
-                                fmt_id(id)
-                            ),
-                        );
-                    }
+                if let (Some(hb), Some(silent)) = (hb, silent)
+                    && silent > hb
+                {
+                    self.violation(
+                        Some(h),
+                        Some(idx),
+                        format!(
+                            "send on {} succeeded after {silent:?} of silence, past the heartbeat timeout {hb:?}",
+                            fmt_id(id)
+                        ),
+                    );
                 }
                 Sent::Ok
             }

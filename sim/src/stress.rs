@@ -144,12 +144,12 @@ impl Book {
                 ));
             }
         }
-        if let Some(&old) = self.by_id.get(&(side, id)) {
-            if self.recs[old].1.closed == 0 {
-                self.bad(format!(
-                    "{side:?} id {id:#x} issued while its holder is open"
-                ));
-            }
+        if let Some(&old) = self.by_id.get(&(side, id))
+            && self.recs[old].1.closed == 0
+        {
+            self.bad(format!(
+                "{side:?} id {id:#x} issued while its holder is open"
+            ));
         }
         let idx = self.recs.len();
         self.recs.push((
@@ -174,12 +174,12 @@ impl Book {
             return self.bad(format!("{side:?} {id:#x}: Closed published {n} times"));
         }
         r.reason = Some(reason.clone());
-        if let Some(t) = r.told.clone() {
-            if t != *reason {
-                self.bad(format!(
-                    "{side:?} {id:#x}: Closed says \"{reason}\" but senders were told \"{t}\""
-                ));
-            }
+        if let Some(t) = r.told.clone()
+            && t != *reason
+        {
+            self.bad(format!(
+                "{side:?} {id:#x}: Closed says \"{reason}\" but senders were told \"{t}\""
+            ));
         }
     }
 
@@ -344,10 +344,10 @@ fn subscribe(svc: &Service, book: &Shared, side: Side, proto: &'static str) {
         book.recv(side, id, &m.msg.0);
         if side == Side::Server {
             // Answer every third message, and honour a close request.
-            if let Some(&idx) = book.by_id.get(&(side, id)) {
-                if m.msg.0.seq.is_multiple_of(3) {
-                    let _ = book.send(idx, &m.session, (m.msg.0.seq % 200) as usize, 0);
-                }
+            if let Some(&idx) = book.by_id.get(&(side, id))
+                && m.msg.0.seq.is_multiple_of(3)
+            {
+                let _ = book.send(idx, &m.session, (m.msg.0.seq % 200) as usize, 0);
             }
             if m.msg.0.flags & CLOSE_REQ != 0 {
                 m.session.close();

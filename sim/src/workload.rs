@@ -532,17 +532,17 @@ async fn drain(shared: &Shared, h: u16, svc: &Service) {
     }
     let ids: Vec<u32> = st.hosts[h as usize].ids_seen.iter().copied().collect();
     for id in ids {
-        if let Some(sid) = laxnet::SessionId::from_raw(id) {
-            if svc.acquire(sid).is_some() {
-                st.violation(
-                    Some(h),
-                    None,
-                    format!(
-                        "acquire({}) still resolves after the service drained",
-                        crate::state::fmt_id(id)
-                    ),
-                );
-            }
+        if let Some(sid) = laxnet::SessionId::from_raw(id)
+            && svc.acquire(sid).is_some()
+        {
+            st.violation(
+                Some(h),
+                None,
+                format!(
+                    "acquire({}) still resolves after the service drained",
+                    crate::state::fmt_id(id)
+                ),
+            );
         }
     }
     st.log(

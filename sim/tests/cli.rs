@@ -1,4 +1,4 @@
-//! The command line: exit codes, the JSON summary, replay's trace hash.
+//! The command line: exit codes, help, completions, the JSON summary, replay's trace hash.
 use std::process::Command;
 
 fn laxsim(args: &[&str]) -> (i32, String, String) {
@@ -77,4 +77,135 @@ fn run_json_and_replay_agree() {
     };
     assert_eq!(hash(&a), hash(&b), "same seed across processes: same hash");
     assert!(a.contains("per-session timeline"), "{a}");
+}
+
+#[test]
+fn help_for_every_command_exits_0_and_names_its_flags() {
+    let commands: &[(&[&str], &[&str])] = &[
+        (
+            &["--help"],
+            &[
+                "list",
+                "run",
+                "replay",
+                "shrink",
+                "completions",
+                "Exit codes",
+            ],
+        ),
+        (&["list", "--help"], &["--scenario", "--scenarios"]),
+        (
+            &["run", "--help"],
+            &[
+                "--scenario",
+                "--seeds",
+                "--jobs",
+                "--check-determinism",
+                "--plant",
+                "--json",
+                "--fail-fast",
+                "--no-progress",
+                "--scenarios",
+                "[default: 0..100]",
+            ],
+        ),
+        (
+            &["replay", "--help"],
+            &[
+                "--scenario",
+                "--seed",
+                "--schedule",
+                "--trace",
+                "--timeline",
+                "--plant",
+                "--scenarios",
+            ],
+        ),
+        (
+            &["shrink", "--help"],
+            &[
+                "--scenario",
+                "--seed",
+                "--out",
+                "--plant",
+                "--max-runs",
+                "--scenarios",
+                "[default: 300]",
+            ],
+        ),
+        (
+            &["completions", "--help"],
+            &["bash", "zsh", "fish", "elvish", "powershell"],
+        ),
+        (&["help", "run"], &["--seeds"]),
+        (&["run", "-h"], &["--seeds"]),
+    ];
+    for (args, words) in commands {
+        let (code, out, err) = laxsim(args);
+        assert_eq!(code, 0, "laxsim {args:?}: {err}");
+        for w in *words {
+            assert!(
+                out.contains(w),
+                "laxsim {args:?} does not mention {w}:\n{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn usage_errors_name_the_flag() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--frobnicate"], "--frobnicate"),
+        (&["list", "--jobs", "2"], "--jobs"), // an option of another command
+        (&["run", "--seeds", "5..2"], "--seeds"),
+        (&["run", "--jobs", "0"], "--jobs"),
+        (&["replay", "--scenario", "churn", "--seed", "x"], "--seed"),
+        (&["replay", "--scenario", "churn"], "--seed"),
+        (&["shrink", "--scenario", "churn", "--seed", "1"], "--out"),
+        (
+            &[
+                "replay",
+                "--scenario",
+                "churn",
+                "--scenario",
+                "churn",
+                "--seed",
+                "1",
+            ],
+            "--scenario",
+        ),
+        (&["run", "--scenario", "no-such"], "--scenario no-such"),
+        (&["completions", "tcsh"], "tcsh"),
+    ];
+    for (args, flag) in cases {
+        let (code, out, err) = laxsim(args);
+        assert_eq!(code, 2, "laxsim {args:?}: {out}\n{err}");
+        assert!(
+            err.contains(flag),
+            "laxsim {args:?} does not name {flag}:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn completions_print_a_script_for_every_shell() {
+    let (code, out, err) = laxsim(&["completions", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("_laxsim()") && out.contains("complete -F _laxsim"),
+        "{out}"
+    );
+    assert!(
+        out.contains("--check-determinism"),
+        "completes run's flags:\n{out}"
+    );
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let (code, out, err) = laxsim(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        // fish spells long flags `-l check-determinism`, the others `--check-determinism`.
+        assert!(
+            out.contains("laxsim") && out.contains("check-determinism"),
+            "{shell}:\n{out}"
+        );
+    }
 }

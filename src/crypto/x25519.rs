@@ -47,11 +47,11 @@ impl Point {
     /// twist; RFC 7748 masks the top bit and reduces non-canonical values).
     pub(crate) fn new(u: &[u8; 32]) -> Point {
         let m = MontgomeryPoint(*u);
-        if vector_backend() {
-            if let Some(e) = m.to_edwards(0) {
-                // Either sign: P and −P have the same `u`, and so do k·P and k·(−P).
-                return Point(Form::Edwards(e));
-            }
+        if vector_backend()
+            && let Some(e) = m.to_edwards(0)
+        {
+            // Either sign: P and −P have the same `u`, and so do k·P and k·(−P).
+            return Point(Form::Edwards(e));
         }
         Point(Form::Montgomery(m))
     }

@@ -10,7 +10,7 @@ use super::tokio_rt::{self, TokioClock};
 use super::{BoxFuture, BoxStream, Listener, Runtime};
 use crate::time::Instant;
 
-/// Sockets from turmoil's simulated network and the host's virtual clock.
+/// Sockets from turmoil's simulated network and the host's virtual clock (crate feature `sim`).
 ///
 /// Create it (and the `Service` that owns it) inside a turmoil host or client future: each
 /// simulated host gets its own runtime handle and its own service. Bind with

@@ -265,10 +265,10 @@ impl Driver {
     /// its authenticated close.
     fn end_of_stream(&mut self) {
         self.read_done = true;
-        if let Some(s) = &self.sealed {
-            if !s.close_received || !s.wire_in.is_empty() {
-                return self.crypto_failure(CryptoError::Truncated);
-            }
+        if let Some(s) = &self.sealed
+            && (!s.close_received || !s.wire_in.is_empty())
+        {
+            return self.crypto_failure(CryptoError::Truncated);
         }
         match self.inbound.finish() {
             Ok(()) => self.begin_close(CloseReason::PeerClosed),
@@ -517,15 +517,15 @@ impl Driver {
         if self.reason.is_none() {
             return false;
         }
-        if let Some(timer) = self.linger.as_mut() {
-            if timer.as_mut().poll(cx).is_ready() {
-                self.shared
-                    .core
-                    .counters
-                    .linger_expired
-                    .fetch_add(1, Relaxed);
-                return true;
-            }
+        if let Some(timer) = self.linger.as_mut()
+            && timer.as_mut().poll(cx).is_ready()
+        {
+            self.shared
+                .core
+                .counters
+                .linger_expired
+                .fetch_add(1, Relaxed);
+            return true;
         }
         let flushed = self.out.is_empty() && self.shared.lock().queue.is_empty();
         if !self.write_done && flushed {
