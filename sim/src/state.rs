@@ -100,6 +100,7 @@ pub const EDGES: &[&str] = &[
     "id-recurred",
     "reason-checked",
     "clean-end-checked",
+    "quiet-checked",
 ];
 
 /// Violations kept per run (the rest are only counted).
@@ -527,6 +528,8 @@ pub struct HostState {
     pub slot_issues: BTreeMap<u32, u64>,
     /// Sessions opened and not yet closed.
     pub open_now: usize,
+    /// The most sessions open at once (this incarnation).
+    pub peak_open: usize,
     /// Connects in flight.
     pub connecting: usize,
     /// The stream the runtime created last (taken by the next `Opened`).
@@ -645,6 +648,7 @@ impl State {
                 issued_at: BTreeMap::new(),
                 slot_issues: BTreeMap::new(),
                 open_now: 0,
+                peak_open: 0,
                 connecting: 0,
                 last_stream: None,
                 done: false,
@@ -1200,7 +1204,15 @@ impl State {
         let host = &mut self.hosts[h as usize];
         host.by_id.insert(id, idx);
         host.open_now += 1;
+        host.peak_open = host.peak_open.max(host.open_now);
         let open_now = host.open_now;
+        if laxnet::SessionId::from_raw(id) != Some(sref.id()) {
+            self.violation(
+                Some(h),
+                Some(idx),
+                format!("SessionId::from_raw({id:#x}) does not give back the id it came from"),
+            );
+        }
         if open_now > max {
             self.violation(
                 Some(h),
@@ -1931,6 +1943,8 @@ impl State {
             return;
         };
         self.check_accounting(h);
+        let pool = svc.status().pool;
+        self.check_pool(h, &svc.config().pool, &pool, false);
         let kept: Vec<(SessionRef, usize)> = self.hosts[h as usize]
             .kept
             .iter()
@@ -2014,6 +2028,7 @@ impl State {
         host.issued_at.clear();
         host.slot_issues.clear();
         host.open_now = 0;
+        host.peak_open = 0;
         host.connecting = 0;
         host.last_stream = None;
         host.done = false;
@@ -2317,6 +2332,127 @@ impl State {
         for (idx, what) in bad {
             self.violation(Some(h), Some(idx), what);
         }
+    }
+
+    /// The pool's counters are consistent: every block allocated is in use, retained or
+    /// freed; the retained bytes stay within the budget; blocks and bytes agree. At
+    /// quiescence (after the shutdown's trim) nothing is in use or retained.
+    pub fn check_pool(
+        &mut self,
+        h: u16,
+        cfg: &laxnet::PoolConfig,
+        p: &laxnet::PoolStats,
+        quiescent: bool,
+    ) {
+        let mut bad = Vec::new();
+        let made = p.allocations + p.oversize_allocations;
+        let held = (p.in_use_blocks + p.retained_blocks) as u64 + p.frees;
+        if made != held {
+            bad.push(format!(
+                "pool counters: {made} blocks allocated, but {} in use + {} retained + {} freed = {held}",
+                p.in_use_blocks, p.retained_blocks, p.frees
+            ));
+        }
+        if p.retained_bytes > cfg.keep_total {
+            bad.push(format!(
+                "pool retains {} bytes, over its budget of {}",
+                p.retained_bytes, cfg.keep_total
+            ));
+        }
+        if (p.in_use_blocks == 0) != (p.in_use_bytes == 0)
+            || (p.retained_blocks == 0) != (p.retained_bytes == 0)
+        {
+            bad.push(format!("pool counters disagree: {p:?}"));
+        }
+        if quiescent && (p.in_use_blocks != 0 || p.retained_blocks != 0 || p.retained_bytes != 0) {
+            bad.push(format!(
+                "after the shutdown the pool still holds {} blocks in use and {} retained ({} bytes)",
+                p.in_use_blocks, p.retained_blocks, p.retained_bytes
+            ));
+        }
+        for what in bad {
+            self.violation(Some(h), None, what);
+        }
+    }
+
+    /// After the workload stopped: if nothing moves on host `h` any more (no session has
+    /// bytes queued, bytes on their way to it, or half a frame read), its service must hold
+    /// no pooled buffer (idle sessions give back their read blocks and send segments).
+    /// Returns true once it could check.
+    pub fn check_quiet(&mut self, h: u16) -> bool {
+        let Some(svc) = self.hosts[h as usize].svc.clone() else {
+            return true;
+        };
+        let quiet = self.hosts[h as usize].live.values().all(|l| {
+            let s = &self.sessions[l.sess];
+            let Some(st) = s.stream.map(|st| &self.streams[st as usize]) else {
+                return false;
+            };
+            let Some(peer) = st.peer.map(|p| &self.streams[p as usize]) else {
+                return false;
+            };
+            // The peer has nothing left to send either: no half frame is waiting for its rest
+            // (frames span records, so the record boundary alone does not tell).
+            let peer_done = match peer.sess.map(|p| &self.sessions[p]) {
+                Some(p) => {
+                    let host = &self.hosts[p.host as usize];
+                    let idle = host
+                        .live
+                        .get(&p.id)
+                        .filter(|pl| pl.sess == peer.sess.unwrap_or(usize::MAX))
+                        .is_none_or(|pl| pl.sref.queued_bytes() == 0);
+                    idle && p.enq_bytes == peer.app_written()
+                }
+                None => peer.rogue.is_none(),
+            };
+            // A closing session is finishing, not idle (its Close record may wait for a
+            // stalled write, its read block for an end of stream that already came).
+            l.sref.is_open()
+                && l.sref.queued_bytes() == 0
+                && peer_done
+                && peer.written == st.read_total
+                && !st.rf.mid_frame()
+        });
+        if !quiet || self.hosts[h as usize].connecting > 0 {
+            return false;
+        }
+        let status = svc.status();
+        if status.handshaking > 0 {
+            return false;
+        }
+        self.edge("quiet-checked");
+        self.check_pool(h, &svc.config().pool, &status.pool, false);
+        if status.pool.in_use_bytes != 0 {
+            let live: Vec<String> = self.hosts[h as usize]
+                .live
+                .values()
+                .map(|l| {
+                    let s = &self.sessions[l.sess];
+                    let st = s.stream.map(|x| &self.streams[x as usize]);
+                    format!(
+                        "{} (open {}, stream {:?}: read {:?} of {:?}, {:?})",
+                        fmt_id(s.id),
+                        l.sref.is_open(),
+                        s.stream,
+                        st.map(|x| x.read_total),
+                        st.and_then(|x| x.peer)
+                            .map(|p| self.streams[p as usize].written),
+                        st.map(|x| &x.rf)
+                    )
+                })
+                .collect();
+            self.violation(
+                Some(h),
+                None,
+                format!(
+                    "nothing moves, but the service holds {} pooled bytes in {} blocks (idle sessions must hold none); live: {}",
+                    status.pool.in_use_bytes,
+                    status.pool.in_use_blocks,
+                    live.join(", ")
+                ),
+            );
+        }
+        true
     }
 
     /// At quiescence: the service's totals are the sums of what its sessions' sockets moved

@@ -139,6 +139,13 @@ pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Resul
         )
     };
     subscribe(&shared, &svc, h, proto);
+    if !svc.protocols().iter().any(|p| p == proto) {
+        lock(&shared).violation(
+            Some(h),
+            None,
+            format!("the service does not list {proto} among its protocols"),
+        );
+    }
     // Keep the acceptor handle for the whole incarnation (laxnet up to 85af22e stopped
     // listening when the handle was dropped, contrary to its docs).
     let mut _acceptor = None;
@@ -432,6 +439,13 @@ async fn connect(
 /// The end of the run: close everything, wait for every session to be destroyed, then check
 /// that the service is back to empty.
 async fn drain(shared: &Shared, h: u16, svc: &Service) {
+    // The workload stopped: once nothing moves, the service must hold no pooled buffers.
+    for _ in 0..300 {
+        if lock(shared).check_quiet(h) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let budget = {
         let mut st = lock(shared);
         st.hosts[h as usize].draining = true;
@@ -505,6 +519,18 @@ async fn drain(shared: &Shared, h: u16, svc: &Service) {
             Some(h),
             None,
             format!("the service counted {} panics", status.panics),
+        );
+    }
+    st.check_pool(h, &svc.config().pool, &status.pool, true);
+    let peak = st.hosts[h as usize].peak_open;
+    if status.slots != peak {
+        st.violation(
+            Some(h),
+            None,
+            format!(
+                "status reports {} id slots created, but at most {peak} sessions were open at once",
+                status.slots
+            ),
         );
     }
     if status.handshaking != 0 {
