@@ -380,6 +380,12 @@ pub struct Workload {
     /// Probability per workload tick that a session whose sender waits in `ready()` is closed
     /// (by its own side): the waiter must have its answer within a tick.
     pub close_waiting: f64,
+    /// Probability per workload tick that a server stops listening (`Acceptor::close`) for
+    /// `listen_pause_ms`, then listens on the same port again: no connection may be accepted
+    /// meanwhile.
+    pub listen_pause: f64,
+    /// How long a paused listener stays closed.
+    pub listen_pause_ms: Span,
     /// Session refs kept after close, to probe with sends later.
     pub keep_refs: usize,
     /// Pause between two stale-ref probes.
@@ -412,6 +418,8 @@ impl Default for Workload {
             mute: 0.0,
             too_large: 0.0,
             close_waiting: 0.0,
+            listen_pause: 0.0,
+            listen_pause_ms: [20, 100],
             keep_refs: 16,
             probe_gap_ms: [10, 40],
         }

@@ -101,6 +101,7 @@ pub const EDGES: &[&str] = &[
     "reason-checked",
     "clean-end-checked",
     "quiet-checked",
+    "listener-paused",
 ];
 
 /// Violations kept per run (the rest are only counted).
@@ -548,6 +549,8 @@ pub struct HostState {
     pub draining: bool,
     /// Tasks of this incarnation waiting in `ready()`.
     pub waiters: u64,
+    /// A server whose listener is closed (`Acceptor::close`) for a while.
+    pub paused: bool,
 }
 
 /// Library handles to drop outside the state lock.
@@ -658,6 +661,7 @@ impl State {
                 next_server: i % sc.hosts.servers.max(1),
                 draining: false,
                 waiters: 0,
+                paused: false,
             })
             .collect();
         let server_key = sc
@@ -828,6 +832,13 @@ impl State {
             crashed: false,
             hs_done: false,
         };
+        if !connected && self.hosts[host as usize].paused {
+            self.violation(
+                Some(host),
+                None,
+                format!("a connection from {peer} was accepted while the listener was closed"),
+            );
+        }
         match self.unpaired.remove(&key) {
             Some(other) if self.streams[other as usize].connected != connected => {
                 info.peer = Some(other);
@@ -2033,6 +2044,7 @@ impl State {
         host.last_stream = None;
         host.done = false;
         host.draining = false;
+        host.paused = false;
         // The crash dropped the tasks waiting in `ready()` with everything else.
         host.waiters = 0;
         Handles(svc, refs)

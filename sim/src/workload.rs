@@ -148,15 +148,51 @@ pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Resul
     }
     // Keep the acceptor handle for the whole incarnation (laxnet up to 85af22e stopped
     // listening when the handle was dropped, contrary to its docs).
-    let mut _acceptor = None;
+    let mut acceptor = None;
+    let listen_addr = format!("0.0.0.0:{PORT}");
     if server {
-        match svc.accept(&format!("0.0.0.0:{PORT}"), proto).await {
-            Ok(a) => _acceptor = Some(a),
+        match svc.accept(&listen_addr, proto).await {
+            Ok(a) => acceptor = Some(a),
             Err(e) => lock(&shared).violation(Some(h), None, format!("accept failed: {e}")),
         }
     }
+    // While the listener is paused (`Acceptor::close`), until this sim time.
+    let mut paused_until = None;
     loop {
         tokio::time::sleep(tick).await;
+        if server {
+            let now = lock(&shared).now_us;
+            match paused_until {
+                Some(t) if now >= t => {
+                    // Listening again on the same port: the old listener must be gone.
+                    match svc.accept(&listen_addr, proto).await {
+                        Ok(a) => acceptor = Some(a),
+                        Err(e) => lock(&shared).violation(
+                            Some(h),
+                            None,
+                            format!("listening again after Acceptor::close failed: {e}"),
+                        ),
+                    }
+                    paused_until = None;
+                    lock(&shared).hosts[h as usize].paused = false;
+                }
+                None => {
+                    let mut st = lock(&shared);
+                    let w = st.sc.workload.clone();
+                    let host = &mut st.hosts[h as usize];
+                    if acceptor.is_some() && host.rng.chance(w.listen_pause) {
+                        let ms = host.rng.range(w.listen_pause_ms[0], w.listen_pause_ms[1]);
+                        if let Some(a) = acceptor.take() {
+                            a.close();
+                        }
+                        host.paused = true;
+                        paused_until = Some(now + ms * 1000);
+                        st.edge("listener-paused");
+                    }
+                }
+                Some(_) => {}
+            }
+        }
         let (connects, waits) = {
             let mut st = lock(&shared);
             if st.now_us >= st.sc.duration_ms * 1000 {
