@@ -41,12 +41,18 @@
 //! multiples: [`x25519::FixedPoint`]) and, with client authentication, the static-static DH of
 //! `AuthEncap`/`AuthDecap` (so an authenticated handshake costs one DH per side more than an
 //! anonymous one only on a server without an allow-list).
+//!
+//! Each side's random and ephemeral secret are fresh for each handshake ([`Fresh`], from the
+//! runtime's secret entropy). Every secret here is zeroed when dropped: ephemeral secrets,
+//! Diffie-Hellman outputs, `K1`, `K2`, the HKDF state and pseudorandom keys, the derived keys
+//! and the finished tag the server expects.
 
-use hkdf::{Hkdf, HkdfExtract};
+use hkdf::HkdfExtract;
+#[cfg(any(test, feature = "bench-internals"))]
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 use x25519_dalek::StaticSecret;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::keys::{KeyPair, PublicKey};
 use super::x25519::{self, FixedPoint, Op, Point};
@@ -66,22 +72,62 @@ const SH_CORE: usize = SH_LEN - 32;
 pub(crate) const CF_LEN: usize = 32;
 const FLAG_CLIENT_AUTH: u8 = 1;
 
+/// A 32-byte secret, zeroed on drop.
+type Secret32 = Zeroizing<[u8; 32]>;
+/// A 12-byte secret (a base nonce), zeroed on drop.
+type Secret12 = Zeroizing<[u8; 12]>;
+
 /// Key material for both directions, derived by both sides, and the peer's authenticated key.
+/// The keys are zeroed on drop.
 pub(crate) struct SessionKeys {
     pub(crate) cipher: Cipher,
     /// The peer's static key, proven by the handshake: the server's (pinned) key on the
     /// client; the client's key on the server when the client presented one.
     pub(crate) peer_key: Option<PublicKey>,
-    pub(crate) c2s_key: [u8; 32],
-    pub(crate) c2s_nonce: [u8; 12],
-    pub(crate) s2c_key: [u8; 32],
-    pub(crate) s2c_nonce: [u8; 12],
+    pub(crate) c2s_key: Secret32,
+    pub(crate) c2s_nonce: Secret12,
+    pub(crate) s2c_key: Secret32,
+    pub(crate) s2c_nonce: Secret12,
 }
 
 struct Schedule {
     keys: SessionKeys,
-    server_finished: [u8; 32],
-    client_finished: [u8; 32],
+    server_finished: Secret32,
+    client_finished: Secret32,
+}
+
+/// What one side of one handshake draws fresh: its random and its ephemeral secret. The
+/// service draws it from its runtime's secret entropy (`Runtime::fill_secret`: the operating
+/// system's RNG on real sockets), never from its seeded RNG. The secret is zeroed on drop.
+pub(crate) struct Fresh {
+    random: [u8; 32],
+    eph: StaticSecret,
+}
+
+impl Fresh {
+    /// Bytes of entropy one side of a handshake draws.
+    pub(crate) const LEN: usize = 64;
+
+    /// The random (the first 32 bytes) and the ephemeral secret (the rest). The caller zeroes
+    /// `bytes`.
+    pub(crate) fn new(bytes: &[u8; Fresh::LEN]) -> Fresh {
+        let mut random = [0u8; 32];
+        random.copy_from_slice(&bytes[..32]);
+        let mut eph = Zeroizing::new([0u8; 32]);
+        eph.copy_from_slice(&bytes[32..]);
+        Fresh {
+            random,
+            eph: StaticSecret::from(*eph),
+        }
+    }
+
+    /// Drawn from `rng` (tests and benches: known answers, no system calls).
+    #[cfg(any(test, feature = "bench-internals"))]
+    pub(crate) fn from_rng(rng: &mut impl CryptoRng) -> Fresh {
+        let mut bytes = Zeroizing::new([0u8; Fresh::LEN]);
+        rng.fill_bytes(&mut *bytes);
+        Fresh::new(&bytes)
+    }
 }
 
 /// The total length of a ClientHello, from its header; rejects anything else before any
@@ -98,9 +144,6 @@ pub(crate) fn client_hello_len(header: &[u8; CH_HEADER]) -> Result<usize, Handsh
     }
 }
 
-/// A 32-byte secret, zeroed on drop.
-type Secret32 = Zeroizing<[u8; 32]>;
-
 /// What a client computes once (per service) for all its handshakes: the pinned server key
 /// and its point, and with client authentication the client's key pair and the static-static
 /// DH (`AuthEncap`'s second DH, the same for every connect to that server).
@@ -115,8 +158,8 @@ impl ClientKeys {
     pub(crate) fn new(server: &PublicKey, identity: Option<&KeyPair>) -> ClientKeys {
         let point = FixedPoint::new(&server.0);
         let identity = identity.map(|id| {
-            let [ss] = x25519::batch([Op::Dh(id.secret.as_bytes(), point.point())]);
-            (id.clone(), Zeroizing::new(ss))
+            let r = x25519::batch([Op::Dh(id.secret.as_bytes(), point.point())]);
+            (id.clone(), Zeroizing::new(r[0]))
         });
         ClientKeys {
             server: *server,
@@ -144,9 +187,8 @@ impl ServerKeys {
             keys.dedup();
             keys.into_iter()
                 .map(|c| {
-                    let [ss] =
-                        x25519::batch([Op::Dh(identity.secret.as_bytes(), &Point::new(&c.0))]);
-                    (c, Zeroizing::new(ss))
+                    let r = x25519::batch([Op::Dh(identity.secret.as_bytes(), &Point::new(&c.0))]);
+                    (c, Zeroizing::new(r[0]))
                 })
                 .collect()
         });
@@ -166,12 +208,13 @@ pub(crate) struct ClientPending {
     cipher: Cipher,
 }
 
-/// Builds the ClientHello.
+/// Builds the ClientHello from `fresh` (its random and ephemeral secret).
 pub(crate) fn client_hello(
-    rng: &mut impl CryptoRng,
+    fresh: Fresh,
     cipher: Cipher,
     keys: &ClientKeys,
 ) -> Result<(ClientPending, Vec<u8>), HandshakeError> {
+    let Fresh { random, eph } = fresh;
     let mut hello = [0u8; CH_MAX];
     hello[..4].copy_from_slice(&MAGIC);
     hello[4] = cipher.code();
@@ -180,10 +223,9 @@ pub(crate) fn client_hello(
     } else {
         0
     };
-    rng.fill_bytes(&mut hello[8..40]);
-    let eph = StaticSecret::random_from_rng(rng);
-    let [enc] = x25519::batch([Op::Base(eph.as_bytes())]);
-    hello[40..72].copy_from_slice(&enc);
+    hello[8..40].copy_from_slice(&random);
+    let enc = x25519::batch([Op::Base(eph.as_bytes())]);
+    hello[40..72].copy_from_slice(&enc[0]);
     let len = match &keys.identity {
         Some((id, _)) => {
             hello[72..104].copy_from_slice(&id.public.0);
@@ -208,12 +250,12 @@ pub(crate) struct ServerPending {
     schedule: Schedule,
 }
 
-/// Answers a ClientHello. Rejects an unknown client key before any Diffie-Hellman (binary
+/// Answers a ClientHello, with `fresh` (the server's random and ephemeral secret). Rejects an unknown client key before any Diffie-Hellman (binary
 /// search in the allow-list). Work per call is fixed: one base-point multiplication (the
 /// server's ephemeral key), two Diffie-Hellman operations (three for a client key when there
 /// is no allow-list) and a few hashes.
 pub(crate) fn server_respond(
-    rng: &mut impl CryptoRng,
+    fresh: Fresh,
     keys: &ServerKeys,
     hello: &[u8],
 ) -> Result<(ServerPending, [u8; SH_LEN]), HandshakeError> {
@@ -240,15 +282,15 @@ pub(crate) fn server_respond(
     };
     let enc_c: [u8; 32] = hello[40..72].try_into().expect("32 bytes");
 
+    let Fresh { random, eph } = fresh;
     let mut sh = [0u8; SH_LEN];
     sh[..4].copy_from_slice(&MAGIC);
-    rng.fill_bytes(&mut sh[8..40]);
-    let eph = StaticSecret::random_from_rng(rng);
+    sh[8..40].copy_from_slice(&random);
     let (enc_s, k1, k2) = server_kem(&keys.identity, &enc_c, client, eph.as_bytes())?;
     drop(eph);
     sh[40..72].copy_from_slice(&enc_s);
     let schedule = schedule(cipher, client_key, hello, &sh[..SH_CORE], &k1, &k2);
-    sh[SH_CORE..].copy_from_slice(&schedule.server_finished);
+    sh[SH_CORE..].copy_from_slice(&*schedule.server_finished);
     Ok((ServerPending { schedule }, sh))
 }
 
@@ -273,10 +315,12 @@ pub(crate) fn client_finish(
         &k1,
         &k2,
     );
-    if !ct_eq(&s.server_finished, &sh[SH_CORE..]) {
+    if !ct_eq(&*s.server_finished, &sh[SH_CORE..]) {
         return Err(HandshakeError::ServerNotAuthenticated);
     }
-    Ok((s.keys, s.client_finished))
+    // The tag goes on the wire next: no secret.
+    let cf = *s.client_finished;
+    Ok((s.keys, cf))
 }
 
 /// Checks the ClientFinished: proves the client derived the same keys (so it is live, holds
@@ -285,7 +329,7 @@ pub(crate) fn server_finish(
     pending: ServerPending,
     cf: &[u8; CF_LEN],
 ) -> Result<SessionKeys, HandshakeError> {
-    if !ct_eq(&pending.schedule.client_finished, cf) {
+    if !ct_eq(&*pending.schedule.client_finished, cf) {
         return Err(HandshakeError::ClientNotAuthenticated);
     }
     Ok(pending.schedule.keys)
@@ -302,33 +346,38 @@ fn server_kem(
     enc_c: &[u8; 32],
     client: Option<(&PublicKey, Option<&[u8; 32]>)>,
     eph: &[u8; 32],
-) -> Result<(Bytes32, Bytes32, Bytes32), HandshakeError> {
+) -> Result<(Bytes32, Secret32, Secret32), HandshakeError> {
     let e = Point::new(enc_c);
     let own = &identity.public.0;
     let secret = identity.secret.as_bytes();
-    let (enc_s, k1, ee) = match client {
+    match client {
         None => {
-            let [enc_s, es, ee] =
-                x25519::batch([Op::Base(eph), Op::Dh(secret, &e), Op::Dh(eph, &e)]);
-            (enc_s, kem_secret(&[es], enc_c, own, None)?, ee)
+            let r = x25519::batch([Op::Base(eph), Op::Dh(secret, &e), Op::Dh(eph, &e)]);
+            let enc_s = r[0];
+            let k1 = kem_secret(&[&r[1]], enc_c, own, None)?;
+            let k2 = kem_secret(&[&r[2]], &enc_s, enc_c, None)?;
+            Ok((enc_s, k1, k2))
         }
         Some((c, Some(ss))) => {
-            let [enc_s, es, ee] =
-                x25519::batch([Op::Base(eph), Op::Dh(secret, &e), Op::Dh(eph, &e)]);
-            (enc_s, kem_secret(&[es, *ss], enc_c, own, Some(&c.0))?, ee)
+            let r = x25519::batch([Op::Base(eph), Op::Dh(secret, &e), Op::Dh(eph, &e)]);
+            let enc_s = r[0];
+            let k1 = kem_secret(&[&r[1], ss], enc_c, own, Some(&c.0))?;
+            let k2 = kem_secret(&[&r[2]], &enc_s, enc_c, None)?;
+            Ok((enc_s, k1, k2))
         }
         Some((c, None)) => {
-            let [enc_s, es, ss, ee] = x25519::batch([
+            let r = x25519::batch([
                 Op::Base(eph),
                 Op::Dh(secret, &e),
                 Op::Dh(secret, &Point::new(&c.0)),
                 Op::Dh(eph, &e),
             ]);
-            (enc_s, kem_secret(&[es, ss], enc_c, own, Some(&c.0))?, ee)
+            let enc_s = r[0];
+            let k1 = kem_secret(&[&r[1], &r[2]], enc_c, own, Some(&c.0))?;
+            let k2 = kem_secret(&[&r[3]], &enc_s, enc_c, None)?;
+            Ok((enc_s, k1, k2))
         }
-    };
-    let k2 = kem_secret(&[ee], &enc_s, enc_c, None)?;
-    Ok((enc_s, k1, k2))
+    }
 }
 
 /// The client's X25519 work on the ServerHello, as one batch, both with its ephemeral secret
@@ -339,15 +388,15 @@ fn client_kem(
     enc_c: &[u8; 32],
     keys: &ClientKeys,
     enc_s: &[u8; 32],
-) -> Result<(Bytes32, Bytes32), HandshakeError> {
+) -> Result<(Secret32, Secret32), HandshakeError> {
     let e = Point::new(enc_s);
-    let [es, ee] = x25519::batch([keys.point.dh(eph), Op::Dh(eph, &e)]);
+    let r = x25519::batch([keys.point.dh(eph), Op::Dh(eph, &e)]);
     let server = &keys.server.0;
     let k1 = match &keys.identity {
-        None => kem_secret(&[es], enc_c, server, None)?,
-        Some((id, ss)) => kem_secret(&[es, **ss], enc_c, server, Some(&id.public.0))?,
+        None => kem_secret(&[&r[0]], enc_c, server, None)?,
+        Some((id, ss)) => kem_secret(&[&r[0], ss], enc_c, server, Some(&id.public.0))?,
     };
-    let k2 = kem_secret(&[ee], enc_s, enc_c, None)?;
+    let k2 = kem_secret(&[&r[1]], enc_s, enc_c, None)?;
     Ok((k1, k2))
 }
 
@@ -357,12 +406,12 @@ fn client_kem(
 /// `enc ‖ pkR (‖ pkS)`. Refuses an all-zero DH output (a low-order point from the peer), as
 /// RFC 9180 requires.
 fn kem_secret(
-    dh: &[[u8; 32]],
+    dh: &[&[u8; 32]],
     enc: &[u8; 32],
     recipient: &[u8; 32],
     sender: Option<&[u8; 32]>,
-) -> Result<[u8; 32], HandshakeError> {
-    if dh.iter().any(|d| ct_eq(d, &[0; 32])) {
+) -> Result<Secret32, HandshakeError> {
+    if dh.iter().any(|d| ct_eq(*d, &[0; 32])) {
         return Err(HandshakeError::Malformed);
     }
     Ok(match sender {
@@ -373,16 +422,17 @@ fn kem_secret(
 
 /// RFC 9180 §4.1 `ExtractAndExpand(dh, kem_context)` for DHKEM(X25519, HKDF-SHA256), with
 /// `dh` and `kem_context` given as the parts they concatenate.
-fn dhkem_secret(dh: &[[u8; 32]], kem_context: &[&[u8]]) -> [u8; 32] {
+fn dhkem_secret(dh: &[&[u8; 32]], kem_context: &[&[u8]]) -> Secret32 {
     const SUITE_ID: &[u8] = b"KEM\x00\x20";
     let mut extract = HkdfExtract::<Sha256>::new(Some(&[][..]));
     for part in [b"HPKE-v1".as_slice(), SUITE_ID, b"eae_prk"] {
         extract.input_ikm(part);
     }
     for part in dh {
-        extract.input_ikm(part);
+        extract.input_ikm(*part);
     }
-    let (_, prk) = extract.finalize();
+    let (mut prk_bytes, prk) = extract.finalize();
+    prk_bytes[..].zeroize();
     // I2OSP(32, 2) ‖ "HPKE-v1" ‖ suite_id ‖ "shared_secret" ‖ kem_context (at most 3 keys).
     let mut info: [&[u8]; 7] = [
         &[0, 32],
@@ -400,8 +450,8 @@ fn dhkem_secret(dh: &[[u8; 32]], kem_context: &[&[u8]]) -> [u8; 32] {
     for (slot, part) in info[4..].iter_mut().zip(kem_context) {
         *slot = part;
     }
-    let mut out = [0u8; 32];
-    prk.expand_multi_info(&info, &mut out)
+    let mut out = Zeroizing::new([0u8; 32]);
+    prk.expand_multi_info(&info, &mut *out)
         .expect("32 bytes is a valid HKDF-SHA256 length");
     out
 }
@@ -418,17 +468,21 @@ fn schedule(
         .chain_update(hello)
         .chain_update(sh_core)
         .finalize();
-    let ikm = [k1.as_slice(), k2.as_slice()].concat();
-    let hk = Hkdf::<Sha256>::new(Some(&th), &ikm);
+    // HKDF-Extract(salt = th, ikm = K1 ‖ K2), the input fed in parts (no copy of it).
+    let mut extract = HkdfExtract::<Sha256>::new(Some(&th));
+    extract.input_ikm(k1);
+    extract.input_ikm(k2);
+    let (mut prk_bytes, hk) = extract.finalize();
+    prk_bytes[..].zeroize();
     let expand32 = |label: &[u8]| {
-        let mut out = [0u8; 32];
-        hk.expand(label, &mut out)
+        let mut out = Zeroizing::new([0u8; 32]);
+        hk.expand(label, &mut *out)
             .expect("32 bytes is a valid HKDF-SHA256 length");
         out
     };
     let expand12 = |label: &[u8]| {
-        let mut out = [0u8; 12];
-        hk.expand(label, &mut out)
+        let mut out = Zeroizing::new([0u8; 12]);
+        hk.expand(label, &mut *out)
             .expect("12 bytes is a valid HKDF-SHA256 length");
         out
     };
@@ -444,6 +498,35 @@ fn schedule(
         server_finished: expand32(b"laxnet/v2 server finished"),
         client_finished: expand32(b"laxnet/v2 client finished"),
     }
+}
+
+/// A ServerHello for `hello` (an anonymous ClientHello to `server`) made without the server's
+/// secret key, by whoever knows the client's ephemeral secret `client_eph`: `DH(client_eph,
+/// server)` is the `DH(server secret, enc_c)` of `K1`. With `server_eph` as its own ephemeral
+/// secret. For the tests of what a predictable client secret would give away.
+#[cfg(test)]
+pub(crate) fn forge_server_hello(
+    client_eph: &[u8; 32],
+    hello: &[u8],
+    server: &PublicKey,
+    server_eph: &[u8; 32],
+) -> Result<[u8; SH_LEN], HandshakeError> {
+    let enc_c: &[u8; 32] = hello[40..72].try_into().expect("32 bytes");
+    let r = x25519::batch([
+        Op::Base(server_eph),
+        Op::Dh(client_eph, &Point::new(&server.0)),
+        Op::Dh(server_eph, &Point::new(enc_c)),
+    ]);
+    let enc_s = r[0];
+    let k1 = kem_secret(&[&r[1]], enc_c, &server.0, None)?;
+    let k2 = kem_secret(&[&r[2]], &enc_s, enc_c, None)?;
+    let mut sh = [0u8; SH_LEN];
+    sh[..4].copy_from_slice(&MAGIC);
+    sh[40..72].copy_from_slice(&enc_s);
+    let cipher = Cipher::from_code(hello[4]).ok_or(HandshakeError::Malformed)?;
+    let s = schedule(cipher, None, hello, &sh[..SH_CORE], &k1, &k2);
+    sh[SH_CORE..].copy_from_slice(&*s.server_finished);
+    Ok(sh)
 }
 
 /// Constant-time equality of two tags.
@@ -467,8 +550,16 @@ mod tests {
         let mut crng = ChaCha20Rng::seed_from_u64(1);
         let mut srng = ChaCha20Rng::seed_from_u64(2);
         let client_keys = ClientKeys::new(pinned, client_id);
-        let (cp, ch) = client_hello(&mut crng, Cipher::ChaCha20Poly1305, &client_keys)?;
-        let (sp, sh) = server_respond(&mut srng, &ServerKeys::new(server, allowed), &ch)?;
+        let (cp, ch) = client_hello(
+            Fresh::from_rng(&mut crng),
+            Cipher::ChaCha20Poly1305,
+            &client_keys,
+        )?;
+        let (sp, sh) = server_respond(
+            Fresh::from_rng(&mut srng),
+            &ServerKeys::new(server, allowed),
+            &ch,
+        )?;
         let (ck, cf) = client_finish(cp, &client_keys, &sh)?;
         let sk = server_finish(sp, &cf)?;
         Ok((ck, sk))
@@ -561,9 +652,20 @@ mod tests {
         let mut crng = ChaCha20Rng::seed_from_u64(1);
         let client_keys = ClientKeys::new(&server.public(), None);
         let server_keys = ServerKeys::new(&server, None);
-        let (_, ch) = client_hello(&mut crng, Cipher::Aes128Gcm, &client_keys).unwrap();
-        let (a, _) = server_respond(&mut ChaCha20Rng::seed_from_u64(5), &server_keys, &ch).unwrap();
-        let (b, _) = server_respond(&mut ChaCha20Rng::seed_from_u64(6), &server_keys, &ch).unwrap();
+        let (_, ch) =
+            client_hello(Fresh::from_rng(&mut crng), Cipher::Aes128Gcm, &client_keys).unwrap();
+        let (a, _) = server_respond(
+            Fresh::from_rng(&mut ChaCha20Rng::seed_from_u64(5)),
+            &server_keys,
+            &ch,
+        )
+        .unwrap();
+        let (b, _) = server_respond(
+            Fresh::from_rng(&mut ChaCha20Rng::seed_from_u64(6)),
+            &server_keys,
+            &ch,
+        )
+        .unwrap();
         assert_ne!(a.schedule.keys.c2s_key, b.schedule.keys.c2s_key);
     }
 
@@ -574,7 +676,14 @@ mod tests {
         for len in [0, 7, 8, 71, 72, 73, 103, 104, 105, 136, 200] {
             let mut junk = vec![0u8; len];
             rng.fill_bytes(&mut junk);
-            assert!(server_respond(&mut rng, &ServerKeys::new(&server, None), &junk).is_err());
+            assert!(
+                server_respond(
+                    Fresh::from_rng(&mut rng),
+                    &ServerKeys::new(&server, None),
+                    &junk
+                )
+                .is_err()
+            );
         }
         let mut bad = [0u8; CH_HEADER];
         bad[..4].copy_from_slice(&MAGIC);
@@ -607,16 +716,19 @@ mod tests {
         let enc = hex32("37fda3567bdbd628e88668c3c8d7e97d1d1253b6d4ea6d44c150f741f1bf4431");
         let shared = hex32("fe0e18c9f024ce43799ae393c7e8fe8fce9d218875e8227b0187c04e7d2ea1fc");
         assert_eq!(
-            x25519::batch([Op::Base(&sk_e), Op::Base(&sk_r)]),
+            *x25519::batch([Op::Base(&sk_e), Op::Base(&sk_r)]),
             [enc, pk_r]
         );
-        let [sender_dh, recipient_dh] = x25519::batch([
+        let [sender_dh, recipient_dh] = *x25519::batch([
             Op::Dh(&sk_e, &Point::new(&pk_r)),
             Op::Dh(&sk_r, &Point::new(&enc)),
         ]);
-        assert_eq!(kem_secret(&[sender_dh], &enc, &pk_r, None).unwrap(), shared);
         assert_eq!(
-            kem_secret(&[recipient_dh], &enc, &pk_r, None).unwrap(),
+            *kem_secret(&[&sender_dh], &enc, &pk_r, None).unwrap(),
+            shared
+        );
+        assert_eq!(
+            *kem_secret(&[&recipient_dh], &enc, &pk_r, None).unwrap(),
             shared
         );
     }
@@ -644,7 +756,7 @@ mod tests {
                 // Our client: K1 is what hpke's Decap computes at the server, K2 what hpke's
                 // Encap to the client's ephemeral key produced.
                 let eph_c = random32();
-                let [enc_c] = x25519::batch([Op::Base(&eph_c)]);
+                let [enc_c] = *x25519::batch([Op::Base(&eph_c)]);
                 let (k2_hpke, enc_s) = <Kem as hpke::Kem>::encap_with_rng(
                     &hpke_public(&PublicKey(enc_c)),
                     None,
@@ -701,7 +813,7 @@ mod tests {
                     enc_s = e;
                 }
                 let eph_c = random32();
-                let [enc_c] = x25519::batch([Op::Base(&eph_c)]);
+                let [enc_c] = *x25519::batch([Op::Base(&eph_c)]);
                 let (enc_s2, _, k2) = server_kem(&server, &enc_c, clients[0], &random32()).unwrap();
                 assert_ne!(enc_s, enc_s2);
                 let k2_hpke = <Kem as hpke::Kem>::decap(
@@ -730,14 +842,16 @@ mod tests {
         // The identity point (all zeros) and a point of order 8 make every DH output zero.
         let order8 = hex32("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800");
         for bad in [[0u8; 32], order8] {
-            let (_, mut ch) = client_hello(&mut rng, Cipher::Aes128Gcm, &client_keys).unwrap();
+            let (_, mut ch) =
+                client_hello(Fresh::from_rng(&mut rng), Cipher::Aes128Gcm, &client_keys).unwrap();
             ch[40..72].copy_from_slice(&bad);
             assert!(matches!(
-                server_respond(&mut rng, &server_keys, &ch),
+                server_respond(Fresh::from_rng(&mut rng), &server_keys, &ch),
                 Err(HandshakeError::Malformed)
             ));
-            let (cp, ch) = client_hello(&mut rng, Cipher::Aes128Gcm, &client_keys).unwrap();
-            let (_, mut sh) = server_respond(&mut rng, &server_keys, &ch).unwrap();
+            let (cp, ch) =
+                client_hello(Fresh::from_rng(&mut rng), Cipher::Aes128Gcm, &client_keys).unwrap();
+            let (_, mut sh) = server_respond(Fresh::from_rng(&mut rng), &server_keys, &ch).unwrap();
             sh[40..72].copy_from_slice(&bad);
             assert!(matches!(
                 client_finish(cp, &client_keys, &sh),
@@ -745,9 +859,13 @@ mod tests {
             ));
             // A pinned (or allowed) low-order key: the static-static DH is zero.
             let low = PublicKey(bad);
-            let (cp, ch) =
-                client_hello(&mut rng, Cipher::Aes128Gcm, &ClientKeys::new(&low, None)).unwrap();
-            let (_, sh) = server_respond(&mut rng, &server_keys, &ch).unwrap();
+            let (cp, ch) = client_hello(
+                Fresh::from_rng(&mut rng),
+                Cipher::Aes128Gcm,
+                &ClientKeys::new(&low, None),
+            )
+            .unwrap();
+            let (_, sh) = server_respond(Fresh::from_rng(&mut rng), &server_keys, &ch).unwrap();
             assert!(matches!(
                 client_finish(cp, &ClientKeys::new(&low, None), &sh),
                 Err(HandshakeError::Malformed)
@@ -782,10 +900,15 @@ mod tests {
         let mut crng = ChaCha20Rng::seed_from_u64(1);
         let mut srng = ChaCha20Rng::seed_from_u64(2);
         let client_keys = ClientKeys::new(&server.public(), client);
-        let (cp, ch) = client_hello(&mut crng, Cipher::ChaCha20Poly1305, &client_keys).unwrap();
+        let (cp, ch) = client_hello(
+            Fresh::from_rng(&mut crng),
+            Cipher::ChaCha20Poly1305,
+            &client_keys,
+        )
+        .unwrap();
         let allowed = client.map(|c| [c.public()]);
         let server_keys = ServerKeys::new(&server, allowed.as_ref().map(|a| a.as_slice()));
-        let (sp, sh) = server_respond(&mut srng, &server_keys, &ch).unwrap();
+        let (sp, sh) = server_respond(Fresh::from_rng(&mut srng), &server_keys, &ch).unwrap();
         let (keys, cf) = client_finish(cp, &client_keys, &sh).unwrap();
         let server_keys = server_finish(sp, &cf).unwrap();
         assert_eq!(server_keys.c2s_key, keys.c2s_key);
@@ -806,8 +929,8 @@ mod tests {
             .chain_update(&ch)
             .chain_update(sh)
             .chain_update(cf)
-            .chain_update(keys.c2s_key)
-            .chain_update(keys.s2c_nonce)
+            .chain_update(*keys.c2s_key)
+            .chain_update(*keys.s2c_nonce)
             .finalize();
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }

@@ -2,17 +2,18 @@
 //!
 //! The handshake reads exactly the bytes of each message (fixed sizes, checked before any
 //! cryptographic work), so no application bytes are consumed early, and holds at most one
-//! ClientHello (104 bytes) per attempt.
+//! ClientHello (104 bytes) per attempt. Each side draws its handshake's secrets from the
+//! runtime ([`Runtime::fill_secret`]) when it needs them — a server only once the whole
+//! ClientHello is there — and zeroes them after use.
 
 use std::future::Future;
 use std::task::Poll;
 
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use zeroize::Zeroizing;
 
 use super::handshake::{
-    self, CF_LEN, CH_HEADER, CH_MAX, ClientKeys, SH_LEN, ServerKeys, SessionKeys,
+    self, CF_LEN, CH_HEADER, CH_MAX, ClientKeys, Fresh, SH_LEN, ServerKeys, SessionKeys,
 };
 use super::record::{self, Opener, RecordType, Sealer};
 use super::{Encryption, HandshakeError, PublicKey};
@@ -48,6 +49,14 @@ async fn bounded<T>(
     .await
 }
 
+/// One side's fresh secrets for one handshake, from the runtime's secret entropy.
+fn fresh(rt: &dyn Runtime) -> Result<Fresh, HandshakeError> {
+    let mut bytes = Zeroizing::new([0u8; Fresh::LEN]);
+    rt.fill_secret(&mut bytes[..])
+        .map_err(|e| HandshakeError::Io(e.kind()))?;
+    Ok(Fresh::new(&bytes))
+}
+
 /// What a service computes once from its [`Encryption`] for all its handshakes (in
 /// `Service::new`): the client side's if a server key is pinned, the server side's if there
 /// is an identity.
@@ -70,7 +79,7 @@ impl HandshakeKeys {
     }
 }
 
-/// The client side: hello, check the server. `seed` comes from the service RNG.
+/// The client side: hello, check the server.
 ///
 /// Returns the session keys and the ClientFinished, which is not written here: the caller
 /// queues it in front of the session's first records ([`Sealed::queue_finished`]), so it
@@ -81,12 +90,10 @@ pub(crate) async fn client(
     stream: &mut BoxStream,
     enc: &Encryption,
     keys: &HandshakeKeys,
-    seed: [u8; 32],
 ) -> Result<(SessionKeys, [u8; CF_LEN]), HandshakeError> {
     let keys = keys.client.as_ref().ok_or(HandshakeError::NotConfigured)?;
     bounded(rt, enc, async {
-        let mut rng = ChaCha20Rng::from_seed(seed);
-        let (pending, hello) = handshake::client_hello(&mut rng, enc.cipher, keys)?;
+        let (pending, hello) = handshake::client_hello(fresh(rt)?, enc.cipher, keys)?;
         stream.write_all(&hello).await.map_err(io_err)?;
         let mut sh = [0u8; SH_LEN];
         stream.read_exact(&mut sh).await.map_err(io_err)?;
@@ -101,7 +108,6 @@ pub(crate) async fn server(
     stream: &mut BoxStream,
     enc: &Encryption,
     keys: &HandshakeKeys,
-    seed: [u8; 32],
 ) -> Result<SessionKeys, HandshakeError> {
     let keys = keys.server.as_ref().ok_or(HandshakeError::NotConfigured)?;
     bounded(rt, enc, async {
@@ -116,8 +122,7 @@ pub(crate) async fn server(
             .read_exact(&mut hello[CH_HEADER..len])
             .await
             .map_err(io_err)?;
-        let mut rng = ChaCha20Rng::from_seed(seed);
-        let (pending, sh) = handshake::server_respond(&mut rng, keys, &hello[..len])?;
+        let (pending, sh) = handshake::server_respond(fresh(rt)?, keys, &hello[..len])?;
         stream.write_all(&sh).await.map_err(io_err)?;
         let mut cf = [0u8; CF_LEN];
         stream.read_exact(&mut cf).await.map_err(io_err)?;

@@ -7,6 +7,7 @@ use std::path::Path;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem as _, Serializable};
 use x25519_dalek::StaticSecret;
+use zeroize::{Zeroize, Zeroizing};
 
 /// RFC 9180's DHKEM(X25519, HKDF-SHA256), from the `hpke` crate: derives key pairs from seeds
 /// and is the reference the handshake's own DHKEM is tested against.
@@ -55,14 +56,28 @@ impl std::str::FromStr for PublicKey {
 }
 
 fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    parse_hex32_into(s.as_bytes(), &mut out)?;
+    Some(out)
+}
+
+/// Parses 64 hex digits into `out` (no copies of the bytes elsewhere).
+fn parse_hex32_into(s: &[u8], out: &mut [u8; 32]) -> Option<()> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
     if s.len() != 64 {
         return None;
     }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        *o = (digit(pair[0])? << 4) | digit(pair[1])?;
     }
-    Some(out)
+    Some(())
 }
 
 /// A static X25519 key pair: a server's identity, or a client's for client authentication.
@@ -99,8 +114,8 @@ impl std::error::Error for KeyError {}
 impl KeyPair {
     /// A new key pair from the operating system's RNG.
     pub fn generate() -> KeyPair {
-        let mut seed = [0u8; 32];
-        rand_core::TryRng::try_fill_bytes(&mut getrandom::SysRng, &mut seed)
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rand_core::TryRng::try_fill_bytes(&mut getrandom::SysRng, &mut *seed)
             .expect("the operating system's random number generator is unavailable");
         KeyPair::from_seed(&seed)
     }
@@ -116,21 +131,27 @@ impl KeyPair {
         self.public
     }
 
-    /// The secret key's 32 bytes. Keep them secret.
+    /// The secret key's 32 bytes. Keep them secret, and zero them after use (e.g. hold them in
+    /// a `zeroize::Zeroizing`); the key pair zeroes its own copy when dropped.
     pub fn secret_bytes(&self) -> [u8; 32] {
         self.secret.to_bytes()
     }
 
     /// A key pair from the secret key's 32 bytes.
     pub fn from_secret_bytes(bytes: [u8; 32]) -> Result<KeyPair, KeyError> {
-        let secret = SecretKey::from_bytes(&bytes).map_err(|_| KeyError::Invalid)?;
+        let bytes = Zeroizing::new(bytes);
+        let secret = SecretKey::from_bytes(&*bytes).map_err(|_| KeyError::Invalid)?;
         let public = Kem::sk_to_pk(&secret);
         Ok(KeyPair::from_kem(&secret, &public))
     }
 
     fn from_kem(secret: &SecretKey, public: &KemPublicKey) -> KeyPair {
+        let mut encoded = secret.to_bytes();
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        bytes.copy_from_slice(&encoded);
+        encoded[..].zeroize();
         KeyPair {
-            secret: StaticSecret::from(<[u8; 32]>::from(secret.to_bytes())),
+            secret: StaticSecret::from(*bytes),
             public: PublicKey(public.to_bytes().into()),
         }
     }
@@ -139,24 +160,27 @@ impl KeyPair {
     /// Fails if the file exists.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), KeyError> {
         use std::io::Write;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let mut f = opts.open(path).map_err(KeyError::Io)?;
-        let hex: String = self
-            .secret_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        writeln!(f, "{hex}").map_err(KeyError::Io)
+        let secret = Zeroizing::new(self.secret_bytes());
+        let mut text = Zeroizing::new([b'\n'; 65]);
+        for (pair, b) in text.chunks_exact_mut(2).zip(secret.iter()) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 15)];
+        }
+        f.write_all(&*text).map_err(KeyError::Io)
     }
 
-    /// Reads a key written by [`KeyPair::save`].
+    /// Reads a key written by [`KeyPair::save`]. Zeroes what it read.
     pub fn load(path: impl AsRef<Path>) -> Result<KeyPair, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(KeyError::Io)?;
-        let bytes = parse_hex32(text.trim()).ok_or(KeyError::Invalid)?;
-        KeyPair::from_secret_bytes(bytes)
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(KeyError::Io)?);
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        parse_hex32_into(text.trim().as_bytes(), &mut bytes).ok_or(KeyError::Invalid)?;
+        KeyPair::from_secret_bytes(*bytes)
     }
 }
 

@@ -41,6 +41,8 @@
 //!
 //! [`SessionRef::peer_key`]: crate::SessionRef::peer_key
 
+#[cfg(test)]
+mod attacks;
 #[cfg(feature = "bench-internals")]
 pub(crate) mod bench;
 pub(crate) mod handshake;

@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use curve25519_dalek::edwards::{EdwardsBasepointTable, EdwardsPoint};
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use curve25519_dalek::traits::BasepointTable;
+use zeroize::Zeroizing;
 
 /// A peer's public X25519 key, ready for Diffie-Hellman.
 pub(crate) struct Point(Form);
@@ -133,10 +134,17 @@ pub(crate) enum Op<'a> {
 
 /// The `u`-coordinates of `ops`, in order: RFC 7748's `X25519` (the secrets are clamped). A
 /// Diffie-Hellman with a low-order point gives all zeros, which the caller must refuse.
-pub(crate) fn batch<const N: usize>(ops: [Op<'_>; N]) -> [[u8; 32]; N] {
-    let mut out = [[0u8; 32]; N];
+///
+/// The results are shared secrets, so they come back zeroed on drop, and so is every buffer
+/// here that held one (the Edwards results and curve25519-dalek's vector of their `u`s).
+/// What this cannot reach: copies on the stack inside curve25519-dalek, and the scratch
+/// vectors of its batched inversion (denominators `Z − Y` of the results and their
+/// products, freed without zeroing).
+pub(crate) fn batch<const N: usize>(ops: [Op<'_>; N]) -> Zeroizing<[[u8; 32]; N]> {
+    let mut out = Zeroizing::new([[0u8; 32]; N]);
     // Results still in the Edwards form, and their slots in `out`.
-    let (mut points, mut slots) = (Vec::with_capacity(N), Vec::with_capacity(N));
+    let mut points = Zeroizing::new(Vec::with_capacity(N));
+    let mut slots = Vec::with_capacity(N);
     for (i, op) in ops.into_iter().enumerate() {
         let p = match op {
             Op::Base(k) => EdwardsPoint::mul_base_clamped(*k),
@@ -152,10 +160,8 @@ pub(crate) fn batch<const N: usize>(ops: [Op<'_>; N]) -> [[u8; 32]; N] {
         points.push(p);
         slots.push(i);
     }
-    for (i, u) in slots
-        .into_iter()
-        .zip(EdwardsPoint::to_montgomery_batch(&points))
-    {
+    let us = Zeroizing::new(EdwardsPoint::to_montgomery_batch(&points));
+    for (&i, u) in slots.iter().zip(us.iter()) {
         out[i] = u.to_bytes();
     }
     out
@@ -249,13 +255,13 @@ mod tests {
         ];
         for (k, u, want) in cases {
             let (k, u, want) = (hex(k), hex(u), hex(want));
-            assert_eq!(batch([Op::Dh(&k, &Point::new(&u))]), [want]);
+            assert_eq!(*batch([Op::Dh(&k, &Point::new(&u))]), [want]);
             assert_eq!(ladder(&k, &u), want);
         }
         // §6.1: Alice's public key.
         let alice = hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
         assert_eq!(
-            batch([Op::Base(&alice)]),
+            *batch([Op::Base(&alice)]),
             [hex(
                 "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
             )]
@@ -307,7 +313,7 @@ mod tests {
             if matches!(p.0, Form::Montgomery(_)) {
                 twist += 1;
             }
-            let [a, b] = batch([Op::Dh(&k, &p), Op::Base(&k)]);
+            let [a, b] = *batch([Op::Dh(&k, &p), Op::Base(&k)]);
             assert_eq!(a, ladder(&k, u), "u = {u:02x?}");
             assert_eq!(
                 b,
@@ -354,7 +360,7 @@ mod tests {
             for i in 0..after + 8 {
                 assert_eq!(fixed.has_table(), edwards && i > after, "use {i}");
                 rng.fill_bytes(&mut k);
-                let [a, b] = batch([fixed.dh(&k), Op::Base(&k)]);
+                let [a, b] = *batch([fixed.dh(&k), Op::Base(&k)]);
                 assert_eq!(a, ladder(&k, u), "use {i}, u = {u:02x?}");
                 assert_eq!(b, ladder(&k, &nine()));
             }
@@ -370,7 +376,7 @@ mod tests {
         let k = [0x42; 32];
         let other = Point::new(&ladder(&[5; 32], &nine()));
         for low in [zero_order, eight] {
-            let [a, b, c] = batch([
+            let [a, b, c] = *batch([
                 Op::Dh(&k, &other),
                 Op::Dh(&k, &Point::new(&low)),
                 Op::Base(&k),

@@ -145,13 +145,6 @@ impl ServiceInner {
         SubId(self.next_sub.fetch_add(1, Relaxed))
     }
 
-    /// 32 bytes from the service RNG (handshake randomness), under a short lock.
-    fn draw_seed(&self) -> [u8; 32] {
-        let mut seed = [0u8; 32];
-        rand_core::Rng::fill_bytes(&mut lock(&self.sessions).rng, &mut seed);
-        seed
-    }
-
     fn is_full(&self) -> bool {
         lock(&self.sessions).table.len() >= self.core.config.max_sessions
     }
@@ -606,8 +599,7 @@ impl Service {
             ) else {
                 return Err(ConnectError::Handshake(HandshakeError::NotConfigured));
             };
-            let seed = inner.draw_seed();
-            match crypto::io::client(&**rt, &mut stream, enc, keys, seed).await {
+            match crypto::io::client(&**rt, &mut stream, enc, keys).await {
                 Ok((keys, finished)) => {
                     inner.core.counters.handshakes.fetch_add(1, Relaxed);
                     let mut sealed = Box::new(inner.sealed(&keys, true, enc));
@@ -791,7 +783,6 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer
         counter.fetch_add(1, Relaxed);
         return; // dropping the stream closes it
     }
-    let seed = inner.draw_seed();
     let inner2 = inner.clone();
     spawn_guarded(
         core,
@@ -805,13 +796,14 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer
             ) else {
                 return;
             };
-            let res = crypto::io::server(&*inner.core.runtime, &mut stream, enc, keys, seed).await;
+            let res = crypto::io::server(&*inner.core.runtime, &mut stream, enc, keys).await;
             inner.in_handshake.fetch_sub(1, SeqCst);
             let counters = &inner.core.counters;
             match res {
                 Ok(keys) => {
                     counters.handshakes.fetch_add(1, Relaxed);
                     let mut sealed = Box::new(inner.sealed(&keys, false, enc));
+                    drop(keys); // zeroed: the record state holds its own copies
                     let rt = &*inner.core.runtime;
                     if inner.is_shut_down() {
                         // Authenticated close: the client sees `PeerClosed`, not `Truncated`.
