@@ -8,12 +8,12 @@ use std::time::Duration;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
-use super::handshake;
-use super::x25519::{self, Op};
-use super::{Encryption, HandshakeError, KeyPair, PublicKey};
-use crate::{BITS_HPKE, Config, ConnectError, Service};
+use super::handshake::{self, CF_LEN, ClientKeys, Fresh, SH_LEN};
+use super::x25519::{self, Op, Point};
+use super::{Cipher, Encryption, HandshakeError, KeyPair, PublicKey};
+use crate::{BITS_HPKE, Config, ConnectError, Service, SessionEvent, Topic};
 
 fn client_config(server: PublicKey, seed: Option<u64>) -> Config {
     Config {
@@ -115,4 +115,98 @@ async fn the_same_rng_seed_gives_different_handshake_secrets() {
     assert_ne!(a[40..72], b[40..72], "ephemeral keys");
     let predicted = predicted_fresh(7);
     assert_ne!(a[8..40], predicted[..32]);
+}
+
+/// A server with Alice on its allow-list, counting what its handshakes did.
+async fn alice_server(
+    key: &KeyPair,
+    allowed: Option<Vec<PublicKey>>,
+) -> (
+    Service,
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<Option<PublicKey>>>>,
+) {
+    let mut enc = Encryption::server(key.clone());
+    enc.allowed_clients = allowed;
+    let svc = Service::new(Config {
+        encryption: Some(enc),
+        ..Config::default()
+    });
+    let opened: std::sync::Arc<std::sync::Mutex<Vec<Option<PublicKey>>>> = Default::default();
+    let o = opened.clone();
+    svc.sub(Topic::sessions(BITS_HPKE), move |ev: &SessionEvent| {
+        if let SessionEvent::Opened { session, .. } = ev {
+            o.lock().unwrap().push(session.peer_key());
+        }
+    })
+    .unwrap();
+    let acc = svc.accept("127.0.0.1:0", BITS_HPKE).await.unwrap();
+    (svc, acc.local_addr().to_string(), opened)
+}
+
+/// Key-compromise impersonation (review finding 3): with only the server's secret key (a
+/// stolen key file or memory dump), log in to that real server as Alice. The attacker computes
+/// `AuthEncap`'s static-static DH from the server's side (`DH(server secret, Alice)`), which
+/// was all of the client's proof before the hardening: the server opened a session reporting
+/// Alice's key. Now the key schedule also needs `DH(Alice's secret, server ephemeral)`, and
+/// the server refuses the attacker's finished tag.
+#[tokio::test]
+async fn the_servers_key_alone_does_not_log_in_as_a_client() {
+    let server = KeyPair::from_seed(&[1; 32]);
+    let alice = KeyPair::from_seed(&[3; 32]);
+    let mallory = KeyPair::from_seed(&[4; 32]);
+    // Stolen: the server's secret key. Public: Alice's key.
+    let ss = x25519::batch([Op::Dh(
+        server.secret.as_bytes(),
+        &Point::new(&alice.public.0),
+    )])[0];
+    for allowed in [Some(vec![alice.public()]), None] {
+        let (svc, addr, opened) = alice_server(&server, allowed.clone()).await;
+        let keys = ClientKeys::impersonating(&server.public(), alice.public(), &mallory, ss);
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        let fresh = Fresh::from_rng(&mut ChaCha20Rng::seed_from_u64(5));
+        let (pending, hello) = handshake::client_hello(fresh, Cipher::Aes128Gcm, &keys).unwrap();
+        s.write_all(&hello).await.unwrap();
+        let mut sh = [0u8; SH_LEN];
+        s.read_exact(&mut sh).await.unwrap();
+        // The best the attacker has: its own finished tag, or a guess if it cannot make one.
+        let cf = match handshake::client_finish(pending, &keys, &sh) {
+            Ok((_, cf)) => cf,
+            Err(_) => [0x42; CF_LEN],
+        };
+        s.write_all(&cf).await.unwrap();
+        let mut sink = [0u8; 64];
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut sink)).await;
+        for _ in 0..200 {
+            if svc.status().handshake_failures + svc.status().handshakes > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let st = svc.status();
+        assert_eq!(
+            (st.handshakes, st.handshake_failures),
+            (0, 1),
+            "allow-list {}: {st}",
+            allowed.is_some()
+        );
+        assert!(
+            opened.lock().unwrap().is_empty(),
+            "a session opened as {:?}",
+            opened.lock().unwrap()
+        );
+        // Alice herself still gets in.
+        let mut c = client_config(server.public(), None);
+        c.encryption.as_mut().unwrap().identity = Some(alice.clone());
+        let session = Service::new(c).connect(&addr, BITS_HPKE).await.unwrap();
+        assert_eq!(session.peer_key(), Some(server.public()));
+        for _ in 0..200 {
+            if !opened.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(*opened.lock().unwrap(), [Some(alice.public())]);
+        svc.shutdown().await;
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! client                                                     server
-//!   ClientHello  magic "LXN2" | cipher | flags | 0 0 | client_random[32]
+//!   ClientHello  magic "LXN3" | cipher | flags | 0 0 | client_random[32]
 //!                | enc_c[32] | (client_pk[32] if flags&1)                  -->
 //!                                  <--  ServerHello  magic | 0 0 0 0 | server_random[32]
 //!                                                    | enc_s[32] | server_finished[32]
@@ -16,7 +16,7 @@
 //! their first application data the same way). The server opens its session only after the
 //! ClientFinished verified.
 //!
-//! Both key exchanges are RFC 9180 DHKEM(X25519, HKDF-SHA256) encapsulations (§4.1, checked
+//! The key exchanges are RFC 9180 DHKEM(X25519, HKDF-SHA256) encapsulations (§4.1, checked
 //! against the `hpke` crate's in the tests):
 //!
 //! - `enc_c`: the client's ephemeral public key, encapsulating `K1` to the server's static
@@ -24,28 +24,32 @@
 //!   the server-key holder (and, with `Auth`, the client-key holder) can compute `K1`.
 //! - `enc_s`: the server's ephemeral public key, encapsulating `K2` to `enc_c`. `K2` needs one
 //!   of the two ephemeral secrets, which both sides drop after the handshake (forward secrecy).
+//! - With client authentication, `enc_s` also encapsulates `K3` to the client's static key
+//!   (Noise's `se`: DH(client static, server ephemeral)). `AuthEncap`'s static-static DH in
+//!   `K1` is one that the server's secret computes as well, so without `K3` whoever holds the
+//!   server's key could log in to that server as any client (key-compromise impersonation);
+//!   `K3` needs the client's secret or the server's fresh ephemeral one.
 //! - Keys: `HKDF-SHA256(salt = SHA-256(ClientHello ‖ ServerHello without its finished tag),
-//!   ikm = K1 ‖ K2)`, expanded to a key and nonce per direction, and the two finished tags.
-//!   Both randoms sit in the transcript, so a replayed ClientHello meets a fresh
+//!   ikm = K1 ‖ K2 (‖ K3))`, expanded to a key and nonce per direction, and the two finished
+//!   tags. Both randoms sit in the transcript, so a replayed ClientHello meets a fresh
 //!   `server_random` (and `enc_s`) and yields different keys: its recorded records fail to
 //!   authenticate.
 //!
-//! The client's ephemeral key serves both exchanges (as in Noise `NK`), and no side recomputes
-//! a public key it already knows, so a handshake costs the minimum for server authentication
-//! plus forward secrecy: per side one base-point multiplication and two Diffie-Hellman
-//! operations (three with client authentication). Each side does its X25519 work as one batch
-//! ([`super::x25519`]): the server all of it on the ClientHello, the client its key generation
-//! for the ClientHello and both Diffie-Hellman operations on the ServerHello. What is the same
-//! for every handshake of a service is computed once ([`ClientKeys`], [`ServerKeys`]): the
-//! pinned server key's point (and, once a service has connected often enough, a table of its
-//! multiples: [`x25519::FixedPoint`]) and, with client authentication, the static-static DH of
-//! `AuthEncap`/`AuthDecap` (so an authenticated handshake costs one DH per side more than an
-//! anonymous one only on a server without an allow-list).
+//! The client's ephemeral key serves both of its exchanges (as in Noise `NK`), and no side
+//! recomputes a public key it already knows, so an anonymous handshake costs the minimum for
+//! server authentication plus forward secrecy: per side one base-point multiplication and two
+//! Diffie-Hellman operations; client authentication adds `K3`'s DH on each side. Each side
+//! does its X25519 work as one batch ([`super::x25519`]): the server all of it on the
+//! ClientHello, the client its key generation for the ClientHello and its Diffie-Hellman
+//! operations on the ServerHello. What is the same for every handshake of a service is
+//! computed once ([`ClientKeys`], [`ServerKeys`]): the pinned server key's point (and, once a
+//! service has connected often enough, a table of its multiples: [`x25519::FixedPoint`]) and,
+//! with client authentication, the static-static DH of `AuthEncap`/`AuthDecap` (and each
+//! allowed client key's point).
 //!
-//! Each side's random and ephemeral secret are fresh for each handshake ([`Fresh`], from the
-//! runtime's secret entropy). Every secret here is zeroed when dropped: ephemeral secrets,
-//! Diffie-Hellman outputs, `K1`, `K2`, the HKDF state and pseudorandom keys, the derived keys
-//! and the finished tag the server expects.
+//! Every secret here is zeroed when dropped: ephemeral secrets, Diffie-Hellman outputs, `K1`,
+//! `K2`, `K3`, the HKDF state and pseudorandom keys, the derived keys and the finished tags
+//! the server expects.
 
 use hkdf::HkdfExtract;
 #[cfg(any(test, feature = "bench-internals"))]
@@ -58,7 +62,9 @@ use super::keys::{KeyPair, PublicKey};
 use super::x25519::{self, FixedPoint, Op, Point};
 use super::{Cipher, HandshakeError};
 
-pub(crate) const MAGIC: [u8; 4] = *b"LXN2";
+/// The protocol version, first on the wire: v3 binds the client's static key to the server's
+/// ephemeral one (`K3`).
+pub(crate) const MAGIC: [u8; 4] = *b"LXN3";
 /// Bytes of the ClientHello header (magic, cipher, flags, reserved).
 pub(crate) const CH_HEADER: usize = 8;
 const CH_BASE: usize = CH_HEADER + 32 * 2;
@@ -167,14 +173,39 @@ impl ClientKeys {
             identity,
         }
     }
+
+    /// A client that presents `claimed` and has `ss` for its static-static DH, but only
+    /// `secret` (not `claimed`'s) for anything else: what an attacker who holds the server's
+    /// key can build (`ss = DH(server secret, claimed)`), for the key-compromise tests.
+    #[cfg(test)]
+    pub(crate) fn impersonating(
+        server: &PublicKey,
+        claimed: PublicKey,
+        secret: &KeyPair,
+        ss: [u8; 32],
+    ) -> ClientKeys {
+        let mut keys = ClientKeys::new(server, None);
+        let mut id = secret.clone();
+        id.public = claimed;
+        keys.identity = Some((id, Zeroizing::new(ss)));
+        keys
+    }
+}
+
+/// A client key on a server's allow-list, with what every handshake with it shares: its
+/// point and the static-static DH (`AuthDecap`'s second DH).
+struct AllowedKey {
+    key: PublicKey,
+    point: Point,
+    ss: Secret32,
 }
 
 /// What a server computes once (per service) for all its handshakes: its key pair and, with
-/// an allow-list, each allowed client key (sorted, for binary search) with the static-static
-/// DH (`AuthDecap`'s second DH).
+/// an allow-list, each allowed client key (sorted, for binary search) with its point and
+/// static-static DH.
 pub(crate) struct ServerKeys {
     identity: KeyPair,
-    allowed: Option<Vec<(PublicKey, Secret32)>>,
+    allowed: Option<Vec<AllowedKey>>,
 }
 
 impl ServerKeys {
@@ -186,9 +217,14 @@ impl ServerKeys {
             keys.sort_unstable();
             keys.dedup();
             keys.into_iter()
-                .map(|c| {
-                    let r = x25519::batch([Op::Dh(identity.secret.as_bytes(), &Point::new(&c.0))]);
-                    (c, Zeroizing::new(r[0]))
+                .map(|key| {
+                    let point = Point::new(&key.0);
+                    let r = x25519::batch([Op::Dh(identity.secret.as_bytes(), &point)]);
+                    AllowedKey {
+                        key,
+                        point,
+                        ss: Zeroizing::new(r[0]),
+                    }
                 })
                 .collect()
         });
@@ -250,10 +286,19 @@ pub(crate) struct ServerPending {
     schedule: Schedule,
 }
 
-/// Answers a ClientHello, with `fresh` (the server's random and ephemeral secret). Rejects an unknown client key before any Diffie-Hellman (binary
-/// search in the allow-list). Work per call is fixed: one base-point multiplication (the
-/// server's ephemeral key), two Diffie-Hellman operations (three for a client key when there
-/// is no allow-list) and a few hashes.
+/// A client's static key as the server uses it: the key, its point and, from the allow-list,
+/// the static-static DH.
+struct ClientStatic<'a> {
+    key: &'a [u8; 32],
+    point: &'a Point,
+    ss: Option<&'a [u8; 32]>,
+}
+
+/// Answers a ClientHello, with `fresh` (the server's random and ephemeral secret). Refuses an
+/// unknown client key before any Diffie-Hellman (binary search in the allow-list). Work per
+/// call is fixed: one base-point multiplication (the server's ephemeral key), two
+/// Diffie-Hellman operations (three with a client key, four when there is no allow-list) and
+/// a few hashes.
 pub(crate) fn server_respond(
     fresh: Fresh,
     keys: &ServerKeys,
@@ -264,32 +309,52 @@ pub(crate) fn server_respond(
         return Err(HandshakeError::Malformed);
     }
     let cipher = Cipher::from_code(hello[4]).ok_or(HandshakeError::Malformed)?;
-    let client_key = match hello.len() {
-        CH_MAX => Some(
-            PublicKey::from_bytes(hello[72..104].try_into().expect("32 bytes"))
-                .map_err(|_| HandshakeError::Malformed)?,
-        ),
+    let client_key: Option<&[u8; 32]> = match hello.len() {
+        CH_MAX => Some(hello[72..104].try_into().expect("32 bytes")),
         _ => None,
     };
-    // The client's static key and, from the allow-list, its static-static DH.
-    let client = match (&keys.allowed, &client_key) {
-        (Some(list), Some(k)) => match list.binary_search_by(|(c, _)| c.cmp(k)) {
-            Ok(i) => Some((k, Some(&*list[i].1))),
+    // An allow-list refuses an unknown key first (exact bytes).
+    let allowed = match (&keys.allowed, client_key) {
+        (Some(list), Some(k)) => match list.binary_search_by(|a| a.key.0.cmp(k)) {
+            Ok(i) => Some(&list[i]),
             Err(_) => return Err(HandshakeError::UnknownClientKey),
         },
         (Some(_), None) => return Err(HandshakeError::UnknownClientKey),
-        (None, k) => k.as_ref().map(|k| (k, None)),
+        (None, _) => None,
     };
-    let enc_c: [u8; 32] = hello[40..72].try_into().expect("32 bytes");
+    let enc_c: &[u8; 32] = hello[40..72].try_into().expect("32 bytes");
+    let e = Point::new(enc_c);
+    let unlisted = match (allowed, client_key) {
+        (None, Some(k)) => Some(Point::new(k)),
+        _ => None,
+    };
+    let client = match (allowed, client_key, &unlisted) {
+        (Some(a), _, _) => Some(ClientStatic {
+            key: &a.key.0,
+            point: &a.point,
+            ss: Some(&a.ss),
+        }),
+        (None, Some(key), Some(point)) => Some(ClientStatic {
+            key,
+            point,
+            ss: None,
+        }),
+        _ => None,
+    };
 
     let Fresh { random, eph } = fresh;
     let mut sh = [0u8; SH_LEN];
     sh[..4].copy_from_slice(&MAGIC);
     sh[8..40].copy_from_slice(&random);
-    let (enc_s, k1, k2) = server_kem(&keys.identity, &enc_c, client, eph.as_bytes())?;
+    let (enc_s, k1, k2, k3) = server_kem(&keys.identity, enc_c, &e, client, eph.as_bytes())?;
     drop(eph);
     sh[40..72].copy_from_slice(&enc_s);
-    let schedule = schedule(cipher, client_key, hello, &sh[..SH_CORE], &k1, &k2);
+    let peer_key = client_key.map(|k| PublicKey(*k));
+    let ks: &[&[u8; 32]] = match &k3 {
+        Some(k3) => &[&k1, &k2, k3],
+        None => &[&k1, &k2],
+    };
+    let schedule = schedule(cipher, peer_key, hello, &sh[..SH_CORE], ks);
     sh[SH_CORE..].copy_from_slice(&*schedule.server_finished);
     Ok((ServerPending { schedule }, sh))
 }
@@ -304,16 +369,19 @@ pub(crate) fn client_finish(
     if sh[..4] != MAGIC || sh[4..8] != [0; 4] {
         return Err(HandshakeError::Malformed);
     }
-    let enc_s: [u8; 32] = sh[40..72].try_into().expect("32 bytes");
+    let enc_s: &[u8; 32] = sh[40..72].try_into().expect("32 bytes");
     let enc_c: &[u8; 32] = pending.hello[40..72].try_into().expect("32 bytes");
-    let (k1, k2) = client_kem(pending.eph.as_bytes(), enc_c, keys, &enc_s)?;
+    let (k1, k2, k3) = client_kem(pending.eph.as_bytes(), enc_c, keys, enc_s)?;
+    let ks: &[&[u8; 32]] = match &k3 {
+        Some(k3) => &[&k1, &k2, k3],
+        None => &[&k1, &k2],
+    };
     let s = schedule(
         pending.cipher,
         Some(keys.server),
         &pending.hello[..pending.hello_len],
         &sh[..SH_CORE],
-        &k1,
-        &k2,
+        ks,
     );
     if !ct_eq(&*s.server_finished, &sh[SH_CORE..]) {
         return Err(HandshakeError::ServerNotAuthenticated);
@@ -336,68 +404,99 @@ pub(crate) fn server_finish(
 }
 
 type Bytes32 = [u8; 32];
+/// `enc_s`, `K1`, `K2` and, with a client key, `K3`.
+type ServerKem = (Bytes32, Secret32, Secret32, Option<Secret32>);
 
 /// The server's X25519 work for one ClientHello, as one batch: its ephemeral public key
 /// `enc_s` (from the secret `eph`), `K1 = Decap(enc_c)` (`AuthDecap` with the client's key:
-/// the static-static DH from the allow-list, or computed in the batch) and `K2 = Encap(enc_c)`
-/// with `eph`. The client's point is mapped once for both.
+/// the static-static DH from the allow-list, or computed in the batch), `K2 = Encap(enc_c)`
+/// and, with a client key, `K3 = Encap(client key)`, both with `eph`. Each peer point is
+/// mapped once (`e` is `enc_c`'s).
 fn server_kem(
     identity: &KeyPair,
     enc_c: &[u8; 32],
-    client: Option<(&PublicKey, Option<&[u8; 32]>)>,
+    e: &Point,
+    client: Option<ClientStatic<'_>>,
     eph: &[u8; 32],
-) -> Result<(Bytes32, Secret32, Secret32), HandshakeError> {
-    let e = Point::new(enc_c);
+) -> Result<ServerKem, HandshakeError> {
     let own = &identity.public.0;
     let secret = identity.secret.as_bytes();
     match client {
         None => {
-            let r = x25519::batch([Op::Base(eph), Op::Dh(secret, &e), Op::Dh(eph, &e)]);
+            let r = x25519::batch([Op::Base(eph), Op::Dh(secret, e), Op::Dh(eph, e)]);
             let enc_s = r[0];
             let k1 = kem_secret(&[&r[1]], enc_c, own, None)?;
             let k2 = kem_secret(&[&r[2]], &enc_s, enc_c, None)?;
-            Ok((enc_s, k1, k2))
+            Ok((enc_s, k1, k2, None))
         }
-        Some((c, Some(ss))) => {
-            let r = x25519::batch([Op::Base(eph), Op::Dh(secret, &e), Op::Dh(eph, &e)]);
-            let enc_s = r[0];
-            let k1 = kem_secret(&[&r[1], ss], enc_c, own, Some(&c.0))?;
-            let k2 = kem_secret(&[&r[2]], &enc_s, enc_c, None)?;
-            Ok((enc_s, k1, k2))
-        }
-        Some((c, None)) => {
+        Some(ClientStatic {
+            key,
+            point,
+            ss: Some(ss),
+        }) => {
             let r = x25519::batch([
                 Op::Base(eph),
-                Op::Dh(secret, &e),
-                Op::Dh(secret, &Point::new(&c.0)),
-                Op::Dh(eph, &e),
+                Op::Dh(secret, e),
+                Op::Dh(eph, e),
+                Op::Dh(eph, point),
             ]);
             let enc_s = r[0];
-            let k1 = kem_secret(&[&r[1], &r[2]], enc_c, own, Some(&c.0))?;
+            let k1 = kem_secret(&[&r[1], ss], enc_c, own, Some(key))?;
+            let k2 = kem_secret(&[&r[2]], &enc_s, enc_c, None)?;
+            let k3 = kem_secret(&[&r[3]], &enc_s, key, None)?;
+            Ok((enc_s, k1, k2, Some(k3)))
+        }
+        Some(ClientStatic {
+            key,
+            point,
+            ss: None,
+        }) => {
+            let r = x25519::batch([
+                Op::Base(eph),
+                Op::Dh(secret, e),
+                Op::Dh(secret, point),
+                Op::Dh(eph, e),
+                Op::Dh(eph, point),
+            ]);
+            let enc_s = r[0];
+            let k1 = kem_secret(&[&r[1], &r[2]], enc_c, own, Some(key))?;
             let k2 = kem_secret(&[&r[3]], &enc_s, enc_c, None)?;
-            Ok((enc_s, k1, k2))
+            let k3 = kem_secret(&[&r[4]], &enc_s, key, None)?;
+            Ok((enc_s, k1, k2, Some(k3)))
         }
     }
 }
 
-/// The client's X25519 work on the ServerHello, as one batch, both with its ephemeral secret
-/// `eph` (public key `enc_c`): `K1 = Encap(server)` (`AuthEncap` with the prepared
-/// static-static DH) and `K2 = Decap(enc_s)`.
+/// The client's X25519 work on the ServerHello, as one batch: with its ephemeral secret `eph`
+/// (public key `enc_c`) `K1 = Encap(server)` (`AuthEncap` with the prepared static-static DH)
+/// and `K2 = Decap(enc_s)`, and with its static key `K3 = Decap(enc_s)`.
 fn client_kem(
     eph: &[u8; 32],
     enc_c: &[u8; 32],
     keys: &ClientKeys,
     enc_s: &[u8; 32],
-) -> Result<(Secret32, Secret32), HandshakeError> {
+) -> Result<(Secret32, Secret32, Option<Secret32>), HandshakeError> {
     let e = Point::new(enc_s);
-    let r = x25519::batch([keys.point.dh(eph), Op::Dh(eph, &e)]);
     let server = &keys.server.0;
-    let k1 = match &keys.identity {
-        None => kem_secret(&[&r[0]], enc_c, server, None)?,
-        Some((id, ss)) => kem_secret(&[&r[0], ss], enc_c, server, Some(&id.public.0))?,
-    };
-    let k2 = kem_secret(&[&r[1]], enc_s, enc_c, None)?;
-    Ok((k1, k2))
+    match &keys.identity {
+        None => {
+            let r = x25519::batch([keys.point.dh(eph), Op::Dh(eph, &e)]);
+            let k1 = kem_secret(&[&r[0]], enc_c, server, None)?;
+            let k2 = kem_secret(&[&r[1]], enc_s, enc_c, None)?;
+            Ok((k1, k2, None))
+        }
+        Some((id, ss)) => {
+            let r = x25519::batch([
+                keys.point.dh(eph),
+                Op::Dh(eph, &e),
+                Op::Dh(id.secret.as_bytes(), &e),
+            ]);
+            let k1 = kem_secret(&[&r[0], ss], enc_c, server, Some(&id.public.0))?;
+            let k2 = kem_secret(&[&r[1]], enc_s, enc_c, None)?;
+            let k3 = kem_secret(&[&r[2]], enc_s, &id.public.0, None)?;
+            Ok((k1, k2, Some(k3)))
+        }
+    }
 }
 
 /// The shared secret of RFC 9180 `Encap`/`Decap` (§4.1; `AuthEncap`/`AuthDecap` with
@@ -456,22 +555,23 @@ fn dhkem_secret(dh: &[&[u8; 32]], kem_context: &[&[u8]]) -> Secret32 {
     out
 }
 
+/// The key schedule: HKDF-SHA256 with the transcript hash (of the hellos) as the salt and
+/// `ks` (`K1 ‖ K2 (‖ K3)`) as the input keying material.
 fn schedule(
     cipher: Cipher,
     peer_key: Option<PublicKey>,
     hello: &[u8],
     sh_core: &[u8],
-    k1: &[u8; 32],
-    k2: &[u8; 32],
+    ks: &[&[u8; 32]],
 ) -> Schedule {
     let th = Sha256::new()
         .chain_update(hello)
         .chain_update(sh_core)
         .finalize();
-    // HKDF-Extract(salt = th, ikm = K1 ‖ K2), the input fed in parts (no copy of it).
     let mut extract = HkdfExtract::<Sha256>::new(Some(&th));
-    extract.input_ikm(k1);
-    extract.input_ikm(k2);
+    for k in ks {
+        extract.input_ikm(*k);
+    }
     let (mut prk_bytes, hk) = extract.finalize();
     prk_bytes[..].zeroize();
     let expand32 = |label: &[u8]| {
@@ -490,20 +590,20 @@ fn schedule(
         keys: SessionKeys {
             cipher,
             peer_key,
-            c2s_key: expand32(b"laxnet/v2 c2s key"),
-            c2s_nonce: expand12(b"laxnet/v2 c2s nonce"),
-            s2c_key: expand32(b"laxnet/v2 s2c key"),
-            s2c_nonce: expand12(b"laxnet/v2 s2c nonce"),
+            c2s_key: expand32(b"laxnet/v3 c2s key"),
+            c2s_nonce: expand12(b"laxnet/v3 c2s nonce"),
+            s2c_key: expand32(b"laxnet/v3 s2c key"),
+            s2c_nonce: expand12(b"laxnet/v3 s2c nonce"),
         },
-        server_finished: expand32(b"laxnet/v2 server finished"),
-        client_finished: expand32(b"laxnet/v2 client finished"),
+        server_finished: expand32(b"laxnet/v3 server finished"),
+        client_finished: expand32(b"laxnet/v3 client finished"),
     }
 }
 
-/// A ServerHello for `hello` (an anonymous ClientHello to `server`) made without the server's
-/// secret key, by whoever knows the client's ephemeral secret `client_eph`: `DH(client_eph,
-/// server)` is the `DH(server secret, enc_c)` of `K1`. With `server_eph` as its own ephemeral
-/// secret. For the tests of what a predictable client secret would give away.
+/// A ServerHello for `hello` (an anonymous ClientHello to `server`) made without
+/// the server's secret key, by whoever knows the client's ephemeral secret `client_eph`:
+/// `DH(client_eph, server)` is the `DH(server secret, enc_c)` of `K1`. With `server_eph` as
+/// its own ephemeral secret. For the tests of what a predictable client secret would give away.
 #[cfg(test)]
 pub(crate) fn forge_server_hello(
     client_eph: &[u8; 32],
@@ -524,7 +624,7 @@ pub(crate) fn forge_server_hello(
     sh[..4].copy_from_slice(&MAGIC);
     sh[40..72].copy_from_slice(&enc_s);
     let cipher = Cipher::from_code(hello[4]).ok_or(HandshakeError::Malformed)?;
-    let s = schedule(cipher, None, hello, &sh[..SH_CORE], &k1, &k2);
+    let s = schedule(cipher, None, hello, &sh[..SH_CORE], &[&k1, &k2]);
     sh[SH_CORE..].copy_from_slice(&*s.server_finished);
     Ok(sh)
 }
@@ -541,25 +641,20 @@ mod tests {
     use rand_chacha::ChaCha20Rng;
     use rand_core::{Rng, SeedableRng};
 
+    fn fresh(seed: u64) -> Fresh {
+        Fresh::from_rng(&mut ChaCha20Rng::seed_from_u64(seed))
+    }
+
     fn run(
         client_id: Option<&KeyPair>,
         allowed: Option<&[PublicKey]>,
         server: &KeyPair,
         pinned: &PublicKey,
     ) -> Result<(SessionKeys, SessionKeys), HandshakeError> {
-        let mut crng = ChaCha20Rng::seed_from_u64(1);
-        let mut srng = ChaCha20Rng::seed_from_u64(2);
         let client_keys = ClientKeys::new(pinned, client_id);
-        let (cp, ch) = client_hello(
-            Fresh::from_rng(&mut crng),
-            Cipher::ChaCha20Poly1305,
-            &client_keys,
-        )?;
-        let (sp, sh) = server_respond(
-            Fresh::from_rng(&mut srng),
-            &ServerKeys::new(server, allowed),
-            &ch,
-        )?;
+        let (cp, ch) = client_hello(fresh(1), Cipher::ChaCha20Poly1305, &client_keys)?;
+        let server_keys = ServerKeys::new(server, allowed);
+        let (sp, sh) = server_respond(fresh(2), &server_keys, &ch)?;
         let (ck, cf) = client_finish(cp, &client_keys, &sh)?;
         let sk = server_finish(sp, &cf)?;
         Ok((ck, sk))
@@ -609,9 +704,11 @@ mod tests {
             "the server knows the client's key"
         );
         assert_eq!(c.peer_key, Some(server.public()));
+        assert_eq!(c.c2s_key, s.c2s_key);
         // Without an allow-list the key is still proven, and reported.
-        let (_, s) = run(Some(&mallory), None, &server, &server.public()).unwrap();
+        let (c, s) = run(Some(&mallory), None, &server, &server.public()).unwrap();
         assert_eq!(s.peer_key, Some(mallory.public()));
+        assert_eq!(c.c2s_key, s.c2s_key);
         assert!(matches!(
             run(Some(&mallory), Some(&allowed), &server, &server.public()),
             Err(HandshakeError::UnknownClientKey)
@@ -646,26 +743,49 @@ mod tests {
         );
     }
 
+    /// Key-compromise impersonation: whoever holds the server's secret key computes the
+    /// static-static DH of any client (`DH(server secret, client key)` = `DH(client secret,
+    /// server key)`), so `K1` alone cannot authenticate a client to that server. `K3` (the
+    /// server's fresh ephemeral with the client's key) needs the client's secret. Fails on
+    /// v2 (without `K3`), where this handshake succeeds and reports Alice's key.
+    #[test]
+    fn the_servers_secret_key_alone_does_not_log_in_as_a_client() {
+        let server = KeyPair::from_seed(&[1; 32]);
+        let alice = KeyPair::from_seed(&[3; 32]);
+        let mallory = KeyPair::from_seed(&[4; 32]);
+        let ss = x25519::batch([Op::Dh(
+            server.secret.as_bytes(),
+            &Point::new(&alice.public.0),
+        )])[0];
+        for allowed in [Some(vec![alice.public()]), None] {
+            let attacker =
+                ClientKeys::impersonating(&server.public(), alice.public(), &mallory, ss);
+            let server_keys = ServerKeys::new(&server, allowed.as_deref());
+            let (cp, ch) = client_hello(fresh(7), Cipher::Aes128Gcm, &attacker).unwrap();
+            let (sp, sh) = server_respond(fresh(8), &server_keys, &ch).unwrap();
+            // The attacker cannot even check the server's tag (it lacks K3), and whatever
+            // finished tag it sends is refused.
+            let err = client_finish(cp, &attacker, &sh).err();
+            assert_eq!(err, Some(HandshakeError::ServerNotAuthenticated));
+            let mut guess = [0u8; CF_LEN];
+            ChaCha20Rng::seed_from_u64(9).fill_bytes(&mut guess);
+            assert_eq!(
+                server_finish(sp, &guess).err(),
+                Some(HandshakeError::ClientNotAuthenticated),
+                "allow-list {}",
+                allowed.is_some()
+            );
+        }
+    }
+
     #[test]
     fn replayed_hello_yields_different_keys() {
         let server = KeyPair::from_seed(&[1; 32]);
-        let mut crng = ChaCha20Rng::seed_from_u64(1);
         let client_keys = ClientKeys::new(&server.public(), None);
         let server_keys = ServerKeys::new(&server, None);
-        let (_, ch) =
-            client_hello(Fresh::from_rng(&mut crng), Cipher::Aes128Gcm, &client_keys).unwrap();
-        let (a, _) = server_respond(
-            Fresh::from_rng(&mut ChaCha20Rng::seed_from_u64(5)),
-            &server_keys,
-            &ch,
-        )
-        .unwrap();
-        let (b, _) = server_respond(
-            Fresh::from_rng(&mut ChaCha20Rng::seed_from_u64(6)),
-            &server_keys,
-            &ch,
-        )
-        .unwrap();
+        let (_, ch) = client_hello(fresh(1), Cipher::Aes128Gcm, &client_keys).unwrap();
+        let (a, _) = server_respond(fresh(5), &server_keys, &ch).unwrap();
+        let (b, _) = server_respond(fresh(6), &server_keys, &ch).unwrap();
         assert_ne!(a.schedule.keys.c2s_key, b.schedule.keys.c2s_key);
     }
 
@@ -676,19 +796,16 @@ mod tests {
         for len in [0, 7, 8, 71, 72, 73, 103, 104, 105, 136, 200] {
             let mut junk = vec![0u8; len];
             rng.fill_bytes(&mut junk);
-            assert!(
-                server_respond(
-                    Fresh::from_rng(&mut rng),
-                    &ServerKeys::new(&server, None),
-                    &junk
-                )
-                .is_err()
-            );
+            let keys = ServerKeys::new(&server, None);
+            assert!(server_respond(fresh(len as u64), &keys, &junk).is_err());
         }
         let mut bad = [0u8; CH_HEADER];
         bad[..4].copy_from_slice(&MAGIC);
         bad[4] = 0x77;
         assert!(client_hello_len(&bad).is_err());
+        // The previous version is refused from its header.
+        bad = *b"LXN2\x01\x00\x00\x00";
+        assert_eq!(client_hello_len(&bad), Err(HandshakeError::Malformed));
     }
 
     fn hex32(s: &str) -> [u8; 32] {
@@ -719,24 +836,18 @@ mod tests {
             *x25519::batch([Op::Base(&sk_e), Op::Base(&sk_r)]),
             [enc, pk_r]
         );
-        let [sender_dh, recipient_dh] = *x25519::batch([
+        let dh = x25519::batch([
             Op::Dh(&sk_e, &Point::new(&pk_r)),
             Op::Dh(&sk_r, &Point::new(&enc)),
         ]);
-        assert_eq!(
-            *kem_secret(&[&sender_dh], &enc, &pk_r, None).unwrap(),
-            shared
-        );
-        assert_eq!(
-            *kem_secret(&[&recipient_dh], &enc, &pk_r, None).unwrap(),
-            shared
-        );
+        assert_eq!(*kem_secret(&[&dh[0]], &enc, &pk_r, None).unwrap(), shared);
+        assert_eq!(*kem_secret(&[&dh[1]], &enc, &pk_r, None).unwrap(), shared);
     }
 
     #[test]
     fn dhkem_interoperates_with_the_hpke_crate_in_both_modes() {
-        // Each side's K1 and K2, as the handshake computes them, against the hpke crate's
-        // Encap/Decap (AuthEncap/AuthDecap with a client key) on the other end.
+        // Each side's K1, K2 and K3, as the handshake computes them, against the hpke crate's
+        // Encap/Decap (AuthEncap/AuthDecap with a client key for K1) on the other end.
         type Kem = super::super::keys::Kem;
         type Enc = <Kem as hpke::Kem>::EncappedKey;
         let server = KeyPair::from_seed(&[1; 32]);
@@ -753,19 +864,28 @@ mod tests {
             let client_key = auth.then(|| client.public());
             let client_hpke = auth.then(|| (hpke_secret(&client), hpke_public(&client.public)));
             for _ in 0..4 {
-                // Our client: K1 is what hpke's Decap computes at the server, K2 what hpke's
-                // Encap to the client's ephemeral key produced.
+                // Our client: K1 is what hpke's Decap computes at the server; K2 and K3 what
+                // hpke's Encap to the client's ephemeral key and to its static key produced
+                // with one ephemeral key (the same RNG state gives the same `enc_s`).
                 let eph_c = random32();
-                let [enc_c] = *x25519::batch([Op::Base(&eph_c)]);
+                let enc_c = x25519::batch([Op::Base(&eph_c)])[0];
+                let rng_state = hpke_rng.clone();
                 let (k2_hpke, enc_s) = <Kem as hpke::Kem>::encap_with_rng(
                     &hpke_public(&PublicKey(enc_c)),
                     None,
                     &mut hpke_rng,
                 )
                 .unwrap();
+                let (k3_hpke, enc_s3) = <Kem as hpke::Kem>::encap_with_rng(
+                    &hpke_public(&client.public),
+                    None,
+                    &mut rng_state.clone(),
+                )
+                .unwrap();
+                assert_eq!(enc_s.to_bytes(), enc_s3.to_bytes());
                 let enc_s: [u8; 32] = enc_s.to_bytes().into();
                 let client_keys = ClientKeys::new(&server.public, identity);
-                let (k1, k2) = client_kem(&eph_c, &enc_c, &client_keys, &enc_s).unwrap();
+                let (k1, k2, k3) = client_kem(&eph_c, &enc_c, &client_keys, &enc_s).unwrap();
                 let k1_hpke = <Kem as hpke::Kem>::decap(
                     &hpke_secret(&server),
                     client_hpke.as_ref().map(|(_, pk)| pk),
@@ -782,9 +902,14 @@ mod tests {
                     k2_hpke.0.as_slice(),
                     "client K2, auth {auth}"
                 );
+                assert_eq!(
+                    k3.as_ref().map(|k| k.to_vec()),
+                    auth.then(|| k3_hpke.0.to_vec()),
+                    "client K3, auth {auth}"
+                );
 
-                // Our server: K1 is what hpke's Encap to the server key produced, K2 what
-                // hpke's Decap with the client's ephemeral secret computes.
+                // Our server: K1 is what hpke's Encap to the server key produced; K2 and K3
+                // what hpke's Decap with the client's ephemeral and static secrets compute.
                 let (k1_hpke, enc_c) = <Kem as hpke::Kem>::encap_with_rng(
                     &hpke_public(&server.public),
                     client_hpke.as_ref().map(|(sk, pk)| (sk, pk)),
@@ -796,25 +921,49 @@ mod tests {
                 // its allow-list (computed once) and computed in the handshake's batch.
                 let allowed =
                     ServerKeys::new(&server, client_key.as_ref().map(std::slice::from_ref));
-                let precomputed = allowed.allowed.as_ref().map(|l| &*l[0].1);
-                let mut clients = vec![client_key.as_ref().map(|c| (c, None))];
-                if let (Some(c), Some(ss)) = (client_key.as_ref(), precomputed) {
-                    clients.push(Some((c, Some(ss))));
+                let mut clients = vec![None];
+                if let Some(c) = client_key.as_ref() {
+                    clients = vec![Some((c, false)), Some((c, true))];
                 }
+                let e = Point::new(&enc_c);
                 let mut enc_s = [0u8; 32];
                 for client in clients.iter().copied() {
-                    let (e, k1, _) = server_kem(&server, &enc_c, client, &random32()).unwrap();
+                    let point = client.map(|(c, _)| Point::new(&c.0));
+                    let cs = match (client, &point, &allowed.allowed) {
+                        (Some((_, true)), _, Some(list)) => Some(ClientStatic {
+                            key: &list[0].key.0,
+                            point: &list[0].point,
+                            ss: Some(&list[0].ss),
+                        }),
+                        (Some((c, _)), Some(p), _) => Some(ClientStatic {
+                            key: &c.0,
+                            point: p,
+                            ss: None,
+                        }),
+                        _ => None,
+                    };
+                    let (e_s, k1, _, _) = server_kem(&server, &enc_c, &e, cs, &random32()).unwrap();
                     assert_eq!(
                         k1.as_slice(),
                         k1_hpke.0.as_slice(),
-                        "server K1, auth {auth}, precomputed {}",
-                        client.is_some_and(|c| c.1.is_some())
+                        "server K1, auth {auth}, precomputed {:?}",
+                        client.map(|c| c.1)
                     );
-                    enc_s = e;
+                    enc_s = e_s;
                 }
                 let eph_c = random32();
-                let [enc_c] = *x25519::batch([Op::Base(&eph_c)]);
-                let (enc_s2, _, k2) = server_kem(&server, &enc_c, clients[0], &random32()).unwrap();
+                let enc_c = x25519::batch([Op::Base(&eph_c)])[0];
+                let e = Point::new(&enc_c);
+                let point = client_key.map(|c| Point::new(&c.0));
+                let cs = client_key
+                    .as_ref()
+                    .zip(point.as_ref())
+                    .map(|(c, p)| ClientStatic {
+                        key: &c.0,
+                        point: p,
+                        ss: None,
+                    });
+                let (enc_s2, _, k2, k3) = server_kem(&server, &enc_c, &e, cs, &random32()).unwrap();
                 assert_ne!(enc_s, enc_s2);
                 let k2_hpke = <Kem as hpke::Kem>::decap(
                     &hpke_secret(&KeyPair::from_secret_bytes(eph_c).unwrap()),
@@ -827,6 +976,17 @@ mod tests {
                     k2_hpke.0.as_slice(),
                     "server K2, auth {auth}"
                 );
+                let k3_hpke = auth.then(|| {
+                    <Kem as hpke::Kem>::decap(
+                        &hpke_secret(&client),
+                        None,
+                        &Enc::from_bytes(&enc_s2).unwrap(),
+                    )
+                    .unwrap()
+                    .0
+                    .to_vec()
+                });
+                assert_eq!(k3.map(|k| k.to_vec()), k3_hpke, "server K3, auth {auth}");
             }
         }
     }
@@ -838,20 +998,17 @@ mod tests {
             ClientKeys::new(&server.public(), None),
             ServerKeys::new(&server, None),
         );
-        let mut rng = ChaCha20Rng::seed_from_u64(3);
         // The identity point (all zeros) and a point of order 8 make every DH output zero.
         let order8 = hex32("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800");
         for bad in [[0u8; 32], order8] {
-            let (_, mut ch) =
-                client_hello(Fresh::from_rng(&mut rng), Cipher::Aes128Gcm, &client_keys).unwrap();
+            let (_, mut ch) = client_hello(fresh(1), Cipher::Aes128Gcm, &client_keys).unwrap();
             ch[40..72].copy_from_slice(&bad);
             assert!(matches!(
-                server_respond(Fresh::from_rng(&mut rng), &server_keys, &ch),
+                server_respond(fresh(2), &server_keys, &ch),
                 Err(HandshakeError::Malformed)
             ));
-            let (cp, ch) =
-                client_hello(Fresh::from_rng(&mut rng), Cipher::Aes128Gcm, &client_keys).unwrap();
-            let (_, mut sh) = server_respond(Fresh::from_rng(&mut rng), &server_keys, &ch).unwrap();
+            let (cp, ch) = client_hello(fresh(3), Cipher::Aes128Gcm, &client_keys).unwrap();
+            let (_, mut sh) = server_respond(fresh(4), &server_keys, &ch).unwrap();
             sh[40..72].copy_from_slice(&bad);
             assert!(matches!(
                 client_finish(cp, &client_keys, &sh),
@@ -859,13 +1016,9 @@ mod tests {
             ));
             // A pinned (or allowed) low-order key: the static-static DH is zero.
             let low = PublicKey(bad);
-            let (cp, ch) = client_hello(
-                Fresh::from_rng(&mut rng),
-                Cipher::Aes128Gcm,
-                &ClientKeys::new(&low, None),
-            )
-            .unwrap();
-            let (_, sh) = server_respond(Fresh::from_rng(&mut rng), &server_keys, &ch).unwrap();
+            let (cp, ch) =
+                client_hello(fresh(5), Cipher::Aes128Gcm, &ClientKeys::new(&low, None)).unwrap();
+            let (_, sh) = server_respond(fresh(6), &server_keys, &ch).unwrap();
             assert!(matches!(
                 client_finish(cp, &ClientKeys::new(&low, None), &sh),
                 Err(HandshakeError::Malformed)
@@ -935,7 +1088,7 @@ mod tests {
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    const KAT_HANDSHAKE: &str = "4be8305c09410771f302c4ea659cedf5fcd671248dcd70c02d75ca241ad2c8b7";
+    const KAT_HANDSHAKE: &str = "31a508327407fd0c060527fd84ebe29e77b47643b50ef409adcaa10cd4936c07";
     const KAT_HANDSHAKE_CLIENT_AUTH: &str =
-        "f30c7037ecc1e9319835fecfd9d9ae306aa09c42666170b2701fa7ee71005747";
+        "2dd6404851ef6f5486618da5fc24a2d436518e1df7829f9a2b39f3329e876577";
 }

@@ -1561,7 +1561,7 @@ const SERVER_HELLO_LEN: usize = 8 + 32 * 3;
 /// tag: known magic and cipher (ChaCha20-Poly1305), no client key, valid X25519 points. Only
 /// a client holding the ephemeral secret could finish it (and the suite never does).
 fn plausible_hello(seed: u8) -> Vec<u8> {
-    let mut h = b"LXN2".to_vec();
+    let mut h = b"LXN3".to_vec();
     h.extend_from_slice(&[1, 0, 0, 0]);
     h.extend_from_slice(&[seed; 32]);
     h.extend_from_slice(&KeyPair::from_seed(&[seed; 32]).public().to_bytes());
@@ -1622,7 +1622,7 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
 
     let hello = plausible_hello(ctx.seed() as u8 + 1);
     let header = |cipher: u8, flags: u8, reserved: u8| {
-        let mut h = *b"LXN2____";
+        let mut h = *b"LXN3____";
         h[4..].copy_from_slice(&[cipher, flags, reserved, 0]);
         h
     };
@@ -1701,7 +1701,7 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
                     SERVER_HELLO_LEN,
                     "{what}: the server sent {got:?}"
                 );
-                assert_eq!(&got[..4], b"LXN2", "{what}");
+                assert_eq!(&got[..4], b"LXN3", "{what}");
             }
         }
         assert_eq!(failures().await, expected_failures, "{what}");
@@ -1773,7 +1773,7 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
     ctx.within("the ServerHello", after_hello.read_exact(&mut sh))
         .await
         .expect("the ServerHello");
-    assert_eq!(&sh[..4], b"LXN2");
+    assert_eq!(&sh[..4], b"LXN3");
     let mut over_cap = ctx.raw_connect().await.expect("raw connect");
     ctx.wait_until("a third handshake to be refused", async || {
         ctx.server.status().await.handshakes_refused == 1
