@@ -251,6 +251,48 @@ async fn client_auth_allow_list() {
     assert_eq!(keys, [&format!("client key {}", alice.public())], "{l:?}");
 }
 
+/// Two services that share a key pair but not a context are not interchangeable: a client
+/// meant for one that is sent to the other (a wrong DNS entry, a misrouted proxy) fails its
+/// handshake, and the other service opens no session. (Before the context existed, the client
+/// connected to whichever service had the key.)
+#[tokio::test]
+async fn services_sharing_a_key_are_told_apart_by_their_context() {
+    let key = KeyPair::from_seed(&[8; 32]);
+    let (pay, pay_addr, pay_log) = server(&key, |e| e.context = b"payments/eu".to_vec()).await;
+    let (chat, chat_addr, chat_log) = server(&key, |e| e.context = b"chat/eu".to_vec()).await;
+    let client = Service::new(client_config(&key, |e| {
+        *e = Encryption::client(key.public()).with_context("payments/eu")
+    }));
+    let err = client.connect(&chat_addr, BITS_HPKE).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConnectError::Handshake(HandshakeError::ServerNotAuthenticated)
+        ),
+        "{err:?}"
+    );
+    let s = client.connect(&pay_addr, BITS_HPKE).await.unwrap();
+    s.send(&Note {
+        seq: 3,
+        text: "to payments".into(),
+    })
+    .unwrap();
+    wait_for(&pay_log, |l| l.contains(&"note 3".to_string())).await;
+    for _ in 0..200 {
+        if chat.status().handshake_failures > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(chat.status().handshake_failures, 1, "{}", chat.status());
+    assert_eq!(chat.status().handshakes, 0);
+    assert!(
+        chat_log.lock().unwrap().is_empty(),
+        "no session on the other service"
+    );
+    assert_eq!(pay.status().handshakes, 1);
+}
+
 #[tokio::test]
 async fn peer_key_is_none_without_a_proven_key() {
     // Encrypted, anonymous client: the client still knows the server's key.

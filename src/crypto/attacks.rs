@@ -56,8 +56,9 @@ async fn a_client_with_a_known_rng_seed_cannot_be_impersonated() {
         let client_eph: [u8; 32] = predicted[32..].try_into().unwrap();
         let predicted_enc = x25519::batch([Op::Base(&client_eph)])[0];
         let predicted_right = hello[8..40] == predicted[..32] && hello[40..72] == predicted_enc;
-        let sh = handshake::forge_server_hello(&client_eph, &hello, &server.public(), &[0x77; 32])
-            .unwrap();
+        let sh =
+            handshake::forge_server_hello(&client_eph, &hello, &server.public(), b"", &[0x77; 32])
+                .unwrap();
         s.write_all(&sh).await.unwrap();
         // Keep the connection until the client decided.
         let mut sink = [0u8; 256];
@@ -162,7 +163,7 @@ async fn the_servers_key_alone_does_not_log_in_as_a_client() {
     )])[0];
     for allowed in [Some(vec![alice.public()]), None] {
         let (svc, addr, opened) = alice_server(&server, allowed.clone()).await;
-        let keys = ClientKeys::impersonating(&server.public(), alice.public(), &mallory, ss);
+        let keys = ClientKeys::impersonating(&server.public(), alice.public(), &mallory, ss, b"");
         let mut s = TcpStream::connect(&addr).await.unwrap();
         let fresh = Fresh::from_rng(&mut ChaCha20Rng::seed_from_u64(5));
         let (pending, hello) = handshake::client_hello(fresh, Cipher::Aes128Gcm, &keys).unwrap();

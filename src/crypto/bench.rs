@@ -85,8 +85,8 @@ impl HandshakeSetup {
     ) -> HandshakeSetup {
         let allowed = client_identity.map(|k| [k.public()]);
         HandshakeSetup {
-            client: handshake::ClientKeys::new(pinned, client_identity),
-            server: handshake::ServerKeys::new(server, allowed.as_ref().map(|a| a.as_slice())),
+            client: handshake::ClientKeys::new(pinned, client_identity, &[]),
+            server: handshake::ServerKeys::new(server, allowed.as_ref().map(|a| a.as_slice()), &[]),
         }
     }
 

@@ -29,11 +29,13 @@
 //!   `K1` is one that the server's secret computes as well, so without `K3` whoever holds the
 //!   server's key could log in to that server as any client (key-compromise impersonation);
 //!   `K3` needs the client's secret or the server's fresh ephemeral one.
-//! - Keys: `HKDF-SHA256(salt = SHA-256(ClientHello ‖ ServerHello without its finished tag),
-//!   ikm = K1 ‖ K2 (‖ K3))`, expanded to a key and nonce per direction, and the two finished
-//!   tags. Both randoms sit in the transcript, so a replayed ClientHello meets a fresh
-//!   `server_random` (and `enc_s`) and yields different keys: its recorded records fail to
-//!   authenticate.
+//! - Keys: `HKDF-SHA256(salt = SHA-256(context prefix ‖ ClientHello ‖ ServerHello without its
+//!   finished tag), ikm = K1 ‖ K2 (‖ K3))`, expanded to a key and nonce per direction, and the
+//!   two finished tags. The context prefix binds the application's context string
+//!   ([`Encryption::context`](super::Encryption::context)), so two services that share a key
+//!   but not a context are not interchangeable. Both randoms sit in the transcript, so a
+//!   replayed ClientHello meets a fresh `server_random` (and `enc_s`) and yields different
+//!   keys: its recorded records fail to authenticate.
 //!
 //! The client's ephemeral key serves both of its exchanges (as in Noise `NK`), and no side
 //! recomputes a public key it already knows, so an anonymous handshake costs the minimum for
@@ -43,9 +45,9 @@
 //! ClientHello, the client its key generation for the ClientHello and its Diffie-Hellman
 //! operations on the ServerHello. What is the same for every handshake of a service is
 //! computed once ([`ClientKeys`], [`ServerKeys`]): the pinned server key's point (and, once a
-//! service has connected often enough, a table of its multiples: [`x25519::FixedPoint`]) and,
-//! with client authentication, the static-static DH of `AuthEncap`/`AuthDecap` (and each
-//! allowed client key's point).
+//! service has connected often enough, a table of its multiples: [`x25519::FixedPoint`]), the
+//! context's transcript prefix and, with client authentication, the static-static DH of
+//! `AuthEncap`/`AuthDecap` (and each allowed client key's point).
 //!
 //! Every secret here is zeroed when dropped: ephemeral secrets, Diffie-Hellman outputs, `K1`,
 //! `K2`, `K3`, the HKDF state and pseudorandom keys, the derived keys and the finished tags
@@ -63,7 +65,7 @@ use super::x25519::{self, FixedPoint, Op, Point};
 use super::{Cipher, HandshakeError};
 
 /// The protocol version, first on the wire: v3 binds the client's static key to the server's
-/// ephemeral one (`K3`).
+/// ephemeral one (`K3`) and the context into the transcript.
 pub(crate) const MAGIC: [u8; 4] = *b"LXN3";
 /// Bytes of the ClientHello header (magic, cipher, flags, reserved).
 pub(crate) const CH_HEADER: usize = 8;
@@ -150,18 +152,34 @@ pub(crate) fn client_hello_len(header: &[u8; CH_HEADER]) -> Result<usize, Handsh
     }
 }
 
+/// The transcript hash's prefix, the same for every handshake of a service: the application's
+/// context string, length first (so no context is a prefix of another's encoding).
+fn transcript_prefix(context: &[u8]) -> Sha256 {
+    Sha256::new()
+        .chain_update(b"laxnet/v3 context")
+        .chain_update((context.len() as u64).to_le_bytes())
+        .chain_update(context)
+}
+
 /// What a client computes once (per service) for all its handshakes: the pinned server key
-/// and its point, and with client authentication the client's key pair and the static-static
-/// DH (`AuthEncap`'s second DH, the same for every connect to that server).
+/// and its point, the context's transcript prefix, and with client authentication the
+/// client's key pair and the static-static DH (`AuthEncap`'s second DH, the same for every
+/// connect to that server).
 pub(crate) struct ClientKeys {
     server: PublicKey,
     point: FixedPoint,
     identity: Option<(KeyPair, Secret32)>,
+    transcript: Sha256,
 }
 
 impl ClientKeys {
-    /// Keys for connecting to `server`, presenting `identity` if given (one DH with it).
-    pub(crate) fn new(server: &PublicKey, identity: Option<&KeyPair>) -> ClientKeys {
+    /// Keys for connecting to `server` in `context`, presenting `identity` if given (one DH
+    /// with it).
+    pub(crate) fn new(
+        server: &PublicKey,
+        identity: Option<&KeyPair>,
+        context: &[u8],
+    ) -> ClientKeys {
         let point = FixedPoint::new(&server.0);
         let identity = identity.map(|id| {
             let r = x25519::batch([Op::Dh(id.secret.as_bytes(), point.point())]);
@@ -171,6 +189,7 @@ impl ClientKeys {
             server: *server,
             point,
             identity,
+            transcript: transcript_prefix(context),
         }
     }
 
@@ -183,8 +202,9 @@ impl ClientKeys {
         claimed: PublicKey,
         secret: &KeyPair,
         ss: [u8; 32],
+        context: &[u8],
     ) -> ClientKeys {
-        let mut keys = ClientKeys::new(server, None);
+        let mut keys = ClientKeys::new(server, None, context);
         let mut id = secret.clone();
         id.public = claimed;
         keys.identity = Some((id, Zeroizing::new(ss)));
@@ -200,18 +220,23 @@ struct AllowedKey {
     ss: Secret32,
 }
 
-/// What a server computes once (per service) for all its handshakes: its key pair and, with
-/// an allow-list, each allowed client key (sorted, for binary search) with its point and
-/// static-static DH.
+/// What a server computes once (per service) for all its handshakes: its key pair, the
+/// context's transcript prefix and, with an allow-list, each allowed client key (sorted, for
+/// binary search) with its point and static-static DH.
 pub(crate) struct ServerKeys {
     identity: KeyPair,
     allowed: Option<Vec<AllowedKey>>,
+    transcript: Sha256,
 }
 
 impl ServerKeys {
-    /// Keys for accepting with `identity`, allowing only `allowed` client keys if given (any
-    /// order, duplicates ignored; one DH per distinct key).
-    pub(crate) fn new(identity: &KeyPair, allowed: Option<&[PublicKey]>) -> ServerKeys {
+    /// Keys for accepting with `identity` in `context`, allowing only `allowed` client keys if
+    /// given (any order, duplicates ignored; one DH per distinct key).
+    pub(crate) fn new(
+        identity: &KeyPair,
+        allowed: Option<&[PublicKey]>,
+        context: &[u8],
+    ) -> ServerKeys {
         let allowed = allowed.map(|list| {
             let mut keys = list.to_vec();
             keys.sort_unstable();
@@ -231,6 +256,7 @@ impl ServerKeys {
         ServerKeys {
             identity: identity.clone(),
             allowed,
+            transcript: transcript_prefix(context),
         }
     }
 }
@@ -354,7 +380,14 @@ pub(crate) fn server_respond(
         Some(k3) => &[&k1, &k2, k3],
         None => &[&k1, &k2],
     };
-    let schedule = schedule(cipher, peer_key, hello, &sh[..SH_CORE], ks);
+    let schedule = schedule(
+        &keys.transcript,
+        cipher,
+        peer_key,
+        hello,
+        &sh[..SH_CORE],
+        ks,
+    );
     sh[SH_CORE..].copy_from_slice(&*schedule.server_finished);
     Ok((ServerPending { schedule }, sh))
 }
@@ -377,6 +410,7 @@ pub(crate) fn client_finish(
         None => &[&k1, &k2],
     };
     let s = schedule(
+        &keys.transcript,
         pending.cipher,
         Some(keys.server),
         &pending.hello[..pending.hello_len],
@@ -555,16 +589,18 @@ fn dhkem_secret(dh: &[&[u8; 32]], kem_context: &[&[u8]]) -> Secret32 {
     out
 }
 
-/// The key schedule: HKDF-SHA256 with the transcript hash (of the hellos) as the salt and
-/// `ks` (`K1 ‖ K2 (‖ K3)`) as the input keying material.
+/// The key schedule: HKDF-SHA256 with the transcript hash (`prefix`, then the hellos) as the
+/// salt and `ks` (`K1 ‖ K2 (‖ K3)`) as the input keying material.
 fn schedule(
+    prefix: &Sha256,
     cipher: Cipher,
     peer_key: Option<PublicKey>,
     hello: &[u8],
     sh_core: &[u8],
     ks: &[&[u8; 32]],
 ) -> Schedule {
-    let th = Sha256::new()
+    let th = prefix
+        .clone()
         .chain_update(hello)
         .chain_update(sh_core)
         .finalize();
@@ -600,7 +636,7 @@ fn schedule(
     }
 }
 
-/// A ServerHello for `hello` (an anonymous ClientHello to `server`) made without
+/// A ServerHello for `hello` (an anonymous ClientHello to `server` in `context`) made without
 /// the server's secret key, by whoever knows the client's ephemeral secret `client_eph`:
 /// `DH(client_eph, server)` is the `DH(server secret, enc_c)` of `K1`. With `server_eph` as
 /// its own ephemeral secret. For the tests of what a predictable client secret would give away.
@@ -609,6 +645,7 @@ pub(crate) fn forge_server_hello(
     client_eph: &[u8; 32],
     hello: &[u8],
     server: &PublicKey,
+    context: &[u8],
     server_eph: &[u8; 32],
 ) -> Result<[u8; SH_LEN], HandshakeError> {
     let enc_c: &[u8; 32] = hello[40..72].try_into().expect("32 bytes");
@@ -624,7 +661,14 @@ pub(crate) fn forge_server_hello(
     sh[..4].copy_from_slice(&MAGIC);
     sh[40..72].copy_from_slice(&enc_s);
     let cipher = Cipher::from_code(hello[4]).ok_or(HandshakeError::Malformed)?;
-    let s = schedule(cipher, None, hello, &sh[..SH_CORE], &[&k1, &k2]);
+    let s = schedule(
+        &transcript_prefix(context),
+        cipher,
+        None,
+        hello,
+        &sh[..SH_CORE],
+        &[&k1, &k2],
+    );
     sh[SH_CORE..].copy_from_slice(&*s.server_finished);
     Ok(sh)
 }
@@ -651,9 +695,22 @@ mod tests {
         server: &KeyPair,
         pinned: &PublicKey,
     ) -> Result<(SessionKeys, SessionKeys), HandshakeError> {
-        let client_keys = ClientKeys::new(pinned, client_id);
+        run_in(client_id, allowed, server, pinned, b"", b"")
+    }
+
+    /// One handshake with fixed randomness; the client in `client_context`, the server in
+    /// `server_context`.
+    fn run_in(
+        client_id: Option<&KeyPair>,
+        allowed: Option<&[PublicKey]>,
+        server: &KeyPair,
+        pinned: &PublicKey,
+        client_context: &[u8],
+        server_context: &[u8],
+    ) -> Result<(SessionKeys, SessionKeys), HandshakeError> {
+        let client_keys = ClientKeys::new(pinned, client_id, client_context);
         let (cp, ch) = client_hello(fresh(1), Cipher::ChaCha20Poly1305, &client_keys)?;
-        let server_keys = ServerKeys::new(server, allowed);
+        let server_keys = ServerKeys::new(server, allowed, server_context);
         let (sp, sh) = server_respond(fresh(2), &server_keys, &ch)?;
         let (ck, cf) = client_finish(cp, &client_keys, &sh)?;
         let sk = server_finish(sp, &cf)?;
@@ -759,8 +816,8 @@ mod tests {
         )])[0];
         for allowed in [Some(vec![alice.public()]), None] {
             let attacker =
-                ClientKeys::impersonating(&server.public(), alice.public(), &mallory, ss);
-            let server_keys = ServerKeys::new(&server, allowed.as_deref());
+                ClientKeys::impersonating(&server.public(), alice.public(), &mallory, ss, b"");
+            let server_keys = ServerKeys::new(&server, allowed.as_deref(), b"");
             let (cp, ch) = client_hello(fresh(7), Cipher::Aes128Gcm, &attacker).unwrap();
             let (sp, sh) = server_respond(fresh(8), &server_keys, &ch).unwrap();
             // The attacker cannot even check the server's tag (it lacks K3), and whatever
@@ -779,10 +836,36 @@ mod tests {
     }
 
     #[test]
+    fn the_context_is_bound_into_the_transcript() {
+        let server = KeyPair::from_seed(&[1; 32]);
+        let alice = KeyPair::from_seed(&[3; 32]);
+        let allowed = [alice.public()];
+        for id in [None, Some(&alice)] {
+            let list = id.map(|_| &allowed[..]);
+            let (c, s) = run_in(id, list, &server, &server.public(), b"eu", b"eu").unwrap();
+            assert_eq!(c.c2s_key, s.c2s_key);
+            let (c0, _) = run_in(id, list, &server, &server.public(), b"", b"").unwrap();
+            assert_ne!(c.c2s_key, c0.c2s_key, "the context changes the keys");
+            for (cc, sc) in [(&b"eu"[..], &b"us"[..]), (b"", b"eu"), (b"e", b"u")] {
+                assert_eq!(
+                    run_in(id, list, &server, &server.public(), cc, sc).err(),
+                    Some(HandshakeError::ServerNotAuthenticated),
+                    "client context {cc:?}, server context {sc:?}"
+                );
+            }
+        }
+        // Length-prefixed: a context is not another one's prefix plus hello bytes.
+        assert_ne!(
+            transcript_prefix(b"ab").finalize(),
+            transcript_prefix(b"a").chain_update(b"b").finalize()
+        );
+    }
+
+    #[test]
     fn replayed_hello_yields_different_keys() {
         let server = KeyPair::from_seed(&[1; 32]);
-        let client_keys = ClientKeys::new(&server.public(), None);
-        let server_keys = ServerKeys::new(&server, None);
+        let client_keys = ClientKeys::new(&server.public(), None, b"");
+        let server_keys = ServerKeys::new(&server, None, b"");
         let (_, ch) = client_hello(fresh(1), Cipher::Aes128Gcm, &client_keys).unwrap();
         let (a, _) = server_respond(fresh(5), &server_keys, &ch).unwrap();
         let (b, _) = server_respond(fresh(6), &server_keys, &ch).unwrap();
@@ -796,7 +879,7 @@ mod tests {
         for len in [0, 7, 8, 71, 72, 73, 103, 104, 105, 136, 200] {
             let mut junk = vec![0u8; len];
             rng.fill_bytes(&mut junk);
-            let keys = ServerKeys::new(&server, None);
+            let keys = ServerKeys::new(&server, None, b"");
             assert!(server_respond(fresh(len as u64), &keys, &junk).is_err());
         }
         let mut bad = [0u8; CH_HEADER];
@@ -884,7 +967,7 @@ mod tests {
                 .unwrap();
                 assert_eq!(enc_s.to_bytes(), enc_s3.to_bytes());
                 let enc_s: [u8; 32] = enc_s.to_bytes().into();
-                let client_keys = ClientKeys::new(&server.public, identity);
+                let client_keys = ClientKeys::new(&server.public, identity, b"");
                 let (k1, k2, k3) = client_kem(&eph_c, &enc_c, &client_keys, &enc_s).unwrap();
                 let k1_hpke = <Kem as hpke::Kem>::decap(
                     &hpke_secret(&server),
@@ -920,7 +1003,7 @@ mod tests {
                 // With a client key, both ways the server gets the static-static DH: from
                 // its allow-list (computed once) and computed in the handshake's batch.
                 let allowed =
-                    ServerKeys::new(&server, client_key.as_ref().map(std::slice::from_ref));
+                    ServerKeys::new(&server, client_key.as_ref().map(std::slice::from_ref), b"");
                 let mut clients = vec![None];
                 if let Some(c) = client_key.as_ref() {
                     clients = vec![Some((c, false)), Some((c, true))];
@@ -995,8 +1078,8 @@ mod tests {
     fn low_order_points_are_refused() {
         let server = KeyPair::from_seed(&[1; 32]);
         let (client_keys, server_keys) = (
-            ClientKeys::new(&server.public(), None),
-            ServerKeys::new(&server, None),
+            ClientKeys::new(&server.public(), None, b""),
+            ServerKeys::new(&server, None, b""),
         );
         // The identity point (all zeros) and a point of order 8 make every DH output zero.
         let order8 = hex32("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800");
@@ -1016,11 +1099,15 @@ mod tests {
             ));
             // A pinned (or allowed) low-order key: the static-static DH is zero.
             let low = PublicKey(bad);
-            let (cp, ch) =
-                client_hello(fresh(5), Cipher::Aes128Gcm, &ClientKeys::new(&low, None)).unwrap();
+            let (cp, ch) = client_hello(
+                fresh(5),
+                Cipher::Aes128Gcm,
+                &ClientKeys::new(&low, None, b""),
+            )
+            .unwrap();
             let (_, sh) = server_respond(fresh(6), &server_keys, &ch).unwrap();
             assert!(matches!(
-                client_finish(cp, &ClientKeys::new(&low, None), &sh),
+                client_finish(cp, &ClientKeys::new(&low, None, b""), &sh),
                 Err(HandshakeError::Malformed)
             ));
         }
@@ -1047,12 +1134,13 @@ mod tests {
     }
 
     /// SHA-256 of a whole handshake's bytes, keys and a first record per cipher, from fixed
-    /// seeds.
+    /// seeds, in the context "laxnet KAT".
     fn transcript_digest(client: Option<&KeyPair>) -> String {
         let server = KeyPair::from_seed(&[1; 32]);
         let mut crng = ChaCha20Rng::seed_from_u64(1);
         let mut srng = ChaCha20Rng::seed_from_u64(2);
-        let client_keys = ClientKeys::new(&server.public(), client);
+        let context = b"laxnet KAT";
+        let client_keys = ClientKeys::new(&server.public(), client, context);
         let (cp, ch) = client_hello(
             Fresh::from_rng(&mut crng),
             Cipher::ChaCha20Poly1305,
@@ -1060,7 +1148,7 @@ mod tests {
         )
         .unwrap();
         let allowed = client.map(|c| [c.public()]);
-        let server_keys = ServerKeys::new(&server, allowed.as_ref().map(|a| a.as_slice()));
+        let server_keys = ServerKeys::new(&server, allowed.as_ref().map(|a| a.as_slice()), context);
         let (sp, sh) = server_respond(Fresh::from_rng(&mut srng), &server_keys, &ch).unwrap();
         let (keys, cf) = client_finish(cp, &client_keys, &sh).unwrap();
         let server_keys = server_finish(sp, &cf).unwrap();
@@ -1088,7 +1176,7 @@ mod tests {
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    const KAT_HANDSHAKE: &str = "31a508327407fd0c060527fd84ebe29e77b47643b50ef409adcaa10cd4936c07";
+    const KAT_HANDSHAKE: &str = "c712a97fd67898ca2dd8819d6b2abe6c742b56f8fef3a294a2a363d86f1a72ff";
     const KAT_HANDSHAKE_CLIENT_AUTH: &str =
-        "2dd6404851ef6f5486618da5fc24a2d436518e1df7829f9a2b39f3329e876577";
+        "5a2854d842d1efd0e7bfa661470151102f2e878bbdc6598cdcb49ae1824082aa";
 }

@@ -70,11 +70,11 @@ impl HandshakeKeys {
         HandshakeKeys {
             client: enc
                 .server_key
-                .map(|k| ClientKeys::new(&k, enc.identity.as_ref())),
+                .map(|k| ClientKeys::new(&k, enc.identity.as_ref(), &enc.context)),
             server: enc
                 .identity
                 .as_ref()
-                .map(|id| ServerKeys::new(id, enc.allowed_clients.as_deref())),
+                .map(|id| ServerKeys::new(id, enc.allowed_clients.as_deref(), &enc.context)),
         }
     }
 }

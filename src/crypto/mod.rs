@@ -144,6 +144,13 @@ pub struct Encryption {
     /// [`Cipher::preferred`]: AES-128-GCM on CPUs with AES instructions, else
     /// ChaCha20-Poly1305.
     pub cipher: Cipher,
+    /// The application's context (a prologue): bound into every handshake's transcript, so a
+    /// client and a server agree only when their contexts are equal, byte for byte. Two
+    /// services that share a key pair but not a context are not interchangeable: a client of
+    /// one that is sent to the other fails `connect` (`ServerNotAuthenticated`), and the
+    /// other counts a failed handshake. Name the service and its deployment here (e.g.
+    /// `b"payments/eu-prod"`). Default empty.
+    pub context: Vec<u8>,
     /// Time allowed for the whole handshake. Default 5 s.
     pub handshake_timeout: Duration,
     /// Handshakes in progress at once on a server; more connections are dropped at once.
@@ -165,6 +172,7 @@ impl Default for Encryption {
             server_key: None,
             allowed_clients: None,
             cipher: Cipher::preferred(),
+            context: Vec::new(),
             handshake_timeout: Duration::from_secs(5),
             max_handshakes: 256,
             max_record: 16 << 10,
@@ -188,6 +196,12 @@ impl Encryption {
             server_key: Some(server_key),
             ..Encryption::default()
         }
+    }
+
+    /// These settings with the application context `context` (see [`Encryption::context`]).
+    pub fn with_context(mut self, context: impl Into<Vec<u8>>) -> Encryption {
+        self.context = context.into();
+        self
     }
 }
 
