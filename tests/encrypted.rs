@@ -213,7 +213,9 @@ async fn client_auth_allow_list() {
         .map(|i| {
             let mut b = [0x5a; 32];
             b[..4].copy_from_slice(&i.to_be_bytes());
-            PublicKey::from_bytes(b).unwrap()
+            let k = KeyPair::from_seed(&b).public();
+            // What a configuration file would hold.
+            PublicKey::from_bytes(k.to_bytes()).unwrap()
         })
         .collect();
     allowed.insert(123, alice.public());

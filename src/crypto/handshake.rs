@@ -37,6 +37,11 @@
 //!   replayed ClientHello meets a fresh `server_random` (and `enc_s`) and yields different
 //!   keys: its recorded records fail to authenticate.
 //!
+//! Every public key a peer sends is checked before any scalar multiplication: canonical, on
+//! the curve (not its twist) and not of small order ([`Point::from_peer`]); a client's static
+//! key must also lie in the prime-order subgroup, so one secret proves exactly one key. No
+//! honest peer sends anything else.
+//!
 //! The client's ephemeral key serves both of its exchanges (as in Noise `NK`), and no side
 //! recomputes a public key it already knows, so an anonymous handshake costs the minimum for
 //! server authentication plus forward secrecy: per side one base-point multiplication and two
@@ -139,7 +144,8 @@ impl Fresh {
 }
 
 /// The total length of a ClientHello, from its header; rejects anything else before any
-/// cryptographic work.
+/// cryptographic work. (A server also checks that it accepts the cipher:
+/// [`ServerKeys::hello_len`].)
 pub(crate) fn client_hello_len(header: &[u8; CH_HEADER]) -> Result<usize, HandshakeError> {
     if header[..4] != MAGIC || header[6..8] != [0, 0] {
         return Err(HandshakeError::Malformed);
@@ -227,6 +233,9 @@ pub(crate) struct ServerKeys {
     identity: KeyPair,
     allowed: Option<Vec<AllowedKey>>,
     transcript: Sha256,
+    /// The server's own configuration names the null cipher (see [`Cipher::Null`]).
+    #[cfg(any(test, feature = "null-cipher"))]
+    null_cipher: bool,
 }
 
 impl ServerKeys {
@@ -257,7 +266,34 @@ impl ServerKeys {
             identity: identity.clone(),
             allowed,
             transcript: transcript_prefix(context),
+            #[cfg(any(test, feature = "null-cipher"))]
+            null_cipher: false,
         }
+    }
+
+    /// Whether this server accepts the null cipher.
+    #[cfg(test)]
+    pub(crate) fn accepts_null(&self) -> bool {
+        self.null_cipher
+    }
+
+    /// Accept clients that propose the null cipher (only when the server's own configuration
+    /// names it).
+    #[cfg(any(test, feature = "null-cipher"))]
+    pub(crate) fn with_null_cipher(mut self, accept: bool) -> ServerKeys {
+        self.null_cipher = accept;
+        self
+    }
+
+    /// The total length of a ClientHello from its header ([`client_hello_len`]), refusing a
+    /// cipher this server does not accept.
+    pub(crate) fn hello_len(&self, header: &[u8; CH_HEADER]) -> Result<usize, HandshakeError> {
+        let len = client_hello_len(header)?;
+        #[cfg(any(test, feature = "null-cipher"))]
+        if Cipher::from_code(header[4]) == Some(Cipher::Null) && !self.null_cipher {
+            return Err(HandshakeError::Malformed);
+        }
+        Ok(len)
     }
 }
 
@@ -321,17 +357,18 @@ struct ClientStatic<'a> {
 }
 
 /// Answers a ClientHello, with `fresh` (the server's random and ephemeral secret). Refuses an
-/// unknown client key before any Diffie-Hellman (binary search in the allow-list). Work per
-/// call is fixed: one base-point multiplication (the server's ephemeral key), two
-/// Diffie-Hellman operations (three with a client key, four when there is no allow-list) and
-/// a few hashes.
+/// unknown client key (binary search in the allow-list) and any public key no honest client
+/// sends before any Diffie-Hellman. Work per call is fixed: one base-point multiplication (the
+/// server's ephemeral key), two Diffie-Hellman operations (three with a client key; four when
+/// there is no allow-list, which also checks the key's subgroup with one more multiplication)
+/// and a few hashes.
 pub(crate) fn server_respond(
     fresh: Fresh,
     keys: &ServerKeys,
     hello: &[u8],
 ) -> Result<(ServerPending, [u8; SH_LEN]), HandshakeError> {
     let header: &[u8; CH_HEADER] = hello.first_chunk().ok_or(HandshakeError::Malformed)?;
-    if client_hello_len(header)? != hello.len() {
+    if keys.hello_len(header)? != hello.len() {
         return Err(HandshakeError::Malformed);
     }
     let cipher = Cipher::from_code(hello[4]).ok_or(HandshakeError::Malformed)?;
@@ -339,7 +376,7 @@ pub(crate) fn server_respond(
         CH_MAX => Some(hello[72..104].try_into().expect("32 bytes")),
         _ => None,
     };
-    // An allow-list refuses an unknown key first (exact bytes).
+    // An allow-list refuses an unknown key first (exact bytes: its keys are valid keys).
     let allowed = match (&keys.allowed, client_key) {
         (Some(list), Some(k)) => match list.binary_search_by(|a| a.key.0.cmp(k)) {
             Ok(i) => Some(&list[i]),
@@ -349,9 +386,10 @@ pub(crate) fn server_respond(
         (None, _) => None,
     };
     let enc_c: &[u8; 32] = hello[40..72].try_into().expect("32 bytes");
-    let e = Point::new(enc_c);
+    let e = Point::from_peer(enc_c).ok_or(HandshakeError::Malformed)?;
+    // Without an allow-list, any valid key (checked last: the subgroup check multiplies).
     let unlisted = match (allowed, client_key) {
-        (None, Some(k)) => Some(Point::new(k)),
+        (None, Some(k)) => Some(Point::from_peer_static(k).ok_or(HandshakeError::Malformed)?),
         _ => None,
     };
     let client = match (allowed, client_key, &unlisted) {
@@ -503,14 +541,15 @@ fn server_kem(
 
 /// The client's X25519 work on the ServerHello, as one batch: with its ephemeral secret `eph`
 /// (public key `enc_c`) `K1 = Encap(server)` (`AuthEncap` with the prepared static-static DH)
-/// and `K2 = Decap(enc_s)`, and with its static key `K3 = Decap(enc_s)`.
+/// and `K2 = Decap(enc_s)`, and with its static key `K3 = Decap(enc_s)`. Refuses an `enc_s`
+/// no honest server sends before any of it.
 fn client_kem(
     eph: &[u8; 32],
     enc_c: &[u8; 32],
     keys: &ClientKeys,
     enc_s: &[u8; 32],
 ) -> Result<(Secret32, Secret32, Option<Secret32>), HandshakeError> {
-    let e = Point::new(enc_s);
+    let e = Point::from_peer(enc_s).ok_or(HandshakeError::Malformed)?;
     let server = &keys.server.0;
     match &keys.identity {
         None => {
@@ -876,12 +915,24 @@ mod tests {
     fn garbage_hellos_are_rejected_cheaply() {
         let server = KeyPair::from_seed(&[1; 32]);
         let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let before = x25519::tests::multiplications();
         for len in [0, 7, 8, 71, 72, 73, 103, 104, 105, 136, 200] {
             let mut junk = vec![0u8; len];
             rng.fill_bytes(&mut junk);
-            let keys = ServerKeys::new(&server, None, b"");
-            assert!(server_respond(fresh(len as u64), &keys, &junk).is_err());
+            assert!(
+                server_respond(
+                    fresh(len as u64),
+                    &ServerKeys::new(&server, None, b""),
+                    &junk
+                )
+                .is_err()
+            );
         }
+        assert_eq!(
+            x25519::tests::multiplications(),
+            before,
+            "refused before any X25519"
+        );
         let mut bad = [0u8; CH_HEADER];
         bad[..4].copy_from_slice(&MAGIC);
         bad[4] = 0x77;
@@ -889,6 +940,155 @@ mod tests {
         // The previous version is refused from its header.
         bad = *b"LXN2\x01\x00\x00\x00";
         assert_eq!(client_hello_len(&bad), Err(HandshakeError::Malformed));
+    }
+
+    /// A 32-byte string that is not on the curve (on its twist): about half of all strings.
+    fn twist_point(seed: u64) -> [u8; 32] {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        loop {
+            let mut u = [0u8; 32];
+            rng.fill_bytes(&mut u);
+            u[31] &= 0x7f;
+            if curve25519_dalek::montgomery::MontgomeryPoint(u)
+                .to_edwards(0)
+                .is_none()
+            {
+                return u;
+            }
+        }
+    }
+
+    /// Off-curve ephemeral keys take the slower ladder and no honest peer sends one: each
+    /// side refuses them as `Malformed` before any scalar multiplication. (Fails on v2,
+    /// which answers such a hello, and finishes a handshake whose `enc_s` is one.)
+    #[test]
+    fn ephemeral_keys_off_the_curve_are_refused_before_any_multiplication() {
+        let server = KeyPair::from_seed(&[1; 32]);
+        let alice = KeyPair::from_seed(&[3; 32]);
+        for id in [None, Some(&alice)] {
+            let client_keys = ClientKeys::new(&server.public(), id, b"");
+            let server_keys = ServerKeys::new(&server, None, b"");
+            for seed in 0..8 {
+                let bad = twist_point(seed);
+                let (_, mut ch) =
+                    client_hello(fresh(seed), Cipher::Aes128Gcm, &client_keys).unwrap();
+                ch[40..72].copy_from_slice(&bad);
+                let before = x25519::tests::multiplications();
+                assert_eq!(
+                    server_respond(fresh(100 + seed), &server_keys, &ch).err(),
+                    Some(HandshakeError::Malformed)
+                );
+                assert_eq!(
+                    x25519::tests::multiplications(),
+                    before,
+                    "server: no X25519"
+                );
+                let (cp, ch) = client_hello(fresh(seed), Cipher::Aes128Gcm, &client_keys).unwrap();
+                let (_, mut sh) = server_respond(fresh(200 + seed), &server_keys, &ch).unwrap();
+                sh[40..72].copy_from_slice(&bad);
+                let before = x25519::tests::multiplications();
+                assert_eq!(
+                    client_finish(cp, &client_keys, &sh).err(),
+                    Some(HandshakeError::Malformed)
+                );
+                assert_eq!(
+                    x25519::tests::multiplications(),
+                    before,
+                    "client: no X25519"
+                );
+            }
+        }
+    }
+
+    /// One secret, one identity: without an allow-list the server reports whatever key the
+    /// client proved, so Alice's secret must not also prove her key's other encodings (top
+    /// bit set, `u + p`) or her key plus a small-order point (clamping makes both give the
+    /// same DH outputs). All are refused as `Malformed`; so are off-curve and low-order
+    /// client keys, before any multiplication. (Fails on v2, which accepts them and reports
+    /// a different `peer_key` for each.)
+    #[test]
+    fn a_client_key_must_be_canonical_on_the_curve_and_in_the_subgroup() {
+        let server = KeyPair::from_seed(&[1; 32]);
+        let alice = KeyPair::from_seed(&[3; 32]);
+        let pk = alice.public.0;
+        let mut high = pk;
+        high[31] |= 0x80;
+        let p8 = hex32("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800");
+        let torsion = (curve25519_dalek::montgomery::MontgomeryPoint(pk)
+            .to_edwards(0)
+            .unwrap()
+            + curve25519_dalek::montgomery::MontgomeryPoint(p8)
+                .to_edwards(0)
+                .unwrap())
+        .to_montgomery()
+        .to_bytes();
+        // p + 5, the non-canonical encoding of u = 5 (only u < 19 have one below 2^255).
+        let mut plus_p = [0xffu8; 32];
+        plus_p[0] = 0xed + 5;
+        plus_p[31] = 0x7f;
+        let server_keys = ServerKeys::new(&server, None, b"");
+        for (what, key) in [
+            ("top bit set", high),
+            ("a small-order point added", torsion),
+            ("u + p", plus_p),
+            ("off the curve", twist_point(3)),
+            ("low order", p8),
+            ("zero", [0u8; 32]),
+        ] {
+            // The real handshake, with Alice's secret behind the mangled key.
+            let forged = KeyPair {
+                secret: alice.secret.clone(),
+                public: PublicKey(key),
+            };
+            let client_keys = ClientKeys::new(&server.public(), Some(&forged), b"");
+            let (_, ch) = client_hello(fresh(1), Cipher::Aes128Gcm, &client_keys).unwrap();
+            assert_eq!(
+                server_respond(fresh(2), &server_keys, &ch).err(),
+                Some(HandshakeError::Malformed),
+                "{what}"
+            );
+            assert!(PublicKey::from_bytes(key).is_err(), "{what}");
+        }
+        // Refused before any DH (the subgroup check, the last of them, is not a batch op).
+        let forged = KeyPair {
+            secret: alice.secret.clone(),
+            public: PublicKey(twist_point(4)),
+        };
+        let client_keys = ClientKeys::new(&server.public(), Some(&forged), b"");
+        let (_, ch) = client_hello(fresh(1), Cipher::Aes128Gcm, &client_keys).unwrap();
+        let before = x25519::tests::multiplications();
+        assert!(server_respond(fresh(2), &server_keys, &ch).is_err());
+        assert_eq!(x25519::tests::multiplications(), before);
+        // Alice's real key still works.
+        let (_, s) = run(Some(&alice), None, &server, &server.public()).unwrap();
+        assert_eq!(s.peer_key, Some(alice.public()));
+    }
+
+    /// A server never accepts the null cipher unless its own configuration names it, even in
+    /// a build that has it (tests, feature `null-cipher`). (Fails on v2, where any such
+    /// build accepts it from any client.)
+    #[test]
+    fn the_null_cipher_needs_the_servers_own_opt_in() {
+        let server = KeyPair::from_seed(&[1; 32]);
+        let client_keys = ClientKeys::new(&server.public(), None, b"");
+        let (_, ch) = client_hello(fresh(1), Cipher::Null, &client_keys).unwrap();
+        let header: &[u8; CH_HEADER] = ch.first_chunk().unwrap();
+        let default = ServerKeys::new(&server, None, b"");
+        assert_eq!(default.hello_len(header), Err(HandshakeError::Malformed));
+        assert_eq!(
+            server_respond(fresh(2), &default, &ch).err(),
+            Some(HandshakeError::Malformed)
+        );
+        let opted_in = ServerKeys::new(&server, None, b"").with_null_cipher(true);
+        assert!(server_respond(fresh(2), &opted_in, &ch).is_ok());
+        // Through the service's configuration: only `cipher: Null` on the server opts in.
+        let mut enc = super::super::Encryption::server(server.clone());
+        enc.cipher = Cipher::Aes128Gcm;
+        let keys = super::super::io::HandshakeKeys::new(&enc);
+        assert!(!keys.server_accepts_null());
+        enc.cipher = Cipher::Null;
+        let keys = super::super::io::HandshakeKeys::new(&enc);
+        assert!(keys.server_accepts_null());
     }
 
     fn hex32(s: &str) -> [u8; 32] {
@@ -1008,7 +1208,7 @@ mod tests {
                 if let Some(c) = client_key.as_ref() {
                     clients = vec![Some((c, false)), Some((c, true))];
                 }
-                let e = Point::new(&enc_c);
+                let e = Point::from_peer(&enc_c).unwrap();
                 let mut enc_s = [0u8; 32];
                 for client in clients.iter().copied() {
                     let point = client.map(|(c, _)| Point::new(&c.0));
@@ -1036,7 +1236,7 @@ mod tests {
                 }
                 let eph_c = random32();
                 let enc_c = x25519::batch([Op::Base(&eph_c)])[0];
-                let e = Point::new(&enc_c);
+                let e = Point::from_peer(&enc_c).unwrap();
                 let point = client_key.map(|c| Point::new(&c.0));
                 let cs = client_key
                     .as_ref()

@@ -71,11 +71,21 @@ impl HandshakeKeys {
             client: enc
                 .server_key
                 .map(|k| ClientKeys::new(&k, enc.identity.as_ref(), &enc.context)),
-            server: enc
-                .identity
-                .as_ref()
-                .map(|id| ServerKeys::new(id, enc.allowed_clients.as_deref(), &enc.context)),
+            server: enc.identity.as_ref().map(|id| {
+                let keys = ServerKeys::new(id, enc.allowed_clients.as_deref(), &enc.context);
+                #[cfg(any(test, feature = "null-cipher"))]
+                let keys = keys.with_null_cipher(enc.cipher == super::Cipher::Null);
+                keys
+            }),
         }
+    }
+}
+
+impl HandshakeKeys {
+    /// Whether the server side accepts the null cipher.
+    #[cfg(test)]
+    pub(crate) fn server_accepts_null(&self) -> bool {
+        self.server.as_ref().is_some_and(|s| s.accepts_null())
     }
 }
 
@@ -117,7 +127,7 @@ pub(crate) async fn server(
             .await
             .map_err(io_err)?;
         let header: &[u8; CH_HEADER] = hello.first_chunk().expect("header");
-        let len = handshake::client_hello_len(header)?;
+        let len = keys.hello_len(header)?;
         stream
             .read_exact(&mut hello[CH_HEADER..len])
             .await

@@ -9,6 +9,8 @@ use hpke::{Deserializable, Kem as _, Serializable};
 use x25519_dalek::StaticSecret;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::x25519;
+
 /// RFC 9180's DHKEM(X25519, HKDF-SHA256), from the `hpke` crate: derives key pairs from seeds
 /// and is the reference the handshake's own DHKEM is tested against.
 pub(crate) type Kem = X25519HkdfSha256;
@@ -25,9 +27,15 @@ impl PublicKey {
         self.0
     }
 
-    /// A key from its 32 bytes. Fails on an invalid encoding.
+    /// A key from its 32 bytes. Fails ([`KeyError::Invalid`]) unless they are a public key
+    /// some X25519 key pair has: the canonical encoding (top bit clear, below 2^255 − 19) of
+    /// a point on the curve (not its twist) in the prime-order subgroup (so not of small
+    /// order). Each secret key has exactly one such public key; RFC 7748 would read other
+    /// encodings, or the key with a small-order point added, as interchangeable with it.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<PublicKey, KeyError> {
-        KemPublicKey::from_bytes(&bytes).map_err(|_| KeyError::Invalid)?;
+        if !x25519::is_valid_static_key(&bytes) {
+            return Err(KeyError::Invalid);
+        }
         Ok(PublicKey(bytes))
     }
 }
@@ -223,5 +231,25 @@ mod tests {
         assert!(k.save(&dir).is_err(), "save must not overwrite");
         assert_eq!(KeyPair::load(&dir).unwrap().public(), k.public());
         std::fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn public_keys_are_valid_keys_only() {
+        let k = KeyPair::from_seed(&[7; 32]);
+        assert_eq!(
+            PublicKey::from_bytes(k.public().to_bytes()).unwrap(),
+            k.public()
+        );
+        let mut high = k.public().to_bytes();
+        high[31] |= 0x80;
+        assert!(matches!(
+            PublicKey::from_bytes(high),
+            Err(KeyError::Invalid)
+        ));
+        assert!(matches!(
+            PublicKey::from_bytes([0; 32]),
+            Err(KeyError::Invalid)
+        ));
+        assert!("00".repeat(32).parse::<PublicKey>().is_err());
     }
 }

@@ -69,7 +69,8 @@ pub enum Cipher {
     /// (≈ 10× cheaper per small record than ChaCha20-Poly1305 on the project VM), the default
     /// there; slow and best avoided without them.
     Aes128Gcm,
-    /// No encryption at all; for fuzzers only (feature `null-cipher`).
+    /// No encryption at all; for fuzzers and oracle tests only (feature `null-cipher`). A
+    /// server accepts it only when its own [`Encryption::cipher`] is `Null`.
     #[cfg(any(test, feature = "null-cipher"))]
     #[doc(hidden)]
     Null,
@@ -140,7 +141,7 @@ pub struct Encryption {
     /// static-static Diffie-Hellman of each distinct key (≈ 40 µs per key on a 2020s x86 core)
     /// — so a long list costs a handshake nothing extra.
     pub allowed_clients: Option<Vec<PublicKey>>,
-    /// The AEAD a client proposes (the server accepts either). Default
+    /// The AEAD a client proposes (a server accepts either real one). Default
     /// [`Cipher::preferred`]: AES-128-GCM on CPUs with AES instructions, else
     /// ChaCha20-Poly1305.
     pub cipher: Cipher,

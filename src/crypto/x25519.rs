@@ -32,10 +32,11 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use curve25519_dalek::edwards::{EdwardsBasepointTable, EdwardsPoint};
 use curve25519_dalek::montgomery::MontgomeryPoint;
-use curve25519_dalek::traits::BasepointTable;
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{BasepointTable, IsIdentity};
 use zeroize::Zeroizing;
 
-/// A peer's public X25519 key, ready for Diffie-Hellman.
+/// A public X25519 key, ready for Diffie-Hellman.
 pub(crate) struct Point(Form);
 
 enum Form {
@@ -43,9 +44,19 @@ enum Form {
     Montgomery(MontgomeryPoint),
 }
 
+/// Whether `u` is the canonical encoding of a field element: the top bit clear and
+/// `u < p = 2^255 − 19`. Every X25519 output is (RFC 7748 reduces and encodes in 255 bits).
+fn canonical(u: &[u8; 32]) -> bool {
+    // With the top bit clear, u ≥ p exactly when u = p + k for k < 19: bytes 1..31 all
+    // 0xff, byte 31 0x7f and byte 0 at least 0xed.
+    u[31] & 0x80 == 0 && !(u[31] == 0x7f && u[1..31].iter().all(|&b| b == 0xff) && u[0] >= 0xed)
+}
+
 impl Point {
-    /// The point with `u`-coordinate `u` (every 32-byte string is one, on the curve or its
-    /// twist; RFC 7748 masks the top bit and reduces non-canonical values).
+    /// The point with `u`-coordinate `u`, as RFC 7748 reads any 32-byte string (on the curve
+    /// or its twist; it masks the top bit and reduces non-canonical values). For keys this
+    /// side configured itself (the pinned server key, an allow-list); a peer's keys go through
+    /// [`Point::from_peer`].
     pub(crate) fn new(u: &[u8; 32]) -> Point {
         let m = MontgomeryPoint(*u);
         if vector_backend() {
@@ -56,6 +67,71 @@ impl Point {
         }
         Point(Form::Montgomery(m))
     }
+
+    /// A public key a peer sent, or `None` if no honest peer sends it: a non-canonical
+    /// encoding, a `u` that is not on the curve (about half of all 32-byte strings are on its
+    /// twist, whose multiplication is the slower ladder) or a point of small order (whose
+    /// Diffie-Hellman output is all zeros). Costs one mapping to the Edwards form (an
+    /// inversion and a square root), which the vector backend's multiplication needs anyway,
+    /// and three doublings; no scalar multiplication.
+    pub(crate) fn from_peer(u: &[u8; 32]) -> Option<Point> {
+        let e = edwards_of_peer(u)?;
+        Some(Point(if vector_backend() {
+            Form::Edwards(e)
+        } else {
+            Form::Montgomery(MontgomeryPoint(*u))
+        }))
+    }
+}
+
+impl Point {
+    /// A static key a peer sent (a client's), or `None` unless [`is_valid_static_key`].
+    pub(crate) fn from_peer_static(u: &[u8; 32]) -> Option<Point> {
+        let e = edwards_of_peer(u)?;
+        if !is_torsion_free_vartime(&e) {
+            return None;
+        }
+        Some(Point(if vector_backend() {
+            Form::Edwards(e)
+        } else {
+            Form::Montgomery(MontgomeryPoint(*u))
+        }))
+    }
+}
+
+/// The Edwards form of a peer's `u`, if [`Point::from_peer`] accepts it.
+fn edwards_of_peer(u: &[u8; 32]) -> Option<EdwardsPoint> {
+    if !canonical(u) {
+        return None;
+    }
+    // `None` exactly for points of the twist (including u = −1, the one exceptional point
+    // of the birational map, which lies on the twist).
+    let e = MontgomeryPoint(*u).to_edwards(0)?;
+    (!e.is_small_order()).then_some(e)
+}
+
+/// Whether `u` is a static public key as an honest key pair has it: what
+/// [`Point::from_peer`] accepts, and in the prime-order subgroup (no torsion component), so
+/// that one secret key has exactly one public key (clamping makes `k·(P + T)` equal `k·P`
+/// for a torsion point `T`, so a key with torsion added would authenticate with the same
+/// secret). The subgroup check is one scalar multiplication by the group order (the point is
+/// public, so its variable time leaks nothing).
+pub(crate) fn is_valid_static_key(u: &[u8; 32]) -> bool {
+    edwards_of_peer(u).is_some_and(|e| is_torsion_free_vartime(&e))
+}
+
+/// `ℓ·P == O` for the prime order ℓ, in variable time: `(ℓ − 1)·P + P` (a reduced scalar
+/// cannot hold ℓ itself).
+fn is_torsion_free_vartime(p: &EdwardsPoint) -> bool {
+    // ℓ − 1 = 2^252 + 27742317777372353535851937790883648492, little-endian.
+    const L_MINUS_ONE: [u8; 32] = [
+        0xec, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let l_minus_one = Option::<Scalar>::from(Scalar::from_canonical_bytes(L_MINUS_ONE))
+        .expect("ℓ − 1 is canonical");
+    let q = EdwardsPoint::vartime_double_scalar_mul_basepoint(&l_minus_one, p, &Scalar::ZERO);
+    (q + p).is_identity()
 }
 
 /// Diffie-Hellman operations a [`FixedPoint`] serves before it builds its table: about as
@@ -141,6 +217,8 @@ pub(crate) enum Op<'a> {
 /// vectors of its batched inversion (denominators `Z − Y` of the results and their
 /// products, freed without zeroing).
 pub(crate) fn batch<const N: usize>(ops: [Op<'_>; N]) -> Zeroizing<[[u8; 32]; N]> {
+    #[cfg(test)]
+    tests::count_multiplications(N);
     let mut out = Zeroizing::new([[0u8; 32]; N]);
     // Results still in the Edwards form, and their slots in `out`.
     let mut points = Zeroizing::new(Vec::with_capacity(N));
@@ -218,10 +296,25 @@ fn ifma_backend() -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand_chacha::ChaCha20Rng;
     use rand_core::{Rng, SeedableRng};
+
+    thread_local! {
+        static MULTIPLICATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Counts the scalar multiplications [`batch`] is asked for, on this thread.
+    pub(super) fn count_multiplications(n: usize) {
+        MULTIPLICATIONS.with(|c| c.set(c.get() + n));
+    }
+
+    /// Scalar multiplications [`batch`] did on this thread so far (tests show that a check
+    /// comes before any).
+    pub(crate) fn multiplications() -> usize {
+        MULTIPLICATIONS.with(|c| c.get())
+    }
 
     fn ladder(k: &[u8; 32], u: &[u8; 32]) -> [u8; 32] {
         MontgomeryPoint(*u).mul_clamped(*k).to_bytes()
@@ -399,5 +492,76 @@ mod tests {
             *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
         }
         out
+    }
+
+    #[test]
+    fn peers_points_off_the_curve_non_canonical_or_of_small_order_are_refused() {
+        let mut rng = ChaCha20Rng::seed_from_u64(21);
+        let (mut on, mut twist) = (0, 0);
+        for _ in 0..200 {
+            let mut u = [0u8; 32];
+            rng.fill_bytes(&mut u);
+            u[31] &= 0x7f;
+            let curve = MontgomeryPoint(u).to_edwards(0).is_some();
+            let small = curve && MontgomeryPoint(u).to_edwards(0).unwrap().is_small_order();
+            assert_eq!(
+                Point::from_peer(&u).is_some(),
+                curve && !small,
+                "u = {u:02x?}"
+            );
+            if curve { on += 1 } else { twist += 1 }
+        }
+        assert!(
+            on > 50 && twist > 50,
+            "both kinds drawn: {on} on the curve, {twist} not"
+        );
+        // Honest public keys pass, and as static keys too.
+        for _ in 0..16 {
+            let mut k = [0u8; 32];
+            rng.fill_bytes(&mut k);
+            let pk = ladder(&k, &nine());
+            assert!(Point::from_peer(&pk).is_some());
+            assert!(is_valid_static_key(&pk));
+            // The same key with the top bit set, or plus p (where that stays below 2^256):
+            // refused, though RFC 7748 reads them as the same point.
+            let mut high = pk;
+            high[31] |= 0x80;
+            assert!(Point::from_peer(&high).is_none());
+            assert!(!is_valid_static_key(&high));
+        }
+        // Non-canonical encodings p + k of small k (p + 1 is u = 1, on the curve).
+        for small in [0u8, 1, 2, 9, 18] {
+            assert!(Point::from_peer(&p_plus(small)).is_none(), "p + {small}");
+        }
+        // Low-order points (RFC 7748 §7) and u = −1 (on the twist).
+        for low in [
+            [0u8; 32],
+            {
+                let mut one = [0u8; 32];
+                one[0] = 1;
+                one
+            },
+            hex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+            hex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+            hex("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        ] {
+            assert!(Point::from_peer(&low).is_none(), "u = {low:02x?}");
+            assert!(!is_valid_static_key(&low));
+        }
+        // A public key plus a point of order 8: on the curve and not of small order (an
+        // ephemeral key like that is harmless: clamping clears the torsion), but not a static
+        // key, since the same secret would also prove it.
+        let k = [0x31; 32];
+        let p8 = hex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800");
+        let torsion = EdwardsPoint::mul_base_clamped(k)
+            + MontgomeryPoint(p8).to_edwards(0).expect("on the curve");
+        let t = torsion.to_montgomery().to_bytes();
+        assert!(Point::from_peer(&t).is_some());
+        assert!(!is_valid_static_key(&t));
+        assert_eq!(
+            ladder(&[0x55; 32], &t),
+            ladder(&[0x55; 32], &ladder(&k, &nine())),
+            "the same DH output as the key without torsion"
+        );
     }
 }
