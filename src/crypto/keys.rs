@@ -88,6 +88,9 @@ fn parse_hex32_into(s: &[u8], out: &mut [u8; 32]) -> Option<()> {
     Some(())
 }
 
+/// The most bytes [`KeyPair::load`] reads: 64 hex digits, a line ending and some whitespace.
+const MAX_KEY_FILE: usize = 128;
+
 /// A static X25519 key pair: a server's identity, or a client's for client authentication.
 ///
 /// `Debug` never prints the secret half.
@@ -106,6 +109,11 @@ pub enum KeyError {
     Invalid,
     /// Reading or writing the key file failed.
     Io(io::Error),
+    /// The key file may be read or written by others than its owner: its Unix mode (given
+    /// here) has group or other permission bits. `chmod 600` it.
+    InsecurePermissions(u32),
+    /// The path is not a regular file, or larger than a key file can be.
+    NotAKeyFile,
 }
 
 impl fmt::Display for KeyError {
@@ -113,6 +121,13 @@ impl fmt::Display for KeyError {
         match self {
             KeyError::Invalid => f.write_str("invalid key"),
             KeyError::Io(e) => write!(f, "key file: {e}"),
+            KeyError::InsecurePermissions(mode) => write!(
+                f,
+                "key file is accessible to others than its owner (mode {mode:03o}; use 0600)"
+            ),
+            KeyError::NotAKeyFile => {
+                f.write_str("not a key file (not a regular file, or too large)")
+            }
         }
     }
 }
@@ -183,11 +198,51 @@ impl KeyPair {
         f.write_all(&*text).map_err(KeyError::Io)
     }
 
-    /// Reads a key written by [`KeyPair::save`]. Zeroes what it read.
+    /// Reads a key written by [`KeyPair::save`]: 64 hex digits, surrounding whitespace
+    /// allowed. Refuses, before reading a byte of it, a path that is not a regular file (a
+    /// FIFO, a device, a directory: [`KeyError::NotAKeyFile`], without waiting for a writer)
+    /// or a file larger than a key file can be, and on Unix a file that its group or others
+    /// may read or write ([`KeyError::InsecurePermissions`]). Reads at most 128 bytes, and
+    /// zeroes what it read.
     pub fn load(path: impl AsRef<Path>) -> Result<KeyPair, KeyError> {
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(KeyError::Io)?);
+        use std::io::Read;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(true);
+        // Opening a FIFO for reading waits for a writer, unless non-blocking; a regular
+        // file's reads are not affected.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NONBLOCK);
+        let f = opts.open(path).map_err(KeyError::Io)?;
+        // The metadata of the file opened, not of whatever the path names by now.
+        let meta = f.metadata().map_err(KeyError::Io)?;
+        if !meta.is_file() || meta.len() > MAX_KEY_FILE as u64 {
+            return Err(KeyError::NotAKeyFile);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(KeyError::InsecurePermissions(mode));
+            }
+        }
+        let mut buf = Zeroizing::new([0u8; MAX_KEY_FILE + 1]);
+        let mut len = 0;
+        let mut f = f.take(MAX_KEY_FILE as u64 + 1);
+        loop {
+            match f.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(KeyError::Io(e)),
+            }
+        }
+        if len > MAX_KEY_FILE {
+            return Err(KeyError::NotAKeyFile); // it grew since the check
+        }
+        let text = buf[..len].trim_ascii();
         let mut bytes = Zeroizing::new([0u8; 32]);
-        parse_hex32_into(text.trim().as_bytes(), &mut bytes).ok_or(KeyError::Invalid)?;
+        parse_hex32_into(text, &mut bytes).ok_or(KeyError::Invalid)?;
         KeyPair::from_secret_bytes(*bytes)
     }
 }
@@ -231,6 +286,97 @@ mod tests {
         assert!(k.save(&dir).is_err(), "save must not overwrite");
         assert_eq!(KeyPair::load(&dir).unwrap().public(), k.public());
         std::fs::remove_file(&dir).unwrap();
+    }
+
+    /// A scratch path for one test.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("laxnet-key-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    /// `load` on a path an attacker (or a mistake) made a FIFO: it must answer at once with a
+    /// typed error, not wait for a writer. (Fails on the unhardened `load`, which blocks in
+    /// `open` until someone writes.)
+    #[cfg(unix)]
+    #[test]
+    fn load_refuses_a_fifo_at_once() {
+        let path = scratch("fifo");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(KeyPair::load(&p));
+        });
+        let res = rx
+            .recv_timeout(std::time::Duration::from_secs(2))
+            .expect("load must not block on a FIFO");
+        assert!(matches!(res, Err(KeyError::NotAKeyFile)), "{res:?}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A huge file (sparse here) is refused from its size without reading it; a key with
+    /// trailing junk beyond what a key file holds, or junk in it, is not a key.
+    #[test]
+    #[allow(clippy::disallowed_types, clippy::disallowed_methods)] // times `load`
+    fn load_reads_at_most_a_key_files_worth() {
+        let path = scratch("huge");
+        let f = {
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            o.open(&path).unwrap()
+        };
+        f.set_len(64 << 30).unwrap(); // 64 GiB, sparse
+        let t = std::time::Instant::now();
+        assert!(matches!(KeyPair::load(&path), Err(KeyError::NotAKeyFile)));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        drop(f);
+        let k = KeyPair::from_seed(&[9; 32]);
+        let hex: String = k
+            .secret_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(&path, format!("  {hex}\r\n")).unwrap();
+        assert_eq!(
+            KeyPair::load(&path).unwrap().public(),
+            k.public(),
+            "whitespace is fine"
+        );
+        std::fs::write(&path, format!("{hex}\n{}", "0".repeat(200))).unwrap();
+        assert!(matches!(KeyPair::load(&path), Err(KeyError::NotAKeyFile)));
+        std::fs::write(&path, format!("{}zz", &hex[..62])).unwrap();
+        assert!(matches!(KeyPair::load(&path), Err(KeyError::Invalid)));
+        std::fs::remove_file(&path).unwrap();
+        let dir = std::env::temp_dir();
+        assert!(matches!(KeyPair::load(&dir), Err(KeyError::NotAKeyFile)));
+    }
+
+    /// A key file its group or others can read (or write) is refused, like ssh refuses such
+    /// private keys. (Fails on the unhardened `load`, which reads it.)
+    #[cfg(unix)]
+    #[test]
+    fn load_refuses_a_key_file_others_can_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = scratch("perm");
+        let k = KeyPair::from_seed(&[9; 32]);
+        k.save(&path).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o620, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            match KeyPair::load(&path) {
+                Err(KeyError::InsecurePermissions(m)) => assert_eq!(m, mode),
+                other => panic!("mode {mode:o}: {other:?}"),
+            }
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(KeyPair::load(&path).unwrap().public(), k.public());
+        }
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
