@@ -12,6 +12,7 @@ use std::task::Poll;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zeroize::Zeroizing;
 
+use super::admission::Ticket;
 use super::handshake::{
     self, CF_LEN, CH_HEADER, CH_MAX, ClientKeys, Fresh, SH_LEN, ServerKeys, SessionKeys,
 };
@@ -19,6 +20,7 @@ use super::record::{self, Opener, RecordType, Sealer};
 use super::{Encryption, HandshakeError, PublicKey};
 use crate::buffer::{BufferPool, ReadBuffer, SegmentQueue};
 use crate::runtime::{BoxStream, Runtime};
+use crate::time::Instant;
 
 fn io_err(e: std::io::Error) -> HandshakeError {
     if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -28,18 +30,25 @@ fn io_err(e: std::io::Error) -> HandshakeError {
     }
 }
 
-/// Runs `fut` bounded by the handshake timeout on `rt`'s clock.
+/// Runs `fut` until `deadline` on `rt`'s clock (then `Timeout`), or until `evicted` closes
+/// (then `Busy`: admission dropped this stalled attempt for a newer one).
 async fn bounded<T>(
     rt: &dyn Runtime,
-    enc: &Encryption,
+    deadline: Instant,
+    mut evicted: Option<&mut tokio::sync::oneshot::Receiver<()>>,
     fut: impl Future<Output = Result<T, HandshakeError>>,
 ) -> Result<T, HandshakeError> {
-    let mut timer = rt.sleep_until(rt.now() + enc.handshake_timeout);
+    let mut timer = rt.sleep_until(deadline);
     let mut fut = std::pin::pin!(fut);
     std::future::poll_fn(|cx| {
-        // Biased: a handshake that completes wins a tie with the timer.
+        // Biased: a handshake that completes wins a tie with the timer and the eviction.
         if let Poll::Ready(r) = fut.as_mut().poll(cx) {
             return Poll::Ready(r);
+        }
+        if let Some(rx) = evicted.as_mut() {
+            if std::pin::Pin::new(&mut **rx).poll(cx).is_ready() {
+                return Poll::Ready(Err(HandshakeError::Busy));
+            }
         }
         timer
             .as_mut()
@@ -102,7 +111,7 @@ pub(crate) async fn client(
     keys: &HandshakeKeys,
 ) -> Result<(SessionKeys, [u8; CF_LEN]), HandshakeError> {
     let keys = keys.client.as_ref().ok_or(HandshakeError::NotConfigured)?;
-    bounded(rt, enc, async {
+    bounded(rt, rt.now() + enc.handshake_timeout, None, async {
         let (pending, hello) = handshake::client_hello(fresh(rt)?, enc.cipher, keys)?;
         stream.write_all(&hello).await.map_err(io_err)?;
         let mut sh = [0u8; SH_LEN];
@@ -112,16 +121,21 @@ pub(crate) async fn client(
     .await
 }
 
-/// The server side: read the hello, answer, check the client's finished tag.
+/// The server side: read the hello (by the hello deadline), answer, check the client's
+/// finished tag (by the handshake deadline). Tells `ticket` when the hello is complete, and
+/// stops with `Busy` if admission evicts the attempt.
 pub(crate) async fn server(
     rt: &dyn Runtime,
     stream: &mut BoxStream,
     enc: &Encryption,
     keys: &HandshakeKeys,
+    ticket: &mut Ticket,
 ) -> Result<SessionKeys, HandshakeError> {
     let keys = keys.server.as_ref().ok_or(HandshakeError::NotConfigured)?;
-    bounded(rt, enc, async {
-        let mut hello = [0u8; CH_MAX];
+    let start = rt.now();
+    let hello_deadline = start + enc.hello_timeout.min(enc.handshake_timeout);
+    let mut hello = [0u8; CH_MAX];
+    let len = bounded(rt, hello_deadline, Some(&mut ticket.evicted), async {
         stream
             .read_exact(&mut hello[..CH_HEADER])
             .await
@@ -132,6 +146,12 @@ pub(crate) async fn server(
             .read_exact(&mut hello[CH_HEADER..len])
             .await
             .map_err(io_err)?;
+        Ok(len)
+    })
+    .await?;
+    ticket.hello_done(rt.now());
+    let deadline = start + enc.handshake_timeout;
+    bounded(rt, deadline, Some(&mut ticket.evicted), async {
         let (pending, sh) = handshake::server_respond(fresh(rt)?, keys, &hello[..len])?;
         stream.write_all(&sh).await.map_err(io_err)?;
         let mut cf = [0u8; CF_LEN];

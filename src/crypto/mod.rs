@@ -41,6 +41,7 @@
 //!
 //! [`SessionRef::peer_key`]: crate::SessionRef::peer_key
 
+pub(crate) mod admission;
 #[cfg(test)]
 mod attacks;
 #[cfg(feature = "bench-internals")]
@@ -154,9 +155,23 @@ pub struct Encryption {
     pub context: Vec<u8>,
     /// Time allowed for the whole handshake. Default 5 s.
     pub handshake_timeout: Duration,
-    /// Handshakes in progress at once on a server; more connections are dropped at once.
-    /// Default 256.
+    /// Time a server gives a new connection to deliver its whole ClientHello (an honest client
+    /// writes it as soon as it is connected); a connection that has not is dropped. The same
+    /// time bounds the wait for the ClientFinished before the attempt counts as stalled (see
+    /// [`Encryption::max_handshakes`]). At most `handshake_timeout`. Default 2 s.
+    pub hello_timeout: Duration,
+    /// Handshakes in progress at once on a server. When a new connection finds this many,
+    /// the oldest *stalled* attempt is dropped to make room for it — one that has not
+    /// delivered its ClientHello yet, or whose ClientFinished is more than `hello_timeout`
+    /// late — so idle or trickling connections cannot lock real clients out; only when none is
+    /// stalled is the newcomer refused (`Status::handshakes_refused`). What this does not
+    /// stop (clients that complete their hellos quickly) is in the README's Encryption
+    /// section. Default 256.
     pub max_handshakes: usize,
+    /// Handshakes in progress at once from one source (an IPv4 address or an IPv6 /64), with
+    /// the same eviction of that source's oldest stalled attempt when it is reached. Clients
+    /// behind one NAT share it. Default 16.
+    pub max_handshakes_per_source: usize,
     /// Largest record payload (frames per record are packed up to this). Default 16 KiB.
     pub max_record: usize,
     /// Records per direction after which the session closes (`CryptoError::CounterExhausted`).
@@ -175,7 +190,9 @@ impl Default for Encryption {
             cipher: Cipher::preferred(),
             context: Vec::new(),
             handshake_timeout: Duration::from_secs(5),
+            hello_timeout: Duration::from_secs(2),
             max_handshakes: 256,
+            max_handshakes_per_source: 16,
             max_record: 16 << 10,
             record_limit: 1 << 32,
         }
@@ -204,6 +221,15 @@ impl Encryption {
         self.context = context.into();
         self
     }
+
+    /// The admission limits (see [`admission`]).
+    pub(crate) fn admission_limits(&self) -> admission::Limits {
+        admission::Limits {
+            max: self.max_handshakes,
+            per_source: self.max_handshakes_per_source,
+            hello_timeout: self.hello_timeout.min(self.handshake_timeout),
+        }
+    }
 }
 
 /// Why a handshake failed. The connection is dropped; no session exists.
@@ -224,7 +250,8 @@ pub enum HandshakeError {
     Closed,
     /// I/O error during the handshake.
     Io(std::io::ErrorKind),
-    /// Too many handshakes in progress.
+    /// Too many handshakes in progress (a server refuses or evicts the attempt; the client
+    /// sees its connection closed).
     Busy,
     /// Keys for this protocol are not configured (`Config::encryption`).
     NotConfigured,

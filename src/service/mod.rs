@@ -58,6 +58,7 @@ pub(crate) struct ServiceCounters {
     pub(crate) handshakes: AtomicU64,
     pub(crate) handshake_failures: AtomicU64,
     pub(crate) handshakes_refused: AtomicU64,
+    pub(crate) handshakes_evicted: AtomicU64,
     /// Traffic of destroyed sessions (live sessions keep their own counters).
     pub(crate) done: SessionCounters,
 }
@@ -98,8 +99,9 @@ pub(crate) struct ServiceInner {
     close_watchers: Mutex<CloseWatchers>,
     shutdown: watch::Sender<bool>,
     live: watch::Sender<usize>,
-    /// Encrypted connections still in their handshake (pre-authentication).
-    in_handshake: std::sync::atomic::AtomicUsize,
+    /// Encrypted connections still in their handshake (pre-authentication), and who may start
+    /// one.
+    admission: Arc<crypto::admission::Admission>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -385,7 +387,7 @@ impl Service {
             close_watchers: Mutex::new(BTreeMap::new()),
             shutdown: watch::Sender::new(false),
             live: watch::Sender::new(0),
-            in_handshake: Default::default(),
+            admission: Default::default(),
             core,
         });
         let svc = Service { inner };
@@ -765,25 +767,32 @@ async fn accept_loop(
 
 /// Runs the server side of an encrypted handshake in its own task, so a slow client never
 /// holds up the accept loop. The connection holds no session (no id, no event) until the
-/// client has proved liveness; at most `max_handshakes` run at once.
-fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer: SocketAddr) {
-    use std::sync::atomic::Ordering::SeqCst;
+/// client has proved liveness; admission ([`crypto::admission`]) bounds how many run at once,
+/// in all and per source, evicting stalled attempts to make room for new ones.
+fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: SocketAddr) {
     let core = &inner.core;
     let Some(enc) = core.config.encryption.as_ref() else {
         return;
     };
-    let busy = inner.in_handshake.fetch_add(1, SeqCst) >= enc.max_handshakes;
-    if busy || inner.is_full() {
-        inner.in_handshake.fetch_sub(1, SeqCst);
-        let counter = if busy {
-            &core.counters.handshakes_refused
-        } else {
-            &core.counters.refused
-        };
-        counter.fetch_add(1, Relaxed);
+    if inner.is_full() {
+        core.counters.refused.fetch_add(1, Relaxed);
         return; // dropping the stream closes it
     }
+    let source = crypto::admission::Source::of(peer.ip());
+    let admitted = inner
+        .admission
+        .admit(source, core.runtime.now(), enc.admission_limits());
+    if admitted.evicted > 0 {
+        core.counters
+            .handshakes_evicted
+            .fetch_add(admitted.evicted.into(), Relaxed);
+    }
+    let Some(mut ticket) = admitted.ticket else {
+        core.counters.handshakes_refused.fetch_add(1, Relaxed);
+        return;
+    };
     let inner2 = inner.clone();
+    let mut stream = stream;
     spawn_guarded(
         core,
         Box::pin(async move {
@@ -796,15 +805,16 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer
             ) else {
                 return;
             };
-            let res = crypto::io::server(&*inner.core.runtime, &mut stream, enc, keys).await;
-            inner.in_handshake.fetch_sub(1, SeqCst);
+            let rt = &*inner.core.runtime;
+            let res = crypto::io::server(rt, &mut stream, enc, keys, &mut ticket).await;
+            // The place goes back before the session opens (or the stream is dropped).
+            drop(ticket);
             let counters = &inner.core.counters;
             match res {
                 Ok(keys) => {
                     counters.handshakes.fetch_add(1, Relaxed);
                     let mut sealed = Box::new(inner.sealed(&keys, false, enc));
-                    drop(keys); // zeroed: the record state holds its own copies
-                    let rt = &*inner.core.runtime;
+                    drop(keys);
                     if inner.is_shut_down() {
                         // Authenticated close: the client sees `PeerClosed`, not `Truncated`.
                         crypto::io::refuse(rt, &mut stream, &mut sealed).await;
@@ -817,6 +827,8 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer
                         crypto::io::refuse(rt, &mut stream, &mut sealed).await;
                     }
                 }
+                // Evicted (counted when it happened): the stream is dropped.
+                Err(HandshakeError::Busy) => {}
                 Err(e) => {
                     counters.handshake_failures.fetch_add(1, Relaxed);
                     if inner.core.logging() {
