@@ -480,6 +480,32 @@ pub(crate) mod tests {
         }
     }
 
+    /// Which of curve25519-dalek's backends does the handshake's multiplications here:
+    /// `"serial"` (scalar code: a build that forces the serial or fiat backend, or a CPU
+    /// without AVX2), `"avx2"` or `"avx512-ifma"`.
+    fn backend_name() -> &'static str {
+        if ifma_backend() {
+            "avx512-ifma"
+        } else if vector_backend() {
+            "avx2"
+        } else {
+            "serial"
+        }
+    }
+
+    /// `ci/test.sh` runs these tests once per backend this CPU can run and names the one it
+    /// built for in `LAXNET_X25519_BACKEND`: this checks that the build really runs it.
+    #[test]
+    fn runs_on_the_backend_ci_asked_for() {
+        let name = backend_name();
+        eprintln!("X25519 backend: {name}");
+        if let Ok(want) = std::env::var("LAXNET_X25519_BACKEND")
+            && !want.is_empty()
+        {
+            assert_eq!(name, want, "LAXNET_X25519_BACKEND");
+        }
+    }
+
     fn nine() -> [u8; 32] {
         let mut u = [0; 32];
         u[0] = 9;
