@@ -9,11 +9,20 @@
 //! - **Server authentication.** The client pins the server's static X25519 key
 //!   ([`Encryption::server_key`]); only the holder of the matching secret can compute the
 //!   server's finished tag, so an impostor fails `connect` with
-//!   [`HandshakeError::ServerNotAuthenticated`].
+//!   [`HandshakeError::ServerNotAuthenticated`]. A client's handshake secrets come from the
+//!   operating system per handshake, never from `Config::rng_seed`, so knowing a client's
+//!   seed does not help an impostor.
 //! - **Optional client authentication.** With [`Encryption::allowed_clients`] set, the client
-//!   must present one of those keys and prove it holds the secret (RFC 9180 `AuthEncap`); anyone
-//!   else is dropped before any session exists. [`SessionRef::peer_key`] tells the server
-//!   which key a session proved (and the client, the server's).
+//!   must present one of those keys and prove it holds the secret (RFC 9180 `AuthEncap`, and
+//!   a DH of its key with the server's ephemeral key); anyone else is dropped before any
+//!   session exists. [`SessionRef::peer_key`] tells the server which key a session proved
+//!   (and the client, the server's); a secret key proves exactly one public key (non-canonical
+//!   encodings and keys with a small-order component are refused). The proof survives a leak
+//!   of the server's key: that key alone does not log in to the server as a client
+//!   (key-compromise impersonation), since the client's proof also needs the server's fresh
+//!   ephemeral secret or the client's own.
+//! - **Context binding.** [`Encryption::context`] is in every handshake's transcript: services
+//!   that share a key pair but not a context do not accept each other's clients.
 //! - **Confidentiality and integrity** of every byte after the handshake, with an independent
 //!   key and nonce per direction and a 64-bit record counter in every nonce (never reused;
 //!   at [`Encryption::record_limit`] records the session closes, and with AES-128-GCM also
@@ -22,20 +31,41 @@
 //!   handshake meets a new server random, derives other keys, and its recorded records fail
 //!   to authenticate: nothing reaches the application, not even an `Opened` event (the server
 //!   publishes `Opened` only after the client proved liveness with its finished tag).
-//! - **Forward secrecy** against a later compromise of the server's (or client's) static key:
-//!   the keys also depend on an ephemeral-ephemeral exchange whose secrets are dropped after
-//!   the handshake.
+//! - **Forward secrecy** against a later compromise of the server's (or client's) static key
+//!   — whether from its key file or from a memory dump: the keys also depend on an
+//!   ephemeral-ephemeral exchange whose secrets are drawn fresh from the operating system for
+//!   each handshake (nothing in the service's state regenerates them) and zeroed after it,
+//!   with the Diffie-Hellman outputs, the key schedule and every derived key (the record keys
+//!   when the session ends).
 //! - **Truncation detection.** A clean close sends an authenticated `Close` record; an end of
 //!   stream without it closes the session with [`CryptoError::Truncated`].
+//! - **Handshake admission** that idle or trickling connections cannot lock: a short deadline
+//!   for the ClientHello, a per-source limit, and eviction of stalled attempts instead of
+//!   refusing newcomers ([`Encryption::max_handshakes`]).
+//! - **Work only on what an honest peer sends.** Hellos of another version or with a cipher
+//!   the server did not enable are refused from their header; public keys that are
+//!   off the curve (on its twist, whose multiplication is slower), non-canonical or of small
+//!   order are refused before any scalar multiplication. The test-only null cipher is
+//!   accepted only by a server whose own configuration names it.
 //!
 //! # What it does not give
 //!
 //! - No identity hiding: a client's static public key (with client authentication) is sent in
-//!   the clear.
-//! - No stateless cookie: a flood of handshakes costs the server three X25519 operations each
-//!   (four for a client key when there is no allow-list; with one, an unknown key is refused
-//!   before any), bounded by [`Encryption::max_handshakes`] concurrent attempts and the
-//!   handshake timeout.
+//!   the clear, and whether a key is on an allow-list shows (a listed key gets a ServerHello,
+//!   an unlisted one a closed connection).
+//! - No stateless cookie: a client that completes its hello costs the server four X25519
+//!   operations (five with a client key, plus a subgroup check without an allow-list; with
+//!   an allow-list an unknown key is refused before any), and it can then hold an admission
+//!   place until its ClientFinished is [`Encryption::hello_timeout`] late. So fast attackers
+//!   that complete hellos — `max_handshakes / hello_timeout` per second from enough sources —
+//!   still keep newcomers refused, and a flood of new connections faster than honest hellos
+//!   arrive can evict them (the admission module lists the limits).
+//! - No protection against a compromise of the running process: whoever reads its memory
+//!   while a session is open has that session's record keys, and the static secret keys
+//!   (they stay in memory for the life of the service; a static key compromise allows
+//!   impersonating that side in future handshakes, not decrypting past ones). What is
+//!   zeroed is zeroed when dropped: copies on the stack inside the cryptographic crates, and
+//!   curve25519-dalek's internal scratch for batched inversions, are not reached.
 //! - No key update: a session ends at the record limit instead of rekeying.
 //! - No protection of traffic volume or timing.
 //!
