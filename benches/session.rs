@@ -162,6 +162,9 @@ impl Runtime for MemRuntime {
     fn entropy(&self) -> [u8; 32] {
         [7; 32]
     }
+    fn fill_secret(&self, out: &mut [u8]) -> io::Result<()> {
+        self.inner.fill_secret(out)
+    }
 }
 
 fn frames() -> Arc<Vec<u8>> {

@@ -24,7 +24,7 @@ for bug in no-flush-on-close double-closed deliver-after-close no-generation-bum
   heartbeat-ignored lost-ready-wakeup refuse-below-limit ready-not-told-of-close \
   no-flush-after-peer-eof stale-heartbeat-on-records half-frame-on-too-large \
   generation-off-by-one no-close-record last-reason-wins bytes-out-offered \
-  handshake-slot-leak refuse-below-max-handshakes frame-limit-off-by-one; do
+  handshake-slot-leak refuse-instead-of-evict frame-limit-off-by-one; do
   set +e
   cargo run --release -p laxnet-sim --features planted-bugs -- \
     run --plant "$bug" --seeds 0..200 --jobs 2 --fail-fast --no-progress --json > "$out/laxsim-plant-$bug.json"

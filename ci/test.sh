@@ -18,8 +18,38 @@ cargo fmt --all --check
 step "clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --features laxnet/sim,laxnet/bench-internals -- -D warnings
 
-step "tests (library, integration suite on tokio and turmoil, doctests)"
-cargo test --workspace --features laxnet/sim
+# The X25519 backend this CPU runs in the workspace's build (.cargo/config.toml compiles
+# curve25519-dalek's avx512 backend, which multiplies with AVX-512 IFMA where the CPU has it,
+# else with AVX2): crypto::x25519's backend test checks the build really runs it.
+cpu_has() { grep -qw "$1" /proc/cpuinfo 2>/dev/null; }
+if [ ! -r /proc/cpuinfo ]; then
+  main_backend="" # unknown here: the test then only reports it
+elif cpu_has avx512ifma && cpu_has avx512vl; then
+  main_backend=avx512-ifma
+elif cpu_has avx2; then
+  main_backend=avx2
+else
+  main_backend=serial
+fi
+
+step "tests (library, integration suite on tokio and turmoil, doctests; X25519: ${main_backend:-?})"
+LAXNET_X25519_BACKEND=$main_backend cargo test --workspace --features laxnet/sim
+
+step "X25519 on the other curve25519-dalek backends this CPU runs (crypto unit tests)"
+# The crypto unit tests (RFC 7748/9180 vectors, the ladder comparisons, hpke interop, the
+# known-answer transcripts) once more per backend: the scalar one (serial) and, on an AVX2
+# CPU, the AVX2 backend alone (curve25519-dalek's default build, without the avx512 cfg).
+# Both builds share one extra target directory (cargo keeps each flag set's artifacts apart).
+# RUSTFLAGS replaces .cargo/config.toml's flags, so it repeats --cfg tokio_unstable; it is set
+# for these commands only.
+backends_dir="${CARGO_TARGET_DIR:-target}/backends"
+RUSTFLAGS='--cfg tokio_unstable --cfg curve25519_dalek_backend="serial"' \
+  LAXNET_X25519_BACKEND=serial CARGO_TARGET_DIR="$backends_dir" \
+  cargo test --quiet --lib -- crypto::
+if cpu_has avx2; then
+  RUSTFLAGS='--cfg tokio_unstable' LAXNET_X25519_BACKEND=avx2 CARGO_TARGET_DIR="$backends_dir" \
+    cargo test --quiet --lib -- crypto::
+fi
 
 step "docs (warnings are errors)"
 RUSTDOCFLAGS="-D warnings --cfg tokio_unstable" cargo doc --workspace --no-deps --features laxnet/sim,laxnet/bench-internals

@@ -6,7 +6,7 @@
 //! cargo run --release --example perf -- [--compare] [--json] [--conns 1,64] [--layout mt2|2xct|1ct]
 //!                                       [--msgs N] [--rts N] [--reps N] [--only oneway|pingpong]
 //! cargo run --release --example perf -- --idle-sessions 10000 [--json]
-//! cargo run --release --example perf -- --handshakes 500 [--reps 5] [--json]
+//! cargo run --release --example perf -- --handshakes 500 [--reps 5] [--client-auth] [--json]
 //! cargo run --release --features sim --example perf -- --sim [--compare] [--json]
 //! ```
 //!
@@ -28,6 +28,8 @@
 //!   time per connect, and one-core encrypted connects/s (1e9 / CPU ns) ÷ raw HPKE pairs/s.
 //!   Also interleaved: raw tokio connects, bare and with the raw HPKE pair as a one-round-trip
 //!   handshake (the floor a hand-written encrypted connect sits on; see `raw_connect_rate`).
+//!   With `--client-auth` the laxnet clients present a key the server allows (the raw
+//!   baselines stay as they are).
 //! * `--idle-sessions N`: opens N connections to a laxnet server and reports the user-space
 //!   memory (live heap bytes, from a counting global allocator) per idle server session.
 //! * `--sim` (feature `sim`): the turmoil echo workload of `shared/baselines` (10 clients x 1000
@@ -192,6 +194,7 @@ fn parse_opts() -> Opts {
             "--sim" => o.sim = true,
             "--encrypted" => o.encrypted = true,
             "--ciphers" => o.ciphers = true,
+            "--client-auth" => CLIENT_AUTH.store(true, Relaxed),
             "--handshakes" => o.handshakes = Some(val().parse().expect("--handshakes N")),
             "--conns" => {
                 o.conns = val()
@@ -231,7 +234,7 @@ fn parse_opts() -> Opts {
                 println!(
                     "perf [--compare] [--json] [--encrypted] [--conns 1,64] [--layout mt2|2xct|1ct] \
                      [--msgs N] [--rts N] [--reps N] [--only oneway|pingpong] [--read-buffer BYTES] [--read-buffer-max BYTES] \
-                     [--send-queue-limit BYTES] [--backoff ready|yield|sleep] | --idle-sessions N | --handshakes N | --sim"
+                     [--send-queue-limit BYTES] [--backoff ready|yield|sleep] | --idle-sessions N | --handshakes N [--client-auth] | --sim"
                 );
                 std::process::exit(0);
             }
@@ -385,6 +388,9 @@ static READ_BUFFER_MAX: AtomicUsize = AtomicUsize::new(0);
 /// `--send-queue-limit`: `Config::send_queue_limit` of both ends while set (0: the default).
 static SEND_QUEUE_LIMIT: AtomicUsize = AtomicUsize::new(0);
 static SERVER_KEY: OnceLock<KeyPair> = OnceLock::new();
+static CLIENT_KEY: OnceLock<KeyPair> = OnceLock::new();
+/// `--client-auth`: encrypted laxnet clients present `client_key()`, which the server allows.
+static CLIENT_AUTH: AtomicBool = AtomicBool::new(false);
 /// `--ciphers`: the cipher clients propose while set (0: the default, `Cipher::preferred()`;
 /// 1: ChaCha20-Poly1305; 2: AES-128-GCM).
 static CIPHER: AtomicU8 = AtomicU8::new(0);
@@ -400,6 +406,15 @@ fn proto() -> &'static str {
 
 fn server_key() -> &'static KeyPair {
     SERVER_KEY.get_or_init(KeyPair::generate)
+}
+
+fn client_key() -> &'static KeyPair {
+    CLIENT_KEY.get_or_init(KeyPair::generate)
+}
+
+/// The client identity of `--client-auth`.
+fn client_identity() -> Option<&'static KeyPair> {
+    CLIENT_AUTH.load(Relaxed).then(client_key)
 }
 
 fn config(read_buffer: Option<usize>) -> Config {
@@ -422,7 +437,9 @@ fn config(read_buffer: Option<usize>) -> Config {
 fn server_config(read_buffer: Option<usize>) -> Config {
     let mut c = config(read_buffer);
     if encrypted() {
-        c.encryption = Some(Encryption::server(server_key().clone()));
+        let mut e = Encryption::server(server_key().clone());
+        e.allowed_clients = client_identity().map(|k| vec![k.public()]);
+        c.encryption = Some(e);
     }
     c
 }
@@ -431,6 +448,7 @@ fn client_config(read_buffer: Option<usize>) -> Config {
     let mut c = config(read_buffer);
     if encrypted() {
         let mut e = Encryption::client(server_key().public());
+        e.identity = client_identity().cloned();
         match CIPHER.load(Relaxed) {
             1 => e.cipher = laxnet::Cipher::ChaCha20Poly1305,
             2 => e.cipher = laxnet::Cipher::Aes128Gcm,
@@ -1410,7 +1428,7 @@ fn pure_handshake_cpu_ns(n: u64) -> Option<f64> {
     use rand_core::SeedableRng;
 
     let server = server_key();
-    let setup = HandshakeSetup::new(server, &server.public(), None);
+    let setup = HandshakeSetup::new(server, &server.public(), client_identity());
     let mut crng = ChaCha20Rng::seed_from_u64(1);
     let mut srng = ChaCha20Rng::seed_from_u64(2);
     let cpu0 = cpu_time();
@@ -1436,12 +1454,19 @@ fn handshake_mode(o: &Opts, n: u64) {
     let mut j = Json::default();
     j.str("mode", "handshakes");
     j.num("sessions", n as f64);
+    let client_auth = CLIENT_AUTH.load(Relaxed);
+    j.num("client_auth", f64::from(u8::from(client_auth)));
     let _ = server_key();
     println!(
-        "sessions opened one after the other, {n} per run, {} reps, layout {}; raw HPKE: \
+        "sessions opened one after the other, {n} per run, {} reps, layout {}{}; raw HPKE: \
          {RAW_HPKE_PAIRS} setup pairs per rep on the main thread:",
         o.reps,
-        o.layout.name()
+        o.layout.name(),
+        if client_auth {
+            ", encrypted clients authenticate with an allowed key"
+        } else {
+            ""
+        }
     );
     // Warm-up.
     for enc in [false, true] {

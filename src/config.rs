@@ -17,7 +17,7 @@ use crate::buffer::PoolConfig;
 /// | `idle_timeout` / `idle_sweep` | off / 1 s |
 /// | `segment_size` | 16 KiB |
 /// | `read_buffer` / `read_buffer_max` | 4 KiB / 256 KiB |
-/// | `rng_seed` | from the runtime (OS entropy in production) |
+/// | `rng_seed` | from the runtime (OS entropy in production); never used for secrets |
 /// | `encryption` | none (`"bits-hpke"` unavailable) |
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -66,8 +66,15 @@ pub struct Config {
     pub read_buffer_max: usize,
     /// The buffer pool's size classes and retention.
     pub pool: PoolConfig,
-    /// Seed of the service's RNG (`ChaCha20Rng`), the only randomness the stack uses. `None`
-    /// takes 32 bytes from the runtime (the OS in production, the seed in simulation).
+    /// Seed of the service's RNG (`ChaCha20Rng`), which draws everything random that is not a
+    /// secret (the start generation of each session id). `None` takes 32 bytes from the
+    /// runtime (the OS in production, the seed in simulation).
+    ///
+    /// It never feeds key material: each encrypted handshake draws its randoms and ephemeral
+    /// secrets from the runtime (`Runtime::fill_secret`: the operating system's RNG on real
+    /// sockets, per handshake), so setting a seed — for reproducible ids in a test or a
+    /// replay — makes no real deployment's handshakes predictable, with or without
+    /// encryption. Only the simulator's runtime draws secrets from its own seeded stream.
     pub rng_seed: Option<u64>,
     /// Keys and limits of the encrypted protocol (`"bits-hpke"`); `None` disables it.
     pub encryption: Option<crate::crypto::Encryption>,

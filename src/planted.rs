@@ -55,8 +55,9 @@ pub enum Bug {
     BytesOutOffered,
     /// A failed handshake does not give its slot back.
     HandshakeSlotLeak,
-    /// Connections are refused one handshake before `max_handshakes` are in progress.
-    RefuseBelowMaxHandshakes,
+    /// At `max_handshakes`, the newcomer is refused although a stalled attempt holds a place
+    /// (the lock-out the admission exists to prevent).
+    RefuseInsteadOfEvict,
     /// A frame of exactly `max_frame` bytes is refused as too large.
     FrameLimitOffByOne,
 }
@@ -82,7 +83,7 @@ impl Bug {
         (Bug::LastReasonWins, "last-reason-wins"),
         (Bug::BytesOutOffered, "bytes-out-offered"),
         (Bug::HandshakeSlotLeak, "handshake-slot-leak"),
-        (Bug::RefuseBelowMaxHandshakes, "refuse-below-max-handshakes"),
+        (Bug::RefuseInsteadOfEvict, "refuse-instead-of-evict"),
         (Bug::FrameLimitOffByOne, "frame-limit-off-by-one"),
     ];
 

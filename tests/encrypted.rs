@@ -213,7 +213,9 @@ async fn client_auth_allow_list() {
         .map(|i| {
             let mut b = [0x5a; 32];
             b[..4].copy_from_slice(&i.to_be_bytes());
-            PublicKey::from_bytes(b).unwrap()
+            let k = KeyPair::from_seed(&b).public();
+            // What a configuration file would hold.
+            PublicKey::from_bytes(k.to_bytes()).unwrap()
         })
         .collect();
     allowed.insert(123, alice.public());
@@ -249,6 +251,48 @@ async fn client_auth_allow_list() {
     // The server's view: exactly one session opened, and it carries Alice's key.
     let keys: Vec<_> = l.iter().filter(|x| x.starts_with("client key")).collect();
     assert_eq!(keys, [&format!("client key {}", alice.public())], "{l:?}");
+}
+
+/// Two services that share a key pair but not a context are not interchangeable: a client
+/// meant for one that is sent to the other (a wrong DNS entry, a misrouted proxy) fails its
+/// handshake, and the other service opens no session. (Before the context existed, the client
+/// connected to whichever service had the key.)
+#[tokio::test]
+async fn services_sharing_a_key_are_told_apart_by_their_context() {
+    let key = KeyPair::from_seed(&[8; 32]);
+    let (pay, pay_addr, pay_log) = server(&key, |e| e.context = b"payments/eu".to_vec()).await;
+    let (chat, chat_addr, chat_log) = server(&key, |e| e.context = b"chat/eu".to_vec()).await;
+    let client = Service::new(client_config(&key, |e| {
+        *e = Encryption::client(key.public()).with_context("payments/eu")
+    }));
+    let err = client.connect(&chat_addr, BITS_HPKE).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConnectError::Handshake(HandshakeError::ServerNotAuthenticated)
+        ),
+        "{err:?}"
+    );
+    let s = client.connect(&pay_addr, BITS_HPKE).await.unwrap();
+    s.send(&Note {
+        seq: 3,
+        text: "to payments".into(),
+    })
+    .unwrap();
+    wait_for(&pay_log, |l| l.contains(&"note 3".to_string())).await;
+    for _ in 0..200 {
+        if chat.status().handshake_failures > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(chat.status().handshake_failures, 1, "{}", chat.status());
+    assert_eq!(chat.status().handshakes, 0);
+    assert!(
+        chat_log.lock().unwrap().is_empty(),
+        "no session on the other service"
+    );
+    assert_eq!(pay.status().handshakes, 1);
 }
 
 #[tokio::test]
@@ -438,18 +482,28 @@ async fn garbage_and_silent_handshakes_fail_without_state() {
     g.write_all(&[0xAB; 300]).await.unwrap();
     let mut sink = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(2), g.read_to_end(&mut sink)).await;
-    // Silent: times out (500 ms in this config).
+    // Silent: beyond the cap of 4 the oldest silent attempts make room for newer ones
+    // (evicted, their connections closed); the rest time out (500 ms in this config).
     let mut silent = Vec::new();
     for _ in 0..6 {
         silent.push(TcpStream::connect(&addr).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     let st = srv.status();
-    assert!(st.handshakes_refused >= 2, "pre-auth cap: {st:?}");
+    assert_eq!(st.handshakes_evicted, 2, "pre-auth cap: {st:?}");
+    assert_eq!(st.handshakes_refused, 0, "{st:?}");
+    let mut closed = 0;
+    for s in &mut silent[..2] {
+        let mut b = [0u8; 1];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(100), s.read(&mut b)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 2, "the two oldest were dropped");
     tokio::time::sleep(Duration::from_millis(800)).await;
     let st = srv.status();
-    assert!(
-        st.handshake_failures >= 5,
+    assert_eq!(
+        st.handshake_failures, 5,
         "garbage + timeouts counted: {st:?}"
     );
     assert_eq!(st.live(), 0);

@@ -229,6 +229,12 @@ impl Runtime for FaultyRuntime {
     fn entropy(&self) -> [u8; 32] {
         self.inner.entropy()
     }
+
+    fn fill_secret(&self, out: &mut [u8]) -> io::Result<()> {
+        // The host's seeded stream (deterministic: one host incarnation's draws happen in
+        // its tasks' order, which the simulation fixes).
+        self.inner.fill_secret(out)
+    }
 }
 
 /// A turmoil stream with injected faults.

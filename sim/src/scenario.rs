@@ -225,6 +225,11 @@ pub struct ServiceCfg {
     pub max_handshakes: Option<usize>,
     /// Encrypted: the whole handshake's timeout in ms (`Encryption::handshake_timeout`).
     pub handshake_timeout_ms: Option<u64>,
+    /// Encrypted servers: the deadline for the ClientHello, in ms (`Encryption::hello_timeout`).
+    pub hello_timeout_ms: Option<u64>,
+    /// Encrypted servers: handshakes in progress from one source
+    /// (`Encryption::max_handshakes_per_source`).
+    pub max_handshakes_per_source: Option<usize>,
 }
 
 impl Default for ServiceCfg {
@@ -241,6 +246,8 @@ impl Default for ServiceCfg {
             id_generation_bits: 15,
             max_handshakes: None,
             handshake_timeout_ms: None,
+            hello_timeout_ms: None,
+            max_handshakes_per_source: None,
         }
     }
 }
@@ -380,6 +387,9 @@ pub struct Workload {
     /// Probability per workload tick that a session whose sender waits in `ready()` is closed
     /// (by its own side): the waiter must have its answer within a tick.
     pub close_waiting: f64,
+    /// Probability per workload tick that a session seen closing (and not yet closed) is
+    /// closed again by its application: close() on a closing session must change nothing.
+    pub close_again: f64,
     /// Probability per workload tick that a server stops listening (`Acceptor::close`) for
     /// `listen_pause_ms`, then listens on the same port again: no connection may be accepted
     /// meanwhile.
@@ -418,6 +428,7 @@ impl Default for Workload {
             mute: 0.0,
             too_large: 0.0,
             close_waiting: 0.0,
+            close_again: 0.0,
             listen_pause: 0.0,
             listen_pause_ms: [20, 100],
             keep_refs: 16,

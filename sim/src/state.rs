@@ -102,6 +102,9 @@ pub const EDGES: &[&str] = &[
     "clean-end-checked",
     "quiet-checked",
     "listener-paused",
+    "handshake-evicted",
+    "close-while-closing",
+    "closing-at-shutdown",
 ];
 
 /// Violations kept per run (the rest are only counted).
@@ -357,6 +360,8 @@ pub struct StreamInfo {
     pub crashed: bool,
     /// Encrypted: the handshake on this stream completed (as far as the bytes tell).
     pub hs_done: bool,
+    /// The address of the other end.
+    pub remote: SocketAddr,
 }
 
 /// The attack a hostile host's stream carries (see [`crate::rogue`]).
@@ -831,6 +836,7 @@ impl State {
             rogue: None,
             crashed: false,
             hs_done: false,
+            remote: peer,
         };
         if !connected && self.hosts[host as usize].paused {
             self.violation(
@@ -2503,9 +2509,9 @@ impl State {
 
     /// Handshake admission on an encrypted server: `stream` (accepted by host `h`) is being
     /// dropped. If the library never read from it, it refused the connection, which it may do
-    /// only when `max_handshakes` handshakes are in progress or the service is full. The
-    /// handshakes in progress are the other accepted streams of this incarnation that are
-    /// open and have not completed theirs.
+    /// only when `max_handshakes` handshakes are in progress (or `max_handshakes_per_source`
+    /// from its source) or the service is full. The handshakes in progress are the other
+    /// accepted streams of this incarnation that are open and have not completed theirs.
     pub fn check_admission(&mut self, stream: u64) {
         let info = &self.streams[stream as usize];
         let h = info.host;
@@ -2522,8 +2528,9 @@ impl State {
         }
         let svc = &self.sc.side(h).service;
         let max_hs = svc.max_handshakes.unwrap_or(256);
-        let inc = info.inc;
-        let busy = self
+        let per_source = svc.max_handshakes_per_source.unwrap_or(16);
+        let (inc, ip) = (info.inc, info.remote.ip());
+        let busy: Vec<&StreamInfo> = self
             .streams
             .iter()
             .enumerate()
@@ -2536,9 +2543,33 @@ impl State {
                     && s.open
                     && !s.hs_done
             })
-            .count();
+            .map(|(_, s)| s)
+            .collect();
+        // A stalled attempt (no whole ClientHello yet) is evicted to make room rather than
+        // the newcomer refused.
+        let hello = hs::CLIENT_HELLO
+            + if self.sc.client_auth {
+                hs::CLIENT_KEY
+            } else {
+                0
+            };
+        let stalled = |s: &&&StreamInfo| s.read_total < hello;
+        let same: Vec<&&StreamInfo> = busy.iter().filter(|s| s.remote.ip() == ip).collect();
+        let source_full = same.len() >= per_source;
+        let global_full = busy.len() >= max_hs;
+        let refusable = (source_full && !same.iter().any(&stalled))
+            || (global_full && !busy.iter().any(|s| stalled(&s)));
         let full = host.open_now >= svc.max_sessions;
-        if busy < max_hs && !full {
+        let (from_source, busy) = (same.len(), busy.len());
+        if (source_full || global_full) && !refusable && !full {
+            self.violation(
+                Some(h),
+                None,
+                format!(
+                    "a connection was refused although a stalled handshake (no ClientHello yet) held a place it could have taken ({busy} in progress, {from_source} from its source)"
+                ),
+            );
+        } else if busy < max_hs && from_source < per_source && !full {
             self.violation(
                 Some(h),
                 None,
@@ -2578,7 +2609,7 @@ impl State {
 
 /// What a send on a session that is not open says (`Closed(reason)` or `Stale`): a probe that
 /// is never queued.
-fn closed_as(h: u16, sref: &SessionRef) -> Result<(), SendError> {
+pub fn closed_as(h: u16, sref: &SessionRef) -> Result<(), SendError> {
     sref.send(&Data(Body {
         host: h,
         inc: 0,

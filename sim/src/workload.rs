@@ -77,6 +77,12 @@ fn config(st: &State, h: u16, inc: u16, opts: &HostOpts) -> Config {
         if let Some(ms) = s.handshake_timeout_ms {
             e.handshake_timeout = Duration::from_millis(ms);
         }
+        if let Some(ms) = s.hello_timeout_ms {
+            e.hello_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = s.max_handshakes_per_source {
+            e.max_handshakes_per_source = n;
+        }
         c.encryption = Some(e);
     }
     #[cfg(feature = "planted-bugs")]
@@ -391,6 +397,15 @@ fn step(st: &mut State, h: u16) -> StepOut {
         let Some(l) = host.live.get_mut(&id) else {
             continue;
         };
+        if !l.sref.is_open() && host.rng.chance(w.close_again) {
+            st.edge("close-while-closing");
+            st.close(h, id, "again");
+            continue;
+        }
+        let host = &mut st.hosts[h as usize];
+        let Some(l) = host.live.get_mut(&id) else {
+            continue;
+        };
         if l.waiting && host.rng.chance(w.close_waiting) {
             l.close_at_us = None;
             st.edge("close-while-waiting");
@@ -485,6 +500,14 @@ async fn drain(shared: &Shared, h: u16, svc: &Service) {
     let budget = {
         let mut st = lock(shared);
         st.hosts[h as usize].draining = true;
+        // Half of the open sessions are closed just before the shutdown (their closes
+        // overlap it; see below).
+        let ids: Vec<u32> = st.hosts[h as usize].live.keys().copied().collect();
+        for id in ids {
+            if st.hosts[h as usize].rng.chance(0.5) {
+                st.close(h, id, "before-shutdown");
+            }
+        }
         // `shutdown` closes every session below: a visible reason to close, and the reason
         // of every session still open.
         let open: Vec<usize> = st.hosts[h as usize].by_id.values().copied().collect();
@@ -506,7 +529,41 @@ async fn drain(shared: &Shared, h: u16, svc: &Service) {
         // Leave the driver loop some slack after this host's own deadline.
         Duration::from_millis(st.sc.drain_ms.saturating_sub(200).max(100))
     };
-    let finished = tokio::time::timeout(budget, svc.shutdown()).await.is_ok();
+    // The shutdown asks every session to close; one already closing keeps its reason. Its
+    // first poll makes the requests, so what senders are told is compared around it.
+    let closing: Vec<(usize, SessionRef, Result<(), laxnet::SendError>)> = {
+        let st = lock(shared);
+        st.hosts[h as usize]
+            .live
+            .values()
+            .filter(|l| !l.sref.is_open())
+            .map(|l| (l.sess, l.sref.clone(), crate::state::closed_as(h, &l.sref)))
+            .collect()
+    };
+    let mut shutdown = std::pin::pin!(svc.shutdown());
+    let first = std::future::poll_fn(|cx| match shutdown.as_mut().poll(cx) {
+        std::task::Poll::Ready(()) => std::task::Poll::Ready(true),
+        std::task::Poll::Pending => std::task::Poll::Ready(false),
+    })
+    .await;
+    {
+        let mut st = lock(shared);
+        for (idx, sref, before) in closing {
+            st.edge("closing-at-shutdown");
+            let after = crate::state::closed_as(h, &sref);
+            if after != before && !matches!(after, Err(laxnet::SendError::Stale)) {
+                let id = sref.id();
+                st.violation(
+                    Some(h),
+                    Some(idx),
+                    format!(
+                        "the shutdown changed what senders of closing session {id} are told from {before:?} to {after:?}"
+                    ),
+                );
+            }
+        }
+    }
+    let finished = first || tokio::time::timeout(budget, shutdown).await.is_ok();
     // Let the tasks that the shutdown woke in `ready()` record their answers.
     tokio::time::sleep(Duration::from_millis(1)).await;
     let mut st = lock(shared);
@@ -588,6 +645,9 @@ async fn drain(shared: &Shared, h: u16, svc: &Service) {
     }
     for _ in 0..status.handshakes_refused {
         st.edge("handshake-refused");
+    }
+    for _ in 0..status.handshakes_evicted {
+        st.edge("handshake-evicted");
     }
     for _ in 0..status.linger_expired {
         st.edge("linger-expired");

@@ -57,17 +57,17 @@ const CASES: [(&str, &str, &str); 19] = [
         "must advance by exactly one",
     ),
     ("no-close-record", "churn-hpke", "closed cleanly in time"),
-    ("last-reason-wins", "churn", "which was closing, changed"),
+    ("last-reason-wins", "admission", "changed what senders"),
     ("bytes-out-offered", "churn-hpke", "but its socket took"),
     (
         "handshake-slot-leak",
         "close-races-hpke",
-        "shutdown did not finish",
+        "did not finish draining",
     ),
     (
-        "refuse-below-max-handshakes",
+        "refuse-instead-of-evict",
         "handshake-flood",
-        "refused with only",
+        "a stalled handshake",
     ),
     (
         "frame-limit-off-by-one",

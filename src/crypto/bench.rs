@@ -85,8 +85,8 @@ impl HandshakeSetup {
     ) -> HandshakeSetup {
         let allowed = client_identity.map(|k| [k.public()]);
         HandshakeSetup {
-            client: handshake::ClientKeys::new(pinned, client_identity),
-            server: handshake::ServerKeys::new(server, allowed.as_ref().map(|a| a.as_slice())),
+            client: handshake::ClientKeys::new(pinned, client_identity, &[]),
+            server: handshake::ServerKeys::new(server, allowed.as_ref().map(|a| a.as_slice()), &[]),
         }
     }
 
@@ -99,13 +99,15 @@ impl HandshakeSetup {
         server_rng: &mut impl CryptoRng,
         cipher: Cipher,
     ) -> Result<(DerivedKeys, DerivedKeys), HandshakeError> {
-        let (cp, ch) = handshake::client_hello(client_rng, cipher, &self.client)?;
-        let (sp, sh) = handshake::server_respond(server_rng, &self.server, &ch)?;
+        let fresh_c = handshake::Fresh::from_rng(client_rng);
+        let (cp, ch) = handshake::client_hello(fresh_c, cipher, &self.client)?;
+        let fresh_s = handshake::Fresh::from_rng(server_rng);
+        let (sp, sh) = handshake::server_respond(fresh_s, &self.server, &ch)?;
         let (ck, cf) = handshake::client_finish(cp, &self.client, &sh)?;
         let sk = handshake::server_finish(sp, &cf)?;
         let keys = |k: &handshake::SessionKeys| DerivedKeys {
-            c2s_key: k.c2s_key,
-            s2c_key: k.s2c_key,
+            c2s_key: *k.c2s_key,
+            s2c_key: *k.s2c_key,
         };
         Ok((keys(&ck), keys(&sk)))
     }
@@ -128,6 +130,5 @@ pub fn pure_handshake(
 /// it (`src/crypto/x25519.rs`): the peer's point mapped to the Edwards form where that is
 /// faster, multiplied, and converted back.
 pub fn x25519_dh(secret: &[u8; 32], peer: &[u8; 32]) -> [u8; 32] {
-    let [shared] = x25519::batch([x25519::Op::Dh(secret, &x25519::Point::new(peer))]);
-    shared
+    x25519::batch([x25519::Op::Dh(secret, &x25519::Point::new(peer))])[0]
 }

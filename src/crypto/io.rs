@@ -2,22 +2,25 @@
 //!
 //! The handshake reads exactly the bytes of each message (fixed sizes, checked before any
 //! cryptographic work), so no application bytes are consumed early, and holds at most one
-//! ClientHello (104 bytes) per attempt.
+//! ClientHello (104 bytes) per attempt. Each side draws its handshake's secrets from the
+//! runtime ([`Runtime::fill_secret`]) when it needs them — a server only once the whole
+//! ClientHello is there — and zeroes them after use.
 
 use std::future::Future;
 use std::task::Poll;
 
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use zeroize::Zeroizing;
 
+use super::admission::Ticket;
 use super::handshake::{
-    self, CF_LEN, CH_HEADER, CH_MAX, ClientKeys, SH_LEN, ServerKeys, SessionKeys,
+    self, CF_LEN, CH_HEADER, CH_MAX, ClientKeys, Fresh, SH_LEN, ServerKeys, SessionKeys,
 };
 use super::record::{self, Opener, RecordType, Sealer};
 use super::{Encryption, HandshakeError, PublicKey};
 use crate::buffer::{BufferPool, ReadBuffer, SegmentQueue};
 use crate::runtime::{BoxStream, Runtime};
+use crate::time::Instant;
 
 fn io_err(e: std::io::Error) -> HandshakeError {
     if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -27,18 +30,25 @@ fn io_err(e: std::io::Error) -> HandshakeError {
     }
 }
 
-/// Runs `fut` bounded by the handshake timeout on `rt`'s clock.
+/// Runs `fut` until `deadline` on `rt`'s clock (then `Timeout`), or until `evicted` closes
+/// (then `Busy`: admission dropped this stalled attempt for a newer one).
 async fn bounded<T>(
     rt: &dyn Runtime,
-    enc: &Encryption,
+    deadline: Instant,
+    mut evicted: Option<&mut tokio::sync::oneshot::Receiver<()>>,
     fut: impl Future<Output = Result<T, HandshakeError>>,
 ) -> Result<T, HandshakeError> {
-    let mut timer = rt.sleep_until(rt.now() + enc.handshake_timeout);
+    let mut timer = rt.sleep_until(deadline);
     let mut fut = std::pin::pin!(fut);
     std::future::poll_fn(|cx| {
-        // Biased: a handshake that completes wins a tie with the timer.
+        // Biased: a handshake that completes wins a tie with the timer and the eviction.
         if let Poll::Ready(r) = fut.as_mut().poll(cx) {
             return Poll::Ready(r);
+        }
+        if let Some(rx) = evicted.as_mut()
+            && std::pin::Pin::new(&mut **rx).poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(HandshakeError::Busy));
         }
         timer
             .as_mut()
@@ -46,6 +56,14 @@ async fn bounded<T>(
             .map(|()| Err(HandshakeError::Timeout))
     })
     .await
+}
+
+/// One side's fresh secrets for one handshake, from the runtime's secret entropy.
+fn fresh(rt: &dyn Runtime) -> Result<Fresh, HandshakeError> {
+    let mut bytes = Zeroizing::new([0u8; Fresh::LEN]);
+    rt.fill_secret(&mut bytes[..])
+        .map_err(|e| HandshakeError::Io(e.kind()))?;
+    Ok(Fresh::new(&bytes))
 }
 
 /// What a service computes once from its [`Encryption`] for all its handshakes (in
@@ -61,16 +79,26 @@ impl HandshakeKeys {
         HandshakeKeys {
             client: enc
                 .server_key
-                .map(|k| ClientKeys::new(&k, enc.identity.as_ref())),
-            server: enc
-                .identity
-                .as_ref()
-                .map(|id| ServerKeys::new(id, enc.allowed_clients.as_deref())),
+                .map(|k| ClientKeys::new(&k, enc.identity.as_ref(), &enc.context)),
+            server: enc.identity.as_ref().map(|id| {
+                let keys = ServerKeys::new(id, enc.allowed_clients.as_deref(), &enc.context);
+                #[cfg(any(test, feature = "null-cipher"))]
+                let keys = keys.with_null_cipher(enc.cipher == super::Cipher::Null);
+                keys
+            }),
         }
     }
 }
 
-/// The client side: hello, check the server. `seed` comes from the service RNG.
+impl HandshakeKeys {
+    /// Whether the server side accepts the null cipher.
+    #[cfg(test)]
+    pub(crate) fn server_accepts_null(&self) -> bool {
+        self.server.as_ref().is_some_and(|s| s.accepts_null())
+    }
+}
+
+/// The client side: hello, check the server.
 ///
 /// Returns the session keys and the ClientFinished, which is not written here: the caller
 /// queues it in front of the session's first records ([`Sealed::queue_finished`]), so it
@@ -81,12 +109,10 @@ pub(crate) async fn client(
     stream: &mut BoxStream,
     enc: &Encryption,
     keys: &HandshakeKeys,
-    seed: [u8; 32],
 ) -> Result<(SessionKeys, [u8; CF_LEN]), HandshakeError> {
     let keys = keys.client.as_ref().ok_or(HandshakeError::NotConfigured)?;
-    bounded(rt, enc, async {
-        let mut rng = ChaCha20Rng::from_seed(seed);
-        let (pending, hello) = handshake::client_hello(&mut rng, enc.cipher, keys)?;
+    bounded(rt, rt.now() + enc.handshake_timeout, None, async {
+        let (pending, hello) = handshake::client_hello(fresh(rt)?, enc.cipher, keys)?;
         stream.write_all(&hello).await.map_err(io_err)?;
         let mut sh = [0u8; SH_LEN];
         stream.read_exact(&mut sh).await.map_err(io_err)?;
@@ -95,29 +121,38 @@ pub(crate) async fn client(
     .await
 }
 
-/// The server side: read the hello, answer, check the client's finished tag.
+/// The server side: read the hello (by the hello deadline), answer, check the client's
+/// finished tag (by the handshake deadline). Tells `ticket` when the hello is complete, and
+/// stops with `Busy` if admission evicts the attempt.
 pub(crate) async fn server(
     rt: &dyn Runtime,
     stream: &mut BoxStream,
     enc: &Encryption,
     keys: &HandshakeKeys,
-    seed: [u8; 32],
+    ticket: &mut Ticket,
 ) -> Result<SessionKeys, HandshakeError> {
     let keys = keys.server.as_ref().ok_or(HandshakeError::NotConfigured)?;
-    bounded(rt, enc, async {
-        let mut hello = [0u8; CH_MAX];
+    let start = rt.now();
+    let hello_deadline = start + enc.hello_timeout.min(enc.handshake_timeout);
+    let mut hello = [0u8; CH_MAX];
+    let len = bounded(rt, hello_deadline, Some(&mut ticket.evicted), async {
         stream
             .read_exact(&mut hello[..CH_HEADER])
             .await
             .map_err(io_err)?;
         let header: &[u8; CH_HEADER] = hello.first_chunk().expect("header");
-        let len = handshake::client_hello_len(header)?;
+        let len = keys.hello_len(header)?;
         stream
             .read_exact(&mut hello[CH_HEADER..len])
             .await
             .map_err(io_err)?;
-        let mut rng = ChaCha20Rng::from_seed(seed);
-        let (pending, sh) = handshake::server_respond(&mut rng, keys, &hello[..len])?;
+        Ok(len)
+    })
+    .await?;
+    ticket.hello_done(rt.now());
+    let deadline = start + enc.handshake_timeout;
+    bounded(rt, deadline, Some(&mut ticket.evicted), async {
+        let (pending, sh) = handshake::server_respond(fresh(rt)?, keys, &hello[..len])?;
         stream.write_all(&sh).await.map_err(io_err)?;
         let mut cf = [0u8; CF_LEN];
         stream.read_exact(&mut cf).await.map_err(io_err)?;

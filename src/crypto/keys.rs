@@ -7,6 +7,9 @@ use std::path::Path;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem as _, Serializable};
 use x25519_dalek::StaticSecret;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::x25519;
 
 /// RFC 9180's DHKEM(X25519, HKDF-SHA256), from the `hpke` crate: derives key pairs from seeds
 /// and is the reference the handshake's own DHKEM is tested against.
@@ -24,9 +27,15 @@ impl PublicKey {
         self.0
     }
 
-    /// A key from its 32 bytes. Fails on an invalid encoding.
+    /// A key from its 32 bytes. Fails ([`KeyError::Invalid`]) unless they are a public key
+    /// some X25519 key pair has: the canonical encoding (top bit clear, below 2^255 − 19) of
+    /// a point on the curve (not its twist) in the prime-order subgroup (so not of small
+    /// order). Each secret key has exactly one such public key; RFC 7748 would read other
+    /// encodings, or the key with a small-order point added, as interchangeable with it.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<PublicKey, KeyError> {
-        KemPublicKey::from_bytes(&bytes).map_err(|_| KeyError::Invalid)?;
+        if !x25519::is_valid_static_key(&bytes) {
+            return Err(KeyError::Invalid);
+        }
         Ok(PublicKey(bytes))
     }
 }
@@ -55,15 +64,32 @@ impl std::str::FromStr for PublicKey {
 }
 
 fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    parse_hex32_into(s.as_bytes(), &mut out)?;
+    Some(out)
+}
+
+/// Parses 64 hex digits into `out` (no copies of the bytes elsewhere).
+fn parse_hex32_into(s: &[u8], out: &mut [u8; 32]) -> Option<()> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
     if s.len() != 64 {
         return None;
     }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        *o = (digit(pair[0])? << 4) | digit(pair[1])?;
     }
-    Some(out)
+    Some(())
 }
+
+/// The most bytes [`KeyPair::load`] reads: 64 hex digits, a line ending and some whitespace.
+const MAX_KEY_FILE: usize = 128;
 
 /// A static X25519 key pair: a server's identity, or a client's for client authentication.
 ///
@@ -83,6 +109,11 @@ pub enum KeyError {
     Invalid,
     /// Reading or writing the key file failed.
     Io(io::Error),
+    /// The key file may be read or written by others than its owner: its Unix mode (given
+    /// here) has group or other permission bits. `chmod 600` it.
+    InsecurePermissions(u32),
+    /// The path is not a regular file, or larger than a key file can be.
+    NotAKeyFile,
 }
 
 impl fmt::Display for KeyError {
@@ -90,6 +121,13 @@ impl fmt::Display for KeyError {
         match self {
             KeyError::Invalid => f.write_str("invalid key"),
             KeyError::Io(e) => write!(f, "key file: {e}"),
+            KeyError::InsecurePermissions(mode) => write!(
+                f,
+                "key file is accessible to others than its owner (mode {mode:03o}; use 0600)"
+            ),
+            KeyError::NotAKeyFile => {
+                f.write_str("not a key file (not a regular file, or too large)")
+            }
         }
     }
 }
@@ -99,8 +137,8 @@ impl std::error::Error for KeyError {}
 impl KeyPair {
     /// A new key pair from the operating system's RNG.
     pub fn generate() -> KeyPair {
-        let mut seed = [0u8; 32];
-        rand_core::TryRng::try_fill_bytes(&mut getrandom::SysRng, &mut seed)
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rand_core::TryRng::try_fill_bytes(&mut getrandom::SysRng, &mut *seed)
             .expect("the operating system's random number generator is unavailable");
         KeyPair::from_seed(&seed)
     }
@@ -116,21 +154,27 @@ impl KeyPair {
         self.public
     }
 
-    /// The secret key's 32 bytes. Keep them secret.
+    /// The secret key's 32 bytes. Keep them secret, and zero them after use (e.g. hold them in
+    /// a `zeroize::Zeroizing`); the key pair zeroes its own copy when dropped.
     pub fn secret_bytes(&self) -> [u8; 32] {
         self.secret.to_bytes()
     }
 
     /// A key pair from the secret key's 32 bytes.
     pub fn from_secret_bytes(bytes: [u8; 32]) -> Result<KeyPair, KeyError> {
-        let secret = SecretKey::from_bytes(&bytes).map_err(|_| KeyError::Invalid)?;
+        let bytes = Zeroizing::new(bytes);
+        let secret = SecretKey::from_bytes(&*bytes).map_err(|_| KeyError::Invalid)?;
         let public = Kem::sk_to_pk(&secret);
         Ok(KeyPair::from_kem(&secret, &public))
     }
 
     fn from_kem(secret: &SecretKey, public: &KemPublicKey) -> KeyPair {
+        let mut encoded = secret.to_bytes();
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        bytes.copy_from_slice(&encoded);
+        encoded[..].zeroize();
         KeyPair {
-            secret: StaticSecret::from(<[u8; 32]>::from(secret.to_bytes())),
+            secret: StaticSecret::from(*bytes),
             public: PublicKey(public.to_bytes().into()),
         }
     }
@@ -139,24 +183,67 @@ impl KeyPair {
     /// Fails if the file exists.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), KeyError> {
         use std::io::Write;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let mut f = opts.open(path).map_err(KeyError::Io)?;
-        let hex: String = self
-            .secret_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        writeln!(f, "{hex}").map_err(KeyError::Io)
+        let secret = Zeroizing::new(self.secret_bytes());
+        let mut text = Zeroizing::new([b'\n'; 65]);
+        for (pair, b) in text.chunks_exact_mut(2).zip(secret.iter()) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 15)];
+        }
+        f.write_all(&*text).map_err(KeyError::Io)
     }
 
-    /// Reads a key written by [`KeyPair::save`].
+    /// Reads a key written by [`KeyPair::save`]: 64 hex digits, surrounding whitespace
+    /// allowed. Refuses, before reading a byte of it, a path that is not a regular file (a
+    /// FIFO, a device, a directory: [`KeyError::NotAKeyFile`], without waiting for a writer)
+    /// or a file larger than a key file can be, and on Unix a file that its group or others
+    /// may read or write ([`KeyError::InsecurePermissions`]). Reads at most 128 bytes, and
+    /// zeroes what it read.
     pub fn load(path: impl AsRef<Path>) -> Result<KeyPair, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(KeyError::Io)?;
-        let bytes = parse_hex32(text.trim()).ok_or(KeyError::Invalid)?;
-        KeyPair::from_secret_bytes(bytes)
+        use std::io::Read;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(true);
+        // Opening a FIFO for reading waits for a writer, unless non-blocking; a regular
+        // file's reads are not affected.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NONBLOCK);
+        let f = opts.open(path).map_err(KeyError::Io)?;
+        // The metadata of the file opened, not of whatever the path names by now.
+        let meta = f.metadata().map_err(KeyError::Io)?;
+        if !meta.is_file() || meta.len() > MAX_KEY_FILE as u64 {
+            return Err(KeyError::NotAKeyFile);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(KeyError::InsecurePermissions(mode));
+            }
+        }
+        let mut buf = Zeroizing::new([0u8; MAX_KEY_FILE + 1]);
+        let mut len = 0;
+        let mut f = f.take(MAX_KEY_FILE as u64 + 1);
+        loop {
+            match f.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(KeyError::Io(e)),
+            }
+        }
+        if len > MAX_KEY_FILE {
+            return Err(KeyError::NotAKeyFile); // it grew since the check
+        }
+        let text = buf[..len].trim_ascii();
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        parse_hex32_into(text, &mut bytes).ok_or(KeyError::Invalid)?;
+        KeyPair::from_secret_bytes(*bytes)
     }
 }
 
@@ -199,5 +286,116 @@ mod tests {
         assert!(k.save(&dir).is_err(), "save must not overwrite");
         assert_eq!(KeyPair::load(&dir).unwrap().public(), k.public());
         std::fs::remove_file(&dir).unwrap();
+    }
+
+    /// A scratch path for one test.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("laxnet-key-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    /// `load` on a path an attacker (or a mistake) made a FIFO: it must answer at once with a
+    /// typed error, not wait for a writer. (Fails on the unhardened `load`, which blocks in
+    /// `open` until someone writes.)
+    #[cfg(unix)]
+    #[test]
+    fn load_refuses_a_fifo_at_once() {
+        let path = scratch("fifo");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(KeyPair::load(&p));
+        });
+        let res = rx
+            .recv_timeout(std::time::Duration::from_secs(2))
+            .expect("load must not block on a FIFO");
+        assert!(matches!(res, Err(KeyError::NotAKeyFile)), "{res:?}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A huge file (sparse here) is refused from its size without reading it; a key with
+    /// trailing junk beyond what a key file holds, or junk in it, is not a key.
+    #[test]
+    #[allow(clippy::disallowed_types, clippy::disallowed_methods)] // times `load`
+    fn load_reads_at_most_a_key_files_worth() {
+        let path = scratch("huge");
+        let f = {
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            o.open(&path).unwrap()
+        };
+        f.set_len(64 << 30).unwrap(); // 64 GiB, sparse
+        let t = std::time::Instant::now();
+        assert!(matches!(KeyPair::load(&path), Err(KeyError::NotAKeyFile)));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        drop(f);
+        let k = KeyPair::from_seed(&[9; 32]);
+        let hex: String = k
+            .secret_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(&path, format!("  {hex}\r\n")).unwrap();
+        assert_eq!(
+            KeyPair::load(&path).unwrap().public(),
+            k.public(),
+            "whitespace is fine"
+        );
+        std::fs::write(&path, format!("{hex}\n{}", "0".repeat(200))).unwrap();
+        assert!(matches!(KeyPair::load(&path), Err(KeyError::NotAKeyFile)));
+        std::fs::write(&path, format!("{}zz", &hex[..62])).unwrap();
+        assert!(matches!(KeyPair::load(&path), Err(KeyError::Invalid)));
+        std::fs::remove_file(&path).unwrap();
+        let dir = std::env::temp_dir();
+        assert!(matches!(KeyPair::load(&dir), Err(KeyError::NotAKeyFile)));
+    }
+
+    /// A key file its group or others can read (or write) is refused, like ssh refuses such
+    /// private keys. (Fails on the unhardened `load`, which reads it.)
+    #[cfg(unix)]
+    #[test]
+    fn load_refuses_a_key_file_others_can_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = scratch("perm");
+        let k = KeyPair::from_seed(&[9; 32]);
+        k.save(&path).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o620, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            match KeyPair::load(&path) {
+                Err(KeyError::InsecurePermissions(m)) => assert_eq!(m, mode),
+                other => panic!("mode {mode:o}: {other:?}"),
+            }
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(KeyPair::load(&path).unwrap().public(), k.public());
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn public_keys_are_valid_keys_only() {
+        let k = KeyPair::from_seed(&[7; 32]);
+        assert_eq!(
+            PublicKey::from_bytes(k.public().to_bytes()).unwrap(),
+            k.public()
+        );
+        let mut high = k.public().to_bytes();
+        high[31] |= 0x80;
+        assert!(matches!(
+            PublicKey::from_bytes(high),
+            Err(KeyError::Invalid)
+        ));
+        assert!(matches!(
+            PublicKey::from_bytes([0; 32]),
+            Err(KeyError::Invalid)
+        ));
+        assert!("00".repeat(32).parse::<PublicKey>().is_err());
     }
 }

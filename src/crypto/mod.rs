@@ -9,11 +9,20 @@
 //! - **Server authentication.** The client pins the server's static X25519 key
 //!   ([`Encryption::server_key`]); only the holder of the matching secret can compute the
 //!   server's finished tag, so an impostor fails `connect` with
-//!   [`HandshakeError::ServerNotAuthenticated`].
+//!   [`HandshakeError::ServerNotAuthenticated`]. A client's handshake secrets come from the
+//!   operating system per handshake, never from `Config::rng_seed`, so knowing a client's
+//!   seed does not help an impostor.
 //! - **Optional client authentication.** With [`Encryption::allowed_clients`] set, the client
-//!   must present one of those keys and prove it holds the secret (RFC 9180 `AuthEncap`); anyone
-//!   else is dropped before any session exists. [`SessionRef::peer_key`] tells the server
-//!   which key a session proved (and the client, the server's).
+//!   must present one of those keys and prove it holds the secret (RFC 9180 `AuthEncap`, and
+//!   a DH of its key with the server's ephemeral key); anyone else is dropped before any
+//!   session exists. [`SessionRef::peer_key`] tells the server which key a session proved
+//!   (and the client, the server's); a secret key proves exactly one public key (non-canonical
+//!   encodings and keys with a small-order component are refused). The proof survives a leak
+//!   of the server's key: that key alone does not log in to the server as a client
+//!   (key-compromise impersonation), since the client's proof also needs the server's fresh
+//!   ephemeral secret or the client's own.
+//! - **Context binding.** [`Encryption::context`] is in every handshake's transcript: services
+//!   that share a key pair but not a context do not accept each other's clients.
 //! - **Confidentiality and integrity** of every byte after the handshake, with an independent
 //!   key and nonce per direction and a 64-bit record counter in every nonce (never reused;
 //!   at [`Encryption::record_limit`] records the session closes, and with AES-128-GCM also
@@ -22,25 +31,49 @@
 //!   handshake meets a new server random, derives other keys, and its recorded records fail
 //!   to authenticate: nothing reaches the application, not even an `Opened` event (the server
 //!   publishes `Opened` only after the client proved liveness with its finished tag).
-//! - **Forward secrecy** against a later compromise of the server's (or client's) static key:
-//!   the keys also depend on an ephemeral-ephemeral exchange whose secrets are dropped after
-//!   the handshake.
+//! - **Forward secrecy** against a later compromise of the server's (or client's) static key
+//!   — whether from its key file or from a memory dump: the keys also depend on an
+//!   ephemeral-ephemeral exchange whose secrets are drawn fresh from the operating system for
+//!   each handshake (nothing in the service's state regenerates them) and zeroed after it,
+//!   with the Diffie-Hellman outputs, the key schedule and every derived key (the record keys
+//!   when the session ends).
 //! - **Truncation detection.** A clean close sends an authenticated `Close` record; an end of
 //!   stream without it closes the session with [`CryptoError::Truncated`].
+//! - **Handshake admission** that idle or trickling connections cannot lock: a short deadline
+//!   for the ClientHello, a per-source limit, and eviction of stalled attempts instead of
+//!   refusing newcomers ([`Encryption::max_handshakes`]).
+//! - **Work only on what an honest peer sends.** Hellos of another version or with a cipher
+//!   the server did not enable are refused from their header; public keys that are
+//!   off the curve (on its twist, whose multiplication is slower), non-canonical or of small
+//!   order are refused before any scalar multiplication. The test-only null cipher is
+//!   accepted only by a server whose own configuration names it.
 //!
 //! # What it does not give
 //!
 //! - No identity hiding: a client's static public key (with client authentication) is sent in
-//!   the clear.
-//! - No stateless cookie: a flood of handshakes costs the server three X25519 operations each
-//!   (four for a client key when there is no allow-list; with one, an unknown key is refused
-//!   before any), bounded by [`Encryption::max_handshakes`] concurrent attempts and the
-//!   handshake timeout.
+//!   the clear, and whether a key is on an allow-list shows (a listed key gets a ServerHello,
+//!   an unlisted one a closed connection).
+//! - No stateless cookie: a client that completes its hello costs the server four X25519
+//!   operations (five with a client key, plus a subgroup check without an allow-list; with
+//!   an allow-list an unknown key is refused before any), and it can then hold an admission
+//!   place until its ClientFinished is [`Encryption::hello_timeout`] late. So fast attackers
+//!   that complete hellos — `max_handshakes / hello_timeout` per second from enough sources —
+//!   still keep newcomers refused, and a flood of new connections faster than honest hellos
+//!   arrive can evict them (the admission module lists the limits).
+//! - No protection against a compromise of the running process: whoever reads its memory
+//!   while a session is open has that session's record keys, and the static secret keys
+//!   (they stay in memory for the life of the service; a static key compromise allows
+//!   impersonating that side in future handshakes, not decrypting past ones). What is
+//!   zeroed is zeroed when dropped: copies on the stack inside the cryptographic crates, and
+//!   curve25519-dalek's internal scratch for batched inversions, are not reached.
 //! - No key update: a session ends at the record limit instead of rekeying.
 //! - No protection of traffic volume or timing.
 //!
 //! [`SessionRef::peer_key`]: crate::SessionRef::peer_key
 
+pub(crate) mod admission;
+#[cfg(test)]
+mod attacks;
 #[cfg(feature = "bench-internals")]
 pub(crate) mod bench;
 pub(crate) mod handshake;
@@ -67,7 +100,8 @@ pub enum Cipher {
     /// (≈ 10× cheaper per small record than ChaCha20-Poly1305 on the project VM), the default
     /// there; slow and best avoided without them.
     Aes128Gcm,
-    /// No encryption at all; for fuzzers only (feature `null-cipher`).
+    /// No encryption at all; for fuzzers and oracle tests only (feature `null-cipher`). A
+    /// server accepts it only when its own [`Encryption::cipher`] is `Null`.
     #[cfg(any(test, feature = "null-cipher"))]
     #[doc(hidden)]
     Null,
@@ -138,15 +172,36 @@ pub struct Encryption {
     /// static-static Diffie-Hellman of each distinct key (≈ 40 µs per key on a 2020s x86 core)
     /// — so a long list costs a handshake nothing extra.
     pub allowed_clients: Option<Vec<PublicKey>>,
-    /// The AEAD a client proposes (the server accepts either). Default
+    /// The AEAD a client proposes (a server accepts either real one). Default
     /// [`Cipher::preferred`]: AES-128-GCM on CPUs with AES instructions, else
     /// ChaCha20-Poly1305.
     pub cipher: Cipher,
+    /// The application's context (a prologue): bound into every handshake's transcript, so a
+    /// client and a server agree only when their contexts are equal, byte for byte. Two
+    /// services that share a key pair but not a context are not interchangeable: a client of
+    /// one that is sent to the other fails `connect` (`ServerNotAuthenticated`), and the
+    /// other counts a failed handshake. Name the service and its deployment here (e.g.
+    /// `b"payments/eu-prod"`). Default empty.
+    pub context: Vec<u8>,
     /// Time allowed for the whole handshake. Default 5 s.
     pub handshake_timeout: Duration,
-    /// Handshakes in progress at once on a server; more connections are dropped at once.
-    /// Default 256.
+    /// Time a server gives a new connection to deliver its whole ClientHello (an honest client
+    /// writes it as soon as it is connected); a connection that has not is dropped. The same
+    /// time bounds the wait for the ClientFinished before the attempt counts as stalled (see
+    /// [`Encryption::max_handshakes`]). At most `handshake_timeout`. Default 2 s.
+    pub hello_timeout: Duration,
+    /// Handshakes in progress at once on a server. When a new connection finds this many,
+    /// the oldest *stalled* attempt is dropped to make room for it — one that has not
+    /// delivered its ClientHello yet, or whose ClientFinished is more than `hello_timeout`
+    /// late — so idle or trickling connections cannot lock real clients out; only when none is
+    /// stalled is the newcomer refused (`Status::handshakes_refused`). What this does not
+    /// stop (clients that complete their hellos quickly) is in the README's Encryption
+    /// section. Default 256.
     pub max_handshakes: usize,
+    /// Handshakes in progress at once from one source (an IPv4 address or an IPv6 /64), with
+    /// the same eviction of that source's oldest stalled attempt when it is reached. Clients
+    /// behind one NAT share it. Default 16.
+    pub max_handshakes_per_source: usize,
     /// Largest record payload (frames per record are packed up to this). Default 16 KiB.
     pub max_record: usize,
     /// Records per direction after which the session closes (`CryptoError::CounterExhausted`).
@@ -163,8 +218,11 @@ impl Default for Encryption {
             server_key: None,
             allowed_clients: None,
             cipher: Cipher::preferred(),
+            context: Vec::new(),
             handshake_timeout: Duration::from_secs(5),
+            hello_timeout: Duration::from_secs(2),
             max_handshakes: 256,
+            max_handshakes_per_source: 16,
             max_record: 16 << 10,
             record_limit: 1 << 32,
         }
@@ -187,6 +245,22 @@ impl Encryption {
             ..Encryption::default()
         }
     }
+
+    /// These settings with the application context `context` (see [`Encryption::context`]).
+    pub fn with_context(mut self, context: impl Into<Vec<u8>>) -> Encryption {
+        self.context = context.into();
+        self
+    }
+
+    /// The admission limits (see [`admission`]).
+    pub(crate) fn admission_limits(&self) -> admission::Limits {
+        admission::Limits {
+            max: self.max_handshakes,
+            per_source: self.max_handshakes_per_source,
+            hello_timeout: self.hello_timeout.min(self.handshake_timeout),
+            evict: true,
+        }
+    }
 }
 
 /// Why a handshake failed. The connection is dropped; no session exists.
@@ -207,7 +281,8 @@ pub enum HandshakeError {
     Closed,
     /// I/O error during the handshake.
     Io(std::io::ErrorKind),
-    /// Too many handshakes in progress.
+    /// Too many handshakes in progress (a server refuses or evicts the attempt; the client
+    /// sees its connection closed).
     Busy,
     /// Keys for this protocol are not configured (`Config::encryption`).
     NotConfigured,

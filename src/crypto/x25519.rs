@@ -32,9 +32,11 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use curve25519_dalek::edwards::{EdwardsBasepointTable, EdwardsPoint};
 use curve25519_dalek::montgomery::MontgomeryPoint;
-use curve25519_dalek::traits::BasepointTable;
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{BasepointTable, IsIdentity};
+use zeroize::Zeroizing;
 
-/// A peer's public X25519 key, ready for Diffie-Hellman.
+/// A public X25519 key, ready for Diffie-Hellman.
 pub(crate) struct Point(Form);
 
 enum Form {
@@ -42,9 +44,19 @@ enum Form {
     Montgomery(MontgomeryPoint),
 }
 
+/// Whether `u` is the canonical encoding of a field element: the top bit clear and
+/// `u < p = 2^255 − 19`. Every X25519 output is (RFC 7748 reduces and encodes in 255 bits).
+fn canonical(u: &[u8; 32]) -> bool {
+    // With the top bit clear, u ≥ p exactly when u = p + k for k < 19: bytes 1..31 all
+    // 0xff, byte 31 0x7f and byte 0 at least 0xed.
+    u[31] & 0x80 == 0 && !(u[31] == 0x7f && u[1..31].iter().all(|&b| b == 0xff) && u[0] >= 0xed)
+}
+
 impl Point {
-    /// The point with `u`-coordinate `u` (every 32-byte string is one, on the curve or its
-    /// twist; RFC 7748 masks the top bit and reduces non-canonical values).
+    /// The point with `u`-coordinate `u`, as RFC 7748 reads any 32-byte string (on the curve
+    /// or its twist; it masks the top bit and reduces non-canonical values). For keys this
+    /// side configured itself (the pinned server key, an allow-list); a peer's keys go through
+    /// [`Point::from_peer`].
     pub(crate) fn new(u: &[u8; 32]) -> Point {
         let m = MontgomeryPoint(*u);
         if vector_backend()
@@ -55,6 +67,71 @@ impl Point {
         }
         Point(Form::Montgomery(m))
     }
+
+    /// A public key a peer sent, or `None` if no honest peer sends it: a non-canonical
+    /// encoding, a `u` that is not on the curve (about half of all 32-byte strings are on its
+    /// twist, whose multiplication is the slower ladder) or a point of small order (whose
+    /// Diffie-Hellman output is all zeros). Costs one mapping to the Edwards form (an
+    /// inversion and a square root), which the vector backend's multiplication needs anyway,
+    /// and three doublings; no scalar multiplication.
+    pub(crate) fn from_peer(u: &[u8; 32]) -> Option<Point> {
+        let e = edwards_of_peer(u)?;
+        Some(Point(if vector_backend() {
+            Form::Edwards(e)
+        } else {
+            Form::Montgomery(MontgomeryPoint(*u))
+        }))
+    }
+}
+
+impl Point {
+    /// A static key a peer sent (a client's), or `None` unless [`is_valid_static_key`].
+    pub(crate) fn from_peer_static(u: &[u8; 32]) -> Option<Point> {
+        let e = edwards_of_peer(u)?;
+        if !is_torsion_free_vartime(&e) {
+            return None;
+        }
+        Some(Point(if vector_backend() {
+            Form::Edwards(e)
+        } else {
+            Form::Montgomery(MontgomeryPoint(*u))
+        }))
+    }
+}
+
+/// The Edwards form of a peer's `u`, if [`Point::from_peer`] accepts it.
+fn edwards_of_peer(u: &[u8; 32]) -> Option<EdwardsPoint> {
+    if !canonical(u) {
+        return None;
+    }
+    // `None` exactly for points of the twist (including u = −1, the one exceptional point
+    // of the birational map, which lies on the twist).
+    let e = MontgomeryPoint(*u).to_edwards(0)?;
+    (!e.is_small_order()).then_some(e)
+}
+
+/// Whether `u` is a static public key as an honest key pair has it: what
+/// [`Point::from_peer`] accepts, and in the prime-order subgroup (no torsion component), so
+/// that one secret key has exactly one public key (clamping makes `k·(P + T)` equal `k·P`
+/// for a torsion point `T`, so a key with torsion added would authenticate with the same
+/// secret). The subgroup check is one scalar multiplication by the group order (the point is
+/// public, so its variable time leaks nothing).
+pub(crate) fn is_valid_static_key(u: &[u8; 32]) -> bool {
+    edwards_of_peer(u).is_some_and(|e| is_torsion_free_vartime(&e))
+}
+
+/// `ℓ·P == O` for the prime order ℓ, in variable time: `(ℓ − 1)·P + P` (a reduced scalar
+/// cannot hold ℓ itself).
+fn is_torsion_free_vartime(p: &EdwardsPoint) -> bool {
+    // ℓ − 1 = 2^252 + 27742317777372353535851937790883648492, little-endian.
+    const L_MINUS_ONE: [u8; 32] = [
+        0xec, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let l_minus_one = Option::<Scalar>::from(Scalar::from_canonical_bytes(L_MINUS_ONE))
+        .expect("ℓ − 1 is canonical");
+    let q = EdwardsPoint::vartime_double_scalar_mul_basepoint(&l_minus_one, p, &Scalar::ZERO);
+    (q + p).is_identity()
 }
 
 /// Diffie-Hellman operations a [`FixedPoint`] serves before it builds its table: about as
@@ -133,10 +210,19 @@ pub(crate) enum Op<'a> {
 
 /// The `u`-coordinates of `ops`, in order: RFC 7748's `X25519` (the secrets are clamped). A
 /// Diffie-Hellman with a low-order point gives all zeros, which the caller must refuse.
-pub(crate) fn batch<const N: usize>(ops: [Op<'_>; N]) -> [[u8; 32]; N] {
-    let mut out = [[0u8; 32]; N];
+///
+/// The results are shared secrets, so they come back zeroed on drop, and so is every buffer
+/// here that held one (the Edwards results and curve25519-dalek's vector of their `u`s).
+/// What this cannot reach: copies on the stack inside curve25519-dalek, and the scratch
+/// vectors of its batched inversion (denominators `Z − Y` of the results and their
+/// products, freed without zeroing).
+pub(crate) fn batch<const N: usize>(ops: [Op<'_>; N]) -> Zeroizing<[[u8; 32]; N]> {
+    #[cfg(test)]
+    tests::count_multiplications(N);
+    let mut out = Zeroizing::new([[0u8; 32]; N]);
     // Results still in the Edwards form, and their slots in `out`.
-    let (mut points, mut slots) = (Vec::with_capacity(N), Vec::with_capacity(N));
+    let mut points = Zeroizing::new(Vec::with_capacity(N));
+    let mut slots = Vec::with_capacity(N);
     for (i, op) in ops.into_iter().enumerate() {
         let p = match op {
             Op::Base(k) => EdwardsPoint::mul_base_clamped(*k),
@@ -152,10 +238,8 @@ pub(crate) fn batch<const N: usize>(ops: [Op<'_>; N]) -> [[u8; 32]; N] {
         points.push(p);
         slots.push(i);
     }
-    for (i, u) in slots
-        .into_iter()
-        .zip(EdwardsPoint::to_montgomery_batch(&points))
-    {
+    let us = Zeroizing::new(EdwardsPoint::to_montgomery_batch(&points));
+    for (&i, u) in slots.iter().zip(us.iter()) {
         out[i] = u.to_bytes();
     }
     out
@@ -212,10 +296,25 @@ fn ifma_backend() -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand_chacha::ChaCha20Rng;
     use rand_core::{Rng, SeedableRng};
+
+    thread_local! {
+        static MULTIPLICATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Counts the scalar multiplications [`batch`] is asked for, on this thread.
+    pub(super) fn count_multiplications(n: usize) {
+        MULTIPLICATIONS.with(|c| c.set(c.get() + n));
+    }
+
+    /// Scalar multiplications [`batch`] did on this thread so far (tests show that a check
+    /// comes before any).
+    pub(crate) fn multiplications() -> usize {
+        MULTIPLICATIONS.with(|c| c.get())
+    }
 
     fn ladder(k: &[u8; 32], u: &[u8; 32]) -> [u8; 32] {
         MontgomeryPoint(*u).mul_clamped(*k).to_bytes()
@@ -249,13 +348,13 @@ mod tests {
         ];
         for (k, u, want) in cases {
             let (k, u, want) = (hex(k), hex(u), hex(want));
-            assert_eq!(batch([Op::Dh(&k, &Point::new(&u))]), [want]);
+            assert_eq!(*batch([Op::Dh(&k, &Point::new(&u))]), [want]);
             assert_eq!(ladder(&k, &u), want);
         }
         // §6.1: Alice's public key.
         let alice = hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
         assert_eq!(
-            batch([Op::Base(&alice)]),
+            *batch([Op::Base(&alice)]),
             [hex(
                 "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
             )]
@@ -307,7 +406,7 @@ mod tests {
             if matches!(p.0, Form::Montgomery(_)) {
                 twist += 1;
             }
-            let [a, b] = batch([Op::Dh(&k, &p), Op::Base(&k)]);
+            let [a, b] = *batch([Op::Dh(&k, &p), Op::Base(&k)]);
             assert_eq!(a, ladder(&k, u), "u = {u:02x?}");
             assert_eq!(
                 b,
@@ -354,7 +453,7 @@ mod tests {
             for i in 0..after + 8 {
                 assert_eq!(fixed.has_table(), edwards && i > after, "use {i}");
                 rng.fill_bytes(&mut k);
-                let [a, b] = batch([fixed.dh(&k), Op::Base(&k)]);
+                let [a, b] = *batch([fixed.dh(&k), Op::Base(&k)]);
                 assert_eq!(a, ladder(&k, u), "use {i}, u = {u:02x?}");
                 assert_eq!(b, ladder(&k, &nine()));
             }
@@ -370,7 +469,7 @@ mod tests {
         let k = [0x42; 32];
         let other = Point::new(&ladder(&[5; 32], &nine()));
         for low in [zero_order, eight] {
-            let [a, b, c] = batch([
+            let [a, b, c] = *batch([
                 Op::Dh(&k, &other),
                 Op::Dh(&k, &Point::new(&low)),
                 Op::Base(&k),
@@ -378,6 +477,32 @@ mod tests {
             assert_eq!(b, [0; 32], "a low-order point gives the all-zero output");
             assert_eq!(a, ladder(&k, &ladder(&[5; 32], &nine())));
             assert_eq!(c, ladder(&k, &nine()));
+        }
+    }
+
+    /// Which of curve25519-dalek's backends does the handshake's multiplications here:
+    /// `"serial"` (scalar code: a build that forces the serial or fiat backend, or a CPU
+    /// without AVX2), `"avx2"` or `"avx512-ifma"`.
+    fn backend_name() -> &'static str {
+        if ifma_backend() {
+            "avx512-ifma"
+        } else if vector_backend() {
+            "avx2"
+        } else {
+            "serial"
+        }
+    }
+
+    /// `ci/test.sh` runs these tests once per backend this CPU can run and names the one it
+    /// built for in `LAXNET_X25519_BACKEND`: this checks that the build really runs it.
+    #[test]
+    fn runs_on_the_backend_ci_asked_for() {
+        let name = backend_name();
+        eprintln!("X25519 backend: {name}");
+        if let Ok(want) = std::env::var("LAXNET_X25519_BACKEND")
+            && !want.is_empty()
+        {
+            assert_eq!(name, want, "LAXNET_X25519_BACKEND");
         }
     }
 
@@ -393,5 +518,76 @@ mod tests {
             *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
         }
         out
+    }
+
+    #[test]
+    fn peers_points_off_the_curve_non_canonical_or_of_small_order_are_refused() {
+        let mut rng = ChaCha20Rng::seed_from_u64(21);
+        let (mut on, mut twist) = (0, 0);
+        for _ in 0..200 {
+            let mut u = [0u8; 32];
+            rng.fill_bytes(&mut u);
+            u[31] &= 0x7f;
+            let curve = MontgomeryPoint(u).to_edwards(0).is_some();
+            let small = curve && MontgomeryPoint(u).to_edwards(0).unwrap().is_small_order();
+            assert_eq!(
+                Point::from_peer(&u).is_some(),
+                curve && !small,
+                "u = {u:02x?}"
+            );
+            if curve { on += 1 } else { twist += 1 }
+        }
+        assert!(
+            on > 50 && twist > 50,
+            "both kinds drawn: {on} on the curve, {twist} not"
+        );
+        // Honest public keys pass, and as static keys too.
+        for _ in 0..16 {
+            let mut k = [0u8; 32];
+            rng.fill_bytes(&mut k);
+            let pk = ladder(&k, &nine());
+            assert!(Point::from_peer(&pk).is_some());
+            assert!(is_valid_static_key(&pk));
+            // The same key with the top bit set, or plus p (where that stays below 2^256):
+            // refused, though RFC 7748 reads them as the same point.
+            let mut high = pk;
+            high[31] |= 0x80;
+            assert!(Point::from_peer(&high).is_none());
+            assert!(!is_valid_static_key(&high));
+        }
+        // Non-canonical encodings p + k of small k (p + 1 is u = 1, on the curve).
+        for small in [0u8, 1, 2, 9, 18] {
+            assert!(Point::from_peer(&p_plus(small)).is_none(), "p + {small}");
+        }
+        // Low-order points (RFC 7748 §7) and u = −1 (on the twist).
+        for low in [
+            [0u8; 32],
+            {
+                let mut one = [0u8; 32];
+                one[0] = 1;
+                one
+            },
+            hex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+            hex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+            hex("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        ] {
+            assert!(Point::from_peer(&low).is_none(), "u = {low:02x?}");
+            assert!(!is_valid_static_key(&low));
+        }
+        // A public key plus a point of order 8: on the curve and not of small order (an
+        // ephemeral key like that is harmless: clamping clears the torsion), but not a static
+        // key, since the same secret would also prove it.
+        let k = [0x31; 32];
+        let p8 = hex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800");
+        let torsion = EdwardsPoint::mul_base_clamped(k)
+            + MontgomeryPoint(p8).to_edwards(0).expect("on the curve");
+        let t = torsion.to_montgomery().to_bytes();
+        assert!(Point::from_peer(&t).is_some());
+        assert!(!is_valid_static_key(&t));
+        assert_eq!(
+            ladder(&[0x55; 32], &t),
+            ladder(&[0x55; 32], &ladder(&k, &nine())),
+            "the same DH output as the key without torsion"
+        );
     }
 }

@@ -61,9 +61,18 @@ pub trait Runtime: Send + Sync + 'static {
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()>;
     /// Runs `task` in the background on this runtime.
     fn spawn(&self, task: BoxFuture<'static, ()>);
-    /// 32 bytes of seed material for a service whose configuration names no seed.
-    /// Production backends read the OS; the simulator derives them from its seed.
+    /// 32 bytes of seed material for a service whose configuration names no seed (its RNG
+    /// serves what is not secret: session id generations). Production backends read the OS;
+    /// the simulator derives them from its seed.
     fn entropy(&self) -> [u8; 32];
+    /// Fills `out` with secret key material, once per handshake side (its random and its
+    /// ephemeral secret), which the caller zeroes after use. Never derived from
+    /// `Config::rng_seed` or any other long-lived state of the service: a real backend reads
+    /// the operating system's RNG on every call ([`TokioRuntime`]: `getrandom`), so neither a
+    /// known seed nor a later memory dump of the service regenerates a past handshake's
+    /// secrets. Only a simulator may draw from a seeded stream (`TurmoilRuntime`: the
+    /// simulated host's, so a run replays), and its secrets are then simulation data.
+    fn fill_secret(&self, out: &mut [u8]) -> io::Result<()>;
 }
 
 /// A future that completes after `d` on `rt`'s clock.

@@ -123,4 +123,9 @@ impl Runtime for TokioRuntime {
             .expect("the operating system's random number generator is unavailable");
         seed
     }
+
+    fn fill_secret(&self, out: &mut [u8]) -> io::Result<()> {
+        rand_core::TryRng::try_fill_bytes(&mut getrandom::SysRng, out)
+            .map_err(|e| io::Error::other(format!("operating system RNG: {e}")))
+    }
 }

@@ -3,6 +3,10 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
 
 use turmoil::net::{TcpListener, TcpStream};
 
@@ -19,18 +23,27 @@ use crate::time::Instant;
 pub struct TurmoilRuntime {
     clock: TokioClock,
     seed: [u8; 32],
+    /// The host's stream of handshake secrets ([`Runtime::fill_secret`]): seeded, so a run
+    /// replays; kept apart from `seed` (the service RNG's), so the secrets are no function of
+    /// what the service RNG hands out.
+    secrets: Mutex<ChaCha20Rng>,
 }
 
 impl TurmoilRuntime {
     /// A runtime handle for the current simulated host. `seed` feeds the entropy of services
-    /// that do not name their own RNG seed; derive it from the simulation seed and the host.
+    /// that do not name their own RNG seed and the host's handshake secrets; derive it from
+    /// the simulation seed and the host. (Simulated secrets replay with the seed: never use
+    /// this runtime for real traffic.)
     pub fn new(seed: u64) -> TurmoilRuntime {
         let mut bytes = [0u8; 32];
         bytes[..8].copy_from_slice(&seed.to_le_bytes());
         bytes[8..16].copy_from_slice(b"turmoil!");
+        let mut secrets = bytes;
+        secrets[8..16].copy_from_slice(b"secrets!");
         TurmoilRuntime {
             clock: TokioClock::new(),
             seed: bytes,
+            secrets: Mutex::new(ChaCha20Rng::from_seed(secrets)),
         }
     }
 }
@@ -84,5 +97,13 @@ impl Runtime for TurmoilRuntime {
 
     fn entropy(&self) -> [u8; 32] {
         self.seed
+    }
+
+    fn fill_secret(&self, out: &mut [u8]) -> io::Result<()> {
+        self.secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fill_bytes(out);
+        Ok(())
     }
 }

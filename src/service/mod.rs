@@ -59,6 +59,7 @@ pub(crate) struct ServiceCounters {
     pub(crate) handshakes: AtomicU64,
     pub(crate) handshake_failures: AtomicU64,
     pub(crate) handshakes_refused: AtomicU64,
+    pub(crate) handshakes_evicted: AtomicU64,
     /// Traffic of destroyed sessions (live sessions keep their own counters).
     pub(crate) done: SessionCounters,
 }
@@ -99,9 +100,9 @@ pub(crate) struct ServiceInner {
     close_watchers: Mutex<CloseWatchers>,
     shutdown: watch::Sender<bool>,
     live: watch::Sender<usize>,
-    /// Encrypted connections still in their handshake (pre-authentication); `shutdown` waits
-    /// for it to reach zero.
-    in_handshake: watch::Sender<usize>,
+    /// Encrypted connections still in their handshake (pre-authentication), and who may start
+    /// one.
+    admission: Arc<crypto::admission::Admission>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -145,13 +146,6 @@ impl ServiceInner {
 
     fn next_sub(&self) -> SubId {
         SubId(self.next_sub.fetch_add(1, Relaxed))
-    }
-
-    /// 32 bytes from the service RNG (handshake randomness), under a short lock.
-    fn draw_seed(&self) -> [u8; 32] {
-        let mut seed = [0u8; 32];
-        rand_core::Rng::fill_bytes(&mut lock(&self.sessions).rng, &mut seed);
-        seed
     }
 
     fn is_full(&self) -> bool {
@@ -318,7 +312,7 @@ impl ServiceInner {
 
     /// Encrypted connections in their handshake now.
     pub(crate) fn handshaking(&self) -> usize {
-        *self.in_handshake.borrow()
+        self.admission.len()
     }
 
     fn slots_created(&self) -> usize {
@@ -402,7 +396,7 @@ impl Service {
             close_watchers: Mutex::new(BTreeMap::new()),
             shutdown: watch::Sender::new(false),
             live: watch::Sender::new(0),
-            in_handshake: watch::Sender::new(0),
+            admission: Default::default(),
             core,
         });
         let svc = Service { inner };
@@ -616,8 +610,7 @@ impl Service {
             ) else {
                 return Err(ConnectError::Handshake(HandshakeError::NotConfigured));
             };
-            let seed = inner.draw_seed();
-            match crypto::io::client(&**rt, &mut stream, enc, keys, seed).await {
+            match crypto::io::client(&**rt, &mut stream, enc, keys).await {
                 Ok((keys, finished)) => {
                     inner.core.counters.handshakes.fetch_add(1, Relaxed);
                     let mut sealed = Box::new(inner.sealed(&keys, true, enc));
@@ -673,8 +666,7 @@ impl Service {
         let mut live = self.inner.live.subscribe();
         let _ = live.wait_for(|n| *n == 0).await;
         // Handshakes in progress see the shutdown and give up; none outlives the service.
-        let mut handshaking = self.inner.in_handshake.subscribe();
-        let _ = handshaking.wait_for(|n| *n == 0).await;
+        self.inner.admission.idle().await;
         // Subscriptions often capture a clone of the service: dropping them here breaks that
         // cycle so the service's memory is freed once the last handle goes.
         let _ = self.inner.modify_registry(|_| Ok(Registry::default()));
@@ -786,30 +778,34 @@ async fn accept_loop(
 
 /// Runs the server side of an encrypted handshake in its own task, so a slow client never
 /// holds up the accept loop. The connection holds no session (no id, no event) until the
-/// client has proved liveness; at most `max_handshakes` run at once.
-fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer: SocketAddr) {
+/// client has proved liveness; admission ([`crypto::admission`]) bounds how many run at once,
+/// in all and per source, evicting stalled attempts to make room for new ones.
+fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: SocketAddr) {
     let core = &inner.core;
     let Some(enc) = core.config.encryption.as_ref() else {
         return;
     };
-    let mut busy = false;
-    let early = usize::from(planted::on(&core.config, Bug::RefuseBelowMaxHandshakes));
-    inner.in_handshake.send_modify(|n| {
-        busy = *n + early >= enc.max_handshakes;
-        *n += 1;
-    });
-    if busy || inner.is_full() {
-        inner.in_handshake.send_modify(|n| *n -= 1);
-        let counter = if busy {
-            &core.counters.handshakes_refused
-        } else {
-            &core.counters.refused
-        };
-        counter.fetch_add(1, Relaxed);
+    if inner.is_full() {
+        core.counters.refused.fetch_add(1, Relaxed);
         return; // dropping the stream closes it
     }
-    let seed = inner.draw_seed();
+    let source = crypto::admission::Source::of(peer.ip());
+    let mut limits = enc.admission_limits();
+    if planted::on(&core.config, Bug::RefuseInsteadOfEvict) {
+        limits.evict = false;
+    }
+    let admitted = inner.admission.admit(source, core.runtime.now(), limits);
+    if admitted.evicted > 0 {
+        core.counters
+            .handshakes_evicted
+            .fetch_add(admitted.evicted.into(), Relaxed);
+    }
+    let Some(mut ticket) = admitted.ticket else {
+        core.counters.handshakes_refused.fetch_add(1, Relaxed);
+        return;
+    };
     let inner2 = inner.clone();
+    let mut stream = stream;
     spawn_guarded(
         core,
         Box::pin(async move {
@@ -822,16 +818,20 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer
             ) else {
                 return;
             };
+            let rt = &*inner.core.runtime;
             let mut stop = inner.shutdown.subscribe();
             let res = tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => None,
-                r = crypto::io::server(&*inner.core.runtime, &mut stream, enc, keys, seed) => Some(r),
+                r = crypto::io::server(rt, &mut stream, enc, keys, &mut ticket) => Some(r),
             };
-            let leak = matches!(res, Some(Err(_)))
-                && planted::on(&inner.core.config, Bug::HandshakeSlotLeak);
-            if !leak {
-                inner.in_handshake.send_modify(|n| *n -= 1);
+            // The place goes back before the session opens (or the stream is dropped).
+            if matches!(res, Some(Err(_)))
+                && planted::on(&inner.core.config, Bug::HandshakeSlotLeak)
+            {
+                std::mem::forget(ticket);
+            } else {
+                drop(ticket);
             }
             let Some(res) = res else {
                 // The service is shutting down: give up (dropping the stream closes it).
@@ -842,7 +842,7 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer
                 Ok(keys) => {
                     counters.handshakes.fetch_add(1, Relaxed);
                     let mut sealed = Box::new(inner.sealed(&keys, false, enc));
-                    let rt = &*inner.core.runtime;
+                    drop(keys);
                     if inner.is_shut_down() {
                         // Authenticated close: the client sees `PeerClosed`, not `Truncated`.
                         crypto::io::refuse(rt, &mut stream, &mut sealed).await;
@@ -855,6 +855,8 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, mut stream: BoxStream, peer
                         crypto::io::refuse(rt, &mut stream, &mut sealed).await;
                     }
                 }
+                // Evicted (counted when it happened): the stream is dropped.
+                Err(HandshakeError::Busy) => {}
                 Err(e) => {
                     counters.handshake_failures.fetch_add(1, Relaxed);
                     if inner.core.logging() {

@@ -104,10 +104,14 @@ pub struct Status {
     pub handshakes: u64,
     /// Encrypted handshakes that failed (bad key, garbage, timeout).
     pub handshake_failures: u64,
-    /// Connections dropped because too many handshakes were in progress.
+    /// Connections dropped at once because too many handshakes were in progress (in all or
+    /// from their source) and none of them was stalled.
     pub handshakes_refused: u64,
     /// Encrypted connections in their handshake right now (not sessions yet).
     pub handshaking: usize,
+    /// Stalled handshakes (no ClientHello yet, or a ClientFinished more than
+    /// `Encryption::hello_timeout` late) dropped to make room for a new connection.
+    pub handshakes_evicted: u64,
     /// Id slots created (high-water mark of concurrent sessions).
     pub slots: usize,
     /// The buffer pool.
@@ -181,6 +185,7 @@ impl Service {
             handshake_failures: c.handshake_failures.load(Relaxed),
             handshakes_refused: c.handshakes_refused.load(Relaxed),
             handshaking: inner.handshaking(),
+            handshakes_evicted: c.handshakes_evicted.load(Relaxed),
             slots: inner.slots_created(),
             pool,
         }
@@ -222,7 +227,7 @@ impl fmt::Display for Status {
             writeln!(f, "{:<16} {:>8} {:>8}", p.protocol, p.open, p.closing)?;
         }
         writeln!(f, "{:<24} {:>14}", "counter", "value")?;
-        let rows: [(&str, u64); 18] = [
+        let rows: [(&str, u64); 19] = [
             ("accepted", self.accepted),
             ("connected", self.connected),
             ("refused", self.refused),
@@ -240,6 +245,7 @@ impl fmt::Display for Status {
             ("handshake failures", self.handshake_failures),
             ("handshakes refused", self.handshakes_refused),
             ("handshaking now", self.handshaking as u64),
+            ("handshakes evicted", self.handshakes_evicted),
             ("id slots", self.slots as u64),
         ];
         for (k, v) in rows {

@@ -1561,7 +1561,7 @@ const SERVER_HELLO_LEN: usize = 8 + 32 * 3;
 /// tag: known magic and cipher (ChaCha20-Poly1305), no client key, valid X25519 points. Only
 /// a client holding the ephemeral secret could finish it (and the suite never does).
 fn plausible_hello(seed: u8) -> Vec<u8> {
-    let mut h = b"LXN2".to_vec();
+    let mut h = b"LXN3".to_vec();
     h.extend_from_slice(&[1, 0, 0, 0]);
     h.extend_from_slice(&[seed; 32]);
     h.extend_from_slice(&KeyPair::from_seed(&[seed; 32]).public().to_bytes());
@@ -1579,17 +1579,21 @@ fn hello_with_header(header: [u8; 8]) -> Vec<u8> {
 /// Raw connections that fail the handshake of the encrypted listener. Each must be counted as
 /// one handshake failure, open no session (no `Opened`, no id, no `accepted`), get exactly the
 /// answer its stage calls for, and leave the good session talking; a client pinning the wrong
-/// key fails to connect; connections that never finish time out, not earlier, and while they
-/// hold every handshake slot, more connections are dropped at once; afterwards a real client
+/// key fails to connect; a silent attempt makes room for a newcomer when the handshake places
+/// are full (evicted), attempts past their hellos do not (newcomers are then refused at once);
+/// connections that never finish time out, not earlier (at the handshake timeout after a
+/// hello, at the hello deadline without one); afterwards a real client
 /// gets in.
 pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
     assert!(ctx.encrypted(), "bad_handshake runs over {HPKE} only");
     // The silent connections must outlast the steps between their connect and the client
     // refused over the cap: a wide margin on real time.
     let timeout = Duration::from_secs(if ctx.is_sim() { 2 } else { 3 });
+    let hello_timeout = timeout / 2;
     let mut sc = Config::default();
     let mut enc = server_encryption();
     enc.handshake_timeout = timeout;
+    enc.hello_timeout = hello_timeout;
     enc.max_handshakes = 2;
     sc.encryption = Some(enc);
     let addr = setup_echo(&ctx, sc, Config::default()).await;
@@ -1622,7 +1626,7 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
 
     let hello = plausible_hello(ctx.seed() as u8 + 1);
     let header = |cipher: u8, flags: u8, reserved: u8| {
-        let mut h = *b"LXN2____";
+        let mut h = *b"LXN3____";
         h[4..].copy_from_slice(&[cipher, flags, reserved, 0]);
         h
     };
@@ -1701,7 +1705,7 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
                     SERVER_HELLO_LEN,
                     "{what}: the server sent {got:?}"
                 );
-                assert_eq!(&got[..4], b"LXN2", "{what}");
+                assert_eq!(&got[..4], b"LXN3", "{what}");
             }
         }
         assert_eq!(failures().await, expected_failures, "{what}");
@@ -1756,11 +1760,9 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
     .await;
     no_new_session("the wrong-key client");
 
-    // Connections that stop talking: one silent from the start, one after its hello. They
-    // fill the server's two handshake slots (`max_handshakes`), so meanwhile further
-    // connections are dropped at once, before any handshake work. Both time out, and not
-    // before the handshake timeout (measured from before the connect: a lower bound on both
-    // backends).
+    // Admission with two places (`max_handshakes`). A silent connection and one that sent
+    // its hello take both; a third connection evicts the silent one (stalled: no hello yet),
+    // which is closed at once, before any handshake work.
     let started = tokio::time::Instant::now();
     let mut silent = ctx.raw_connect().await.expect("raw connect");
     let mut after_hello = ctx.raw_connect().await.expect("raw connect");
@@ -1768,14 +1770,31 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
         .write_all(&hello)
         .await
         .expect("write the hello");
-    // The server answered the second, so it accepted (and counted) the first one too.
+    // The server answered the second, so it accepted (and admitted) the first one too.
     let mut sh = [0u8; SERVER_HELLO_LEN];
     ctx.within("the ServerHello", after_hello.read_exact(&mut sh))
         .await
         .expect("the ServerHello");
-    assert_eq!(&sh[..4], b"LXN2");
+    assert_eq!(&sh[..4], b"LXN3");
+    let second_at = started.elapsed();
+    let mut second_hello = ctx.raw_connect().await.expect("raw connect");
+    ctx.wait_until("the silent attempt to be evicted", async || {
+        ctx.server.status().await.handshakes_evicted == 1
+    })
+    .await;
+    let (got, _) = read_to_end(&ctx, &mut silent).await;
+    assert!(got.is_empty(), "the evicted connection got {got:?}");
+    // Both places are now held by attempts past their hellos: not stalled (until their
+    // ClientFinished is `hello_timeout` late), so further connections are refused at once.
+    second_hello
+        .write_all(&plausible_hello(ctx.seed() as u8 + 2))
+        .await
+        .expect("write the hello");
+    ctx.within("the second ServerHello", second_hello.read_exact(&mut sh))
+        .await
+        .expect("the second ServerHello");
     let mut over_cap = ctx.raw_connect().await.expect("raw connect");
-    ctx.wait_until("a third handshake to be refused", async || {
+    ctx.wait_until("a connection over the cap to be refused", async || {
         ctx.server.status().await.handshakes_refused == 1
     })
     .await;
@@ -1789,10 +1808,16 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
         Ok(s) => panic!("a client over the handshake cap opened {}", s.id()),
     }
     let st = ctx.server.status().await;
-    assert_eq!(st.handshakes_refused, 2, "{st}");
+    assert_eq!(
+        (st.handshakes_refused, st.handshakes_evicted),
+        (2, 1),
+        "{st}"
+    );
     assert_eq!(st.handshake_failures, expected_failures, "{st}");
+    // With nobody else connecting, the two time out at the handshake timeout, not before
+    // (measured from before their connects: a lower bound on both backends).
     expected_failures += 2;
-    ctx.wait_until("the silent handshakes to time out", async || {
+    ctx.wait_until("the stalled handshakes to time out", async || {
         failures().await >= expected_failures
     })
     .await;
@@ -1802,18 +1827,43 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
         "timed out after {waited:?} (timeout {timeout:?})"
     );
     if ctx.is_sim() {
-        assert!(waited <= timeout + Duration::from_millis(100), "{waited:?}");
+        // The second one connected `second_at` later.
+        assert!(
+            waited <= second_at + timeout + Duration::from_millis(100),
+            "{waited:?}, the second connected at {second_at:?}"
+        );
     }
-    let (got, _) = read_to_end(&ctx, &mut silent).await;
-    assert!(got.is_empty(), "the silent connection got {got:?}");
-    let (got, _) = read_to_end(&ctx, &mut after_hello).await;
+    for (what, raw) in [("first", &mut after_hello), ("second", &mut second_hello)] {
+        let (got, _) = read_to_end(&ctx, raw).await;
+        assert!(
+            got.is_empty(),
+            "after the {what} ServerHello, the server sent {got:?}"
+        );
+    }
+    // A silent connection with room to spare is dropped at the hello deadline, not before.
+    let started = tokio::time::Instant::now();
+    let mut late_silent = ctx.raw_connect().await.expect("raw connect");
+    expected_failures += 1;
+    ctx.wait_until("the silent connection to time out", async || {
+        failures().await >= expected_failures
+    })
+    .await;
+    let waited = started.elapsed();
     assert!(
-        got.is_empty(),
-        "after its ServerHello, the server sent {got:?}"
+        waited >= hello_timeout && waited < timeout,
+        "dropped after {waited:?} (hello timeout {hello_timeout:?})"
     );
-    no_new_session("the silent connections");
+    if ctx.is_sim() {
+        assert!(
+            waited <= hello_timeout + Duration::from_millis(100),
+            "{waited:?}"
+        );
+    }
+    let (got, _) = read_to_end(&ctx, &mut late_silent).await;
+    assert!(got.is_empty(), "the silent connection got {got:?}");
+    no_new_session("the stalled connections");
     pings_flow("the timeouts").await;
-    raws.extend([silent, after_hello, over_cap]);
+    raws.extend([silent, after_hello, second_hello, over_cap, late_silent]);
 
     stop.store(true, SeqCst);
     let sent = pinger.await;
