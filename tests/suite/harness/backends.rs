@@ -1,5 +1,5 @@
 //! The two backends a scenario runs on: real loopback sockets ([`run_tokio`]) and the turmoil
-//! simulator ([`run_turmoil`], once per seed in [`SEEDS`]).
+//! simulator ([`run_turmoil`], once per seed: `main.rs` lists the seeds).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,9 +15,6 @@ pub(crate) enum Backend {
     Tokio,
     Turmoil { seed: u64 },
 }
-
-/// Seeds every turmoil scenario runs with.
-pub(crate) const SEEDS: [u64; 3] = [1, 2, 3];
 
 /// Runs `body` over `protocol` on real loopback sockets: server and client each on a Tokio
 /// runtime of their own (a 2-worker multi-thread runtime for the server, a current-thread one

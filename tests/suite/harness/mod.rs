@@ -23,7 +23,7 @@ mod fixtures;
 mod host;
 mod log;
 
-pub(crate) use backends::{SEEDS, run_tokio, run_turmoil};
+pub(crate) use backends::{run_tokio, run_turmoil};
 pub(crate) use ctx::Ctx;
 pub(crate) use fixtures::{BITS, HPKE, Seq, client_encryption, raw_frame, server_encryption};
 pub(crate) use host::install_echo;
