@@ -37,4 +37,5 @@ tc=$(rustup toolchain list 2>/dev/null | awk '{print $1}' |
   grep -E "^${msrv//./\\.}(\.[0-9]+)?-" | sort -V | tail -n 1 || true)
 [ -n "$tc" ] || fail "rustc $active is active and no $msrv toolchain is installed to prove rust-version = $msrv (rustup toolchain install $msrv --profile minimal)"
 echo "rustc $active is active; checking the workspace with $tc (rust-version $msrv)"
-cargo "+$tc" check --workspace --all-targets --features laxnet/sim,laxnet/bench-internals --locked
+cargo "+$tc" check --workspace --all-targets --locked \
+  --features laxnet/sim,laxnet/bench-internals,laxnet-perf/sim,laxnet-perf/bench-internals

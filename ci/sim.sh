@@ -19,23 +19,42 @@ step "laxsim: the oracle catches every planted bug"
 out="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$out"
 cargo test --release -p laxnet-sim --features planted-bugs --test planted
-# Every planted bug but buffers-after-release (a race between threads: the stress run below).
-for bug in no-flush-on-close double-closed deliver-after-close no-generation-bump leak-slot \
-  heartbeat-ignored lost-ready-wakeup refuse-below-limit ready-not-told-of-close \
-  no-flush-after-peer-eof stale-heartbeat-on-records half-frame-on-too-large \
-  generation-off-by-one no-close-record last-reason-wins bytes-out-offered \
-  handshake-slot-leak refuse-instead-of-evict frame-limit-off-by-one; do
+# Every planted bug but buffers-after-release (a race between threads: the stress run below),
+# each with the scenario meant to catch it (the same pairs as sim/tests/planted.rs): it must
+# fail within 200 seeds.
+while read -r bug scenario; do
   set +e
   cargo run --release -p laxnet-sim --features planted-bugs -- \
-    run --plant "$bug" --seeds 0..200 --jobs 2 --fail-fast --no-progress --json > "$out/laxsim-plant-$bug.json"
+    run --plant "$bug" --scenario "$scenario" --seeds 0..200 --jobs 2 --fail-fast --no-progress --json \
+    > "$out/laxsim-plant-$bug.json" < /dev/null
   code=$?
   set -e
   if [ "$code" -ne 1 ]; then
-    echo "ci/sim.sh: planted bug $bug was NOT caught (laxsim exited $code, expected 1)" >&2
+    echo "ci/sim.sh: planted bug $bug was NOT caught by $scenario (laxsim exited $code, expected 1)" >&2
     exit 1
   fi
-  echo "planted bug $bug: caught (exit 1)"
-done
+  echo "planted bug $bug: caught by $scenario"
+done <<'BUGS'
+no-flush-on-close steady-echo
+double-closed steady-echo
+deliver-after-close close-races
+no-generation-bump admission
+leak-slot admission
+heartbeat-ignored partition-heartbeat
+lost-ready-wakeup slow-consumer
+refuse-below-limit slow-consumer
+ready-not-told-of-close slow-consumer
+no-flush-after-peer-eof admission
+stale-heartbeat-on-records partition-heartbeat-hpke
+half-frame-on-too-large hostile-peers
+generation-off-by-one admission
+no-close-record churn-hpke
+last-reason-wins admission
+bytes-out-offered churn-hpke
+handshake-slot-leak close-races-hpke
+refuse-instead-of-evict handshake-flood
+frame-limit-off-by-one hostile-peers
+BUGS
 
 step "laxsim stress: the lifecycle oracle on real sockets and threads (races the simulator cannot show)"
 LAXSIM_STRESS_ROUNDS=40 cargo test --release -p laxnet-sim --test stress

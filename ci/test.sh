@@ -15,8 +15,12 @@ bash ci/msrv.sh
 step "rustfmt"
 cargo fmt --all --check
 
+# Every feature that compiles code in: the library's, and the perf harness's `--sim` mode and
+# pure-handshake figure.
+features=laxnet/sim,laxnet/bench-internals,laxnet-perf/sim,laxnet-perf/bench-internals
+
 step "clippy (all targets, warnings are errors)"
-cargo clippy --workspace --all-targets --features laxnet/sim,laxnet/bench-internals -- -D warnings
+cargo clippy --workspace --all-targets --features "$features" -- -D warnings
 
 # The X25519 backend this CPU runs in the workspace's build (.cargo/config.toml compiles
 # curve25519-dalek's avx512 backend, which multiplies with AVX-512 IFMA where the CPU has it,
@@ -52,7 +56,7 @@ if cpu_has avx2; then
 fi
 
 step "docs (warnings are errors)"
-RUSTDOCFLAGS="-D warnings --cfg tokio_unstable" cargo doc --workspace --no-deps --features laxnet/sim,laxnet/bench-internals
+RUSTDOCFLAGS="-D warnings --cfg tokio_unstable" cargo doc --workspace --no-deps --features "$features"
 
 step "package (cargo publish --dry-run, the package's files, docs as docs.rs builds them)"
 bash ci/package.sh
@@ -62,14 +66,14 @@ if [ -x ci/sim.sh ]; then
   ci/sim.sh
 fi
 
-step "examples"
+step "examples and the perf harness"
 cargo run --quiet --example chat > /dev/null
 cargo run --quiet --example encryption > /dev/null
-# The performance harness runs end to end (small and unoptimized: no figure is checked here,
-# only that every mode completes and --json ends with the object the docs describe).
-cargo run --quiet --example perf -- --conns 1 --reps 1 --msgs 20000 --compare --json \
+# The performance harness (perf/) runs end to end (small and unoptimized: no figure is checked
+# here, only that every mode completes and --json ends with the object the docs describe).
+cargo run --quiet -p laxnet-perf -- --conns 1 --reps 1 --msgs 20000 --compare --json \
   | tail -n 1 | grep -q '"ratio_vs_framed":'
-cargo run --quiet --example perf -- --handshakes 20 --reps 1 --json \
+cargo run --quiet -p laxnet-perf -- --handshakes 20 --reps 1 --json \
   | tail -n 1 | grep -q '"handshake_ratio_vs_raw_tcp_hpke":'
-cargo run --quiet --example perf -- --idle-sessions 200 > /dev/null
+cargo run --quiet -p laxnet-perf -- --idle-sessions 200 > /dev/null
 echo "ci/test.sh: all checks passed"
