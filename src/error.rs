@@ -88,8 +88,9 @@ impl CloseReason {
     }
 
     /// The reason for a failed read or write.
-    pub(crate) fn from_io(e: &io::Error) -> CloseReason {
-        match e.kind() {
+    /// The reason for a read or write that failed with `kind`.
+    pub(crate) fn from_io_kind(kind: io::ErrorKind) -> CloseReason {
+        match kind {
             io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => CloseReason::Reset,
             io::ErrorKind::BrokenPipe => CloseReason::Reset,
             k => CloseReason::Io(k),

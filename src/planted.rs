@@ -126,3 +126,33 @@ pub(crate) fn on(config: &crate::Config, bug: Bug) -> bool {
         false
     }
 }
+
+/// The planted bug of one service, for code that holds no `Config` (the session's state
+/// machine); `on` is `false` without the feature.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Plants(#[cfg(feature = "planted-bugs")] Option<Bug>);
+
+impl Plants {
+    /// The bug `config` plants, if any.
+    pub(crate) fn of(config: &crate::Config) -> Plants {
+        let _ = config;
+        Plants(
+            #[cfg(feature = "planted-bugs")]
+            config.planted,
+        )
+    }
+
+    /// True if `bug` is planted.
+    #[inline(always)]
+    pub(crate) fn on(self, bug: Bug) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.0 == Some(bug)
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            let _ = bug;
+            false
+        }
+    }
+}

@@ -14,10 +14,9 @@ use tokio::sync::mpsc;
 use crate::error::{ProtocolViolation, SubscribeError};
 use crate::message::Message;
 use crate::service::topic::{AnyMessage, Event, Received, SessionEvent, SubId};
-use crate::session::SessionRef;
+use crate::session::{Deliver, Handlers, SessionRef};
 
-/// Index of a protocol in the service's protocol table.
-pub(crate) type ProtocolId = u16;
+pub(crate) use crate::session::ProtocolId;
 
 /// Where a delivery goes.
 pub(crate) enum Target<E> {
@@ -51,20 +50,10 @@ impl<E> Clone for Sub<E> {
     }
 }
 
-/// Decodes one message type and hands it to that type's subscribers.
-pub(crate) trait Handler: Send + Sync {
+/// Decodes one message type and hands it to that type's subscribers ([`Deliver`]), and is
+/// rebuilt when they change.
+pub(crate) trait Handler: Deliver {
     fn type_name(&self) -> &'static str;
-    /// Decodes `body` and delivers it. `Ok(false)` if nobody on `protocol` wanted it.
-    ///
-    /// Takes the session driver's own `SessionRef` and always hands it back: the
-    /// [`Received`] the subscribers see borrows it by value for the call, so a message costs
-    /// no reference-count traffic (a clone and a drop were two atomic operations per message).
-    fn dispatch(
-        &self,
-        protocol: ProtocolId,
-        session: SessionRef,
-        body: &[u8],
-    ) -> (SessionRef, Result<bool, ProtocolViolation>);
     fn without(&self, id: SubId) -> Option<Arc<dyn Handler>>;
     fn as_any(&self) -> &dyn Any;
 }
@@ -73,11 +62,7 @@ struct Typed<T: Message> {
     subs: Vec<Sub<Received<T>>>,
 }
 
-impl<T: Message> Handler for Typed<T> {
-    fn type_name(&self) -> &'static str {
-        T::name()
-    }
-
+impl<T: Message> Deliver for Typed<T> {
     fn dispatch(
         &self,
         protocol: ProtocolId,
@@ -118,6 +103,12 @@ impl<T: Message> Handler for Typed<T> {
             }
         }
         (received.session, Ok(true))
+    }
+}
+
+impl<T: Message> Handler for Typed<T> {
+    fn type_name(&self) -> &'static str {
+        T::name()
     }
 
     fn without(&self, id: SubId) -> Option<Arc<dyn Handler>> {
@@ -232,5 +223,11 @@ impl Registry {
             }
         }
         None
+    }
+}
+
+impl Handlers for Registry {
+    fn handler(&self, id: u32) -> Result<&dyn Deliver, ProtocolViolation> {
+        Registry::handler(self, id).map(|h| h as &dyn Deliver)
     }
 }

@@ -9,14 +9,14 @@ pub(crate) mod topic;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tokio::sync::{mpsc, watch};
 
-use crate::buffer::{BufferPool, PoolStats, SegmentQueue};
+use crate::buffer::{PoolStats, SegmentQueue};
 use crate::config::Config;
 use crate::crypto::handshake::SessionKeys;
 use crate::crypto::io::Sealed;
@@ -27,9 +27,10 @@ use crate::message::Message;
 use crate::planted::{self, Bug};
 use crate::registry::{self, ProtocolId, Registry, Target};
 use crate::runtime::{BoxFuture, BoxStream, Listener, Runtime, TokioRuntime};
+use crate::session::context::Context;
 use crate::session::driver::Driver;
 use crate::session::shared::{Phase, SendState, SessionCounters};
-use crate::session::{SessionRef, SessionShared};
+use crate::session::{Handlers, SessionHost, SessionRef, SessionShared};
 use crate::time::Instant;
 
 pub use status::{ProtocolCount, SessionInfo, SessionState, Status};
@@ -42,46 +43,6 @@ pub const BITS: &str = "bits";
 const PROTOCOLS: [&str; 2] = [BITS, crate::crypto::BITS_HPKE];
 const SEALED: ProtocolId = 1;
 
-/// Service-wide counters (relaxed atomics).
-#[derive(Debug, Default)]
-pub(crate) struct ServiceCounters {
-    pub(crate) accepted: AtomicU64,
-    pub(crate) connected: AtomicU64,
-    pub(crate) refused: AtomicU64,
-    pub(crate) connect_failures: AtomicU64,
-    pub(crate) closes: [AtomicU64; CloseReason::KINDS.len()],
-    pub(crate) heartbeat_expiries: AtomicU64,
-    pub(crate) queue_full: AtomicU64,
-    pub(crate) protocol_errors: AtomicU64,
-    pub(crate) linger_expired: AtomicU64,
-    pub(crate) unhandled: AtomicU64,
-    pub(crate) panics: AtomicU64,
-    pub(crate) handshakes: AtomicU64,
-    pub(crate) handshake_failures: AtomicU64,
-    pub(crate) handshakes_refused: AtomicU64,
-    pub(crate) handshakes_evicted: AtomicU64,
-    /// Traffic of destroyed sessions (live sessions keep their own counters).
-    pub(crate) done: SessionCounters,
-}
-
-/// What sessions share with their service: the runtime, configuration, pool and counters.
-pub(crate) struct ServiceCore {
-    pub(crate) runtime: Arc<dyn Runtime>,
-    pub(crate) config: Config,
-    /// Computed once from `config.encryption` (present exactly when it is).
-    pub(crate) handshake_keys: Option<crypto::io::HandshakeKeys>,
-    pub(crate) pool: BufferPool,
-    pub(crate) counters: ServiceCounters,
-    logging: AtomicBool,
-}
-
-impl ServiceCore {
-    /// The service's logging switch.
-    pub(crate) fn logging(&self) -> bool {
-        self.logging.load(Relaxed)
-    }
-}
-
 struct Sessions {
     table: IdTable<Arc<SessionShared>>,
     rng: ChaCha20Rng,
@@ -91,7 +52,7 @@ type CloseWatchers = BTreeMap<SessionId, Vec<Box<dyn FnOnce(&CloseReason) + Send
 
 /// The state behind a [`Service`] handle.
 pub(crate) struct ServiceInner {
-    pub(crate) core: Arc<ServiceCore>,
+    pub(crate) core: Arc<Context>,
     sessions: Mutex<Sessions>,
     protocols: Vec<Arc<str>>,
     registry: Mutex<Arc<Registry>>,
@@ -224,7 +185,7 @@ impl ServiceInner {
             core.counters.panics.fetch_add(1, Relaxed);
             shared.request_close(CloseReason::Panic);
         }
-        let driver = Driver::new(self.clone(), shared, stream, sealed);
+        let driver = Driver::new(self.clone() as Arc<dyn SessionHost>, shared, stream, sealed);
         core.runtime.spawn(Box::pin(driver.run()));
         Ok(sref)
     }
@@ -346,6 +307,28 @@ impl ServiceInner {
     }
 }
 
+impl SessionHost for ServiceInner {
+    fn handlers(&self) -> (u64, Arc<dyn Handlers>) {
+        let (v, r) = self.registry();
+        (v, r)
+    }
+
+    fn handlers_if_newer(&self, version: u64) -> Option<(u64, Arc<dyn Handlers>)> {
+        match self.registry_if_newer(version) {
+            (v, Some(r)) => Some((v, r)),
+            (_, None) => None,
+        }
+    }
+
+    fn destroy(&self, shared: &Arc<SessionShared>, reason: CloseReason, publish: bool) {
+        self.close_session(shared, reason, publish);
+    }
+
+    fn publish_closed(&self, shared: &Arc<SessionShared>, reason: &CloseReason) {
+        ServiceInner::publish_closed(self, shared, reason);
+    }
+}
+
 /// A handle to a network service: listeners, outbound connections and their sessions.
 ///
 /// Cheap to clone; all clones are the same service. See the crate docs for an example.
@@ -369,17 +352,7 @@ impl Service {
         };
         let mut config = config;
         config.max_sessions = config.max_sessions.clamp(1, crate::id::MAX_SLOTS);
-        let core = Arc::new(ServiceCore {
-            pool: BufferPool::new(config.pool.clone()),
-            logging: AtomicBool::new(config.logging),
-            counters: ServiceCounters::default(),
-            runtime,
-            handshake_keys: config
-                .encryption
-                .as_ref()
-                .map(crypto::io::HandshakeKeys::new),
-            config,
-        });
+        let core = Arc::new(Context::new(config, runtime));
         let mut table =
             IdTable::with_generation_bits(core.config.max_sessions, core.config.id_generation_bits);
         if planted::on(&core.config, Bug::NoGenerationBump) {
@@ -646,7 +619,7 @@ impl Service {
     /// Switches this service's logging (tracing events and session spans under the target
     /// `laxnet`) on or off at run time.
     pub fn set_logging(&self, on: bool) {
-        self.inner.core.logging.store(on, Relaxed);
+        self.inner.core.set_logging(on);
     }
 
     /// Whether logging is on.
@@ -869,7 +842,7 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
 }
 
 /// Spawns a service task; a panic in it is counted and logged instead of vanishing.
-fn spawn_guarded(core: &Arc<ServiceCore>, task: BoxFuture<'static, ()>) {
+fn spawn_guarded(core: &Arc<Context>, task: BoxFuture<'static, ()>) {
     let c = core.clone();
     let mut task = task;
     core.runtime.spawn(Box::pin(std::future::poll_fn(

@@ -19,15 +19,7 @@ use crate::message::Message;
 use crate::registry::{ProtocolId, Registry, Target};
 use crate::session::SessionRef;
 
-/// Which side opened the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Direction {
-    /// Accepted by one of this service's listeners.
-    Accepted,
-    /// Opened by this service's `connect`.
-    Connected,
-}
+pub use crate::session::Direction;
 
 /// A session lifecycle event.
 #[derive(Debug, Clone)]

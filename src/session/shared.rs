@@ -16,10 +16,41 @@ use crate::error::{CloseReason, SendError};
 use crate::id::SessionId;
 use crate::message::{Message, encode_frame};
 use crate::planted::{self, Bug};
-use crate::registry::ProtocolId;
-use crate::service::ServiceCore;
-use crate::service::topic::Direction;
+use crate::session::ProtocolId;
+use crate::session::context::Context;
 use crate::time::Instant;
+
+/// Which side opened the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Direction {
+    /// Accepted by one of this service's listeners.
+    Accepted,
+    /// Opened by this service's `connect`.
+    Connected,
+}
+
+/// Heartbeat: a session that last received at `last` is silent at `now` once more than
+/// `timeout` has passed (exactly `timeout` is not yet silent).
+pub(crate) fn silent(last: Instant, now: Instant, timeout: std::time::Duration) -> bool {
+    now.saturating_since(last) > timeout
+}
+
+/// The send-queue limit is a high-water mark: sends are refused only while the bytes queued
+/// are over it.
+pub(crate) fn over_limit(queued: usize, limit: usize) -> bool {
+    queued > limit
+}
+
+/// The low-water mark: [`SessionRef::ready`] returns once the bytes queued are at half the
+/// limit or below.
+pub(crate) fn has_room(queued: usize, limit: usize) -> bool {
+    queued <= limit / 2
+}
+
+fn core_limit(sh: &SessionShared) -> usize {
+    sh.core.config.send_queue_limit
+}
 
 /// Where a session is in its life, as seen by senders.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +89,7 @@ pub(crate) struct SessionShared {
     pub(crate) peer: SocketAddr,
     pub(crate) direction: Direction,
     pub(crate) opened_at: Instant,
-    pub(crate) core: Arc<ServiceCore>,
+    pub(crate) core: Arc<Context>,
     /// When anything was last received ([`Instant::as_nanos_u64`]); the heartbeat clock.
     pub(crate) last_recv: AtomicU64,
     /// Bytes the driver has taken from the queue and not yet written.
@@ -117,11 +148,6 @@ impl SessionShared {
         true
     }
 
-    /// The send-queue occupancy at or below which [`SessionRef::ready`] returns.
-    pub(crate) fn low_water(&self) -> usize {
-        self.core.config.send_queue_limit / 2
-    }
-
     /// Called by the driver after it published a lower `in_flight`: wakes the senders
     /// waiting in [`SessionRef::ready`] once there is room for them.
     pub(crate) fn wrote(&self, in_flight: usize) {
@@ -130,7 +156,7 @@ impl SessionShared {
         if planted::on(&self.core.config, Bug::LostReadyWakeup) {
             return;
         }
-        if in_flight <= self.low_water() && self.want_room.load(SeqCst) {
+        if has_room(in_flight, self.core.config.send_queue_limit) && self.want_room.load(SeqCst) {
             self.want_room.store(false, SeqCst);
             self.room.notify_waiters();
         }
@@ -152,7 +178,7 @@ impl SessionShared {
 
     /// True if nothing has been received for longer than `timeout` at `now`.
     pub(crate) fn silent_for(&self, now: Instant, timeout: std::time::Duration) -> bool {
-        now.saturating_since(self.last_recv()) > timeout
+        silent(self.last_recv(), now, timeout)
     }
 }
 
@@ -259,7 +285,7 @@ impl SessionRef {
             // accepted whole below it, so any frame up to `max_frame` can be sent, and a
             // sender that `ready()` let through always finds room.
             let queued = sh.wire_len(st.queue.len()) + sh.in_flight.load(Relaxed);
-            if queued > core.config.send_queue_limit {
+            if over_limit(queued, core.config.send_queue_limit) {
                 core.counters.queue_full.fetch_add(1, Relaxed);
                 return Err(SendError::QueueFull {
                     queued,
@@ -324,7 +350,8 @@ impl SessionRef {
                     Phase::Destroyed => return Err(SendError::Stale),
                 }
                 sh.want_room.store(true, SeqCst);
-                if sh.wire_len(st.queue.len()) + sh.in_flight.load(SeqCst) <= sh.low_water() {
+                let queued = sh.wire_len(st.queue.len()) + sh.in_flight.load(SeqCst);
+                if has_room(queued, core_limit(sh)) {
                     return Ok(());
                 }
             }
@@ -355,5 +382,45 @@ impl fmt::Debug for SessionRef {
             .field("peer", &self.shared.peer)
             .field("protocol", &&*self.shared.protocol_name)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{has_room, over_limit, silent};
+    use crate::time::Instant;
+
+    #[test]
+    fn heartbeat_expires_just_after_its_timeout() {
+        let t = |ns: u64| Instant::from_origin(Duration::from_nanos(ns));
+        let timeout = Duration::from_millis(150);
+        let last = t(1_000);
+        assert!(!silent(last, t(1_000), timeout));
+        assert!(
+            !silent(last, t(1_000 + 150_000_000), timeout),
+            "exactly the timeout"
+        );
+        assert!(silent(last, t(1_000 + 150_000_001), timeout));
+        // A clock that reads earlier than the last receive is not silent.
+        assert!(!silent(last, t(0), timeout));
+    }
+
+    #[test]
+    fn the_limit_is_a_high_water_mark_and_half_of_it_the_low_water_mark() {
+        let limit = 8192;
+        assert!(!over_limit(0, limit));
+        assert!(
+            !over_limit(limit, limit),
+            "at the limit a send still goes in"
+        );
+        assert!(over_limit(limit + 1, limit));
+        assert!(has_room(0, limit));
+        assert!(has_room(limit / 2, limit));
+        assert!(!has_room(limit / 2 + 1, limit));
+        // Any frame can be sent: one below the limit takes the queue over it by one frame.
+        assert!(!over_limit(limit - 1, limit));
+        assert!(has_room(0, 1), "a one-byte limit still makes room at zero");
     }
 }

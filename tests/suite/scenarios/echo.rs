@@ -9,7 +9,11 @@ use super::{RECORD_OVERHEAD, close_client_session, records_in, server_session, s
 use crate::harness::{Ctx, Seq};
 
 pub(crate) async fn echo(ctx: Arc<Ctx>) {
-    setup_echo(&ctx, Config::default(), Config::default()).await;
+    // The echo callback cannot wait for room: a send queue that holds every echo (about
+    // 500 KB) keeps a slow client (a busy machine) from losing some to `QueueFull`.
+    let mut server = Config::default();
+    server.send_queue_limit = 1 << 20;
+    setup_echo(&ctx, server, Config::default()).await;
     // The client also listens through an Inbox (the async alternative to callbacks).
     let proto = ctx.protocol();
     let mut inbox = ctx

@@ -1,0 +1,549 @@
+//! [`Connection`]: one session's protocol state machine, sans I/O.
+//!
+//! It owns everything a session does with bytes — the receive buffer and frame parser
+//! ([`Inbound`]), the frames taken from the send queue, the record layer of an encrypted
+//! session ([`Sealed`]) — and the close sequence: which reason ended it, whether the close is
+//! clean (flush, then shut the write side down, then wait for the peer's end of stream, all
+//! bounded by the linger time) or abortive (drop everything), and when it is over. It never
+//! touches a socket, a clock, a task or the service: bytes, time and requests come in as
+//! values, and what to write, when to wake and what happened go out as values. The session's
+//! task ([`super::driver`]) is a loop that feeds it.
+//!
+//! # Call order
+//!
+//! Each turn of the driver, in this order (quinn-proto's `Connection` uses the same shape):
+//!
+//! 1. [`handle_queued`](Connection::handle_queued) with the shared send queue (under its
+//!    lock), and [`handle_close`](Connection::handle_close) if a close was requested;
+//! 2. reading: a socket read into [`read_buf`](Connection::read_buf), then
+//!    [`handle_read`](Connection::handle_read), [`handle_eof`](Connection::handle_eof),
+//!    [`handle_read_error`](Connection::handle_read_error) or
+//!    [`handle_would_block`](Connection::handle_would_block); then
+//!    [`poll_frame`](Connection::poll_frame) until it returns `Ok(None)`, handing each frame's
+//!    [`body`](Connection::body) to the application and [`consume`](Connection::consume)-ing
+//!    it (a violation goes to [`handle_violation`](Connection::handle_violation));
+//! 3. writing: [`poll_transmit`](Connection::poll_transmit) for the bytes to write, then
+//!    [`handle_written`](Connection::handle_written) or
+//!    [`handle_write_error`](Connection::handle_write_error);
+//! 4. closing: when [`wants_shutdown`](Connection::wants_shutdown), shut the write side down
+//!    and call [`handle_shutdown`](Connection::handle_shutdown);
+//!    [`poll_timeout`](Connection::poll_timeout) says when to call
+//!    [`handle_timeout`](Connection::handle_timeout);
+//! 5. [`poll_event`](Connection::poll_event) until `None` (a close the connection decided
+//!    itself, which the senders must learn; a protocol error; an expired linger), and
+//!    [`is_done`](Connection::is_done): the session is over; [`release`](Connection::release)
+//!    gives its buffers back.
+
+use std::io::{ErrorKind, IoSlice};
+use std::time::Duration;
+
+use crate::buffer::{BufferPool, SegmentQueue};
+use crate::crypto::CryptoError;
+use crate::crypto::io::Sealed;
+use crate::crypto::record::{self, Opener, RecordType};
+use crate::error::{CloseReason, ProtocolViolation};
+use crate::planted::{Bug, Plants};
+use crate::session::inbound::{FrameRef, Inbound};
+use crate::time::Instant;
+
+/// Smallest spare room offered to a socket read of an encrypted session.
+const MIN_READ: usize = 512;
+
+/// What happened that the driver must act on (see [`Connection::poll_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// The connection started closing for this reason on its own (end of stream, a failed
+    /// read or write, a protocol or record violation): the senders must learn it.
+    Closing(CloseReason),
+    /// The peer broke the protocol (counted by the service).
+    ProtocolError,
+    /// The linger time ran out before the close sequence finished.
+    LingerExpired,
+}
+
+/// The sizes and limits a connection works with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// How long a clean close may take.
+    pub(crate) linger: Duration,
+    /// Largest frame body accepted.
+    pub(crate) max_frame: usize,
+    /// Initial and largest read size.
+    pub(crate) read_buffer: usize,
+    /// Largest read size a busy session adapts to.
+    pub(crate) read_buffer_max: usize,
+    /// Size of the send queue's segments.
+    pub(crate) segment_size: usize,
+}
+
+/// One session's protocol state (see the module docs for the call order).
+pub(crate) struct Connection {
+    inbound: Inbound,
+    /// Frames taken from the shared send queue, being written (or sealed, when encrypted).
+    out: SegmentQueue,
+    /// The record layer of an encrypted session.
+    sealed: Option<Box<Sealed>>,
+    pool: BufferPool,
+    linger: Duration,
+    plants: Plants,
+    /// Set once the close sequence has started.
+    reason: Option<CloseReason>,
+    /// When a clean close must be over.
+    deadline: Option<Instant>,
+    /// Frames were left in the shared queue at the last [`Connection::handle_queued`].
+    more_queued: bool,
+    /// No more reads: end of stream, read error, or a violation.
+    read_done: bool,
+    /// The write side is shut down (or broken).
+    write_done: bool,
+    linger_expired: bool,
+    /// Events not yet polled (at most one of each kind per session).
+    closing: Option<CloseReason>,
+    protocol_error: bool,
+    linger_event: bool,
+}
+
+impl Connection {
+    /// A connection over a fresh stream; `sealed` holds the record layer of an encrypted one.
+    pub(crate) fn new(
+        pool: BufferPool,
+        limits: Limits,
+        sealed: Option<Box<Sealed>>,
+        plants: Plants,
+    ) -> Connection {
+        let max_frame = if plants.on(Bug::FrameLimitOffByOne) {
+            limits.max_frame - 1
+        } else {
+            limits.max_frame
+        };
+        Connection {
+            inbound: Inbound::new(
+                pool.clone(),
+                limits.read_buffer,
+                limits.read_buffer_max,
+                max_frame,
+            ),
+            out: SegmentQueue::new(pool.clone(), limits.segment_size),
+            sealed,
+            pool,
+            linger: limits.linger,
+            plants,
+            reason: None,
+            deadline: None,
+            more_queued: false,
+            read_done: false,
+            write_done: false,
+            linger_expired: false,
+            closing: None,
+            protocol_error: false,
+            linger_event: false,
+        }
+    }
+
+    // ---- inputs ------------------------------------------------------------------------
+
+    /// Takes the frames queued by senders when the previous ones are all written: the whole
+    /// queue is swapped out, so senders keep filling an empty one. Returns whether it took
+    /// any.
+    pub(crate) fn handle_queued(&mut self, queue: &mut SegmentQueue) -> bool {
+        let took = self.out.is_empty() && !queue.is_empty();
+        if took {
+            std::mem::swap(&mut self.out, queue);
+        }
+        self.more_queued = !queue.is_empty();
+        took
+    }
+
+    /// Starts the close sequence for `reason` (the first reason wins): a clean reason flushes
+    /// and waits for the peer's end of stream until `now` + linger; any other drops
+    /// everything at once.
+    pub(crate) fn handle_close(&mut self, reason: CloseReason, now: Instant) {
+        self.begin(reason, Some(now));
+    }
+
+    /// The close sequence: clean reasons need `now` (for the linger deadline); the abortive
+    /// ones this connection decides on its own do not read the clock.
+    fn begin(&mut self, reason: CloseReason, now: Option<Instant>) {
+        if self.reason.is_some() {
+            return;
+        }
+        if reason.is_clean() {
+            debug_assert!(now.is_some(), "a clean close needs the time");
+            self.deadline = now.map(|n| n + self.linger);
+        } else {
+            // Abortive: the peer is gone or hostile; flushing to it is pointless.
+            self.read_done = true;
+            self.write_done = true;
+            self.out.clear();
+            if let Some(s) = self.sealed.as_mut() {
+                s.wire_out.clear();
+            }
+        }
+        if self.plants.on(Bug::NoFlushOnClose) && reason == CloseReason::Local {
+            self.out.clear();
+            self.more_queued = false;
+        }
+        if self.plants.on(Bug::NoFlushAfterPeerEof) && reason == CloseReason::PeerClosed {
+            self.write_done = true;
+        }
+        self.reason = Some(reason);
+    }
+
+    /// The close reason is `reason` after all (a sender asked first; the first reason wins),
+    /// whatever this connection decided on its own. The sequence already under way goes on.
+    pub(crate) fn adopt_reason(&mut self, reason: CloseReason) {
+        self.reason = Some(reason);
+    }
+
+    /// A close this connection decided on its own (also announced by [`Connection::poll_event`]).
+    fn close(&mut self, reason: CloseReason, now: Option<Instant>) {
+        if self.reason.is_none() {
+            self.closing = Some(reason.clone());
+            self.begin(reason, now);
+        }
+    }
+
+    /// Room for the next socket read (records, on an encrypted session).
+    pub(crate) fn read_buf(&mut self) -> &mut [u8] {
+        match self.sealed.as_mut() {
+            Some(s) => s.wire_in.spare(MIN_READ),
+            None => self.inbound.spare(),
+        }
+    }
+
+    /// `n` bytes were read into [`Connection::read_buf`], which offered `offered` bytes of
+    /// room. Frames (and, encrypted, records) are then opened by [`Connection::poll_frame`].
+    pub(crate) fn handle_read(&mut self, n: usize, offered: usize) {
+        match self.sealed.as_mut() {
+            Some(s) => {
+                s.wire_in.commit(n);
+                s.wire_in.note_read(n, offered);
+            }
+            None => {
+                self.inbound.commit(n);
+                self.inbound.note_read(n, offered);
+            }
+        }
+    }
+
+    /// A read would block: an idle session holds no read memory.
+    pub(crate) fn handle_would_block(&mut self) {
+        self.inbound.release_idle();
+        if let Some(s) = self.sealed.as_mut() {
+            s.wire_in.release_idle();
+        }
+    }
+
+    /// The peer's end of stream: clean only at a frame boundary and, when encrypted, after
+    /// its authenticated close.
+    pub(crate) fn handle_eof(&mut self, now: Instant) {
+        self.read_done = true;
+        if let Some(s) = &self.sealed
+            && (!s.close_received || !s.wire_in.is_empty())
+        {
+            return self.peer_misbehaved(CloseReason::Crypto(CryptoError::Truncated));
+        }
+        match self.inbound.finish() {
+            Ok(()) => self.close(CloseReason::PeerClosed, Some(now)),
+            Err(v) => self.handle_violation(v),
+        }
+    }
+
+    /// A read failed.
+    pub(crate) fn handle_read_error(&mut self, kind: ErrorKind) {
+        self.read_done = true;
+        self.close(CloseReason::from_io_kind(kind), None);
+    }
+
+    /// The peer broke the protocol (a frame could not be parsed or dispatched): stop reading
+    /// and close abortively.
+    pub(crate) fn handle_violation(&mut self, v: ProtocolViolation) {
+        self.peer_misbehaved(CloseReason::Protocol(v));
+    }
+
+    fn peer_misbehaved(&mut self, reason: CloseReason) {
+        self.read_done = true;
+        self.protocol_error = true;
+        self.close(reason, None);
+    }
+
+    /// `n` bytes of [`Connection::poll_transmit`]'s slices were written. Returns how many of
+    /// them count as session traffic (a client's handshake Finished does not).
+    pub(crate) fn handle_written(&mut self, n: usize) -> usize {
+        if n == 0 {
+            self.write_failed(CloseReason::Io(ErrorKind::WriteZero));
+            return 0;
+        }
+        let offered = self.transmit_queue().len();
+        self.transmit_queue().advance(n);
+        let counted = match self.sealed.as_mut() {
+            Some(s) => s.record_bytes(n),
+            None => n,
+        };
+        if self.plants.on(Bug::BytesOutOffered) {
+            offered
+        } else {
+            counted
+        }
+    }
+
+    /// A write failed.
+    pub(crate) fn handle_write_error(&mut self, kind: ErrorKind) {
+        self.write_failed(CloseReason::from_io_kind(kind));
+    }
+
+    fn write_failed(&mut self, reason: CloseReason) {
+        self.write_done = true;
+        self.read_done = true;
+        self.out.clear();
+        if let Some(s) = self.sealed.as_mut() {
+            s.wire_out.clear();
+        }
+        self.close(reason, None);
+    }
+
+    /// The write side was shut down (whatever the socket said: the close goes on).
+    pub(crate) fn handle_shutdown(&mut self) {
+        self.write_done = true;
+    }
+
+    /// Time passed: a clean close still under way at its deadline is over.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if let Some(d) = self.deadline
+            && now >= d
+            && !self.is_done()
+        {
+            self.linger_expired = true;
+            self.linger_event = true;
+            self.deadline = None;
+        }
+    }
+
+    // ---- outputs -----------------------------------------------------------------------
+
+    /// The next complete frame, opening records as needed on an encrypted session; `Ok(None)`
+    /// when more bytes are needed, or when a record failed (the connection then closes with
+    /// `Crypto`: nothing from that record or after it is delivered). A violation must go to
+    /// [`Connection::handle_violation`].
+    pub(crate) fn poll_frame(&mut self) -> Result<Option<FrameRef>, ProtocolViolation> {
+        loop {
+            // After a violation nothing more is delivered.
+            if self.read_done && self.reason.as_ref().is_some_and(|r| !r.is_clean()) {
+                return Ok(None);
+            }
+            if let Some(f) = self.inbound.poll_frame()? {
+                return Ok(Some(f));
+            }
+            if !self.open_record() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Opens the next complete record into the inbound buffer. Returns whether it did.
+    fn open_record(&mut self) -> bool {
+        let Some(s) = self.sealed.as_mut() else {
+            return false;
+        };
+        if self.read_done {
+            return false;
+        }
+        let total = match Opener::record_len(s.wire_in.data(), s.max_record) {
+            Ok(Some(t)) => t,
+            Ok(None) => return false,
+            Err(e) => {
+                self.peer_misbehaved(CloseReason::Crypto(e));
+                return false;
+            }
+        };
+        if s.wire_in.len() < total {
+            s.wire_in.reserve_total(total);
+            return false;
+        }
+        let record = &mut s.wire_in.data_mut()[..total];
+        match s.opener.open(record) {
+            Err(e) => {
+                self.peer_misbehaved(CloseReason::Crypto(e));
+                return false;
+            }
+            Ok(_) if s.close_received => {
+                self.peer_misbehaved(CloseReason::Crypto(CryptoError::BadRecord));
+                return false;
+            }
+            Ok((RecordType::Close, _)) => s.close_received = true,
+            Ok((RecordType::Data, range)) => {
+                let n = range.len();
+                self.inbound.spare_for(n)[..n].copy_from_slice(&record[range]);
+                self.inbound.commit(n);
+            }
+        }
+        s.wire_in.consume(total);
+        if s.wire_in.is_empty() {
+            s.wire_in.shrink_if_idle();
+        }
+        true
+    }
+
+    /// The body of `frame` (from [`Connection::poll_frame`]).
+    pub(crate) fn body(&self, frame: &FrameRef) -> &[u8] {
+        self.inbound.body(frame)
+    }
+
+    /// Done with `frame`.
+    pub(crate) fn consume(&mut self, frame: &FrameRef) {
+        self.inbound.consume(frame);
+    }
+
+    fn transmit_queue(&mut self) -> &mut SegmentQueue {
+        match self.sealed.as_mut() {
+            Some(s) => &mut s.wire_out,
+            None => &mut self.out,
+        }
+    }
+
+    /// The bytes to write next, as up to `slices.len()` slices (seals queued frames into
+    /// records first, and queues the authenticated Close when a clean close has flushed
+    /// everything). Returns how many slices it filled; 0: nothing to write.
+    pub(crate) fn poll_transmit<'a>(&'a mut self, slices: &mut [IoSlice<'a>]) -> usize {
+        if self.write_done {
+            return 0;
+        }
+        self.seal_records();
+        if self.write_done {
+            return 0;
+        }
+        self.queue_close_record();
+        self.transmit_queue().io_slices(slices)
+    }
+
+    /// Seals queued frames into records, many frames per record, while fewer than a few
+    /// records wait for the socket.
+    fn seal_records(&mut self) {
+        let Some(s) = self.sealed.as_mut() else {
+            return;
+        };
+        while !self.out.is_empty() && s.wire_out.len() < 4 * s.max_record {
+            let n = self.out.len().min(s.max_record);
+            let mut block = self.pool.take(n + record::OVERHEAD);
+            let mut at = record::HEADER + 1;
+            for chunk in self.out.chunks() {
+                let take = chunk.len().min(record::HEADER + 1 + n - at);
+                block[at..at + take].copy_from_slice(&chunk[..take]);
+                at += take;
+                if at == record::HEADER + 1 + n {
+                    break;
+                }
+            }
+            match s.sealer.seal(RecordType::Data, &mut block, n) {
+                Ok(total) => s.wire_out.push(&block[..total]),
+                Err(e) => return self.write_failed(CloseReason::Crypto(e)),
+            }
+            self.out.advance(n);
+        }
+    }
+
+    /// When an encrypted session is closing cleanly and everything queued is sealed, queues
+    /// the authenticated end of stream (once), so it leaves with the same write as the
+    /// records before it.
+    fn queue_close_record(&mut self) {
+        let Some(s) = self.sealed.as_mut() else {
+            return;
+        };
+        // (An abortive close has set `write_done`.)
+        if self.reason.is_none()
+            || s.close_sent
+            || self.write_done
+            || !self.out.is_empty()
+            || self.more_queued
+        {
+            return;
+        }
+        s.close_sent = true;
+        if self.plants.on(Bug::NoCloseRecord) {
+            return;
+        }
+        let mut block = self.pool.take(record::OVERHEAD);
+        match s.sealer.seal(RecordType::Close, &mut block, 0) {
+            Ok(total) => s.wire_out.push(&block[..total]),
+            Err(_) => s.wire_out.clear(),
+        }
+    }
+
+    /// True when the write side should be shut down now: the session is closing cleanly and
+    /// everything, the authenticated Close included, is written.
+    pub(crate) fn wants_shutdown(&self) -> bool {
+        if self.reason.is_none() || self.write_done || self.linger_expired {
+            return false;
+        }
+        let flushed = self.out.is_empty() && !self.more_queued;
+        match &self.sealed {
+            Some(s) => flushed && s.close_sent && s.wire_out.is_empty(),
+            None => flushed,
+        }
+    }
+
+    /// When [`Connection::handle_timeout`] must be called next (the linger deadline).
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline.filter(|_| !self.is_done())
+    }
+
+    /// The next thing that happened (see [`Event`]).
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        if let Some(r) = self.closing.take() {
+            return Some(Event::Closing(r));
+        }
+        if std::mem::take(&mut self.protocol_error) {
+            return Some(Event::ProtocolError);
+        }
+        if std::mem::take(&mut self.linger_event) {
+            return Some(Event::LingerExpired);
+        }
+        None
+    }
+
+    /// The close sequence is over (or the linger time ran out).
+    pub(crate) fn is_done(&self) -> bool {
+        self.reason.is_some() && (self.linger_expired || (self.write_done && self.read_done))
+    }
+
+    /// Why the session is closing, once it is.
+    pub(crate) fn reason(&self) -> Option<&CloseReason> {
+        self.reason.as_ref()
+    }
+
+    /// No more reads are wanted.
+    pub(crate) fn read_done(&self) -> bool {
+        self.read_done
+    }
+
+    /// An encrypted session.
+    pub(crate) fn encrypted(&self) -> bool {
+        self.sealed.is_some()
+    }
+
+    /// Everything taken from the send queue is written (or sealed): the next frames may be
+    /// taken ([`Connection::handle_queued`]).
+    pub(crate) fn wants_queue(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    /// Frames taken and not yet written, counted as `wire_len` counts plaintext frames, plus
+    /// sealed records waiting for the socket (the send-queue limit's measure).
+    pub(crate) fn in_flight(&self, wire_len: impl Fn(usize) -> usize) -> usize {
+        let sealed = self.sealed.as_ref().map_or(0, |s| s.wire_out.len());
+        wire_len(self.out.len()) + sealed
+    }
+
+    /// Gives every buffer back to the pool.
+    pub(crate) fn release(&mut self) {
+        self.inbound.release();
+        self.out.clear();
+        if let Some(s) = self.sealed.as_mut() {
+            s.wire_in.release();
+            s.wire_out.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
