@@ -187,7 +187,7 @@ pub fn plan(attack: Attack, host: u16, max_frame: usize, rng: &mut Rng) -> Plan 
                 p.bytes.len() as u64,
                 ProtocolViolation::Undecodable {
                     id: 1,
-                    type_name: "",
+                    type_name: std::any::type_name::<crate::msg::Data>(),
                 },
             ));
         }

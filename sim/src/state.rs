@@ -105,6 +105,7 @@ pub const EDGES: &[&str] = &[
     "handshake-evicted",
     "close-while-closing",
     "closing-at-shutdown",
+    "late-subscriber",
 ];
 
 /// Violations kept per run (the rest are only counted).
@@ -554,6 +555,14 @@ pub struct HostState {
     pub draining: bool,
     /// Tasks of this incarnation waiting in `ready()`.
     pub waiters: u64,
+    /// The subscriber added while sessions run (servers; see `workload::late_subscriber`).
+    pub late_sub: Option<laxnet::SubId>,
+    /// It was added and dropped again.
+    pub late_done: bool,
+    /// `Data` messages delivered while it was subscribed.
+    pub late_expected: u64,
+    /// Messages it got.
+    pub late_got: u64,
     /// A server whose listener is closed (`Acceptor::close`) for a while.
     pub paused: bool,
 }
@@ -666,6 +675,10 @@ impl State {
                 next_server: i % sc.hosts.servers.max(1),
                 draining: false,
                 waiters: 0,
+                late_sub: None,
+                late_done: false,
+                late_expected: 0,
+                late_got: 0,
                 paused: false,
             })
             .collect();
@@ -2051,6 +2064,10 @@ impl State {
         host.done = false;
         host.draining = false;
         host.paused = false;
+        host.late_sub = None;
+        host.late_done = false;
+        host.late_expected = 0;
+        host.late_got = 0;
         // The crash dropped the tasks waiting in `ready()` with everything else.
         host.waiters = 0;
         Handles(svc, refs)

@@ -145,6 +145,14 @@ pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Resul
         )
     };
     subscribe(&shared, &svc, h, proto);
+    // The logging switch is the service's own, and reads back what was set.
+    let logging = svc.logging();
+    svc.set_logging(!logging);
+    let flipped = svc.logging();
+    svc.set_logging(logging);
+    if flipped == logging || svc.logging() != logging {
+        lock(&shared).violation(Some(h), None, "set_logging did not switch logging".into());
+    }
     if !svc.protocols().iter().any(|p| p == proto) {
         lock(&shared).violation(
             Some(h),
@@ -199,6 +207,9 @@ pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Resul
                 Some(_) => {}
             }
         }
+        if server {
+            late_subscriber(&shared, &svc, h, proto);
+        }
         let (connects, waits) = {
             let mut st = lock(&shared);
             if st.now_us >= st.sc.duration_ms * 1000 {
@@ -224,7 +235,12 @@ fn subscribe(shared: &Shared, svc: &Service, h: u16, proto: &str) {
     });
     let sh = shared.clone();
     let r2 = svc.sub(Topic::message::<Data>(proto), move |m: &Received<Data>| {
-        on_message(&sh, h, &m.session, &m.msg.0)
+        on_message(&sh, h, &m.session, &m.msg.0);
+        let mut st = lock(&sh);
+        let host = &mut st.hosts[h as usize];
+        if host.late_sub.is_some() {
+            host.late_expected += 1;
+        }
     });
     let sh = shared.clone();
     let r3 = svc.sub(Topic::message::<Bulk>(proto), move |m: &Received<Bulk>| {
@@ -232,6 +248,44 @@ fn subscribe(shared: &Shared, svc: &Service, h: u16, proto: &str) {
     });
     for r in [r1.err(), r2.err(), r3.err()].into_iter().flatten() {
         lock(shared).violation(Some(h), None, format!("subscribe failed: {r}"));
+    }
+}
+
+/// A subscription made while sessions run must reach them at once, and one ended must not:
+/// servers add a second subscriber to `Data` a third into the run and drop it at two thirds;
+/// every `Data` delivered meanwhile must reach it too (checked at quiescence).
+fn late_subscriber(shared: &Shared, svc: &Service, h: u16, proto: &'static str) {
+    let (now, end, active) = {
+        let st = lock(shared);
+        let host = &st.hosts[h as usize];
+        (st.now_us, st.sc.duration_ms * 1000, host.late_sub)
+    };
+    match active {
+        None if now >= end / 3
+            && now < 2 * end / 3
+            && !lock(shared).hosts[h as usize].late_done =>
+        {
+            let sh = shared.clone();
+            let res = svc.sub(Topic::message::<Data>(proto), move |_m: &Received<Data>| {
+                lock(&sh).hosts[h as usize].late_got += 1;
+            });
+            let mut st = lock(shared);
+            match res {
+                Ok(id) => st.hosts[h as usize].late_sub = Some(id),
+                Err(e) => st.violation(Some(h), None, format!("subscribe failed: {e}")),
+            }
+        }
+        Some(id) if now >= 2 * end / 3 => {
+            let gone = svc.unsub(id);
+            let mut st = lock(shared);
+            let host = &mut st.hosts[h as usize];
+            host.late_sub = None;
+            host.late_done = true;
+            if !gone {
+                st.violation(Some(h), None, "unsub of a live subscription failed".into());
+            }
+        }
+        _ => {}
     }
 }
 
@@ -566,6 +620,23 @@ async fn drain(shared: &Shared, h: u16, svc: &Service) {
     let finished = first || tokio::time::timeout(budget, shutdown).await.is_ok();
     // Let the tasks that the shutdown woke in `ready()` record their answers.
     tokio::time::sleep(Duration::from_millis(1)).await;
+    // A shut-down service refuses new work, before any I/O.
+    let proto = lock(shared).sc.protocol.name();
+    let connect = svc.connect(&format!("server0:{PORT}"), proto).await;
+    let accept = svc.accept(&format!("0.0.0.0:{}", PORT + 1), proto).await;
+    if !matches!(connect, Err(ConnectError::Shutdown))
+        || !matches!(accept, Err(laxnet::AcceptError::Shutdown))
+    {
+        lock(shared).violation(
+            Some(h),
+            None,
+            format!(
+                "after the shutdown, connect gave {:?} and accept {:?}, not Shutdown",
+                connect.map(|s| s.id()),
+                accept.map(|a| a.local_addr())
+            ),
+        );
+    }
     let mut st = lock(shared);
     let waiters = st.hosts[h as usize].waiters;
     if finished && waiters != 0 {
@@ -637,6 +708,20 @@ async fn drain(shared: &Shared, h: u16, svc: &Service) {
         );
     }
     st.check_totals(h, &status);
+    let host = &st.hosts[h as usize];
+    let (got, want, late_done) = (host.late_got, host.late_expected, host.late_done);
+    if got != want {
+        st.violation(
+            Some(h),
+            None,
+            format!(
+                "a subscriber added while sessions ran got {got} messages, but {want} were delivered while it was subscribed"
+            ),
+        );
+    }
+    if late_done {
+        st.edge("late-subscriber");
+    }
     for _ in 0..status.refused {
         st.edge("admission-refused");
     }
