@@ -97,6 +97,8 @@ pub(crate) struct Connection {
     /// The write side is shut down (or broken).
     write_done: bool,
     linger_expired: bool,
+    /// Nothing more is delivered (a violation, or an abortive close).
+    stopped: bool,
     /// Events not yet polled (at most one of each kind per session).
     closing: Option<CloseReason>,
     protocol_error: bool,
@@ -134,6 +136,7 @@ impl Connection {
             read_done: false,
             write_done: false,
             linger_expired: false,
+            stopped: false,
             closing: None,
             protocol_error: false,
             linger_event: false,
@@ -172,6 +175,7 @@ impl Connection {
             self.deadline = now.map(|n| n + self.linger);
         } else {
             // Abortive: the peer is gone or hostile; flushing to it is pointless.
+            self.stopped = true;
             self.read_done = true;
             self.write_done = true;
             self.out.clear();
@@ -262,6 +266,7 @@ impl Connection {
     }
 
     fn peer_misbehaved(&mut self, reason: CloseReason) {
+        self.stopped = true;
         self.read_done = true;
         self.protocol_error = true;
         self.close(reason, None);
@@ -325,19 +330,28 @@ impl Connection {
     /// when more bytes are needed, or when a record failed (the connection then closes with
     /// `Crypto`: nothing from that record or after it is delivered). A violation must go to
     /// [`Connection::handle_violation`].
+    #[inline]
     pub(crate) fn poll_frame(&mut self) -> Result<Option<FrameRef>, ProtocolViolation> {
-        loop {
-            // After a violation nothing more is delivered.
-            if self.read_done && self.reason.as_ref().is_some_and(|r| !r.is_clean()) {
-                return Ok(None);
-            }
+        // After a violation or an abortive close nothing more is delivered.
+        if self.stopped {
+            return Ok(None);
+        }
+        match self.inbound.poll_frame()? {
+            Some(f) => Ok(Some(f)),
+            None => self.poll_records(),
+        }
+    }
+
+    /// [`Connection::poll_frame`] once the frames at hand are consumed: opens records until
+    /// one completes a frame.
+    #[inline(never)]
+    fn poll_records(&mut self) -> Result<Option<FrameRef>, ProtocolViolation> {
+        while !self.stopped && self.open_record() {
             if let Some(f) = self.inbound.poll_frame()? {
                 return Ok(Some(f));
             }
-            if !self.open_record() {
-                return Ok(None);
-            }
         }
+        Ok(None)
     }
 
     /// Opens the next complete record into the inbound buffer. Returns whether it did.
@@ -385,11 +399,13 @@ impl Connection {
     }
 
     /// The body of `frame` (from [`Connection::poll_frame`]).
+    #[inline]
     pub(crate) fn body(&self, frame: &FrameRef) -> &[u8] {
         self.inbound.body(frame)
     }
 
     /// Done with `frame`.
+    #[inline]
     pub(crate) fn consume(&mut self, frame: &FrameRef) {
         self.inbound.consume(frame);
     }
