@@ -19,7 +19,7 @@ use super::handshake::{
 use super::record::{self, Opener, RecordType, Sealer};
 use super::{Encryption, HandshakeError, PublicKey};
 use crate::buffer::{BufferPool, ReadBuffer, SegmentQueue};
-use crate::runtime::{BoxStream, Runtime};
+use crate::runtime::{self, BoxStream, Runtime};
 use crate::time::Instant;
 
 fn io_err(e: std::io::Error) -> HandshakeError {
@@ -38,10 +38,10 @@ async fn bounded<T>(
     mut evicted: Option<&mut tokio::sync::oneshot::Receiver<()>>,
     fut: impl Future<Output = Result<T, HandshakeError>>,
 ) -> Result<T, HandshakeError> {
-    let mut timer = rt.sleep_until(deadline);
     let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(|cx| {
-        // Biased: a handshake that completes wins a tie with the timer and the eviction.
+    let or_evicted = std::future::poll_fn(|cx| {
+        // Biased: a handshake that completes wins a tie with the eviction (and, through
+        // `timeout_at`, with the timer).
         if let Poll::Ready(r) = fut.as_mut().poll(cx) {
             return Poll::Ready(r);
         }
@@ -50,12 +50,11 @@ async fn bounded<T>(
         {
             return Poll::Ready(Err(HandshakeError::Busy));
         }
-        timer
-            .as_mut()
-            .poll(cx)
-            .map(|()| Err(HandshakeError::Timeout))
-    })
-    .await
+        Poll::Pending
+    });
+    runtime::timeout_at(rt, deadline, or_evicted)
+        .await
+        .unwrap_or(Err(HandshakeError::Timeout))
 }
 
 /// One side's fresh secrets for one handshake, from the runtime's secret entropy.
@@ -174,18 +173,11 @@ pub(crate) async fn refuse(rt: &dyn Runtime, stream: &mut BoxStream, sealed: &mu
     let mut bytes: Vec<u8> = sealed.wire_out.chunks().flatten().copied().collect();
     bytes.extend_from_slice(&rec[..n]);
     sealed.wire_out.clear();
-    let mut timer = rt.sleep_until(rt.now() + sealed.handshake_timeout);
-    let mut io = std::pin::pin!(async {
+    let io = async {
         let _ = stream.write_all(&bytes).await;
         let _ = stream.shutdown().await;
-    });
-    std::future::poll_fn(|cx| {
-        if io.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(());
-        }
-        timer.as_mut().poll(cx)
-    })
-    .await;
+    };
+    let _ = runtime::timeout(rt, sealed.handshake_timeout, io).await;
 }
 
 /// Record state of one encrypted session, owned by its driver.

@@ -581,16 +581,8 @@ impl Service {
             return Err(ConnectError::TooManySessions);
         }
         let rt = &inner.core.runtime;
-        let mut timer = rt.sleep_until(rt.now() + inner.core.config.connect_timeout);
-        let mut connecting = rt.connect(addr);
-        let res = std::future::poll_fn(|cx| {
-            // Biased: the connection wins a tie with the timer.
-            if let std::task::Poll::Ready(r) = connecting.as_mut().poll(cx) {
-                return std::task::Poll::Ready(Some(r));
-            }
-            timer.as_mut().poll(cx).map(|()| None)
-        })
-        .await;
+        let timeout = inner.core.config.connect_timeout;
+        let res = crate::runtime::timeout(&**rt, timeout, rt.connect(addr)).await;
         let (mut stream, peer) = match res {
             None => {
                 inner.core.counters.connect_failures.fetch_add(1, Relaxed);
