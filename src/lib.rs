@@ -44,6 +44,8 @@
 //!   poll-loop driver).
 //! - `registry` / `service`: subscriptions by [`Topic`], [`Service`], [`Acceptor`],
 //!   [`Status`].
+//! - `wire` (hidden, not a stable API): the wire formats' sizes, defined once for this
+//!   crate's simulator and tests.
 //!
 //! ## Cargo features
 //!
@@ -85,6 +87,8 @@ pub mod runtime;
 mod service;
 mod session;
 mod time;
+#[doc(hidden)]
+pub mod wire;
 
 pub use buffer::{PoolConfig, PoolStats};
 pub use config::Config;

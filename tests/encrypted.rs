@@ -380,7 +380,7 @@ async fn relay(
 }
 
 /// What the client writes before its records: ClientHello (no client key) and ClientFinished.
-const HELLO_AND_FINISHED: usize = 72 + 32;
+const HELLO_AND_FINISHED: usize = laxnet::wire::client_handshake(false);
 
 #[tokio::test]
 async fn flipped_bit_closes_with_crypto_reason_and_delivers_nothing_after() {

@@ -67,8 +67,9 @@ async fn attacker(
                 let _ = s.read(&mut b).await; // until the server drops it
             }
             Style::Trickle => {
-                let mut hello = [0u8; 72];
-                hello[..8].copy_from_slice(b"LXN3\x02\x00\x00\x00");
+                let mut hello = [0u8; laxnet::wire::CLIENT_HELLO];
+                hello[..4].copy_from_slice(&laxnet::wire::HANDSHAKE_MAGIC);
+                hello[4] = 2; // AES-128-GCM, no client key
                 for byte in hello {
                     if stop.load(Relaxed) || s.write_all(&[byte]).await.is_err() {
                         break;

@@ -74,7 +74,8 @@ use super::{Cipher, HandshakeError};
 pub(crate) const MAGIC: [u8; 4] = *b"LXN3";
 /// Bytes of the ClientHello header (magic, cipher, flags, reserved).
 pub(crate) const CH_HEADER: usize = 8;
-const CH_BASE: usize = CH_HEADER + 32 * 2;
+/// Bytes of a ClientHello without a client key.
+pub(crate) const CH_BASE: usize = CH_HEADER + 32 * 2;
 /// The largest ClientHello (with a client key).
 pub(crate) const CH_MAX: usize = CH_BASE + 32;
 /// Bytes of the ServerHello.

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use laxnet::{Encryption, KeyPair};
+use laxnet::{Encryption, KeyPair, wire};
 
 /// The plaintext protocol.
 pub(crate) const BITS: &str = laxnet::BITS;
@@ -67,13 +67,15 @@ impl Seq {
 
     /// Bytes of this message on the wire (frame header included).
     pub(crate) fn wire_len(&self) -> u64 {
-        8 + 8 + 4 + self.data.len() as u64
+        (wire::FRAME_HEADER + 8 + 4 + self.data.len()) as u64
     }
 
     /// The frame exactly as the "bits" format puts it on the wire.
     pub(crate) fn frame(&self) -> Vec<u8> {
         let body = borsh::to_vec(self).unwrap();
-        let mut f = ((body.len() + 4) as u32).to_le_bytes().to_vec();
+        let mut f = ((wire::FRAME_ID + body.len()) as u32)
+            .to_le_bytes()
+            .to_vec();
         f.extend_from_slice(&<Seq as laxnet::Message>::ID.to_le_bytes());
         f.extend_from_slice(&body);
         f
@@ -90,7 +92,9 @@ fn pattern(seq: u64, len: usize) -> Vec<u8> {
 
 /// A raw frame: `len` prefix, message id, body.
 pub(crate) fn raw_frame(id: u32, body: &[u8]) -> Vec<u8> {
-    let mut f = ((body.len() + 4) as u32).to_le_bytes().to_vec();
+    let mut f = ((wire::FRAME_ID + body.len()) as u32)
+        .to_le_bytes()
+        .to_vec();
     f.extend_from_slice(&id.to_le_bytes());
     f.extend_from_slice(body);
     f

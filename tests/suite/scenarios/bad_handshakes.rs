@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
-use laxnet::{Config, ConnectError, HandshakeError, KeyPair};
+use laxnet::{Config, ConnectError, HandshakeError, KeyPair, wire};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{close_client_session, garbage, read_to_end, round_trip, server_session, setup_echo};
@@ -20,27 +20,22 @@ enum Answer {
     ServerHello,
 }
 
-/// Bytes of a ClientHello without a client key: header, client random, ephemeral key.
-const HELLO_LEN: usize = 8 + 32 * 2;
-/// Bytes of the ServerHello: header, server random, ephemeral key, finished tag.
-const SERVER_HELLO_LEN: usize = 8 + 32 * 3;
-
 /// A ClientHello that passes every check the server can make before the client's finished
 /// tag: known magic and cipher (ChaCha20-Poly1305), no client key, valid X25519 points. Only
 /// a client holding the ephemeral secret could finish it (and the suite never does).
 fn plausible_hello(seed: u8) -> Vec<u8> {
-    let mut h = b"LXN3".to_vec();
+    let mut h = wire::HANDSHAKE_MAGIC.to_vec();
     h.extend_from_slice(&[1, 0, 0, 0]);
     h.extend_from_slice(&[seed; 32]);
     h.extend_from_slice(&KeyPair::from_seed(&[seed; 32]).public().to_bytes());
-    assert_eq!(h.len(), HELLO_LEN);
+    assert_eq!(h.len(), wire::CLIENT_HELLO);
     h
 }
 
 /// Handshake header `magic ‖ cipher ‖ flags ‖ reserved` followed by zeros, to a hello's length.
-fn hello_with_header(header: [u8; 8]) -> Vec<u8> {
+fn hello_with_header(header: [u8; wire::CLIENT_HELLO_HEADER]) -> Vec<u8> {
     let mut h = header.to_vec();
-    h.resize(HELLO_LEN, 0);
+    h.resize(wire::CLIENT_HELLO, 0);
     h
 }
 
@@ -94,7 +89,8 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
 
     let hello = plausible_hello(ctx.seed() as u8 + 1);
     let header = |cipher: u8, flags: u8, reserved: u8| {
-        let mut h = *b"LXN3____";
+        let mut h = [0; wire::CLIENT_HELLO_HEADER];
+        h[..4].copy_from_slice(&wire::HANDSHAKE_MAGIC);
         h[4..].copy_from_slice(&[cipher, flags, reserved, 0]);
         h
     };
@@ -170,10 +166,10 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
             Answer::ServerHello => {
                 assert_eq!(
                     got.len(),
-                    SERVER_HELLO_LEN,
+                    wire::SERVER_HELLO,
                     "{what}: the server sent {got:?}"
                 );
-                assert_eq!(&got[..4], b"LXN3", "{what}");
+                assert_eq!(got[..4], wire::HANDSHAKE_MAGIC, "{what}");
             }
         }
         assert_eq!(failures().await, expected_failures, "{what}");
@@ -239,11 +235,11 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
         .await
         .expect("write the hello");
     // The server answered the second, so it accepted (and admitted) the first one too.
-    let mut sh = [0u8; SERVER_HELLO_LEN];
+    let mut sh = [0u8; wire::SERVER_HELLO];
     ctx.within("the ServerHello", after_hello.read_exact(&mut sh))
         .await
         .expect("the ServerHello");
-    assert_eq!(&sh[..4], b"LXN3");
+    assert_eq!(sh[..4], wire::HANDSHAKE_MAGIC);
     let second_at = started.elapsed();
     let mut second_hello = ctx.raw_connect().await.expect("raw connect");
     ctx.wait_until("the silent attempt to be evicted", async || {

@@ -136,7 +136,7 @@ fn peer_gone(r: &CloseReason) -> bool {
 }
 
 /// Bytes a "bits-hpke" record adds around its payload: length, type, tag.
-const RECORD_OVERHEAD: u64 = 4 + 1 + 16;
+const RECORD_OVERHEAD: u64 = laxnet::wire::RECORD_OVERHEAD as u64;
 /// The default largest record payload (`Encryption::max_record`).
 const MAX_RECORD: u64 = 16 << 10;
 
