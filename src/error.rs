@@ -40,41 +40,22 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    /// A stable short name, used as a key in status counters.
-    pub fn kind(&self) -> &'static str {
+    /// The kind of ending, without its details: what [`Status`](crate::Status) counts
+    /// closes by.
+    pub fn kind(&self) -> CloseKind {
         match self {
-            CloseReason::Local => "local",
-            CloseReason::PeerClosed => "peer-closed",
-            CloseReason::Reset => "reset",
-            CloseReason::Io(_) => "io",
-            CloseReason::Protocol(_) => "protocol",
-            CloseReason::Heartbeat => "heartbeat",
-            CloseReason::Idle => "idle",
-            CloseReason::Shutdown => "shutdown",
-            CloseReason::Panic => "panic",
-            CloseReason::Crypto(_) => "crypto",
-            CloseReason::Aborted => "aborted",
+            CloseReason::Local => CloseKind::Local,
+            CloseReason::PeerClosed => CloseKind::PeerClosed,
+            CloseReason::Reset => CloseKind::Reset,
+            CloseReason::Io(_) => CloseKind::Io,
+            CloseReason::Protocol(_) => CloseKind::Protocol,
+            CloseReason::Heartbeat => CloseKind::Heartbeat,
+            CloseReason::Idle => CloseKind::Idle,
+            CloseReason::Shutdown => CloseKind::Shutdown,
+            CloseReason::Panic => CloseKind::Panic,
+            CloseReason::Crypto(_) => CloseKind::Crypto,
+            CloseReason::Aborted => CloseKind::Aborted,
         }
-    }
-
-    /// All values of [`CloseReason::kind`], in a fixed order.
-    pub const KINDS: [&'static str; 11] = [
-        "local",
-        "peer-closed",
-        "reset",
-        "io",
-        "protocol",
-        "heartbeat",
-        "idle",
-        "shutdown",
-        "panic",
-        "crypto",
-        "aborted",
-    ];
-
-    pub(crate) fn kind_index(&self) -> usize {
-        let k = self.kind();
-        Self::KINDS.iter().position(|x| *x == k).unwrap_or(0)
     }
 
     /// True for endings that both sides agreed on (local close, peer close, shutdown): these
@@ -112,6 +93,80 @@ impl fmt::Display for CloseReason {
             CloseReason::Crypto(e) => write!(f, "crypto: {e}"),
             CloseReason::Aborted => f.write_str("session task aborted"),
         }
+    }
+}
+
+/// The kind of a [`CloseReason`], without its details: one variant per variant of
+/// `CloseReason`, so that closes can be counted ([`Status::closed`](crate::Status::closed)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum CloseKind {
+    /// [`CloseReason::Local`].
+    Local,
+    /// [`CloseReason::PeerClosed`].
+    PeerClosed,
+    /// [`CloseReason::Reset`].
+    Reset,
+    /// [`CloseReason::Io`].
+    Io,
+    /// [`CloseReason::Protocol`].
+    Protocol,
+    /// [`CloseReason::Heartbeat`].
+    Heartbeat,
+    /// [`CloseReason::Idle`].
+    Idle,
+    /// [`CloseReason::Shutdown`].
+    Shutdown,
+    /// [`CloseReason::Panic`].
+    Panic,
+    /// [`CloseReason::Crypto`].
+    Crypto,
+    /// [`CloseReason::Aborted`].
+    Aborted,
+}
+
+impl CloseKind {
+    /// Every kind, in declaration order (the order of [`Status::closes`](crate::Status::closes)).
+    pub const ALL: [CloseKind; 11] = [
+        CloseKind::Local,
+        CloseKind::PeerClosed,
+        CloseKind::Reset,
+        CloseKind::Io,
+        CloseKind::Protocol,
+        CloseKind::Heartbeat,
+        CloseKind::Idle,
+        CloseKind::Shutdown,
+        CloseKind::Panic,
+        CloseKind::Crypto,
+        CloseKind::Aborted,
+    ];
+
+    /// A stable short name (`"peer-closed"`), as the status table prints it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            CloseKind::Local => "local",
+            CloseKind::PeerClosed => "peer-closed",
+            CloseKind::Reset => "reset",
+            CloseKind::Io => "io",
+            CloseKind::Protocol => "protocol",
+            CloseKind::Heartbeat => "heartbeat",
+            CloseKind::Idle => "idle",
+            CloseKind::Shutdown => "shutdown",
+            CloseKind::Panic => "panic",
+            CloseKind::Crypto => "crypto",
+            CloseKind::Aborted => "aborted",
+        }
+    }
+
+    /// Its position in [`CloseKind::ALL`] (a counter array's index).
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for CloseKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -324,3 +379,32 @@ impl fmt::Display for SubscribeError {
 }
 
 impl std::error::Error for SubscribeError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_kinds_index_their_counters_and_have_distinct_names() {
+        for (i, k) in CloseKind::ALL.into_iter().enumerate() {
+            assert_eq!(k.index(), i, "{k}");
+            let same = CloseKind::ALL.iter().filter(|o| o.name() == k.name());
+            assert_eq!(same.count(), 1, "{k}");
+        }
+        let reasons = [
+            CloseReason::Local,
+            CloseReason::PeerClosed,
+            CloseReason::Reset,
+            CloseReason::Io(io::ErrorKind::Other),
+            CloseReason::Protocol(ProtocolViolation::TruncatedFrame),
+            CloseReason::Heartbeat,
+            CloseReason::Idle,
+            CloseReason::Shutdown,
+            CloseReason::Panic,
+            CloseReason::Crypto(crate::CryptoError::Truncated),
+            CloseReason::Aborted,
+        ];
+        let kinds: Vec<CloseKind> = reasons.iter().map(CloseReason::kind).collect();
+        assert_eq!(kinds, CloseKind::ALL);
+    }
+}

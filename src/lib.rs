@@ -96,7 +96,7 @@ pub use crypto::{
     BITS_HPKE, Cipher, CryptoError, Encryption, HandshakeError, KeyError, KeyPair, PublicKey,
 };
 pub use error::{
-    AcceptError, CloseReason, ConnectError, ProtocolViolation, SendError, SubscribeError,
+    AcceptError, CloseKind, CloseReason, ConnectError, ProtocolViolation, SendError, SubscribeError,
 };
 pub use id::{MAX_SLOTS as MAX_SESSIONS, SessionId};
 pub use message::Message;

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::crypto::handshake::SessionKeys;
 use crate::crypto::io::Sealed;
 use crate::crypto::{self, Encryption, HandshakeError};
-use crate::error::{AcceptError, CloseReason, ConnectError, SubscribeError};
+use crate::error::{AcceptError, CloseKind, CloseReason, ConnectError, SubscribeError};
 use crate::id::{IdTable, SessionId};
 use crate::message::Message;
 use crate::planted::{self, Bug};
@@ -49,7 +49,7 @@ pub(crate) struct ServiceCounters {
     pub(crate) connected: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
-    pub(crate) closes: [AtomicU64; CloseReason::KINDS.len()],
+    pub(crate) closes: [AtomicU64; CloseKind::ALL.len()],
     pub(crate) heartbeat_expiries: AtomicU64,
     pub(crate) queue_full: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
@@ -238,7 +238,7 @@ impl ServiceInner {
         publish: bool,
     ) {
         let core = &self.core;
-        core.counters.closes[reason.kind_index()].fetch_add(1, Relaxed);
+        core.counters.closes[reason.kind().index()].fetch_add(1, Relaxed);
         if publish {
             self.publish_closed(shared, &reason);
         }

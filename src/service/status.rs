@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{Direction, Service};
 use crate::buffer::PoolStats;
-use crate::error::CloseReason;
+use crate::error::CloseKind;
 use crate::id::SessionId;
 use crate::session::shared::Phase;
 
@@ -90,8 +90,9 @@ pub struct Status {
     pub msgs_out: u64,
     /// Messages received that no subscriber wanted.
     pub unhandled: u64,
-    /// Closed sessions by [`CloseReason::kind`], in [`CloseReason::KINDS`] order.
-    pub closes: Vec<(&'static str, u64)>,
+    /// Closed sessions by [`CloseReason::kind`](crate::CloseReason::kind), every kind in
+    /// [`CloseKind::ALL`] order.
+    pub closes: Vec<(CloseKind, u64)>,
     /// Sends refused because the queue was full.
     pub queue_full: u64,
     /// Sessions closed by the heartbeat check in `send`.
@@ -124,8 +125,8 @@ impl Status {
         self.sessions.iter().map(|p| p.open + p.closing).sum()
     }
 
-    /// How many sessions closed with reason `kind`.
-    pub fn closed(&self, kind: &str) -> u64 {
+    /// How many sessions closed with a reason of `kind`.
+    pub fn closed(&self, kind: CloseKind) -> u64 {
         self.closes
             .iter()
             .find(|(k, _)| *k == kind)
@@ -172,10 +173,10 @@ impl Service {
             msgs_in: mi,
             msgs_out: mo,
             unhandled: c.unhandled.load(Relaxed),
-            closes: CloseReason::KINDS
-                .iter()
+            closes: CloseKind::ALL
+                .into_iter()
                 .zip(&c.closes)
-                .map(|(k, n)| (*k, n.load(Relaxed)))
+                .map(|(k, n)| (k, n.load(Relaxed)))
                 .collect(),
             queue_full: c.queue_full.load(Relaxed),
             heartbeat_expiries: c.heartbeat_expiries.load(Relaxed),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
-use laxnet::{Config, ConnectError, HandshakeError, KeyPair, wire};
+use laxnet::{CloseKind, Config, ConnectError, HandshakeError, KeyPair, wire};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{close_client_session, garbage, read_to_end, round_trip, server_session, setup_echo};
@@ -364,6 +364,6 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
     ctx.assert_no_leaks().await;
     let st = ctx.server.status().await;
     assert_eq!((st.handshakes, st.accepted), (2, 2), "{st}");
-    assert_eq!(st.closed("peer-closed"), 2, "{st}");
+    assert_eq!(st.closed(CloseKind::PeerClosed), 2, "{st}");
     assert_eq!(st.closes.iter().map(|(_, n)| n).sum::<u64>(), 2, "{st}");
 }
