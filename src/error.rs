@@ -166,7 +166,7 @@ impl CloseKind {
 
 impl fmt::Display for CloseKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -272,8 +272,10 @@ impl std::error::Error for SendError {}
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ConnectError {
-    /// No protocol of that name is registered.
-    UnknownProtocol(String),
+    /// [`Protocol::BitsHpke`](crate::Protocol::BitsHpke) needs `Config::encryption` with the
+    /// server's public key ([`Encryption::server_key`](crate::Encryption::server_key)), and
+    /// this service has none. Reported before any I/O.
+    NotConfigured,
     /// The connection did not complete within the connect timeout.
     Timeout,
     /// The service is at its maximum number of sessions.
@@ -289,7 +291,9 @@ pub enum ConnectError {
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectError::UnknownProtocol(p) => write!(f, "unknown protocol {p:?}"),
+            ConnectError::NotConfigured => f.write_str(
+                "bits-hpke needs Config::encryption with the server's key (Encryption::server_key)",
+            ),
             ConnectError::Timeout => f.write_str("connect timed out"),
             ConnectError::TooManySessions => f.write_str("maximum number of sessions reached"),
             ConnectError::Shutdown => f.write_str("service is shut down"),
@@ -312,23 +316,24 @@ impl std::error::Error for ConnectError {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum AcceptError {
-    /// No protocol of that name is registered.
-    UnknownProtocol(String),
     /// The service has been shut down.
     Shutdown,
     /// Binding the listener failed.
     Io(io::Error),
-    /// The encrypted protocol needs `Config::encryption` with an identity key pair.
+    /// [`Protocol::BitsHpke`](crate::Protocol::BitsHpke) needs `Config::encryption` with an
+    /// identity key pair ([`Encryption::identity`](crate::Encryption::identity)), and this
+    /// service has none. Reported before any I/O.
     NotConfigured,
 }
 
 impl fmt::Display for AcceptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AcceptError::UnknownProtocol(p) => write!(f, "unknown protocol {p:?}"),
             AcceptError::Shutdown => f.write_str("service is shut down"),
             AcceptError::Io(e) => write!(f, "listen failed: {e}"),
-            AcceptError::NotConfigured => f.write_str("encryption keys not configured"),
+            AcceptError::NotConfigured => f.write_str(
+                "bits-hpke needs Config::encryption with an identity key pair (Encryption::identity)",
+            ),
         }
     }
 }
@@ -346,8 +351,6 @@ impl std::error::Error for AcceptError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SubscribeError {
-    /// No protocol of that name is registered.
-    UnknownProtocol(String),
     /// Another message type is already registered under this id.
     DuplicateId {
         /// The id.
@@ -364,7 +367,6 @@ pub enum SubscribeError {
 impl fmt::Display for SubscribeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SubscribeError::UnknownProtocol(p) => write!(f, "unknown protocol {p:?}"),
             SubscribeError::DuplicateId {
                 id,
                 existing,
@@ -379,6 +381,39 @@ impl fmt::Display for SubscribeError {
 }
 
 impl std::error::Error for SubscribeError {}
+
+/// A name that names no [`Protocol`](crate::Protocol): the error of parsing one
+/// (`"tls".parse::<Protocol>()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownProtocol {
+    name: String,
+}
+
+impl UnknownProtocol {
+    pub(crate) fn new(name: &str) -> UnknownProtocol {
+        UnknownProtocol {
+            name: name.to_string(),
+        }
+    }
+
+    /// The name that was given.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for UnknownProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown protocol {:?} (known: ", self.name)?;
+        for (i, p) in crate::Protocol::ALL.into_iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{:?}", p.name())?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl std::error::Error for UnknownProtocol {}
 
 #[cfg(test)]
 mod tests {

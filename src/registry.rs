@@ -13,11 +13,9 @@ use tokio::sync::mpsc;
 
 use crate::error::{ProtocolViolation, SubscribeError};
 use crate::message::Message;
+use crate::protocol::Protocol;
 use crate::service::topic::{AnyMessage, Event, Received, SessionEvent, SubId};
 use crate::session::SessionRef;
-
-/// Index of a protocol in the service's protocol table.
-pub(crate) type ProtocolId = u16;
 
 /// Where a delivery goes.
 pub(crate) enum Target<E> {
@@ -37,7 +35,7 @@ impl<E> Clone for Target<E> {
 
 struct Sub<E> {
     id: SubId,
-    protocol: ProtocolId,
+    protocol: Protocol,
     target: Target<E>,
 }
 
@@ -61,7 +59,7 @@ pub(crate) trait Handler: Send + Sync {
     /// no reference-count traffic (a clone and a drop were two atomic operations per message).
     fn dispatch(
         &self,
-        protocol: ProtocolId,
+        protocol: Protocol,
         session: SessionRef,
         body: &[u8],
     ) -> (SessionRef, Result<bool, ProtocolViolation>);
@@ -80,7 +78,7 @@ impl<T: Message> Handler for Typed<T> {
 
     fn dispatch(
         &self,
-        protocol: ProtocolId,
+        protocol: Protocol,
         session: SessionRef,
         body: &[u8],
     ) -> (SessionRef, Result<bool, ProtocolViolation>) {
@@ -160,7 +158,7 @@ impl Registry {
     }
 
     /// Delivers a session event to the session subscribers of `protocol`.
-    pub(crate) fn publish(&self, protocol: ProtocolId, ev: &SessionEvent) {
+    pub(crate) fn publish(&self, protocol: Protocol, ev: &SessionEvent) {
         for sub in self.sessions.iter().filter(|s| s.protocol == protocol) {
             match &sub.target {
                 Target::Callback(f) => f(ev),
@@ -174,7 +172,7 @@ impl Registry {
     /// A copy with `T` registered (if it is not yet) and, if given, one more subscriber.
     pub(crate) fn with_message<T: Message>(
         &self,
-        sub: Option<(SubId, ProtocolId, Target<Received<T>>)>,
+        sub: Option<(SubId, Protocol, Target<Received<T>>)>,
     ) -> Result<Registry, SubscribeError> {
         let mut subs = match self.handlers.get(&T::ID) {
             None => Vec::new(),
@@ -205,7 +203,7 @@ impl Registry {
     pub(crate) fn with_sessions(
         &self,
         id: SubId,
-        protocol: ProtocolId,
+        protocol: Protocol,
         target: Target<SessionEvent>,
     ) -> Registry {
         let mut next = self.clone();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use laxnet::{BITS_HPKE, Config, Encryption, KeyPair, Service};
+use laxnet::{Config, Encryption, KeyPair, Protocol, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
@@ -101,7 +101,10 @@ async fn a_real_client_gets_in_while_a_thousand_idle_connections_are_held_open()
     let mut config = Config::default();
     config.encryption = Some(Encryption::server(key.clone()));
     let server = Service::new(config);
-    let acc = server.accept("127.0.0.1:0", BITS_HPKE).await.unwrap();
+    let acc = server
+        .accept("127.0.0.1:0", Protocol::BitsHpke)
+        .await
+        .unwrap();
     let target = acc.local_addr();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -141,7 +144,7 @@ async fn a_real_client_gets_in_while_a_thousand_idle_connections_are_held_open()
         let t = Instant::now();
         let res = tokio::time::timeout(
             Duration::from_secs(1),
-            client.connect(&target.to_string(), BITS_HPKE),
+            client.connect(&target.to_string(), Protocol::BitsHpke),
         )
         .await;
         let took = t.elapsed();

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use laxnet::{BITS, BITS_HPKE, Cipher, Config, Encryption, KeyPair, Service, SessionEvent, Topic};
+use laxnet::{Cipher, Config, Encryption, KeyPair, Protocol, Service, SessionEvent, Topic};
 use tokio::sync::Notify;
 
 use crate::cli::Opts;
@@ -46,9 +46,13 @@ impl Lax {
         }
     }
 
-    /// The protocol sessions use ("bits", or "bits-hpke" when encrypted).
-    pub(crate) fn proto(&self) -> &'static str {
-        if self.encrypted { BITS_HPKE } else { BITS }
+    /// The protocol sessions use (`Bits`, or `BitsHpke` when encrypted).
+    pub(crate) fn proto(&self) -> Protocol {
+        if self.encrypted {
+            Protocol::BitsHpke
+        } else {
+            Protocol::Bits
+        }
     }
 
     /// The configuration without encryption settings (logging off).
@@ -101,7 +105,7 @@ impl Lax {
 /// changed since the first measurement", 7103dd4).
 pub(crate) fn sessions_closed(
     server: &Service,
-    proto: &str,
+    proto: Protocol,
     n: u64,
 ) -> impl Future<Output = ()> + use<> {
     let state = Arc::new((AtomicU64::new(0), Notify::new()));

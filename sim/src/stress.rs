@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use laxnet::{
-    CloseReason, Config, Encryption, KeyPair, Received, SendError, Service, SessionEvent,
+    CloseReason, Config, Encryption, KeyPair, Protocol, Received, SendError, Service, SessionEvent,
     SessionRef, Topic,
 };
 
@@ -328,7 +328,7 @@ fn config(opts: &StressOpts, key: &KeyPair, server: bool) -> Config {
     c
 }
 
-fn subscribe(svc: &Service, book: &Shared, side: Side, proto: &'static str) {
+fn subscribe(svc: &Service, book: &Shared, side: Side, proto: Protocol) {
     let b = book.clone();
     let _ = svc.sub(Topic::sessions(proto), move |ev: &SessionEvent| match ev {
         SessionEvent::Opened { session, .. } => {
@@ -506,11 +506,11 @@ async fn client_task(
     }
 }
 
-fn protocol(opts: &StressOpts) -> &'static str {
+fn protocol(opts: &StressOpts) -> Protocol {
     if opts.encrypted {
-        laxnet::BITS_HPKE
+        Protocol::BitsHpke
     } else {
-        "bits"
+        Protocol::Bits
     }
 }
 

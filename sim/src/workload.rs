@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use laxnet::{
-    Config, ConnectError, Direction, Encryption, HandshakeError, KeyPair, Received, Service,
-    SessionEvent, SessionRef, Topic,
+    Config, ConnectError, Direction, Encryption, HandshakeError, KeyPair, Protocol, Received,
+    Service, SessionEvent, SessionRef, Topic,
 };
 
 use crate::faulty::FaultyRuntime;
@@ -141,17 +141,10 @@ pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Resul
             server,
             Duration::from_millis(st.sc.workload.tick_ms),
             grave,
-            st.sc.protocol.name(),
+            st.sc.protocol.lib(),
         )
     };
     subscribe(&shared, &svc, h, proto);
-    if !svc.protocols().iter().any(|p| p == proto) {
-        lock(&shared).violation(
-            Some(h),
-            None,
-            format!("the service does not list {proto} among its protocols"),
-        );
-    }
     // Keep the acceptor handle for the whole incarnation (laxnet up to 85af22e stopped
     // listening when the handle was dropped, contrary to its docs).
     let mut acceptor = None;
@@ -217,7 +210,7 @@ pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Resul
     Ok(())
 }
 
-fn subscribe(shared: &Shared, svc: &Service, h: u16, proto: &str) {
+fn subscribe(shared: &Shared, svc: &Service, h: u16, proto: Protocol) {
     let sh = shared.clone();
     let r1 = svc.sub(Topic::sessions(proto), move |ev: &SessionEvent| {
         on_session(&sh, h, ev)
@@ -439,7 +432,7 @@ async fn connect(
     svc: Service,
     addr: String,
     abort: Option<Duration>,
-    proto: &'static str,
+    proto: Protocol,
 ) {
     let res = match abort {
         Some(d) => tokio::time::timeout(d, svc.connect(&addr, proto))
@@ -471,10 +464,9 @@ async fn connect(
             // Nothing tampers with handshakes: the server must always authenticate. (Closed,
             // I/O errors and timeouts come from crashes, resets and aborts.)
             if let ConnectError::Handshake(
-                HandshakeError::Malformed
-                | HandshakeError::ServerNotAuthenticated
-                | HandshakeError::NotConfigured,
-            ) = &e
+                HandshakeError::Malformed | HandshakeError::ServerNotAuthenticated,
+            )
+            | ConnectError::NotConfigured = &e
             {
                 st.violation(
                     Some(h),

@@ -90,6 +90,16 @@ impl HandshakeKeys {
 }
 
 impl HandshakeKeys {
+    /// The client side's keys: present when a server key is pinned.
+    pub(crate) fn client(&self) -> Option<&ClientKeys> {
+        self.client.as_ref()
+    }
+
+    /// The server side's keys: present when there is an identity key pair.
+    pub(crate) fn server(&self) -> Option<&ServerKeys> {
+        self.server.as_ref()
+    }
+
     /// Whether the server side accepts the null cipher.
     #[cfg(test)]
     pub(crate) fn server_accepts_null(&self) -> bool {
@@ -107,9 +117,8 @@ pub(crate) async fn client(
     rt: &dyn Runtime,
     stream: &mut BoxStream,
     enc: &Encryption,
-    keys: &HandshakeKeys,
+    keys: &ClientKeys,
 ) -> Result<(SessionKeys, [u8; CF_LEN]), HandshakeError> {
-    let keys = keys.client.as_ref().ok_or(HandshakeError::NotConfigured)?;
     bounded(rt, rt.now() + enc.handshake_timeout, None, async {
         let (pending, hello) = handshake::client_hello(fresh(rt)?, enc.cipher, keys)?;
         stream.write_all(&hello).await.map_err(io_err)?;
@@ -127,10 +136,9 @@ pub(crate) async fn server(
     rt: &dyn Runtime,
     stream: &mut BoxStream,
     enc: &Encryption,
-    keys: &HandshakeKeys,
+    keys: &ServerKeys,
     ticket: &mut Ticket,
 ) -> Result<SessionKeys, HandshakeError> {
-    let keys = keys.server.as_ref().ok_or(HandshakeError::NotConfigured)?;
     let start = rt.now();
     let hello_deadline = start + enc.hello_timeout.min(enc.handshake_timeout);
     let mut hello = [0u8; CH_MAX];

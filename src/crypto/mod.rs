@@ -87,9 +87,6 @@ use std::time::Duration;
 
 pub use keys::{KeyError, KeyPair, PublicKey};
 
-/// The name of the encrypted protocol in the protocol factory.
-pub const BITS_HPKE: &str = "bits-hpke";
-
 /// The AEAD protecting records. The default is [`Cipher::preferred`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -284,8 +281,6 @@ pub enum HandshakeError {
     /// Too many handshakes in progress (a server refuses or evicts the attempt; the client
     /// sees its connection closed).
     Busy,
-    /// Keys for this protocol are not configured (`Config::encryption`).
-    NotConfigured,
 }
 
 impl fmt::Display for HandshakeError {
@@ -301,7 +296,6 @@ impl fmt::Display for HandshakeError {
             HandshakeError::Closed => f.write_str("peer closed during the handshake"),
             HandshakeError::Io(k) => write!(f, "I/O error during the handshake: {k}"),
             HandshakeError::Busy => f.write_str("too many handshakes in progress"),
-            HandshakeError::NotConfigured => f.write_str("encryption keys not configured"),
         }
     }
 }

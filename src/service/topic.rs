@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 use crate::error::{CloseReason, SubscribeError};
 use crate::id::SessionId;
 use crate::message::Message;
-use crate::registry::{ProtocolId, Registry, Target};
+use crate::protocol::Protocol;
+use crate::registry::{Registry, Target};
 use crate::session::SessionRef;
 
 /// Which side opened the connection.
@@ -72,14 +73,14 @@ pub struct Received<T> {
 /// A subscription key: session events or one message type, on one protocol.
 ///
 /// ```
-/// # use laxnet::{Topic, Message};
-/// # #[derive(borsh::BorshSerialize, borsh::BorshDeserialize, Debug, Clone)] struct Chat;
+/// # use laxnet::{Protocol, Topic};
+/// # #[derive(borsh::BorshSerialize, borsh::BorshDeserialize, Debug)] struct Chat;
 /// # laxnet::message!(Chat = 1);
-/// let sessions = Topic::sessions("bits");
-/// let chats = Topic::message::<Chat>("bits");
+/// let sessions = Topic::sessions(Protocol::Bits);
+/// let chats = Topic::message::<Chat>(Protocol::Bits);
 /// ```
 pub struct Topic<E> {
-    pub(crate) protocol: String,
+    pub(crate) protocol: Protocol,
     pub(crate) kind: TopicKind,
     /// Adds a subscriber of this topic to a registry snapshot.
     pub(crate) add: AddFn<E>,
@@ -87,12 +88,12 @@ pub struct Topic<E> {
 }
 
 pub(crate) type AddFn<E> =
-    fn(&Registry, SubId, ProtocolId, Target<E>) -> Result<Registry, SubscribeError>;
+    fn(&Registry, SubId, Protocol, Target<E>) -> Result<Registry, SubscribeError>;
 
 fn add_sessions(
     r: &Registry,
     id: SubId,
-    p: ProtocolId,
+    p: Protocol,
     t: Target<SessionEvent>,
 ) -> Result<Registry, SubscribeError> {
     Ok(r.with_sessions(id, p, t))
@@ -101,7 +102,7 @@ fn add_sessions(
 fn add_message<T: Message>(
     r: &Registry,
     id: SubId,
-    p: ProtocolId,
+    p: Protocol,
     t: Target<Received<T>>,
 ) -> Result<Registry, SubscribeError> {
     r.with_message::<T>(Some((id, p, t)))
@@ -115,9 +116,9 @@ pub(crate) enum TopicKind {
 
 impl Topic<SessionEvent> {
     /// Session events (opened, closed) of sessions on `protocol`.
-    pub fn sessions(protocol: &str) -> Topic<SessionEvent> {
+    pub fn sessions(protocol: Protocol) -> Topic<SessionEvent> {
         Topic {
-            protocol: protocol.to_string(),
+            protocol,
             kind: TopicKind::Sessions,
             add: add_sessions,
             _event: PhantomData,
@@ -126,9 +127,9 @@ impl Topic<SessionEvent> {
 
     /// Messages of type `T` received on sessions of `protocol`. Subscribing registers `T`'s
     /// decoder under `T::ID`.
-    pub fn message<T: Message>(protocol: &str) -> Topic<Received<T>> {
+    pub fn message<T: Message>(protocol: Protocol) -> Topic<Received<T>> {
         Topic {
-            protocol: protocol.to_string(),
+            protocol,
             kind: TopicKind::Message,
             add: add_message::<T>,
             _event: PhantomData,
@@ -223,7 +224,7 @@ pub struct Inbox {
 
 impl Inbox {
     /// Adds session events of `protocol` to this inbox.
-    pub fn sessions(&mut self, protocol: &str) -> Result<&mut Inbox, crate::SubscribeError> {
+    pub fn sessions(&mut self, protocol: Protocol) -> Result<&mut Inbox, crate::SubscribeError> {
         let id = self.service.sub_inbox_sessions(protocol, self.tx.clone())?;
         self.subs.push(id);
         Ok(self)
@@ -232,7 +233,7 @@ impl Inbox {
     /// Adds messages of type `T` on `protocol` to this inbox.
     pub fn messages<T: Message + Clone>(
         &mut self,
-        protocol: &str,
+        protocol: Protocol,
     ) -> Result<&mut Inbox, crate::SubscribeError> {
         let id = self
             .service

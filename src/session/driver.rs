@@ -99,7 +99,7 @@ impl Driver {
         let out = SegmentQueue::new(core.pool.clone(), core.config.segment_size);
         let (registry_version, registry) = service.registry();
         let span = if core.logging() {
-            tracing::debug_span!(target: "laxnet", "session", id = %shared.id, peer = %shared.peer, protocol = %shared.protocol_name)
+            tracing::debug_span!(target: "laxnet", "session", id = %shared.id, peer = %shared.peer, protocol = %shared.protocol)
         } else {
             tracing::Span::none()
         };

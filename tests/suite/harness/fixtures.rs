@@ -5,13 +5,13 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use laxnet::{Encryption, KeyPair, wire};
+use laxnet::{Encryption, KeyPair, Protocol, wire};
 
 /// The plaintext protocol.
-pub(crate) const BITS: &str = laxnet::BITS;
+pub(crate) const BITS: Protocol = Protocol::Bits;
 
 /// The encrypted protocol.
-pub(crate) const HPKE: &str = laxnet::BITS_HPKE;
+pub(crate) const HPKE: Protocol = Protocol::BitsHpke;
 
 /// The server's static key pair, the same on every run and backend (derived once: an X25519
 /// operation costs about 10 ms in a debug build).
