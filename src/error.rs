@@ -1,14 +1,19 @@
-//! Errors, classified by who is at fault, and the one mapping from an ending to a
+//! Errors, classified by who is at fault ([`Fault`]), and the one mapping from an ending to a
 //! [`CloseReason`].
 //!
-//! - The peer misbehaved: [`CloseReason::Protocol`] with a [`ProtocolViolation`]; the session
-//!   closes, nothing else is affected.
-//! - The caller misused the API: a typed error at the call ([`SendError`], [`ConnectError`],
-//!   [`AcceptError`], [`SubscribeError`]).
-//! - The network failed: [`CloseReason::Io`], [`CloseReason::Reset`], a timeout.
+//! - The peer misbehaved: [`CloseReason::Protocol`] with a [`ProtocolViolation`],
+//!   [`CloseReason::Crypto`], a [`HandshakeError::Peer`](crate::HandshakeError::Peer); the
+//!   session (or handshake) ends, nothing else is affected.
+//! - The caller misused the API: a typed error at the call, before any I/O ([`SendError`],
+//!   [`ConnectError`], [`AcceptError`], [`SubscribeError`], [`UnknownProtocol`]).
+//! - The network failed: [`CloseReason::Io`], [`CloseReason::Reset`].
+//! - Nothing arrived in time: [`CloseReason::Heartbeat`], [`CloseReason::Idle`], a handshake
+//!   or connect timeout.
 
 use std::fmt;
 use std::io;
+
+use crate::crypto::CryptoError;
 
 /// Why a session ended. Every ending goes through the same close path with one of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +38,7 @@ pub enum CloseReason {
     /// A subscriber callback panicked while handling this session's traffic.
     Panic,
     /// An encrypted session's records failed (tampering, truncation, counter limit).
-    Crypto(crate::crypto::CryptoError),
+    Crypto(CryptoError),
     /// The session's task was dropped before it finished (its runtime shut down, or the
     /// simulated host crashed).
     Aborted,
@@ -55,6 +60,23 @@ impl CloseReason {
             CloseReason::Panic => CloseKind::Panic,
             CloseReason::Crypto(_) => CloseKind::Crypto,
             CloseReason::Aborted => CloseKind::Aborted,
+        }
+    }
+
+    /// Who or what ended the session (see [`Fault`]): the peer for `PeerClosed`, `Protocol`
+    /// and `Crypto` (except `CounterExhausted`, this side's configured usage limit); this
+    /// side for `Local`, `Shutdown`, `Panic` and `Aborted`; the network for `Reset` and `Io`;
+    /// a timeout for `Heartbeat` and `Idle`. Together with [`CloseReason::is_clean`] it says
+    /// whether an ending was chosen or suffered.
+    pub fn fault(&self) -> Fault {
+        match self {
+            CloseReason::PeerClosed | CloseReason::Protocol(_) => Fault::Peer,
+            CloseReason::Crypto(CryptoError::CounterExhausted) => Fault::Local,
+            CloseReason::Crypto(_) => Fault::Peer,
+            CloseReason::Local | CloseReason::Shutdown | CloseReason::Panic => Fault::Local,
+            CloseReason::Aborted => Fault::Local,
+            CloseReason::Reset | CloseReason::Io(_) => Fault::Network,
+            CloseReason::Heartbeat | CloseReason::Idle => Fault::Timeout,
         }
     }
 
@@ -94,6 +116,28 @@ impl fmt::Display for CloseReason {
             CloseReason::Aborted => f.write_str("session task aborted"),
         }
     }
+}
+
+/// Who or what is at fault for an ending: [`CloseReason::fault`],
+/// [`HandshakeError::fault`](crate::HandshakeError::fault). For a clean ending
+/// ([`CloseReason::is_clean`]) it names the side that chose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The peer: it closed the session, broke the protocol, sent records that fail
+    /// authentication or end without an authenticated close, or failed the handshake. Trying
+    /// the same peer again gets the same answer until it changes.
+    Peer,
+    /// This side: the application closed the session or shut the service down, a subscriber
+    /// panicked, the runtime dropped the session's task, or a limit this side configured was
+    /// reached (a key's usage limit, handshake admission).
+    Local,
+    /// The network between the two: the connection was reset or the socket failed. Often
+    /// transient: trying again may work.
+    Network,
+    /// Nothing arrived in time (heartbeat, idle sweep, handshake deadline): the peer or the
+    /// network is slow, partitioned or gone.
+    Timeout,
 }
 
 /// The kind of a [`CloseReason`], without its details: one variant per variant of
@@ -420,7 +464,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn close_kinds_index_their_counters_and_have_distinct_names() {
+    fn close_reasons_have_a_kind_and_a_fault() {
         for (i, k) in CloseKind::ALL.into_iter().enumerate() {
             assert_eq!(k.index(), i, "{k}");
             let same = CloseKind::ALL.iter().filter(|o| o.name() == k.name());
@@ -436,10 +480,21 @@ mod tests {
             CloseReason::Idle,
             CloseReason::Shutdown,
             CloseReason::Panic,
-            CloseReason::Crypto(crate::CryptoError::Truncated),
+            CloseReason::Crypto(CryptoError::Truncated),
             CloseReason::Aborted,
         ];
         let kinds: Vec<CloseKind> = reasons.iter().map(CloseReason::kind).collect();
         assert_eq!(kinds, CloseKind::ALL);
+        let faults: Vec<Fault> = reasons.iter().map(CloseReason::fault).collect();
+        use Fault::*;
+        #[rustfmt::skip]
+        let expected = [Local, Peer, Network, Network, Peer, Timeout, Timeout, Local, Local, Peer, Local];
+        assert_eq!(faults, expected);
+        // A clean ending names the side that chose it.
+        for r in reasons.iter().filter(|r| r.is_clean()) {
+            assert!(matches!(r.fault(), Peer | Local), "{r}");
+        }
+        let limit = CloseReason::Crypto(CryptoError::CounterExhausted);
+        assert_eq!(limit.fault(), Local, "this side's configured usage limit");
     }
 }

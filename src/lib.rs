@@ -94,9 +94,11 @@ pub mod wire;
 
 pub use buffer::{PoolConfig, PoolStats};
 pub use config::Config;
-pub use crypto::{Cipher, CryptoError, Encryption, HandshakeError, KeyError, KeyPair, PublicKey};
+pub use crypto::{
+    Cipher, CryptoError, Encryption, HandshakeError, KeyError, KeyPair, PeerMisbehaved, PublicKey,
+};
 pub use error::{
-    AcceptError, CloseKind, CloseReason, ConnectError, ProtocolViolation, SendError,
+    AcceptError, CloseKind, CloseReason, ConnectError, Fault, ProtocolViolation, SendError,
     SubscribeError, UnknownProtocol,
 };
 pub use id::{MAX_SLOTS as MAX_SESSIONS, SessionId};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use borsh::{BorshDeserialize, BorshSerialize};
 use laxnet::{
     CloseReason, Config, ConnectError, CryptoError, Encryption, Event, HandshakeError, KeyPair,
-    Protocol, PublicKey, Received, Service, SessionEvent, Topic,
+    PeerMisbehaved, Protocol, PublicKey, Received, Service, SessionEvent, Topic,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -183,9 +183,9 @@ async fn wrong_server_key_is_refused_and_server_keeps_nothing() {
         matches!(
             err,
             ConnectError::Handshake(
-                HandshakeError::ServerNotAuthenticated
-                    | HandshakeError::Closed
-                    | HandshakeError::Malformed
+                HandshakeError::Peer(
+                    PeerMisbehaved::ServerNotAuthenticated | PeerMisbehaved::Malformed
+                ) | HandshakeError::Closed
             )
         ),
         "{err:?}"
@@ -275,7 +275,7 @@ async fn services_sharing_a_key_are_told_apart_by_their_context() {
     assert!(
         matches!(
             err,
-            ConnectError::Handshake(HandshakeError::ServerNotAuthenticated)
+            ConnectError::Handshake(HandshakeError::Peer(PeerMisbehaved::ServerNotAuthenticated))
         ),
         "{err:?}"
     );

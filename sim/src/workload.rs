@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use laxnet::{
-    Config, ConnectError, Direction, Encryption, HandshakeError, KeyPair, Protocol, Received,
-    Service, SessionEvent, SessionRef, Topic,
+    Config, ConnectError, Direction, Encryption, HandshakeError, KeyPair, PeerMisbehaved, Protocol,
+    Received, Service, SessionEvent, SessionRef, Topic,
 };
 
 use crate::faulty::FaultyRuntime;
@@ -463,9 +463,9 @@ async fn connect(
             );
             // Nothing tampers with handshakes: the server must always authenticate. (Closed,
             // I/O errors and timeouts come from crashes, resets and aborts.)
-            if let ConnectError::Handshake(
-                HandshakeError::Malformed | HandshakeError::ServerNotAuthenticated,
-            )
+            if let ConnectError::Handshake(HandshakeError::Peer(
+                PeerMisbehaved::Malformed | PeerMisbehaved::ServerNotAuthenticated,
+            ))
             | ConnectError::NotConfigured = &e
             {
                 st.violation(

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::handshake::{self, CF_LEN, ClientKeys, Fresh, SH_LEN};
 use super::x25519::{self, Op, Point};
-use super::{Cipher, Encryption, HandshakeError, KeyPair, PublicKey};
+use super::{Cipher, Encryption, HandshakeError, KeyPair, PeerMisbehaved, PublicKey};
 use crate::{Config, ConnectError, Protocol, Service, SessionEvent, Topic};
 
 fn client_config(server: PublicKey, seed: Option<u64>) -> Config {
@@ -76,7 +76,9 @@ async fn a_client_with_a_known_rng_seed_cannot_be_impersonated() {
         "the client's random and ephemeral key follow from its rng_seed"
     );
     match res {
-        Err(ConnectError::Handshake(HandshakeError::ServerNotAuthenticated)) => {}
+        Err(ConnectError::Handshake(HandshakeError::Peer(
+            PeerMisbehaved::ServerNotAuthenticated,
+        ))) => {}
         Ok(s) => panic!(
             "impersonated: connected to a forged server, peer key {:?}",
             s.peer_key()

@@ -124,7 +124,7 @@ pub(crate) async fn client(
         stream.write_all(&hello).await.map_err(io_err)?;
         let mut sh = [0u8; SH_LEN];
         stream.read_exact(&mut sh).await.map_err(io_err)?;
-        handshake::client_finish(pending, keys, &sh)
+        Ok(handshake::client_finish(pending, keys, &sh)?)
     })
     .await
 }
@@ -163,7 +163,7 @@ pub(crate) async fn server(
         stream.write_all(&sh).await.map_err(io_err)?;
         let mut cf = [0u8; CF_LEN];
         stream.read_exact(&mut cf).await.map_err(io_err)?;
-        handshake::server_finish(pending, &cf)
+        Ok(handshake::server_finish(pending, &cf)?)
     })
     .await
 }

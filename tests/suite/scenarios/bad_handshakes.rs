@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
-use laxnet::{CloseKind, Config, ConnectError, HandshakeError, KeyPair, wire};
+use laxnet::{CloseKind, Config, ConnectError, HandshakeError, KeyPair, PeerMisbehaved, wire};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{close_client_session, garbage, read_to_end, round_trip, server_session, setup_echo};
@@ -197,9 +197,9 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
     assert!(
         matches!(
             res,
-            Err(ConnectError::Handshake(
-                HandshakeError::ServerNotAuthenticated
-            ))
+            Err(ConnectError::Handshake(HandshakeError::Peer(
+                PeerMisbehaved::ServerNotAuthenticated
+            )))
         ),
         "{res:?}"
     );
