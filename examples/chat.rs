@@ -19,20 +19,20 @@ use laxnet::{
 };
 
 /// Client → server: a line of chat.
-#[derive(BorshSerialize, BorshDeserialize, Debug, Clone)]
+#[derive(BorshSerialize, BorshDeserialize, Debug)]
 struct Say {
     text: String,
 }
 
 /// Server → clients: a line someone said.
-#[derive(BorshSerialize, BorshDeserialize, Debug, Clone)]
+#[derive(BorshSerialize, BorshDeserialize, Debug)]
 struct Heard {
     from: u32,
     text: String,
 }
 
 /// Server → clients: everyone is here, start talking.
-#[derive(BorshSerialize, BorshDeserialize, Debug, Clone)]
+#[derive(BorshSerialize, BorshDeserialize, Debug)]
 struct Start {
     members: u32,
 }
@@ -122,8 +122,8 @@ async fn client(n: usize, addr: &str) -> Result<usize, Box<dyn std::error::Error
     let svc = Service::new(Config::default());
     let mut inbox = svc.inbox();
     inbox
-        .messages::<Heard>(Protocol::Bits)?
-        .messages::<Start>(Protocol::Bits)?;
+        .add(Topic::message::<Heard>(Protocol::Bits))?
+        .add(Topic::message::<Start>(Protocol::Bits))?;
     let session = svc.connect(addr, Protocol::Bits).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut heard = 0usize;

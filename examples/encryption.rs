@@ -15,7 +15,7 @@ use laxnet::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-#[derive(BorshSerialize, BorshDeserialize, Debug, Clone)]
+#[derive(BorshSerialize, BorshDeserialize, Debug)]
 struct Secret {
     text: String,
 }
@@ -67,7 +67,7 @@ async fn main() -> Result<(), Error> {
     let (relay_addr, wire) = relay(addr.clone(), None).await?;
     let client = client(&server_key)?;
     let mut inbox = client.inbox();
-    inbox.messages::<Secret>(Protocol::BitsHpke)?;
+    inbox.add(Topic::message::<Secret>(Protocol::BitsHpke))?;
     let session = client.connect(&relay_addr, Protocol::BitsHpke).await?;
     session.send(&Secret {
         text: "the eagle lands at dawn".into(),

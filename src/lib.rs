@@ -7,7 +7,7 @@
 //! use borsh::{BorshDeserialize, BorshSerialize};
 //! use laxnet::{Config, Protocol, Received, Service, Topic};
 //!
-//! #[derive(BorshSerialize, BorshDeserialize, Debug, Clone)]
+//! #[derive(BorshSerialize, BorshDeserialize, Debug)]
 //! struct Chat { text: String }
 //! laxnet::message!(Chat = 1);
 //!
@@ -20,7 +20,7 @@
 //!
 //! let client = Service::new(Config::default());
 //! let mut inbox = client.inbox();
-//! inbox.messages::<Chat>(Protocol::Bits)?;
+//! inbox.add(Topic::message::<Chat>(Protocol::Bits))?;
 //! let addr = listener.local_addr().to_string();
 //! let session = client.connect(&addr, Protocol::Bits).await?;
 //! session.send(&Chat { text: "hello".into() })?;

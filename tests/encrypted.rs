@@ -103,9 +103,9 @@ async fn encrypted_echo_both_ciphers_and_clean_close() {
         let client = new_client(&key, |e| e.cipher = cipher);
         let mut inbox = client.inbox();
         inbox
-            .messages::<Note>(Protocol::BitsHpke)
+            .add(Topic::message::<Note>(Protocol::BitsHpke))
             .unwrap()
-            .sessions(Protocol::BitsHpke)
+            .add(Topic::sessions(Protocol::BitsHpke))
             .unwrap();
         let s = match client.connect(&addr, Protocol::BitsHpke).await {
             Ok(s) => s,
@@ -525,7 +525,7 @@ async fn record_counter_limit_closes_the_session() {
     let (_srv, addr, log) = server(&key, |e| e.record_limit = 5).await;
     let client = new_client(&key, |e| e.record_limit = 5);
     let mut inbox = client.inbox();
-    inbox.sessions(Protocol::BitsHpke).unwrap();
+    inbox.add(Topic::sessions(Protocol::BitsHpke)).unwrap();
     let s = client.connect(&addr, Protocol::BitsHpke).await.unwrap();
     for seq in 0..20u32 {
         let _ = s.send(&Note {

@@ -7,6 +7,7 @@ pub(crate) mod status;
 pub(crate) mod topic;
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -26,7 +27,7 @@ use crate::id::{IdTable, SessionId};
 use crate::message::Message;
 use crate::planted::{self, Bug};
 use crate::protocol::Protocol;
-use crate::registry::{self, Registry, Target};
+use crate::registry::{Registry, Target};
 use crate::runtime::{BoxFuture, BoxStream, Listener, Runtime, TokioRuntime};
 use crate::session::driver::Driver;
 use crate::session::shared::{Phase, SendState, SessionCounters};
@@ -119,10 +120,10 @@ impl ServiceInner {
         (v, Some(r))
     }
 
-    fn modify_registry(
+    fn modify_registry<E>(
         &self,
-        f: impl FnOnce(&Registry) -> Result<Registry, SubscribeError>,
-    ) -> Result<(), SubscribeError> {
+        f: impl FnOnce(&Registry) -> Result<Registry, E>,
+    ) -> Result<(), E> {
         let mut r = lock(&self.registry);
         let next = f(&r)?;
         *r = Arc::new(next);
@@ -130,8 +131,16 @@ impl ServiceInner {
         Ok(())
     }
 
-    fn next_sub(&self) -> SubId {
-        SubId(self.next_sub.fetch_add(1, Relaxed))
+    /// Adds a subscription: `target` gets `topic`'s deliveries. Callbacks
+    /// ([`Service::sub`]) and inboxes ([`Inbox::add`]) both come through here.
+    pub(crate) fn subscribe<E>(
+        &self,
+        topic: Topic<E>,
+        target: Target<E>,
+    ) -> Result<SubId, SubscribeError> {
+        let id = SubId(self.next_sub.fetch_add(1, Relaxed));
+        self.modify_registry(|r| r.with_sub(&topic, id, target))?;
+        Ok(id)
     }
 
     fn is_full(&self) -> bool {
@@ -411,7 +420,7 @@ impl Service {
     /// ```no_run
     /// # async fn demo(svc: laxnet::Service) -> Result<(), Box<dyn std::error::Error>> {
     /// use laxnet::{Protocol, Received, SessionEvent, Topic};
-    /// # #[derive(borsh::BorshSerialize, borsh::BorshDeserialize, Debug, Clone)] struct Chat { text: String }
+    /// # #[derive(borsh::BorshSerialize, borsh::BorshDeserialize, Debug)] struct Chat { text: String }
     /// # laxnet::message!(Chat = 1);
     /// svc.sub(Topic::sessions(Protocol::Bits), |ev: &SessionEvent| println!("{ev:?}"))?;
     /// svc.sub(Topic::message::<Chat>(Protocol::Bits), |m: &Received<Chat>| {
@@ -424,21 +433,18 @@ impl Service {
         topic: Topic<E>,
         f: impl Fn(&E) + Send + Sync + 'static,
     ) -> Result<SubId, SubscribeError> {
-        let id = self.inner.next_sub();
-        let target = Target::Callback(Arc::new(f));
-        self.inner
-            .modify_registry(|r| (topic.add)(r, id, topic.protocol, target))?;
-        Ok(id)
+        self.inner.subscribe(topic, Target::Callback(Arc::new(f)))
     }
 
-    /// Ends a subscription. Returns false if it did not exist.
+    /// Ends a subscription (a callback's; an inbox's end when it is dropped). Returns false if
+    /// it did not exist.
     pub fn unsub(&self, id: SubId) -> bool {
         self.inner
-            .modify_registry(|r| r.without(id).ok_or(SubscribeError::SessionGone))
+            .modify_registry(|r| r.without(id).ok_or(()))
             .is_ok()
     }
 
-    /// A new, empty [`Inbox`]; add topics with [`Inbox::sessions`] and [`Inbox::messages`].
+    /// A new, empty [`Inbox`]; add topics with [`Inbox::add`].
     pub fn inbox(&self) -> Inbox {
         let (tx, rx) = mpsc::unbounded_channel();
         Inbox {
@@ -447,30 +453,6 @@ impl Service {
             subs: Vec::new(),
             service: self.clone(),
         }
-    }
-
-    pub(crate) fn sub_inbox_sessions(
-        &self,
-        protocol: Protocol,
-        tx: mpsc::UnboundedSender<Event>,
-    ) -> Result<SubId, SubscribeError> {
-        let id = self.inner.next_sub();
-        let target = Target::Inbox(tx, registry::session_event);
-        self.inner
-            .modify_registry(|r| Ok(r.with_sessions(id, protocol, target)))?;
-        Ok(id)
-    }
-
-    pub(crate) fn sub_inbox_messages<T: Message + Clone>(
-        &self,
-        protocol: Protocol,
-        tx: mpsc::UnboundedSender<Event>,
-    ) -> Result<SubId, SubscribeError> {
-        let id = self.inner.next_sub();
-        let target = Target::Inbox(tx, registry::message_event::<T>);
-        self.inner
-            .modify_registry(|r| r.with_message::<T>(Some((id, protocol, target))))?;
-        Ok(id)
     }
 
     /// Calls `f` once with the reason when session `id` closes: interest in one session's
@@ -637,7 +619,9 @@ impl Service {
         self.inner.admission.idle().await;
         // Subscriptions often capture a clone of the service: dropping them here breaks that
         // cycle so the service's memory is freed once the last handle goes.
-        let _ = self.inner.modify_registry(|_| Ok(Registry::default()));
+        let _ = self
+            .inner
+            .modify_registry(|_| Ok::<_, Infallible>(Registry::default()));
         lock(&self.inner.close_watchers).clear();
         self.inner.core.pool.trim();
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use laxnet::{CloseReason, Config, Direction, Event, SessionEvent};
+use laxnet::{CloseReason, Config, Direction, Event, SessionEvent, Topic};
 
 use super::{RECORD_OVERHEAD, close_client_session, records_in, server_session, setup_echo};
 use crate::harness::{Ctx, Seq};
@@ -17,9 +17,9 @@ pub(crate) async fn echo(ctx: Arc<Ctx>) {
         .exec(move |svc| {
             let mut inbox = svc.inbox();
             inbox
-                .sessions(proto)
+                .add(Topic::sessions(proto))
                 .unwrap()
-                .messages::<Seq>(proto)
+                .add(Topic::message::<Seq>(proto))
                 .unwrap();
             inbox
         })
