@@ -177,10 +177,7 @@ fn frames() -> Arc<Vec<u8>> {
 }
 
 fn config() -> Config {
-    let mut c = Config::default();
-    c.logging = false;
-    c.rng_seed = Some(1);
-    c
+    Config::default().with_logging(false).with_rng_seed(1)
 }
 
 fn bench_session(c: &mut Criterion) {

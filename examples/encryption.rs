@@ -38,9 +38,8 @@ async fn main() -> Result<(), Error> {
     );
 
     // The server: echoes secrets, records how each session closed.
-    let mut config = Config::default();
-    config.encryption = Some(Encryption::server(server_key.clone()));
-    let server = Service::new(config);
+    let server =
+        Service::new(Config::default().with_encryption(Encryption::server(server_key.clone())));
     let closes: Arc<Mutex<Vec<CloseReason>>> = Arc::default();
     let c = closes.clone();
     server.sub(
@@ -124,9 +123,7 @@ fn client(server_key: &KeyPair) -> Result<Service, Error> {
 }
 
 fn client_pinning(pinned: &KeyPair) -> Result<Service, Error> {
-    let mut config = Config::default();
-    config.encryption = Some(Encryption::client(pinned.public()));
-    let svc = Service::new(config);
+    let svc = Service::new(Config::default().with_encryption(Encryption::client(pinned.public())));
     svc.register::<Secret>()?;
     Ok(svc)
 }

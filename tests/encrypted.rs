@@ -23,21 +23,18 @@ laxnet::message!(Note = 1);
 type Log = Arc<Mutex<Vec<String>>>;
 
 fn server_config(key: &KeyPair, tweak: impl FnOnce(&mut Encryption)) -> Config {
-    let mut enc = Encryption::server(key.clone());
-    enc.handshake_timeout = Duration::from_millis(500);
+    let mut enc =
+        Encryption::server(key.clone()).with_handshake_timeout(Duration::from_millis(500));
     tweak(&mut enc);
-    let mut c = Config::default();
-    c.encryption = Some(enc);
-    c.linger = Duration::from_millis(500);
-    c
+    Config::default()
+        .with_encryption(enc)
+        .with_linger(Duration::from_millis(500))
 }
 
 fn client_config(server: &KeyPair, tweak: impl FnOnce(&mut Encryption)) -> Config {
     let mut enc = Encryption::client(server.public());
     tweak(&mut enc);
-    let mut c = Config::default();
-    c.encryption = Some(enc);
-    c
+    Config::default().with_encryption(enc)
 }
 
 /// A client service that knows `Note` (echoes come back as notes).
@@ -149,9 +146,7 @@ async fn encrypted_echo_both_ciphers_and_clean_close() {
 async fn a_client_refused_after_its_handshake_finishes_it_and_closes_cleanly() {
     let key = KeyPair::from_seed(&[6; 32]);
     let (srv, addr, log) = server(&key, |_| {}).await;
-    let mut config = client_config(&key, |_| {});
-    config.max_sessions = 1;
-    let client = Service::new(config);
+    let client = Service::new(client_config(&key, |_| {}).with_max_sessions(1));
     let (a, b) = tokio::join!(
         client.connect(&addr, Protocol::BitsHpke),
         client.connect(&addr, Protocol::BitsHpke)

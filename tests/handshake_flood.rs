@@ -98,9 +98,7 @@ async fn attacker(
 async fn a_real_client_gets_in_while_a_thousand_idle_connections_are_held_open() {
     raise_fd_limit(6000);
     let key = KeyPair::from_seed(&[5; 32]);
-    let mut config = Config::default();
-    config.encryption = Some(Encryption::server(key.clone()));
-    let server = Service::new(config);
+    let server = Service::new(Config::default().with_encryption(Encryption::server(key.clone())));
     let acc = server
         .accept("127.0.0.1:0", Protocol::BitsHpke)
         .await
@@ -136,9 +134,7 @@ async fn a_real_client_gets_in_while_a_thousand_idle_connections_are_held_open()
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let mut client_config = Config::default();
-    client_config.encryption = Some(Encryption::client(key.public()));
-    let client = Service::new(client_config);
+    let client = Service::new(Config::default().with_encryption(Encryption::client(key.public())));
     let mut slowest = Duration::ZERO;
     for attempt in 0..20 {
         let t = Instant::now();

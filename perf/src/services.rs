@@ -57,8 +57,7 @@ impl Lax {
 
     /// The configuration without encryption settings (logging off).
     pub(crate) fn config(&self) -> Config {
-        let mut c = Config::default();
-        c.logging = false;
+        let mut c = Config::default().with_logging(false);
         if let Some(rb) = self.read_buffer {
             c.read_buffer = rb;
         }
@@ -77,7 +76,7 @@ impl Lax {
         if self.encrypted {
             let mut e = Encryption::server(self.key.clone());
             e.allowed_clients = self.client_key.as_ref().map(|k| vec![k.public()]);
-            c.encryption = Some(e);
+            c = c.with_encryption(e);
         }
         c
     }
@@ -90,9 +89,9 @@ impl Lax {
             let mut e = Encryption::client(self.key.public());
             e.identity = self.client_key.clone();
             if let Some(cipher) = self.cipher {
-                e.cipher = cipher;
+                e = e.with_cipher(cipher);
             }
-            c.encryption = Some(e);
+            c = c.with_encryption(e);
         }
         c
     }

@@ -69,9 +69,7 @@ fn raw(seed: u64) -> (Duration, Duration) {
 
 /// `base` (the command line's settings, without `--read-buffer`) seeded with `seed`.
 fn sim_config(base: &Config, seed: u64) -> Config {
-    let mut c = base.clone();
-    c.rng_seed = Some(seed);
-    c
+    base.clone().with_rng_seed(seed)
 }
 
 /// The same workload through laxnet on `TurmoilRuntime`: an echo subscription on the

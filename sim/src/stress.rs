@@ -308,14 +308,14 @@ impl Book {
 }
 
 fn config(opts: &StressOpts, key: &KeyPair, server: bool) -> Config {
-    let mut c = Config::default();
-    c.max_sessions = 64;
-    c.send_queue_limit = 2048;
-    c.linger = Duration::from_secs(3);
-    c.id_generation_bits = ID_BITS;
-    c.logging = false;
+    let mut c = Config::default()
+        .with_max_sessions(64)
+        .with_send_queue_limit(2048)
+        .with_linger(Duration::from_secs(3))
+        .with_id_generation_bits(ID_BITS)
+        .with_logging(false);
     if opts.encrypted {
-        c.encryption = Some(if server {
+        c = c.with_encryption(if server {
             Encryption::server(key.clone())
         } else {
             Encryption::client(key.public())

@@ -16,10 +16,10 @@ use super::{Cipher, Encryption, HandshakeError, KeyPair, PeerMisbehaved, PublicK
 use crate::{Config, ConnectError, Protocol, Service, SessionEvent, Topic};
 
 fn client_config(server: PublicKey, seed: Option<u64>) -> Config {
-    Config {
-        rng_seed: seed,
-        encryption: Some(Encryption::client(server)),
-        ..Config::default()
+    let c = Config::default().with_encryption(Encryption::client(server));
+    match seed {
+        Some(seed) => c.with_rng_seed(seed),
+        None => c,
     }
 }
 
@@ -132,10 +132,7 @@ async fn alice_server(
 ) {
     let mut enc = Encryption::server(key.clone());
     enc.allowed_clients = allowed;
-    let svc = Service::new(Config {
-        encryption: Some(enc),
-        ..Config::default()
-    });
+    let svc = Service::new(Config::default().with_encryption(enc));
     let opened: std::sync::Arc<std::sync::Mutex<Vec<Option<PublicKey>>>> = Default::default();
     let o = opened.clone();
     svc.sub(
@@ -203,9 +200,8 @@ async fn the_servers_key_alone_does_not_log_in_as_a_client() {
             opened.lock().unwrap()
         );
         // Alice herself still gets in.
-        let mut c = client_config(server.public(), None);
-        c.encryption.as_mut().unwrap().identity = Some(alice.clone());
-        let session = Service::new(c)
+        let alice_enc = Encryption::client(server.public()).with_identity(alice.clone());
+        let session = Service::new(Config::default().with_encryption(alice_enc))
             .connect(&addr, Protocol::BitsHpke)
             .await
             .unwrap();

@@ -1083,11 +1083,10 @@ mod tests {
         let opted_in = ServerKeys::new(&server, None, b"").with_null_cipher(true);
         assert!(server_respond(fresh(2), &opted_in, &ch).is_ok());
         // Through the service's configuration: only `cipher: Null` on the server opts in.
-        let mut enc = super::super::Encryption::server(server.clone());
-        enc.cipher = Cipher::Aes128Gcm;
+        let enc = super::super::Encryption::server(server.clone()).with_cipher(Cipher::Aes128Gcm);
         let keys = super::super::io::HandshakeKeys::new(&enc);
         assert!(!keys.server_accepts_null());
-        enc.cipher = Cipher::Null;
+        let enc = enc.with_cipher(Cipher::Null);
         let keys = super::super::io::HandshakeKeys::new(&enc);
         assert!(keys.server_accepts_null());
     }

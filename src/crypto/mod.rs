@@ -158,6 +158,30 @@ fn aes_in_hardware() -> bool {
 }
 
 /// Keys and limits of the encrypted protocol, in `Config::encryption`.
+///
+/// Start from [`Encryption::server`] or [`Encryption::client`] and change what you need with
+/// a `with_` method per field (the fields stay public for reading; the struct is
+/// `#[non_exhaustive]`, so a new setting is no breaking change):
+///
+/// ```
+/// use std::time::Duration;
+/// use laxnet::{Config, Encryption, KeyPair};
+///
+/// let server_key = KeyPair::generate();
+/// let client_key = KeyPair::generate();
+/// let server = Config::default().with_encryption(
+///     Encryption::server(server_key.clone())
+///         .with_allowed_clients([client_key.public()])
+///         .with_context("chat/eu"),
+/// );
+/// let client = Config::default().with_encryption(
+///     Encryption::client(server_key.public())
+///         .with_identity(client_key)
+///         .with_context("chat/eu")
+///         .with_handshake_timeout(Duration::from_secs(2)),
+/// );
+/// # let _ = (server, client);
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Encryption {
@@ -245,9 +269,72 @@ impl Encryption {
         }
     }
 
+    /// Sets [`Encryption::identity`]: on a client, this enables client authentication.
+    pub fn with_identity(mut self, identity: KeyPair) -> Encryption {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Sets [`Encryption::server_key`], the server key a client pins.
+    pub fn with_server_key(mut self, server_key: PublicKey) -> Encryption {
+        self.server_key = Some(server_key);
+        self
+    }
+
+    /// Sets [`Encryption::allowed_clients`]: a server accepts only these client keys.
+    pub fn with_allowed_clients(
+        mut self,
+        clients: impl IntoIterator<Item = PublicKey>,
+    ) -> Encryption {
+        self.allowed_clients = Some(clients.into_iter().collect());
+        self
+    }
+
+    /// Sets [`Encryption::cipher`].
+    pub fn with_cipher(mut self, cipher: Cipher) -> Encryption {
+        self.cipher = cipher;
+        self
+    }
+
     /// These settings with the application context `context` (see [`Encryption::context`]).
     pub fn with_context(mut self, context: impl Into<Vec<u8>>) -> Encryption {
         self.context = context.into();
+        self
+    }
+
+    /// Sets [`Encryption::handshake_timeout`].
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Encryption {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Encryption::hello_timeout`].
+    pub fn with_hello_timeout(mut self, timeout: Duration) -> Encryption {
+        self.hello_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Encryption::max_handshakes`].
+    pub fn with_max_handshakes(mut self, n: usize) -> Encryption {
+        self.max_handshakes = n;
+        self
+    }
+
+    /// Sets [`Encryption::max_handshakes_per_source`].
+    pub fn with_max_handshakes_per_source(mut self, n: usize) -> Encryption {
+        self.max_handshakes_per_source = n;
+        self
+    }
+
+    /// Sets [`Encryption::max_record`].
+    pub fn with_max_record(mut self, bytes: usize) -> Encryption {
+        self.max_record = bytes;
+        self
+    }
+
+    /// Sets [`Encryption::record_limit`].
+    pub fn with_record_limit(mut self, records: u64) -> Encryption {
+        self.record_limit = records;
         self
     }
 

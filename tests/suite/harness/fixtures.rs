@@ -27,17 +27,13 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The encryption settings a server gets by default under [`HPKE`]: its key pair.
 pub(crate) fn server_encryption() -> Encryption {
-    let mut e = Encryption::server(server_key().clone());
-    e.handshake_timeout = HANDSHAKE_TIMEOUT;
-    e
+    Encryption::server(server_key().clone()).with_handshake_timeout(HANDSHAKE_TIMEOUT)
 }
 
 /// The encryption settings a client gets by default under [`HPKE`]: the server's public key,
 /// pinned.
 pub(crate) fn client_encryption() -> Encryption {
-    let mut e = Encryption::client(server_key().public());
-    e.handshake_timeout = HANDSHAKE_TIMEOUT;
-    e
+    Encryption::client(server_key().public()).with_handshake_timeout(HANDSHAKE_TIMEOUT)
 }
 
 /// The workhorse message: a sequence number and a payload derived from it.

@@ -53,12 +53,12 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
     // refused over the cap: a wide margin on real time.
     let timeout = Duration::from_secs(if ctx.is_sim() { 2 } else { 3 });
     let hello_timeout = timeout / 2;
-    let mut sc = Config::default();
-    let mut enc = server_encryption();
-    enc.handshake_timeout = timeout;
-    enc.hello_timeout = hello_timeout;
-    enc.max_handshakes = 2;
-    sc.encryption = Some(enc);
+    let sc = Config::default().with_encryption(
+        server_encryption()
+            .with_handshake_timeout(timeout)
+            .with_hello_timeout(hello_timeout)
+            .with_max_handshakes(2),
+    );
     let addr = setup_echo(&ctx, sc, Config::default()).await;
     let good = ctx.connect().await;
     let good_srv = server_session(&ctx, 0).await;
@@ -184,10 +184,9 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
     let (res, mallory) = ctx
         .client
         .exec_async(move |_| async move {
-            let mut cfg = Config::default();
-            let mut enc = crate::harness::client_encryption();
-            enc.server_key = Some(KeyPair::from_seed(&[8; 32]).public());
-            cfg.encryption = Some(enc);
+            let wrong_key = KeyPair::from_seed(&[8; 32]).public();
+            let enc = crate::harness::client_encryption().with_server_key(wrong_key);
+            let cfg = Config::default().with_encryption(enc);
             let m = host.new_service(cfg, 8);
             let res = m.connect(&a, HPKE).await.map(|s| s.id());
             m.shutdown().await;

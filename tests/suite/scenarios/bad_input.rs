@@ -17,8 +17,7 @@ enum Expect {
 
 pub(crate) async fn bad_input(ctx: Arc<Ctx>) {
     const MAX: usize = 4096;
-    let mut sc = Config::default();
-    sc.max_frame = MAX;
+    let sc = Config::default().with_max_frame(MAX);
     setup_echo(&ctx, sc, Config::default()).await;
     let good = ctx.connect().await;
     let good_srv = server_session(&ctx, 0).await;

@@ -28,8 +28,7 @@ pub(crate) async fn heartbeat_silent_peer(ctx: Arc<Ctx>) {
     } else {
         Duration::from_millis(1000)
     };
-    let mut sc = Config::default();
-    sc.heartbeat = Some(t);
+    let sc = Config::default().with_heartbeat(t);
     setup_echo(&ctx, sc, Config::default()).await;
     let good = ctx.connect().await;
     let good_srv = server_session(&ctx, 0).await;
