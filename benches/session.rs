@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use borsh::{BorshDeserialize, BorshSerialize};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use laxnet::runtime::{BoxFuture, BoxStream, Listener};
-use laxnet::{Config, Received, Runtime, SendError, Service, TokioRuntime, Topic};
+use laxnet::{Config, Protocol, Received, Runtime, SendError, Service, TokioRuntime, Topic};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
@@ -177,10 +177,7 @@ fn frames() -> Arc<Vec<u8>> {
 }
 
 fn config() -> Config {
-    let mut c = Config::default();
-    c.logging = false;
-    c.rng_seed = Some(1);
-    c
+    Config::default().with_logging(false).with_rng_seed(1)
 }
 
 fn bench_session(c: &mut Criterion) {
@@ -202,18 +199,21 @@ fn bench_session(c: &mut Criterion) {
         let notify = Arc::new(Notify::new());
         let (r, n) = (received.clone(), notify.clone());
         let target = Arc::new(AtomicU64::new(u64::MAX));
-        svc.sub(Topic::message::<Msg>("bits"), move |m: &Received<Msg>| {
-            std::hint::black_box(&m.msg);
-            // One writer (the session task): a plain load + store is enough.
-            let v = r.load(Relaxed) + 1;
-            r.store(v, Relaxed);
-            if v % BATCH == 0 {
-                n.notify_one();
-            }
-            let _ = &target;
-        })
+        svc.sub(
+            Topic::message::<Msg>(Protocol::Bits),
+            move |m: &Received<Msg>| {
+                std::hint::black_box(&m.msg);
+                // One writer (the session task): a plain load + store is enough.
+                let v = r.load(Relaxed) + 1;
+                r.store(v, Relaxed);
+                if v % BATCH == 0 {
+                    n.notify_one();
+                }
+                let _ = &target;
+            },
+        )
         .unwrap();
-        let session = svc.connect("mem", "bits").await.unwrap();
+        let session = svc.connect("mem", Protocol::Bits).await.unwrap();
         (svc, session, received, notify)
     });
 

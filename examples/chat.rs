@@ -14,23 +14,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use laxnet::{Config, Event, Received, Service, SessionEvent, SessionId, SessionRef, Topic};
+use laxnet::{
+    Config, Event, Protocol, Received, Service, SessionEvent, SessionId, SessionRef, Topic,
+};
 
 /// Client → server: a line of chat.
-#[derive(BorshSerialize, BorshDeserialize, Debug, Clone)]
+#[derive(BorshSerialize, BorshDeserialize, Debug)]
 struct Say {
     text: String,
 }
 
 /// Server → clients: a line someone said.
-#[derive(BorshSerialize, BorshDeserialize, Debug, Clone)]
+#[derive(BorshSerialize, BorshDeserialize, Debug)]
 struct Heard {
     from: u32,
     text: String,
 }
 
 /// Server → clients: everyone is here, start talking.
-#[derive(BorshSerialize, BorshDeserialize, Debug, Clone)]
+#[derive(BorshSerialize, BorshDeserialize, Debug)]
 struct Start {
     members: u32,
 }
@@ -47,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let members: Arc<Mutex<BTreeMap<SessionId, SessionRef>>> = Arc::default();
     {
         let members = members.clone();
-        server.sub(Topic::sessions("bits"), move |ev: &SessionEvent| {
+        server.sub(Topic::sessions(Protocol::Bits), move |ev: &SessionEvent| {
             let mut m = members.lock().unwrap();
             match ev {
                 SessionEvent::Opened { session, .. } => {
@@ -76,18 +78,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     {
         let members = members.clone();
-        server.sub(Topic::message::<Say>("bits"), move |m: &Received<Say>| {
-            let heard = Heard {
-                from: m.session.id().get(),
-                text: m.msg.text.clone(),
-            };
-            for member in members.lock().unwrap().values() {
-                // A member that is closing just misses the line.
-                let _ = member.send(&heard);
-            }
-        })?;
+        server.sub(
+            Topic::message::<Say>(Protocol::Bits),
+            move |m: &Received<Say>| {
+                let heard = Heard {
+                    from: m.session.id().get(),
+                    text: m.msg.text.clone(),
+                };
+                for member in members.lock().unwrap().values() {
+                    // A member that is closing just misses the line.
+                    let _ = member.send(&heard);
+                }
+            },
+        )?;
     }
-    let listener = server.accept("127.0.0.1:0", "bits").await?;
+    let listener = server.accept("127.0.0.1:0", Protocol::Bits).await?;
     let addr = listener.local_addr().to_string();
     println!("server: listening on {addr}");
 
@@ -116,8 +121,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 async fn client(n: usize, addr: &str) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
     let svc = Service::new(Config::default());
     let mut inbox = svc.inbox();
-    inbox.messages::<Heard>("bits")?.messages::<Start>("bits")?;
-    let session = svc.connect(addr, "bits").await?;
+    inbox
+        .add(Topic::message::<Heard>(Protocol::Bits))?
+        .add(Topic::message::<Start>(Protocol::Bits))?;
+    let session = svc.connect(addr, Protocol::Bits).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut heard = 0usize;
     let mut speakers = std::collections::BTreeSet::new();

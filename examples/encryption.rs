@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use laxnet::{
-    BITS_HPKE, CloseReason, Config, ConnectError, CryptoError, Encryption, Event, KeyPair,
-    Received, Service, SessionEvent, Topic,
+    CloseReason, Config, ConnectError, CryptoError, Encryption, Event, KeyPair, Protocol, Received,
+    Service, SessionEvent, Topic,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-#[derive(BorshSerialize, BorshDeserialize, Debug, Clone)]
+#[derive(BorshSerialize, BorshDeserialize, Debug)]
 struct Secret {
     text: String,
 }
@@ -38,24 +38,26 @@ async fn main() -> Result<(), Error> {
     );
 
     // The server: echoes secrets, records how each session closed.
-    let mut config = Config::default();
-    config.encryption = Some(Encryption::server(server_key.clone()));
-    let server = Service::new(config);
+    let server =
+        Service::new(Config::default().with_encryption(Encryption::server(server_key.clone())));
     let closes: Arc<Mutex<Vec<CloseReason>>> = Arc::default();
     let c = closes.clone();
-    server.sub(Topic::sessions(BITS_HPKE), move |ev: &SessionEvent| {
-        if let SessionEvent::Closed { reason, .. } = ev {
-            c.lock().unwrap().push(reason.clone());
-        }
-    })?;
     server.sub(
-        Topic::message::<Secret>(BITS_HPKE),
+        Topic::sessions(Protocol::BitsHpke),
+        move |ev: &SessionEvent| {
+            if let SessionEvent::Closed { reason, .. } = ev {
+                c.lock().unwrap().push(reason.clone());
+            }
+        },
+    )?;
+    server.sub(
+        Topic::message::<Secret>(Protocol::BitsHpke),
         |m: &Received<Secret>| {
             let _ = m.session.send(&m.msg);
         },
     )?;
     let addr = server
-        .accept("127.0.0.1:0", BITS_HPKE)
+        .accept("127.0.0.1:0", Protocol::BitsHpke)
         .await?
         .local_addr()
         .to_string();
@@ -64,8 +66,8 @@ async fn main() -> Result<(), Error> {
     let (relay_addr, wire) = relay(addr.clone(), None).await?;
     let client = client(&server_key)?;
     let mut inbox = client.inbox();
-    inbox.messages::<Secret>(BITS_HPKE)?;
-    let session = client.connect(&relay_addr, BITS_HPKE).await?;
+    inbox.add(Topic::message::<Secret>(Protocol::BitsHpke))?;
+    let session = client.connect(&relay_addr, Protocol::BitsHpke).await?;
     session.send(&Secret {
         text: "the eagle lands at dawn".into(),
     })?;
@@ -89,7 +91,7 @@ async fn main() -> Result<(), Error> {
     // 3. A tampered record: the relay flips one bit after the handshake (the client's 72-byte
     // hello and 32-byte finished tag).
     let (relay_addr, _) = relay(addr.clone(), Some(72 + 32 + 10)).await?;
-    let tampered = client.connect(&relay_addr, BITS_HPKE).await?;
+    let tampered = client.connect(&relay_addr, Protocol::BitsHpke).await?;
     tampered.send(&Secret {
         text: "pay 100 to alice".into(),
     })?;
@@ -105,7 +107,7 @@ async fn main() -> Result<(), Error> {
     // 4. A client that pins the wrong key cannot connect.
     let impostor_pin = KeyPair::generate();
     let wrong = client_pinning(&impostor_pin)?;
-    match wrong.connect(&addr, BITS_HPKE).await {
+    match wrong.connect(&addr, Protocol::BitsHpke).await {
         Err(ConnectError::Handshake(e)) => println!("4. wrong server key refused: {e}"),
         Err(e) => return Err(format!("wrong key: unexpected error {e}").into()),
         Ok(_) => return Err("wrong key: connected!".into()),
@@ -121,9 +123,7 @@ fn client(server_key: &KeyPair) -> Result<Service, Error> {
 }
 
 fn client_pinning(pinned: &KeyPair) -> Result<Service, Error> {
-    let mut config = Config::default();
-    config.encryption = Some(Encryption::client(pinned.public()));
-    let svc = Service::new(config);
+    let svc = Service::new(Config::default().with_encryption(Encryption::client(pinned.public())));
     svc.register::<Secret>()?;
     Ok(svc)
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::buffer::PoolConfig;
+use crate::crypto::Encryption;
 
 /// Limits and timeouts of a [`Service`](crate::Service).
 ///
@@ -19,6 +20,22 @@ use crate::buffer::PoolConfig;
 /// | `read_buffer` / `read_buffer_max` | 4 KiB / 256 KiB |
 /// | `rng_seed` | from the runtime (OS entropy in production); never used for secrets |
 /// | `encryption` | none (`"bits-hpke"` unavailable) |
+/// | `logging` | on |
+///
+/// Build one from the defaults with a `with_` method per field (the fields stay public for
+/// reading; the struct is `#[non_exhaustive]` so that a new setting is no breaking change,
+/// which is also why a struct literal does not compile outside this crate):
+///
+/// ```
+/// use std::time::Duration;
+/// use laxnet::Config;
+///
+/// let config = Config::default()
+///     .with_max_sessions(100)
+///     .with_heartbeat(Duration::from_secs(10))
+///     .with_logging(false);
+/// assert_eq!(config.max_sessions, 100);
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -77,7 +94,7 @@ pub struct Config {
     /// encryption. Only the simulator's runtime draws secrets from its own seeded stream.
     pub rng_seed: Option<u64>,
     /// Keys and limits of the encrypted protocol (`"bits-hpke"`); `None` disables it.
-    pub encryption: Option<crate::crypto::Encryption>,
+    pub encryption: Option<Encryption>,
     /// Initial state of the service's logging switch (see `Service::set_logging`).
     pub logging: bool,
     /// Generations per id slot, as a number of bits (default and maximum 15; clamped to
@@ -113,5 +130,106 @@ impl Default for Config {
             #[cfg(feature = "planted-bugs")]
             planted: None,
         }
+    }
+}
+
+/// Setters for building a [`Config`] from the defaults, one per field: each returns the
+/// configuration with that field set (see the field's documentation).
+impl Config {
+    /// Sets [`Config::max_sessions`].
+    pub fn with_max_sessions(mut self, n: usize) -> Config {
+        self.max_sessions = n;
+        self
+    }
+
+    /// Sets [`Config::max_frame`].
+    pub fn with_max_frame(mut self, bytes: usize) -> Config {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Sets [`Config::send_queue_limit`].
+    pub fn with_send_queue_limit(mut self, bytes: usize) -> Config {
+        self.send_queue_limit = bytes;
+        self
+    }
+
+    /// Sets [`Config::connect_timeout`].
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Config {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::linger`].
+    pub fn with_linger(mut self, linger: Duration) -> Config {
+        self.linger = linger;
+        self
+    }
+
+    /// Turns the heartbeat check on: sets [`Config::heartbeat`] to `Some(timeout)`.
+    pub fn with_heartbeat(mut self, timeout: Duration) -> Config {
+        self.heartbeat = Some(timeout);
+        self
+    }
+
+    /// Turns the idle sweep on: sets [`Config::idle_timeout`] to `Some(timeout)`.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Config {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets [`Config::idle_sweep`].
+    pub fn with_idle_sweep(mut self, period: Duration) -> Config {
+        self.idle_sweep = period;
+        self
+    }
+
+    /// Sets [`Config::segment_size`].
+    pub fn with_segment_size(mut self, bytes: usize) -> Config {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// Sets [`Config::read_buffer`].
+    pub fn with_read_buffer(mut self, bytes: usize) -> Config {
+        self.read_buffer = bytes;
+        self
+    }
+
+    /// Sets [`Config::read_buffer_max`].
+    pub fn with_read_buffer_max(mut self, bytes: usize) -> Config {
+        self.read_buffer_max = bytes;
+        self
+    }
+
+    /// Sets [`Config::pool`].
+    pub fn with_pool(mut self, pool: PoolConfig) -> Config {
+        self.pool = pool;
+        self
+    }
+
+    /// Sets [`Config::rng_seed`] to `Some(seed)` (never used for secrets).
+    pub fn with_rng_seed(mut self, seed: u64) -> Config {
+        self.rng_seed = Some(seed);
+        self
+    }
+
+    /// Enables the encrypted protocol: sets [`Config::encryption`] to `Some(encryption)`.
+    pub fn with_encryption(mut self, encryption: Encryption) -> Config {
+        self.encryption = Some(encryption);
+        self
+    }
+
+    /// Sets [`Config::logging`], the initial state of the logging switch.
+    pub fn with_logging(mut self, on: bool) -> Config {
+        self.logging = on;
+        self
+    }
+
+    /// Sets `id_generation_bits` (a test hook).
+    #[doc(hidden)]
+    pub fn with_id_generation_bits(mut self, bits: u32) -> Config {
+        self.id_generation_bits = bits;
+        self
     }
 }

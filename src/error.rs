@@ -1,14 +1,19 @@
-//! Errors, classified by who is at fault, and the one mapping from an ending to a
+//! Errors, classified by who is at fault ([`Fault`]), and the one mapping from an ending to a
 //! [`CloseReason`].
 //!
-//! - The peer misbehaved: [`CloseReason::Protocol`] with a [`ProtocolViolation`]; the session
-//!   closes, nothing else is affected.
-//! - The caller misused the API: a typed error at the call ([`SendError`], [`ConnectError`],
-//!   [`AcceptError`], [`SubscribeError`]).
-//! - The network failed: [`CloseReason::Io`], [`CloseReason::Reset`], a timeout.
+//! - The peer misbehaved: [`CloseReason::Protocol`] with a [`ProtocolViolation`],
+//!   [`CloseReason::Crypto`], a [`HandshakeError::Peer`](crate::HandshakeError::Peer); the
+//!   session (or handshake) ends, nothing else is affected.
+//! - The caller misused the API: a typed error at the call, before any I/O ([`SendError`],
+//!   [`ConnectError`], [`AcceptError`], [`SubscribeError`], [`UnknownProtocol`]).
+//! - The network failed: [`CloseReason::Io`], [`CloseReason::Reset`].
+//! - Nothing arrived in time: [`CloseReason::Heartbeat`], [`CloseReason::Idle`], a handshake
+//!   or connect timeout.
 
 use std::fmt;
 use std::io;
+
+use crate::crypto::CryptoError;
 
 /// Why a session ended. Every ending goes through the same close path with one of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,48 +38,46 @@ pub enum CloseReason {
     /// A subscriber callback panicked while handling this session's traffic.
     Panic,
     /// An encrypted session's records failed (tampering, truncation, counter limit).
-    Crypto(crate::crypto::CryptoError),
+    Crypto(CryptoError),
     /// The session's task was dropped before it finished (its runtime shut down, or the
     /// simulated host crashed).
     Aborted,
 }
 
 impl CloseReason {
-    /// A stable short name, used as a key in status counters.
-    pub fn kind(&self) -> &'static str {
+    /// The kind of ending, without its details: what [`Status`](crate::Status) counts
+    /// closes by.
+    pub fn kind(&self) -> CloseKind {
         match self {
-            CloseReason::Local => "local",
-            CloseReason::PeerClosed => "peer-closed",
-            CloseReason::Reset => "reset",
-            CloseReason::Io(_) => "io",
-            CloseReason::Protocol(_) => "protocol",
-            CloseReason::Heartbeat => "heartbeat",
-            CloseReason::Idle => "idle",
-            CloseReason::Shutdown => "shutdown",
-            CloseReason::Panic => "panic",
-            CloseReason::Crypto(_) => "crypto",
-            CloseReason::Aborted => "aborted",
+            CloseReason::Local => CloseKind::Local,
+            CloseReason::PeerClosed => CloseKind::PeerClosed,
+            CloseReason::Reset => CloseKind::Reset,
+            CloseReason::Io(_) => CloseKind::Io,
+            CloseReason::Protocol(_) => CloseKind::Protocol,
+            CloseReason::Heartbeat => CloseKind::Heartbeat,
+            CloseReason::Idle => CloseKind::Idle,
+            CloseReason::Shutdown => CloseKind::Shutdown,
+            CloseReason::Panic => CloseKind::Panic,
+            CloseReason::Crypto(_) => CloseKind::Crypto,
+            CloseReason::Aborted => CloseKind::Aborted,
         }
     }
 
-    /// All values of [`CloseReason::kind`], in a fixed order.
-    pub const KINDS: [&'static str; 11] = [
-        "local",
-        "peer-closed",
-        "reset",
-        "io",
-        "protocol",
-        "heartbeat",
-        "idle",
-        "shutdown",
-        "panic",
-        "crypto",
-        "aborted",
-    ];
-
-    pub(crate) fn kind_index(&self) -> usize {
-        let k = self.kind();
-        Self::KINDS.iter().position(|x| *x == k).unwrap_or(0)
+    /// Who or what ended the session (see [`Fault`]): the peer for `PeerClosed`, `Protocol`
+    /// and `Crypto` (except `CounterExhausted`, this side's configured usage limit); this
+    /// side for `Local`, `Shutdown`, `Panic` and `Aborted`; the network for `Reset` and `Io`;
+    /// a timeout for `Heartbeat` and `Idle`. Together with [`CloseReason::is_clean`] it says
+    /// whether an ending was chosen or suffered.
+    pub fn fault(&self) -> Fault {
+        match self {
+            CloseReason::PeerClosed | CloseReason::Protocol(_) => Fault::Peer,
+            CloseReason::Crypto(CryptoError::CounterExhausted) => Fault::Local,
+            CloseReason::Crypto(_) => Fault::Peer,
+            CloseReason::Local | CloseReason::Shutdown | CloseReason::Panic => Fault::Local,
+            CloseReason::Aborted => Fault::Local,
+            CloseReason::Reset | CloseReason::Io(_) => Fault::Network,
+            CloseReason::Heartbeat | CloseReason::Idle => Fault::Timeout,
+        }
     }
 
     /// True for endings that both sides agreed on (local close, peer close, shutdown): these
@@ -113,6 +116,102 @@ impl fmt::Display for CloseReason {
             CloseReason::Crypto(e) => write!(f, "crypto: {e}"),
             CloseReason::Aborted => f.write_str("session task aborted"),
         }
+    }
+}
+
+/// Who or what is at fault for an ending: [`CloseReason::fault`],
+/// [`HandshakeError::fault`](crate::HandshakeError::fault). For a clean ending
+/// ([`CloseReason::is_clean`]) it names the side that chose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The peer: it closed the session, broke the protocol, sent records that fail
+    /// authentication or end without an authenticated close, or failed the handshake. Trying
+    /// the same peer again gets the same answer until it changes.
+    Peer,
+    /// This side: the application closed the session or shut the service down, a subscriber
+    /// panicked, the runtime dropped the session's task, or a limit this side configured was
+    /// reached (a key's usage limit, handshake admission).
+    Local,
+    /// The network between the two: the connection was reset or the socket failed. Often
+    /// transient: trying again may work.
+    Network,
+    /// Nothing arrived in time (heartbeat, idle sweep, handshake deadline): the peer or the
+    /// network is slow, partitioned or gone.
+    Timeout,
+}
+
+/// The kind of a [`CloseReason`], without its details: one variant per variant of
+/// `CloseReason`, so that closes can be counted ([`Status::closed`](crate::Status::closed)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum CloseKind {
+    /// [`CloseReason::Local`].
+    Local,
+    /// [`CloseReason::PeerClosed`].
+    PeerClosed,
+    /// [`CloseReason::Reset`].
+    Reset,
+    /// [`CloseReason::Io`].
+    Io,
+    /// [`CloseReason::Protocol`].
+    Protocol,
+    /// [`CloseReason::Heartbeat`].
+    Heartbeat,
+    /// [`CloseReason::Idle`].
+    Idle,
+    /// [`CloseReason::Shutdown`].
+    Shutdown,
+    /// [`CloseReason::Panic`].
+    Panic,
+    /// [`CloseReason::Crypto`].
+    Crypto,
+    /// [`CloseReason::Aborted`].
+    Aborted,
+}
+
+impl CloseKind {
+    /// Every kind, in declaration order (the order of [`Status::closes`](crate::Status::closes)).
+    pub const ALL: [CloseKind; 11] = [
+        CloseKind::Local,
+        CloseKind::PeerClosed,
+        CloseKind::Reset,
+        CloseKind::Io,
+        CloseKind::Protocol,
+        CloseKind::Heartbeat,
+        CloseKind::Idle,
+        CloseKind::Shutdown,
+        CloseKind::Panic,
+        CloseKind::Crypto,
+        CloseKind::Aborted,
+    ];
+
+    /// A stable short name (`"peer-closed"`), as the status table prints it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            CloseKind::Local => "local",
+            CloseKind::PeerClosed => "peer-closed",
+            CloseKind::Reset => "reset",
+            CloseKind::Io => "io",
+            CloseKind::Protocol => "protocol",
+            CloseKind::Heartbeat => "heartbeat",
+            CloseKind::Idle => "idle",
+            CloseKind::Shutdown => "shutdown",
+            CloseKind::Panic => "panic",
+            CloseKind::Crypto => "crypto",
+            CloseKind::Aborted => "aborted",
+        }
+    }
+
+    /// Its position in [`CloseKind::ALL`] (a counter array's index).
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for CloseKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
     }
 }
 
@@ -218,8 +317,10 @@ impl std::error::Error for SendError {}
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ConnectError {
-    /// No protocol of that name is registered.
-    UnknownProtocol(String),
+    /// [`Protocol::BitsHpke`](crate::Protocol::BitsHpke) needs `Config::encryption` with the
+    /// server's public key ([`Encryption::server_key`](crate::Encryption::server_key)), and
+    /// this service has none. Reported before any I/O.
+    NotConfigured,
     /// The connection did not complete within the connect timeout.
     Timeout,
     /// The service is at its maximum number of sessions.
@@ -235,7 +336,9 @@ pub enum ConnectError {
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectError::UnknownProtocol(p) => write!(f, "unknown protocol {p:?}"),
+            ConnectError::NotConfigured => f.write_str(
+                "bits-hpke needs Config::encryption with the server's key (Encryption::server_key)",
+            ),
             ConnectError::Timeout => f.write_str("connect timed out"),
             ConnectError::TooManySessions => f.write_str("maximum number of sessions reached"),
             ConnectError::Shutdown => f.write_str("service is shut down"),
@@ -258,23 +361,24 @@ impl std::error::Error for ConnectError {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum AcceptError {
-    /// No protocol of that name is registered.
-    UnknownProtocol(String),
     /// The service has been shut down.
     Shutdown,
     /// Binding the listener failed.
     Io(io::Error),
-    /// The encrypted protocol needs `Config::encryption` with an identity key pair.
+    /// [`Protocol::BitsHpke`](crate::Protocol::BitsHpke) needs `Config::encryption` with an
+    /// identity key pair ([`Encryption::identity`](crate::Encryption::identity)), and this
+    /// service has none. Reported before any I/O.
     NotConfigured,
 }
 
 impl fmt::Display for AcceptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AcceptError::UnknownProtocol(p) => write!(f, "unknown protocol {p:?}"),
             AcceptError::Shutdown => f.write_str("service is shut down"),
             AcceptError::Io(e) => write!(f, "listen failed: {e}"),
-            AcceptError::NotConfigured => f.write_str("encryption keys not configured"),
+            AcceptError::NotConfigured => f.write_str(
+                "bits-hpke needs Config::encryption with an identity key pair (Encryption::identity)",
+            ),
         }
     }
 }
@@ -292,8 +396,6 @@ impl std::error::Error for AcceptError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SubscribeError {
-    /// No protocol of that name is registered.
-    UnknownProtocol(String),
     /// Another message type is already registered under this id.
     DuplicateId {
         /// The id.
@@ -310,7 +412,6 @@ pub enum SubscribeError {
 impl fmt::Display for SubscribeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SubscribeError::UnknownProtocol(p) => write!(f, "unknown protocol {p:?}"),
             SubscribeError::DuplicateId {
                 id,
                 existing,
@@ -325,3 +426,76 @@ impl fmt::Display for SubscribeError {
 }
 
 impl std::error::Error for SubscribeError {}
+
+/// A name that names no [`Protocol`](crate::Protocol): the error of parsing one
+/// (`"tls".parse::<Protocol>()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownProtocol {
+    name: String,
+}
+
+impl UnknownProtocol {
+    pub(crate) fn new(name: &str) -> UnknownProtocol {
+        UnknownProtocol {
+            name: name.to_string(),
+        }
+    }
+
+    /// The name that was given.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for UnknownProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown protocol {:?} (known: ", self.name)?;
+        for (i, p) in crate::Protocol::ALL.into_iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{:?}", p.name())?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl std::error::Error for UnknownProtocol {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_have_a_kind_and_a_fault() {
+        for (i, k) in CloseKind::ALL.into_iter().enumerate() {
+            assert_eq!(k.index(), i, "{k}");
+            let same = CloseKind::ALL.iter().filter(|o| o.name() == k.name());
+            assert_eq!(same.count(), 1, "{k}");
+        }
+        let reasons = [
+            CloseReason::Local,
+            CloseReason::PeerClosed,
+            CloseReason::Reset,
+            CloseReason::Io(io::ErrorKind::Other),
+            CloseReason::Protocol(ProtocolViolation::TruncatedFrame),
+            CloseReason::Heartbeat,
+            CloseReason::Idle,
+            CloseReason::Shutdown,
+            CloseReason::Panic,
+            CloseReason::Crypto(CryptoError::Truncated),
+            CloseReason::Aborted,
+        ];
+        let kinds: Vec<CloseKind> = reasons.iter().map(CloseReason::kind).collect();
+        assert_eq!(kinds, CloseKind::ALL);
+        let faults: Vec<Fault> = reasons.iter().map(CloseReason::fault).collect();
+        use Fault::*;
+        #[rustfmt::skip]
+        let expected = [Local, Peer, Network, Network, Peer, Timeout, Timeout, Local, Local, Peer, Local];
+        assert_eq!(faults, expected);
+        // A clean ending names the side that chose it.
+        for r in reasons.iter().filter(|r| r.is_clean()) {
+            assert!(matches!(r.fault(), Peer | Local), "{r}");
+        }
+        let limit = CloseReason::Crypto(CryptoError::CounterExhausted);
+        assert_eq!(limit.fault(), Local, "this side's configured usage limit");
+    }
+}

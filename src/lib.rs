@@ -5,23 +5,24 @@
 //!
 //! ```no_run
 //! use borsh::{BorshDeserialize, BorshSerialize};
-//! use laxnet::{Config, Received, Service, SessionEvent, Topic};
+//! use laxnet::{Config, Protocol, Received, Service, Topic};
 //!
-//! #[derive(BorshSerialize, BorshDeserialize, Debug, Clone)]
+//! #[derive(BorshSerialize, BorshDeserialize, Debug)]
 //! struct Chat { text: String }
 //! laxnet::message!(Chat = 1);
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let server = Service::new(Config::default());
-//! server.sub(Topic::message::<Chat>("bits"), |m: &Received<Chat>| {
+//! server.sub(Topic::message::<Chat>(Protocol::Bits), |m: &Received<Chat>| {
 //!     let _ = m.session.send(&m.msg); // echo it back
 //! })?;
-//! let listener = server.accept("127.0.0.1:0", "bits").await?;
+//! let listener = server.accept("127.0.0.1:0", Protocol::Bits).await?;
 //!
 //! let client = Service::new(Config::default());
 //! let mut inbox = client.inbox();
-//! inbox.messages::<Chat>("bits")?;
-//! let session = client.connect(&listener.local_addr().to_string(), "bits").await?;
+//! inbox.add(Topic::message::<Chat>(Protocol::Bits))?;
+//! let addr = listener.local_addr().to_string();
+//! let session = client.connect(&addr, Protocol::Bits).await?;
 //! session.send(&Chat { text: "hello".into() })?;
 //! if let Some(laxnet::Event::Message(m)) = inbox.recv().await {
 //!     println!("{:?}", m.downcast::<Chat>().unwrap().msg);
@@ -39,11 +40,13 @@
 //!   a clock.
 //! - `id`: [`SessionId`]s, slot + generation, unique over time.
 //! - `buffer`: the pooled read buffer and segmented send queue.
-//! - `message`: the [`Message`] trait and the "bits" frame format.
+//! - `message`: the [`Message`] trait and the "bits" frame format; `protocol`: [`Protocol`].
 //! - `session`: [`SessionRef`] and the session task (a sans-IO receive state machine plus a
 //!   poll-loop driver).
 //! - `registry` / `service`: subscriptions by [`Topic`], [`Service`], [`Acceptor`],
 //!   [`Status`].
+//! - `wire` (hidden, not a stable API): the wire formats' sizes, defined once for this
+//!   crate's simulator and tests.
 //!
 //! ## Cargo features
 //!
@@ -80,28 +83,33 @@ mod message;
 pub mod planted;
 #[cfg(not(feature = "planted-bugs"))]
 mod planted;
+mod protocol;
 mod registry;
 pub mod runtime;
 mod service;
 mod session;
 mod time;
+#[doc(hidden)]
+pub mod wire;
 
 pub use buffer::{PoolConfig, PoolStats};
 pub use config::Config;
 pub use crypto::{
-    BITS_HPKE, Cipher, CryptoError, Encryption, HandshakeError, KeyError, KeyPair, PublicKey,
+    Cipher, CryptoError, Encryption, HandshakeError, KeyError, KeyPair, PeerMisbehaved, PublicKey,
 };
 pub use error::{
-    AcceptError, CloseReason, ConnectError, ProtocolViolation, SendError, SubscribeError,
+    AcceptError, CloseKind, CloseReason, ConnectError, Fault, ProtocolViolation, SendError,
+    SubscribeError, UnknownProtocol,
 };
 pub use id::{MAX_SLOTS as MAX_SESSIONS, SessionId};
 pub use message::Message;
+pub use protocol::Protocol;
 #[cfg(feature = "sim")]
 pub use runtime::TurmoilRuntime;
 pub use runtime::{Runtime, TokioRuntime};
 pub use service::{
-    Acceptor, AnyMessage, BITS, Direction, Event, Inbox, ProtocolCount, Received, Service,
-    SessionEvent, SessionInfo, SessionState, Status, SubId, Topic,
+    Acceptor, AnyMessage, Direction, Event, Inbox, ProtocolCount, Received, Service, SessionEvent,
+    SessionInfo, SessionState, Status, SubId, Topic,
 };
 pub use session::SessionRef;
 pub use time::Instant;

@@ -3,7 +3,8 @@
 //! The registry is an immutable snapshot behind an `Arc`. Subscribing builds a new snapshot
 //! (copy on write) and bumps a version number; each session task keeps its own `Arc` and
 //! refreshes it when the version moves, so dispatch takes no lock and callbacks may
-//! subscribe or unsubscribe without deadlocking.
+//! subscribe or unsubscribe without deadlocking. Callbacks and inboxes subscribe the same way
+//! ([`Registry::with_sub`] with a [`Target`]); only delivery tells them apart.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -13,30 +14,30 @@ use tokio::sync::mpsc;
 
 use crate::error::{ProtocolViolation, SubscribeError};
 use crate::message::Message;
-use crate::service::topic::{AnyMessage, Event, Received, SessionEvent, SubId};
+use crate::protocol::Protocol;
+use crate::service::topic::{AnyMessage, Event, Received, SessionEvent, SubId, Topic};
 use crate::session::{Deliver, Handlers, SessionRef};
 
-pub(crate) use crate::session::ProtocolId;
-
-/// Where a delivery goes.
+/// Where a subscription's deliveries go.
 pub(crate) enum Target<E> {
+    /// A callback, handed a reference to each delivery.
     Callback(Arc<dyn Fn(&E) + Send + Sync>),
-    /// An inbox and how to make an owned event from a borrowed delivery.
-    Inbox(mpsc::UnboundedSender<Event>, fn(&E) -> Event),
+    /// An inbox's channel, sent an owned [`Event`] per delivery.
+    Inbox(mpsc::UnboundedSender<Event>),
 }
 
 impl<E> Clone for Target<E> {
     fn clone(&self) -> Self {
         match self {
             Target::Callback(f) => Target::Callback(f.clone()),
-            Target::Inbox(tx, to_event) => Target::Inbox(tx.clone(), *to_event),
+            Target::Inbox(tx) => Target::Inbox(tx.clone()),
         }
     }
 }
 
 struct Sub<E> {
     id: SubId,
-    protocol: ProtocolId,
+    protocol: Protocol,
     target: Target<E>,
 }
 
@@ -65,7 +66,7 @@ struct Typed<T: Message> {
 impl<T: Message> Deliver for Typed<T> {
     fn dispatch(
         &self,
-        protocol: ProtocolId,
+        protocol: Protocol,
         session: SessionRef,
         body: &[u8],
     ) -> (SessionRef, Result<bool, ProtocolViolation>) {
@@ -93,12 +94,25 @@ impl<T: Message> Deliver for Typed<T> {
         if wanted_by_none {
             return (received.session, Ok(false));
         }
-        for sub in wanted {
+        while let Some(sub) = wanted.next() {
             match &sub.target {
                 Target::Callback(f) => f(&received),
-                // Only the inbox path copies: callbacks get a reference.
-                Target::Inbox(tx, to_event) => {
-                    let _ = tx.send(to_event(&received));
+                // An inbox owns what it is sent, and `T` need not be `Clone`: the last
+                // subscriber takes the decoded message itself (the common case: one inbox
+                // per type costs no copy); an inbox before others gets its own, decoded from
+                // the same bytes (decoding is a function of them, and costs about what a
+                // clone would).
+                Target::Inbox(tx) if wanted.peek().is_none() => {
+                    let Received { session, msg } = received;
+                    let _ = tx.send(Event::Message(AnyMessage::new(session.clone(), msg)));
+                    return (session, Ok(true));
+                }
+                Target::Inbox(tx) => {
+                    let mut rest = body;
+                    if let Ok(msg) = T::deserialize_reader(&mut rest) {
+                        let any = AnyMessage::new(received.session.clone(), msg);
+                        let _ = tx.send(Event::Message(any));
+                    }
                 }
             }
         }
@@ -123,16 +137,6 @@ impl<T: Message> Handler for Typed<T> {
     }
 }
 
-/// The inbox conversion for messages of type `T`.
-pub(crate) fn message_event<T: Message + Clone>(r: &Received<T>) -> Event {
-    Event::Message(AnyMessage::new(r.session.clone(), r.msg.clone()))
-}
-
-/// The inbox conversion for session events.
-pub(crate) fn session_event(e: &SessionEvent) -> Event {
-    Event::Session(e.clone())
-}
-
 /// One immutable snapshot of all subscriptions of a service.
 #[derive(Default, Clone)]
 pub(crate) struct Registry {
@@ -151,21 +155,32 @@ impl Registry {
     }
 
     /// Delivers a session event to the session subscribers of `protocol`.
-    pub(crate) fn publish(&self, protocol: ProtocolId, ev: &SessionEvent) {
+    pub(crate) fn publish(&self, protocol: Protocol, ev: &SessionEvent) {
         for sub in self.sessions.iter().filter(|s| s.protocol == protocol) {
             match &sub.target {
                 Target::Callback(f) => f(ev),
-                Target::Inbox(tx, to_event) => {
-                    let _ = tx.send(to_event(ev));
+                Target::Inbox(tx) => {
+                    let _ = tx.send(Event::Session(ev.clone()));
                 }
             }
         }
     }
 
+    /// A copy with one more subscriber: `target` gets `topic`'s deliveries. The one way in
+    /// for callbacks and inboxes alike.
+    pub(crate) fn with_sub<E>(
+        &self,
+        topic: &Topic<E>,
+        id: SubId,
+        target: Target<E>,
+    ) -> Result<Registry, SubscribeError> {
+        (topic.add)(self, id, topic.protocol, target)
+    }
+
     /// A copy with `T` registered (if it is not yet) and, if given, one more subscriber.
     pub(crate) fn with_message<T: Message>(
         &self,
-        sub: Option<(SubId, ProtocolId, Target<Received<T>>)>,
+        sub: Option<(SubId, Protocol, Target<Received<T>>)>,
     ) -> Result<Registry, SubscribeError> {
         let mut subs = match self.handlers.get(&T::ID) {
             None => Vec::new(),
@@ -196,7 +211,7 @@ impl Registry {
     pub(crate) fn with_sessions(
         &self,
         id: SubId,
-        protocol: ProtocolId,
+        protocol: Protocol,
         target: Target<SessionEvent>,
     ) -> Registry {
         let mut next = self.clone();

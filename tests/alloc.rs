@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use laxnet::{Config, Received, Service, SessionRef, Topic};
+use laxnet::{Config, Protocol, Received, Service, SessionRef, Topic};
 use tokio::sync::Notify;
 
 struct Counting;
@@ -83,28 +83,37 @@ async fn window(s: &SessionRef, from: u64, echoed: &AtomicU64, done: &Notify) {
 async fn steady_state_send_receive_dispatch_allocates_nothing() {
     let server = Service::new(Config::default());
     server
-        .sub(Topic::message::<Msg>("bits"), |m: &Received<Msg>| {
-            m.session.send(&m.msg).expect("echo");
-        })
+        .sub(
+            Topic::message::<Msg>(Protocol::Bits),
+            |m: &Received<Msg>| {
+                m.session.send(&m.msg).expect("echo");
+            },
+        )
         .expect("sub");
-    let acceptor = server.accept("127.0.0.1:0", "bits").await.expect("accept");
+    let acceptor = server
+        .accept("127.0.0.1:0", Protocol::Bits)
+        .await
+        .expect("accept");
 
     let client = Service::new(Config::default());
     let echoed = Arc::new(AtomicU64::new(0));
     let done = Arc::new(Notify::new());
     let (e, d) = (echoed.clone(), done.clone());
     client
-        .sub(Topic::message::<Msg>("bits"), move |m: &Received<Msg>| {
-            // In order, one at a time: the echo of message `seq` is the `seq + 1`-th.
-            let n = e.fetch_add(1, Relaxed) + 1;
-            assert_eq!(m.msg.seq + 1, n);
-            if n % WINDOW == 0 {
-                d.notify_one();
-            }
-        })
+        .sub(
+            Topic::message::<Msg>(Protocol::Bits),
+            move |m: &Received<Msg>| {
+                // In order, one at a time: the echo of message `seq` is the `seq + 1`-th.
+                let n = e.fetch_add(1, Relaxed) + 1;
+                assert_eq!(m.msg.seq + 1, n);
+                if n % WINDOW == 0 {
+                    d.notify_one();
+                }
+            },
+        )
         .expect("sub");
     let session = client
-        .connect(&acceptor.local_addr().to_string(), "bits")
+        .connect(&acceptor.local_addr().to_string(), Protocol::Bits)
         .await
         .expect("connect");
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use laxnet::{
-    BITS_HPKE, CloseReason, Config, ConnectError, CryptoError, Encryption, Event, HandshakeError,
-    KeyPair, PublicKey, Received, Service, SessionEvent, Topic,
+    CloseReason, Config, ConnectError, CryptoError, Encryption, Event, HandshakeError, KeyPair,
+    PeerMisbehaved, Protocol, PublicKey, Received, Service, SessionEvent, Topic,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -23,21 +23,18 @@ laxnet::message!(Note = 1);
 type Log = Arc<Mutex<Vec<String>>>;
 
 fn server_config(key: &KeyPair, tweak: impl FnOnce(&mut Encryption)) -> Config {
-    let mut enc = Encryption::server(key.clone());
-    enc.handshake_timeout = Duration::from_millis(500);
+    let mut enc =
+        Encryption::server(key.clone()).with_handshake_timeout(Duration::from_millis(500));
     tweak(&mut enc);
-    let mut c = Config::default();
-    c.encryption = Some(enc);
-    c.linger = Duration::from_millis(500);
-    c
+    Config::default()
+        .with_encryption(enc)
+        .with_linger(Duration::from_millis(500))
 }
 
 fn client_config(server: &KeyPair, tweak: impl FnOnce(&mut Encryption)) -> Config {
     let mut enc = Encryption::client(server.public());
     tweak(&mut enc);
-    let mut c = Config::default();
-    c.encryption = Some(enc);
-    c
+    Config::default().with_encryption(enc)
 }
 
 /// A client service that knows `Note` (echoes come back as notes).
@@ -52,30 +49,33 @@ async fn server(key: &KeyPair, tweak: impl FnOnce(&mut Encryption)) -> (Service,
     let svc = Service::new(server_config(key, tweak));
     let log: Log = Arc::default();
     let l = log.clone();
-    svc.sub(Topic::sessions(BITS_HPKE), move |ev: &SessionEvent| {
-        if let SessionEvent::Opened { session, .. } = ev
-            && let Some(k) = session.peer_key()
-        {
-            l.lock().unwrap().push(format!("client key {k}"));
-        }
-        let line = match ev {
-            SessionEvent::Opened { .. } => "opened".to_string(),
-            SessionEvent::Closed { reason, .. } => format!("closed: {reason:?}"),
-            _ => "other".into(),
-        };
-        l.lock().unwrap().push(line);
-    })
+    svc.sub(
+        Topic::sessions(Protocol::BitsHpke),
+        move |ev: &SessionEvent| {
+            if let SessionEvent::Opened { session, .. } = ev
+                && let Some(k) = session.peer_key()
+            {
+                l.lock().unwrap().push(format!("client key {k}"));
+            }
+            let line = match ev {
+                SessionEvent::Opened { .. } => "opened".to_string(),
+                SessionEvent::Closed { reason, .. } => format!("closed: {reason:?}"),
+                _ => "other".into(),
+            };
+            l.lock().unwrap().push(line);
+        },
+    )
     .unwrap();
     let l = log.clone();
     svc.sub(
-        Topic::message::<Note>(BITS_HPKE),
+        Topic::message::<Note>(Protocol::BitsHpke),
         move |m: &Received<Note>| {
             l.lock().unwrap().push(format!("note {}", m.msg.seq));
             let _ = m.session.send(&m.msg);
         },
     )
     .unwrap();
-    let acc = svc.accept("127.0.0.1:0", BITS_HPKE).await.unwrap();
+    let acc = svc.accept("127.0.0.1:0", Protocol::BitsHpke).await.unwrap();
     (svc, acc.local_addr().to_string(), log)
 }
 
@@ -100,11 +100,11 @@ async fn encrypted_echo_both_ciphers_and_clean_close() {
         let client = new_client(&key, |e| e.cipher = cipher);
         let mut inbox = client.inbox();
         inbox
-            .messages::<Note>(BITS_HPKE)
+            .add(Topic::message::<Note>(Protocol::BitsHpke))
             .unwrap()
-            .sessions(BITS_HPKE)
+            .add(Topic::sessions(Protocol::BitsHpke))
             .unwrap();
-        let s = match client.connect(&addr, BITS_HPKE).await {
+        let s = match client.connect(&addr, Protocol::BitsHpke).await {
             Ok(s) => s,
             Err(e) => panic!("{e:?}\nserver: {}", srv.status()),
         };
@@ -146,12 +146,10 @@ async fn encrypted_echo_both_ciphers_and_clean_close() {
 async fn a_client_refused_after_its_handshake_finishes_it_and_closes_cleanly() {
     let key = KeyPair::from_seed(&[6; 32]);
     let (srv, addr, log) = server(&key, |_| {}).await;
-    let mut config = client_config(&key, |_| {});
-    config.max_sessions = 1;
-    let client = Service::new(config);
+    let client = Service::new(client_config(&key, |_| {}).with_max_sessions(1));
     let (a, b) = tokio::join!(
-        client.connect(&addr, BITS_HPKE),
-        client.connect(&addr, BITS_HPKE)
+        client.connect(&addr, Protocol::BitsHpke),
+        client.connect(&addr, Protocol::BitsHpke)
     );
     let kept = match (a, b) {
         (Ok(s), Err(ConnectError::TooManySessions))
@@ -175,14 +173,14 @@ async fn wrong_server_key_is_refused_and_server_keeps_nothing() {
     let other = KeyPair::from_seed(&[2; 32]);
     let (srv, addr, log) = server(&key, |_| {}).await;
     let client = new_client(&other, |_| {});
-    let err = client.connect(&addr, BITS_HPKE).await.unwrap_err();
+    let err = client.connect(&addr, Protocol::BitsHpke).await.unwrap_err();
     assert!(
         matches!(
             err,
             ConnectError::Handshake(
-                HandshakeError::ServerNotAuthenticated
-                    | HandshakeError::Closed
-                    | HandshakeError::Malformed
+                HandshakeError::Peer(
+                    PeerMisbehaved::ServerNotAuthenticated | PeerMisbehaved::Malformed
+                ) | HandshakeError::Closed
             )
         ),
         "{err:?}"
@@ -192,7 +190,7 @@ async fn wrong_server_key_is_refused_and_server_keeps_nothing() {
     assert_eq!(srv.status().live(), 0);
     // Other sessions are unaffected.
     let good = new_client(&key, |_| {});
-    let s = good.connect(&addr, BITS_HPKE).await.unwrap();
+    let s = good.connect(&addr, Protocol::BitsHpke).await.unwrap();
     s.send(&Note {
         seq: 7,
         text: String::new(),
@@ -231,11 +229,11 @@ async fn client_auth_allow_list() {
         .as_ref();
     assert_eq!(list, Some(&allowed), "the configuration stays as given");
     let m = new_client(&key, |e| e.identity = Some(mallory.clone()));
-    assert!(m.connect(&addr, BITS_HPKE).await.is_err());
+    assert!(m.connect(&addr, Protocol::BitsHpke).await.is_err());
     let anon = new_client(&key, |_| {});
-    assert!(anon.connect(&addr, BITS_HPKE).await.is_err());
+    assert!(anon.connect(&addr, Protocol::BitsHpke).await.is_err());
     let a = new_client(&key, |e| e.identity = Some(alice.clone()));
-    let s = a.connect(&addr, BITS_HPKE).await.unwrap();
+    let s = a.connect(&addr, Protocol::BitsHpke).await.unwrap();
     assert_eq!(
         s.peer_key(),
         Some(key.public()),
@@ -265,15 +263,18 @@ async fn services_sharing_a_key_are_told_apart_by_their_context() {
     let client = Service::new(client_config(&key, |e| {
         *e = Encryption::client(key.public()).with_context("payments/eu")
     }));
-    let err = client.connect(&chat_addr, BITS_HPKE).await.unwrap_err();
+    let err = client
+        .connect(&chat_addr, Protocol::BitsHpke)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
-            ConnectError::Handshake(HandshakeError::ServerNotAuthenticated)
+            ConnectError::Handshake(HandshakeError::Peer(PeerMisbehaved::ServerNotAuthenticated))
         ),
         "{err:?}"
     );
-    let s = client.connect(&pay_addr, BITS_HPKE).await.unwrap();
+    let s = client.connect(&pay_addr, Protocol::BitsHpke).await.unwrap();
     s.send(&Note {
         seq: 3,
         text: "to payments".into(),
@@ -301,7 +302,7 @@ async fn peer_key_is_none_without_a_proven_key() {
     let key = KeyPair::from_seed(&[1; 32]);
     let (_srv, addr, log) = server(&key, |_| {}).await;
     let c = new_client(&key, |_| {});
-    let s = c.connect(&addr, BITS_HPKE).await.unwrap();
+    let s = c.connect(&addr, Protocol::BitsHpke).await.unwrap();
     assert_eq!(s.peer_key(), Some(key.public()));
     s.send(&Note {
         seq: 2,
@@ -315,16 +316,16 @@ async fn peer_key_is_none_without_a_proven_key() {
     let seen: Arc<Mutex<Vec<Option<laxnet::PublicKey>>>> = Arc::default();
     let s2 = seen.clone();
     plain
-        .sub(Topic::sessions(laxnet::BITS), move |ev: &SessionEvent| {
+        .sub(Topic::sessions(Protocol::Bits), move |ev: &SessionEvent| {
             if let SessionEvent::Opened { session, .. } = ev {
                 s2.lock().unwrap().push(session.peer_key());
             }
         })
         .unwrap();
-    let acc = plain.accept("127.0.0.1:0", laxnet::BITS).await.unwrap();
+    let acc = plain.accept("127.0.0.1:0", Protocol::Bits).await.unwrap();
     let client = Service::new(Config::default());
     let cs = client
-        .connect(&acc.local_addr().to_string(), laxnet::BITS)
+        .connect(&acc.local_addr().to_string(), Protocol::Bits)
         .await
         .unwrap();
     assert_eq!(cs.peer_key(), None);
@@ -380,7 +381,7 @@ async fn relay(
 }
 
 /// What the client writes before its records: ClientHello (no client key) and ClientFinished.
-const HELLO_AND_FINISHED: usize = 72 + 32;
+const HELLO_AND_FINISHED: usize = laxnet::wire::client_handshake(false);
 
 #[tokio::test]
 async fn flipped_bit_closes_with_crypto_reason_and_delivers_nothing_after() {
@@ -395,7 +396,7 @@ async fn flipped_bit_closes_with_crypto_reason_and_delivers_nothing_after() {
     })
     .await;
     let client = new_client(&key, |_| {});
-    let s = client.connect(&mitm, BITS_HPKE).await.unwrap();
+    let s = client.connect(&mitm, Protocol::BitsHpke).await.unwrap();
     // Separate records: wait between sends so each batch is its own record.
     for seq in 0..20u32 {
         let _ = s.send(&Note {
@@ -425,7 +426,7 @@ async fn truncation_without_authenticated_close_is_abnormal() {
     })
     .await;
     let client = new_client(&key, |_| {});
-    let s = client.connect(&mitm, BITS_HPKE).await.unwrap();
+    let s = client.connect(&mitm, Protocol::BitsHpke).await.unwrap();
     for seq in 0..50u32 {
         let _ = s.send(&Note {
             seq,
@@ -448,7 +449,7 @@ async fn replayed_handshake_and_records_deliver_nothing() {
     let (_srv, addr, log) = server(&key, |_| {}).await;
     let (mitm, recorded) = relay(addr.clone(), |_, _| {}).await;
     let client = new_client(&key, |_| {});
-    let s = client.connect(&mitm, BITS_HPKE).await.unwrap();
+    let s = client.connect(&mitm, Protocol::BitsHpke).await.unwrap();
     s.send(&Note {
         seq: 42,
         text: "secret".into(),
@@ -510,7 +511,7 @@ async fn garbage_and_silent_handshakes_fail_without_state() {
     assert!(log.lock().unwrap().is_empty());
     // A real client still gets in.
     let client = new_client(&key, |_| {});
-    client.connect(&addr, BITS_HPKE).await.unwrap();
+    client.connect(&addr, Protocol::BitsHpke).await.unwrap();
 }
 
 #[tokio::test]
@@ -519,8 +520,8 @@ async fn record_counter_limit_closes_the_session() {
     let (_srv, addr, log) = server(&key, |e| e.record_limit = 5).await;
     let client = new_client(&key, |e| e.record_limit = 5);
     let mut inbox = client.inbox();
-    inbox.sessions(BITS_HPKE).unwrap();
-    let s = client.connect(&addr, BITS_HPKE).await.unwrap();
+    inbox.add(Topic::sessions(Protocol::BitsHpke)).unwrap();
+    let s = client.connect(&addr, Protocol::BitsHpke).await.unwrap();
     for seq in 0..20u32 {
         let _ = s.send(&Note {
             seq,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use laxnet::{BITS_HPKE, Config, Encryption, KeyPair, Service};
+use laxnet::{Config, Encryption, KeyPair, Protocol, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
@@ -67,8 +67,9 @@ async fn attacker(
                 let _ = s.read(&mut b).await; // until the server drops it
             }
             Style::Trickle => {
-                let mut hello = [0u8; 72];
-                hello[..8].copy_from_slice(b"LXN3\x02\x00\x00\x00");
+                let mut hello = [0u8; laxnet::wire::CLIENT_HELLO];
+                hello[..4].copy_from_slice(&laxnet::wire::HANDSHAKE_MAGIC);
+                hello[4] = 2; // AES-128-GCM, no client key
                 for byte in hello {
                     if stop.load(Relaxed) || s.write_all(&[byte]).await.is_err() {
                         break;
@@ -97,10 +98,11 @@ async fn attacker(
 async fn a_real_client_gets_in_while_a_thousand_idle_connections_are_held_open() {
     raise_fd_limit(6000);
     let key = KeyPair::from_seed(&[5; 32]);
-    let mut config = Config::default();
-    config.encryption = Some(Encryption::server(key.clone()));
-    let server = Service::new(config);
-    let acc = server.accept("127.0.0.1:0", BITS_HPKE).await.unwrap();
+    let server = Service::new(Config::default().with_encryption(Encryption::server(key.clone())));
+    let acc = server
+        .accept("127.0.0.1:0", Protocol::BitsHpke)
+        .await
+        .unwrap();
     let target = acc.local_addr();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -132,15 +134,13 @@ async fn a_real_client_gets_in_while_a_thousand_idle_connections_are_held_open()
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let mut client_config = Config::default();
-    client_config.encryption = Some(Encryption::client(key.public()));
-    let client = Service::new(client_config);
+    let client = Service::new(Config::default().with_encryption(Encryption::client(key.public())));
     let mut slowest = Duration::ZERO;
     for attempt in 0..20 {
         let t = Instant::now();
         let res = tokio::time::timeout(
             Duration::from_secs(1),
-            client.connect(&target.to_string(), BITS_HPKE),
+            client.connect(&target.to_string(), Protocol::BitsHpke),
         )
         .await;
         let took = t.elapsed();

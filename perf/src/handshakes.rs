@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use laxnet::{BITS, BITS_HPKE, Service};
+use laxnet::{Protocol, Service};
 
 use crate::baselines::{raw_connect_rate, raw_hpke_rate};
 use crate::cli::Opts;
@@ -167,7 +167,11 @@ pub(crate) fn handshake_mode(o: &Opts, lax: &Lax, n: u64) {
     let rate: Vec<Stats> = rate.into_iter().map(stats).collect();
     let cpu: Vec<Stats> = cpu.into_iter().map(stats).collect();
     for (i, name) in names.iter().enumerate() {
-        let p = if i == 0 { BITS } else { BITS_HPKE };
+        let p = if i == 0 {
+            Protocol::Bits
+        } else {
+            Protocol::BitsHpke
+        };
         line(
             &format!("  connect + {p} ({name}), wall clock"),
             "/s",

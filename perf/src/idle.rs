@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use laxnet::{Received, Service, Topic};
+use laxnet::{Protocol, Received, Service, Topic};
 
 use crate::alloc::{ALLOCS, COUNTING, LIVE_BYTES};
 use crate::baselines::Msg;
@@ -72,9 +72,15 @@ pub(crate) fn idle_sessions(o: &Opts, lax: &Lax, n: usize) {
         c.max_sessions = c.max_sessions.max(n + 16);
         let server = Service::new(c);
         server
-            .sub(Topic::message::<Msg>("bits"), |_m: &Received<Msg>| {})
+            .sub(
+                Topic::message::<Msg>(Protocol::Bits),
+                |_m: &Received<Msg>| {},
+            )
             .expect("sub");
-        let acc = server.accept("127.0.0.1:0", "bits").await.expect("accept");
+        let acc = server
+            .accept("127.0.0.1:0", Protocol::Bits)
+            .await
+            .expect("accept");
         (acc, server)
     });
     let addr = acceptor.local_addr();

@@ -98,7 +98,7 @@ fn main() {
 fn loopback(o: &Opts, lax: &Lax) {
     let mut j = Json::default();
     j.str("mode", "loopback");
-    j.str("protocol", lax.proto());
+    j.str("protocol", lax.proto().name());
     j.str("layout", o.layout.name());
     j.num("msgs", o.msgs as f64);
     j.num("reps", o.reps as f64);

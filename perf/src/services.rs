@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use laxnet::{BITS, BITS_HPKE, Cipher, Config, Encryption, KeyPair, Service, SessionEvent, Topic};
+use laxnet::{Cipher, Config, Encryption, KeyPair, Protocol, Service, SessionEvent, Topic};
 use tokio::sync::Notify;
 
 use crate::cli::Opts;
@@ -46,15 +46,18 @@ impl Lax {
         }
     }
 
-    /// The protocol sessions use ("bits", or "bits-hpke" when encrypted).
-    pub(crate) fn proto(&self) -> &'static str {
-        if self.encrypted { BITS_HPKE } else { BITS }
+    /// The protocol sessions use (`Bits`, or `BitsHpke` when encrypted).
+    pub(crate) fn proto(&self) -> Protocol {
+        if self.encrypted {
+            Protocol::BitsHpke
+        } else {
+            Protocol::Bits
+        }
     }
 
     /// The configuration without encryption settings (logging off).
     pub(crate) fn config(&self) -> Config {
-        let mut c = Config::default();
-        c.logging = false;
+        let mut c = Config::default().with_logging(false);
         if let Some(rb) = self.read_buffer {
             c.read_buffer = rb;
         }
@@ -73,7 +76,7 @@ impl Lax {
         if self.encrypted {
             let mut e = Encryption::server(self.key.clone());
             e.allowed_clients = self.client_key.as_ref().map(|k| vec![k.public()]);
-            c.encryption = Some(e);
+            c = c.with_encryption(e);
         }
         c
     }
@@ -86,9 +89,9 @@ impl Lax {
             let mut e = Encryption::client(self.key.public());
             e.identity = self.client_key.clone();
             if let Some(cipher) = self.cipher {
-                e.cipher = cipher;
+                e = e.with_cipher(cipher);
             }
-            c.encryption = Some(e);
+            c = c.with_encryption(e);
         }
         c
     }
@@ -101,7 +104,7 @@ impl Lax {
 /// changed since the first measurement", 7103dd4).
 pub(crate) fn sessions_closed(
     server: &Service,
-    proto: &str,
+    proto: Protocol,
     n: u64,
 ) -> impl Future<Output = ()> + use<> {
     let state = Arc::new((AtomicU64::new(0), Notify::new()));

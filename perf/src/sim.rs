@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use borsh::BorshSerialize;
-use laxnet::{Config, Received, Service, Topic, TurmoilRuntime};
+use laxnet::{Config, Protocol, Received, Service, Topic, TurmoilRuntime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
@@ -69,9 +69,7 @@ fn raw(seed: u64) -> (Duration, Duration) {
 
 /// `base` (the command line's settings, without `--read-buffer`) seeded with `seed`.
 fn sim_config(base: &Config, seed: u64) -> Config {
-    let mut c = base.clone();
-    c.rng_seed = Some(seed);
-    c
+    base.clone().with_rng_seed(seed)
 }
 
 /// The same workload through laxnet on `TurmoilRuntime`: an echo subscription on the
@@ -84,12 +82,15 @@ fn laxnet(base: &Config, seed: u64) -> (Duration, Duration) {
         async move {
             let server = Service::with_runtime(cfg, TurmoilRuntime::new(seed));
             server
-                .sub(Topic::message::<Msg>("bits"), |m: &Received<Msg>| {
-                    let _ = m.session.send(&m.msg);
-                })
+                .sub(
+                    Topic::message::<Msg>(Protocol::Bits),
+                    |m: &Received<Msg>| {
+                        let _ = m.session.send(&m.msg);
+                    },
+                )
                 .map_err(|e| e.to_string())?;
             let _acc = server
-                .accept(&format!("0.0.0.0:{PORT}"), "bits")
+                .accept(&format!("0.0.0.0:{PORT}"), Protocol::Bits)
                 .await
                 .map_err(|e| e.to_string())?;
             std::future::pending::<()>().await;
@@ -105,18 +106,21 @@ fn laxnet(base: &Config, seed: u64) -> (Duration, Duration) {
             let next = Arc::new(AtomicU64::new(0));
             let (d, nx) = (done.clone(), next.clone());
             client
-                .sub(Topic::message::<Msg>("bits"), move |m: &Received<Msg>| {
-                    let expect = nx.fetch_add(1, Relaxed);
-                    assert_eq!(m.msg.seq, expect);
-                    if expect + 1 < MSGS {
-                        let _ = m.session.send(&Msg::new(c as u32, expect + 1));
-                    } else {
-                        d.notify_one();
-                    }
-                })
+                .sub(
+                    Topic::message::<Msg>(Protocol::Bits),
+                    move |m: &Received<Msg>| {
+                        let expect = nx.fetch_add(1, Relaxed);
+                        assert_eq!(m.msg.seq, expect);
+                        if expect + 1 < MSGS {
+                            let _ = m.session.send(&Msg::new(c as u32, expect + 1));
+                        } else {
+                            d.notify_one();
+                        }
+                    },
+                )
                 .map_err(|e| e.to_string())?;
             let s = client
-                .connect(&format!("server:{PORT}"), "bits")
+                .connect(&format!("server:{PORT}"), Protocol::Bits)
                 .await
                 .map_err(|e| e.to_string())?;
             s.send(&Msg::new(c as u32, 0)).map_err(|e| e.to_string())?;

@@ -9,7 +9,7 @@
 //! position, and the time of the last read that returned bytes (the heartbeat clock).
 //!
 //! On encrypted ("bits-hpke") streams the write side also follows the records the library
-//! writes after the fixed-size handshake ([`hs`]) and, where the scenario asks for it,
+//! writes after the fixed-size handshake (sizes from `laxnet::wire`) and, where the scenario asks for it,
 //! spoils one of them: flips a bit inside it, sends it twice, swaps it with the next one,
 //! inserts a record taken from another stream of the same host before it (each host keeps a
 //! small pool of recent records), or leaves it out. Record headers stay intact, so the wire
@@ -26,38 +26,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use laxnet::runtime::{BoxFuture, BoxStream, Listener, Runtime};
-use laxnet::{Instant, TurmoilRuntime};
+use laxnet::{Instant, TurmoilRuntime, wire};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::scenario::IoFaults;
 use crate::schedule::{CtAct, Dir, IoAct};
 use crate::state::{Shared, lock};
-
-pub mod hs {
-    //! Sizes of the "bits-hpke" wire format that the ciphertext faults rely on (laxnet's
-    //! `src/crypto/handshake.rs` and `src/crypto/record.rs`). With the scenario's
-    //! `client_auth` the ClientHello also carries the client's key.
-
-    /// ClientHello without a client key.
-    pub const CLIENT_HELLO: u64 = 72;
-    /// The client's key, in a ClientHello with client authentication.
-    pub const CLIENT_KEY: u64 = 32;
-    /// ServerHello.
-    pub const SERVER_HELLO: u64 = 104;
-    /// ClientFinished.
-    pub const CLIENT_FINISHED: u64 = 32;
-    /// Bytes the connecting side writes (and the accepting side reads) before its records.
-    pub const fn client_out(client_auth: bool) -> u64 {
-        CLIENT_HELLO + if client_auth { CLIENT_KEY } else { 0 } + CLIENT_FINISHED
-    }
-    /// Bytes the accepting side writes (and the connecting side reads) before its records.
-    pub const SERVER_OUT: u64 = SERVER_HELLO;
-    /// The record length header (`u32` LE; the length counts what follows it).
-    pub const RECORD_HEADER: usize = 4;
-    /// The length of a record without payload (type byte and tag): the `Close` record.
-    /// A data record always carries at least one byte.
-    pub const RECORD_OVERHEAD: u64 = 17;
-}
 
 /// Records the splice pool of a host keeps.
 const POOL_LEN: usize = 8;
@@ -136,7 +110,7 @@ impl FaultyRuntime {
             let skip = if connected {
                 client_out
             } else {
-                hs::SERVER_OUT
+                wire::SERVER_HANDSHAKE as u64
             };
             Box::new(CtWriter {
                 skip,
@@ -552,11 +526,11 @@ impl Wire {
                 self.have += 1;
                 self.off += 1;
                 b = &b[1..];
-                if self.have == hs::RECORD_HEADER {
+                if self.have == wire::RECORD_HEADER {
                     self.have = 0;
                     self.left = u32::from_le_bytes(self.hdr) as u64;
                     if watch == Some(self.started - 1) {
-                        let end = self.start + hs::RECORD_HEADER as u64 + self.left;
+                        let end = self.start + wire::RECORD_HEADER as u64 + self.left;
                         ev = Some((self.start, Some(end)));
                     }
                 }
@@ -684,7 +658,7 @@ impl CtWriter {
             return r;
         }
         if self.cur.is_none() {
-            let need = hs::RECORD_HEADER - self.hdr.len();
+            let need = wire::RECORD_HEADER - self.hdr.len();
             if buf.len() < need {
                 self.hdr.extend_from_slice(buf);
                 return Poll::Ready(Ok(buf.len()));
@@ -693,7 +667,7 @@ impl CtWriter {
             h[..self.hdr.len()].copy_from_slice(&self.hdr);
             h[self.hdr.len()..].copy_from_slice(&buf[..need]);
             let len = u32::from_le_bytes(h) as u64;
-            let total = hs::RECORD_HEADER + len as usize;
+            let total = wire::RECORD_HEADER + len as usize;
             let act = if self.faults && self.bad_idx.is_none() {
                 self.decide(s, len)
             } else {
@@ -720,9 +694,9 @@ impl CtWriter {
         let mut take = buf.len().min(cur.total - cur.done - pre);
         let flip = match cur.act {
             Some(CtAct::Corrupt { bit }) => {
-                let body_bits = (cur.total - hs::RECORD_HEADER).max(1) * 8;
+                let body_bits = (cur.total - wire::RECORD_HEADER).max(1) * 8;
                 let b = bit as usize % body_bits;
-                let at = hs::RECORD_HEADER + b / 8;
+                let at = wire::RECORD_HEADER + b / 8;
                 (cur.done..cur.done + pre + take)
                     .contains(&at)
                     .then(|| (at - cur.done, 1u8 << (b % 8)))
@@ -807,11 +781,11 @@ impl CtWriter {
     /// The library's record is complete.
     fn finish_record(&mut self, s: &mut FaultyStream, cx: &mut Context<'_>) {
         let Some(cur) = self.cur.take() else { return };
-        let len = (cur.total - hs::RECORD_HEADER) as u64;
-        let payload = len.saturating_sub(hs::RECORD_OVERHEAD);
+        let len = (cur.total - wire::RECORD_HEADER) as u64;
+        let payload = len.saturating_sub(wire::EMPTY_RECORD_LEN as u64);
         self.plain += payload;
         self.rec += 1;
-        lock(&s.ctl.shared).record_written(s.id, payload, len == hs::RECORD_OVERHEAD);
+        lock(&s.ctl.shared).record_written(s.id, payload, len == wire::EMPTY_RECORD_LEN as u64);
         // The record after a held one is out: now the held one.
         if let Some(h) = self.held.take() {
             self.inject.extend_from_slice(&h);

@@ -37,11 +37,11 @@ laxnet::message!(Data = 1, Bulk = 2);
 
 /// The frame length field of a message without payload: its id (4) and the body's fixed
 /// fields (21: host, inc, sid, seq, flags, payload length). `max_frame` limits this field.
-pub const FRAME_FIXED: usize = 25;
+pub const FRAME_FIXED: usize = laxnet::wire::FRAME_ID + 21;
 
 /// Bytes one message takes on the wire: the length field (4) + [`FRAME_FIXED`] + payload.
 pub fn frame_len(payload: usize) -> u64 {
-    (4 + FRAME_FIXED + payload) as u64
+    (laxnet::wire::FRAME_LEN_PREFIX + FRAME_FIXED + payload) as u64
 }
 
 /// The payload of message `seq` with `len` bytes.

@@ -15,7 +15,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use laxnet::ProtocolViolation;
+use laxnet::{ProtocolViolation, wire};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::msg::{self, Body};
@@ -120,8 +120,8 @@ pub struct Plan {
 const BODY_FIXED: usize = 21;
 
 fn frame(id: u32, body: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(8 + body.len());
-    f.extend_from_slice(&((4 + body.len()) as u32).to_le_bytes());
+    let mut f = Vec::with_capacity(wire::FRAME_HEADER + body.len());
+    f.extend_from_slice(&((wire::FRAME_ID + body.len()) as u32).to_le_bytes());
     f.extend_from_slice(&id.to_le_bytes());
     f.extend_from_slice(body);
     f
@@ -200,12 +200,13 @@ pub fn plan(attack: Attack, host: u16, max_frame: usize, rng: &mut Rng) -> Plan 
         }
         Attack::Boundary => {
             // A `Bulk` frame whose length field is exactly `max_frame`: id (4) + body.
-            let payload = max_frame.saturating_sub(4 + BODY_FIXED);
+            let payload = max_frame.saturating_sub(wire::FRAME_ID + BODY_FIXED);
             p.bytes = frame(2, &body(host, 0, payload));
             let over = max.saturating_add(1);
             p.bytes.extend_from_slice(&over.to_le_bytes());
             p.bytes.extend_from_slice(&[0xCD; 16]);
-            let at = (8 + 4 + BODY_FIXED + payload + 4) as u64;
+            // Seen once the next frame's header is in.
+            let at = (wire::FRAME_HEADER + BODY_FIXED + payload + wire::FRAME_HEADER) as u64;
             p.expect = Some((at, ProtocolViolation::FrameTooLarge { len: over, max }));
             p.valid = 1;
         }

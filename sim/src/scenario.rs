@@ -81,11 +81,11 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    /// The library's name of the protocol.
-    pub fn name(self) -> &'static str {
+    /// The library's protocol.
+    pub fn lib(self) -> laxnet::Protocol {
         match self {
-            Protocol::Bits => "bits",
-            Protocol::BitsHpke => laxnet::BITS_HPKE,
+            Protocol::Bits => laxnet::Protocol::Bits,
+            Protocol::BitsHpke => laxnet::Protocol::BitsHpke,
         }
     }
 

@@ -42,9 +42,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use laxnet::{CloseReason, ProtocolViolation, PublicKey, SendError, Service, SessionRef};
+use laxnet::{CloseReason, ProtocolViolation, PublicKey, SendError, Service, SessionRef, wire};
 
-use crate::faulty::hs;
 use crate::msg::{self, Body, Bulk, Data};
 use crate::reasons::Cause;
 use crate::rng::Rng;
@@ -644,7 +643,7 @@ enum Sent {
 impl State {
     /// Bytes a connecting side writes before its records (ClientHello and ClientFinished).
     pub fn client_out(&self) -> u64 {
-        hs::client_out(self.sc.client_auth)
+        wire::client_handshake(self.sc.client_auth) as u64
     }
 
     /// A fresh state.
@@ -816,8 +815,8 @@ impl State {
         let hpke = self.sc.protocol.encrypted();
         let (wskip, rskip) = match (hpke, connected) {
             (false, _) => (0, 0),
-            (true, true) => (self.client_out(), hs::SERVER_OUT),
-            (true, false) => (hs::SERVER_OUT, self.client_out()),
+            (true, true) => (self.client_out(), wire::SERVER_HANDSHAKE as u64),
+            (true, false) => (wire::SERVER_HANDSHAKE as u64, self.client_out()),
         };
         let key = if connected {
             (local, peer)
@@ -945,7 +944,7 @@ impl State {
             return;
         }
         let hello_in = if connected {
-            hs::SERVER_OUT
+            wire::SERVER_HANDSHAKE as u64
         } else {
             self.client_out()
         };
@@ -1061,10 +1060,10 @@ impl State {
         if info.ct.is_some() {
             return None;
         }
-        let close = len == hs::RECORD_OVERHEAD;
+        let close = len == wire::EMPTY_RECORD_LEN as u64;
         let t = self.now_us;
         let act = self.rec.decide_ct(io, stream, record, close, t)?;
-        let payload = len.saturating_sub(hs::RECORD_OVERHEAD);
+        let payload = len.saturating_sub(wire::EMPTY_RECORD_LEN as u64);
         let good_plain = match act {
             CtAct::Reorder if close => {
                 // A scripted reorder landed on the Close record: there is no next record.
@@ -2308,9 +2307,9 @@ impl State {
             return (info.written, info.read_total);
         }
         let (out, inn) = if info.connected {
-            (self.client_out(), hs::SERVER_OUT)
+            (self.client_out(), wire::SERVER_HANDSHAKE as u64)
         } else {
-            (hs::SERVER_OUT, self.client_out())
+            (wire::SERVER_HANDSHAKE as u64, self.client_out())
         };
         (
             info.written.saturating_sub(out),
@@ -2564,9 +2563,9 @@ impl State {
             .collect();
         // A stalled attempt (no whole ClientHello yet) is evicted to make room rather than
         // the newcomer refused.
-        let hello = hs::CLIENT_HELLO
+        let hello = wire::CLIENT_HELLO as u64
             + if self.sc.client_auth {
-                hs::CLIENT_KEY
+                wire::CLIENT_HELLO_KEY as u64
             } else {
                 0
             };

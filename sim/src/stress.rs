@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use laxnet::{
-    CloseReason, Config, Encryption, KeyPair, Received, SendError, Service, SessionEvent,
+    CloseReason, Config, Encryption, KeyPair, Protocol, Received, SendError, Service, SessionEvent,
     SessionRef, Topic,
 };
 
@@ -308,14 +308,14 @@ impl Book {
 }
 
 fn config(opts: &StressOpts, key: &KeyPair, server: bool) -> Config {
-    let mut c = Config::default();
-    c.max_sessions = 64;
-    c.send_queue_limit = 2048;
-    c.linger = Duration::from_secs(3);
-    c.id_generation_bits = ID_BITS;
-    c.logging = false;
+    let mut c = Config::default()
+        .with_max_sessions(64)
+        .with_send_queue_limit(2048)
+        .with_linger(Duration::from_secs(3))
+        .with_id_generation_bits(ID_BITS)
+        .with_logging(false);
     if opts.encrypted {
-        c.encryption = Some(if server {
+        c = c.with_encryption(if server {
             Encryption::server(key.clone())
         } else {
             Encryption::client(key.public())
@@ -328,7 +328,7 @@ fn config(opts: &StressOpts, key: &KeyPair, server: bool) -> Config {
     c
 }
 
-fn subscribe(svc: &Service, book: &Shared, side: Side, proto: &'static str) {
+fn subscribe(svc: &Service, book: &Shared, side: Side, proto: Protocol) {
     let b = book.clone();
     let _ = svc.sub(Topic::sessions(proto), move |ev: &SessionEvent| match ev {
         SessionEvent::Opened { session, .. } => {
@@ -506,11 +506,11 @@ async fn client_task(
     }
 }
 
-fn protocol(opts: &StressOpts) -> &'static str {
+fn protocol(opts: &StressOpts) -> Protocol {
     if opts.encrypted {
-        laxnet::BITS_HPKE
+        Protocol::BitsHpke
     } else {
-        "bits"
+        Protocol::Bits
     }
 }
 

@@ -12,14 +12,14 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::handshake::{self, CF_LEN, ClientKeys, Fresh, SH_LEN};
 use super::x25519::{self, Op, Point};
-use super::{Cipher, Encryption, HandshakeError, KeyPair, PublicKey};
-use crate::{BITS_HPKE, Config, ConnectError, Service, SessionEvent, Topic};
+use super::{Cipher, Encryption, HandshakeError, KeyPair, PeerMisbehaved, PublicKey};
+use crate::{Config, ConnectError, Protocol, Service, SessionEvent, Topic};
 
 fn client_config(server: PublicKey, seed: Option<u64>) -> Config {
-    Config {
-        rng_seed: seed,
-        encryption: Some(Encryption::client(server)),
-        ..Config::default()
+    let c = Config::default().with_encryption(Encryption::client(server));
+    match seed {
+        Some(seed) => c.with_rng_seed(seed),
+        None => c,
     }
 }
 
@@ -69,14 +69,16 @@ async fn a_client_with_a_known_rng_seed_cannot_be_impersonated() {
         KeyPair::from_seed(&[1; 32]).public(),
         Some(seed),
     ));
-    let res = client.connect(&addr, BITS_HPKE).await;
+    let res = client.connect(&addr, Protocol::BitsHpke).await;
     let predicted_right = attacker.await.unwrap();
     assert!(
         !predicted_right,
         "the client's random and ephemeral key follow from its rng_seed"
     );
     match res {
-        Err(ConnectError::Handshake(HandshakeError::ServerNotAuthenticated)) => {}
+        Err(ConnectError::Handshake(HandshakeError::Peer(
+            PeerMisbehaved::ServerNotAuthenticated,
+        ))) => {}
         Ok(s) => panic!(
             "impersonated: connected to a forged server, peer key {:?}",
             s.peer_key()
@@ -96,7 +98,8 @@ async fn first_hello(config: Config) -> Vec<u8> {
         hello
     });
     let client = Service::new(config);
-    let connect = tokio::spawn(async move { client.connect(&addr, BITS_HPKE).await.is_ok() });
+    let connect =
+        tokio::spawn(async move { client.connect(&addr, Protocol::BitsHpke).await.is_ok() });
     let hello = grab.await.unwrap();
     connect.abort();
     hello
@@ -129,19 +132,19 @@ async fn alice_server(
 ) {
     let mut enc = Encryption::server(key.clone());
     enc.allowed_clients = allowed;
-    let svc = Service::new(Config {
-        encryption: Some(enc),
-        ..Config::default()
-    });
+    let svc = Service::new(Config::default().with_encryption(enc));
     let opened: std::sync::Arc<std::sync::Mutex<Vec<Option<PublicKey>>>> = Default::default();
     let o = opened.clone();
-    svc.sub(Topic::sessions(BITS_HPKE), move |ev: &SessionEvent| {
-        if let SessionEvent::Opened { session, .. } = ev {
-            o.lock().unwrap().push(session.peer_key());
-        }
-    })
+    svc.sub(
+        Topic::sessions(Protocol::BitsHpke),
+        move |ev: &SessionEvent| {
+            if let SessionEvent::Opened { session, .. } = ev {
+                o.lock().unwrap().push(session.peer_key());
+            }
+        },
+    )
     .unwrap();
-    let acc = svc.accept("127.0.0.1:0", BITS_HPKE).await.unwrap();
+    let acc = svc.accept("127.0.0.1:0", Protocol::BitsHpke).await.unwrap();
     (svc, acc.local_addr().to_string(), opened)
 }
 
@@ -197,9 +200,11 @@ async fn the_servers_key_alone_does_not_log_in_as_a_client() {
             opened.lock().unwrap()
         );
         // Alice herself still gets in.
-        let mut c = client_config(server.public(), None);
-        c.encryption.as_mut().unwrap().identity = Some(alice.clone());
-        let session = Service::new(c).connect(&addr, BITS_HPKE).await.unwrap();
+        let alice_enc = Encryption::client(server.public()).with_identity(alice.clone());
+        let session = Service::new(Config::default().with_encryption(alice_enc))
+            .connect(&addr, Protocol::BitsHpke)
+            .await
+            .unwrap();
         assert_eq!(session.peer_key(), Some(server.public()));
         for _ in 0..200 {
             if !opened.lock().unwrap().is_empty() {

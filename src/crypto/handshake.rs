@@ -67,14 +67,15 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::keys::{KeyPair, PublicKey};
 use super::x25519::{self, FixedPoint, Op, Point};
-use super::{Cipher, HandshakeError};
+use super::{Cipher, PeerMisbehaved};
 
 /// The protocol version, first on the wire: v3 binds the client's static key to the server's
 /// ephemeral one (`K3`) and the context into the transcript.
 pub(crate) const MAGIC: [u8; 4] = *b"LXN3";
 /// Bytes of the ClientHello header (magic, cipher, flags, reserved).
 pub(crate) const CH_HEADER: usize = 8;
-const CH_BASE: usize = CH_HEADER + 32 * 2;
+/// Bytes of a ClientHello without a client key.
+pub(crate) const CH_BASE: usize = CH_HEADER + 32 * 2;
 /// The largest ClientHello (with a client key).
 pub(crate) const CH_MAX: usize = CH_BASE + 32;
 /// Bytes of the ServerHello.
@@ -146,15 +147,15 @@ impl Fresh {
 /// The total length of a ClientHello, from its header; rejects anything else before any
 /// cryptographic work. (A server also checks that it accepts the cipher:
 /// [`ServerKeys::hello_len`].)
-pub(crate) fn client_hello_len(header: &[u8; CH_HEADER]) -> Result<usize, HandshakeError> {
+pub(crate) fn client_hello_len(header: &[u8; CH_HEADER]) -> Result<usize, PeerMisbehaved> {
     if header[..4] != MAGIC || header[6..8] != [0, 0] {
-        return Err(HandshakeError::Malformed);
+        return Err(PeerMisbehaved::Malformed);
     }
-    Cipher::from_code(header[4]).ok_or(HandshakeError::Malformed)?;
+    Cipher::from_code(header[4]).ok_or(PeerMisbehaved::Malformed)?;
     match header[5] {
         0 => Ok(CH_BASE),
         FLAG_CLIENT_AUTH => Ok(CH_MAX),
-        _ => Err(HandshakeError::Malformed),
+        _ => Err(PeerMisbehaved::Malformed),
     }
 }
 
@@ -287,11 +288,11 @@ impl ServerKeys {
 
     /// The total length of a ClientHello from its header ([`client_hello_len`]), refusing a
     /// cipher this server does not accept.
-    pub(crate) fn hello_len(&self, header: &[u8; CH_HEADER]) -> Result<usize, HandshakeError> {
+    pub(crate) fn hello_len(&self, header: &[u8; CH_HEADER]) -> Result<usize, PeerMisbehaved> {
         let len = client_hello_len(header)?;
         #[cfg(any(test, feature = "null-cipher"))]
         if Cipher::from_code(header[4]) == Some(Cipher::Null) && !self.null_cipher {
-            return Err(HandshakeError::Malformed);
+            return Err(PeerMisbehaved::Malformed);
         }
         Ok(len)
     }
@@ -311,7 +312,7 @@ pub(crate) fn client_hello(
     fresh: Fresh,
     cipher: Cipher,
     keys: &ClientKeys,
-) -> Result<(ClientPending, Vec<u8>), HandshakeError> {
+) -> Result<(ClientPending, Vec<u8>), PeerMisbehaved> {
     let Fresh { random, eph } = fresh;
     let mut hello = [0u8; CH_MAX];
     hello[..4].copy_from_slice(&MAGIC);
@@ -366,12 +367,12 @@ pub(crate) fn server_respond(
     fresh: Fresh,
     keys: &ServerKeys,
     hello: &[u8],
-) -> Result<(ServerPending, [u8; SH_LEN]), HandshakeError> {
-    let header: &[u8; CH_HEADER] = hello.first_chunk().ok_or(HandshakeError::Malformed)?;
+) -> Result<(ServerPending, [u8; SH_LEN]), PeerMisbehaved> {
+    let header: &[u8; CH_HEADER] = hello.first_chunk().ok_or(PeerMisbehaved::Malformed)?;
     if keys.hello_len(header)? != hello.len() {
-        return Err(HandshakeError::Malformed);
+        return Err(PeerMisbehaved::Malformed);
     }
-    let cipher = Cipher::from_code(hello[4]).ok_or(HandshakeError::Malformed)?;
+    let cipher = Cipher::from_code(hello[4]).ok_or(PeerMisbehaved::Malformed)?;
     let client_key: Option<&[u8; 32]> = match hello.len() {
         CH_MAX => Some(hello[72..104].try_into().expect("32 bytes")),
         _ => None,
@@ -380,16 +381,16 @@ pub(crate) fn server_respond(
     let allowed = match (&keys.allowed, client_key) {
         (Some(list), Some(k)) => match list.binary_search_by(|a| a.key.0.cmp(k)) {
             Ok(i) => Some(&list[i]),
-            Err(_) => return Err(HandshakeError::UnknownClientKey),
+            Err(_) => return Err(PeerMisbehaved::UnknownClientKey),
         },
-        (Some(_), None) => return Err(HandshakeError::UnknownClientKey),
+        (Some(_), None) => return Err(PeerMisbehaved::UnknownClientKey),
         (None, _) => None,
     };
     let enc_c: &[u8; 32] = hello[40..72].try_into().expect("32 bytes");
-    let e = Point::from_peer(enc_c).ok_or(HandshakeError::Malformed)?;
+    let e = Point::from_peer(enc_c).ok_or(PeerMisbehaved::Malformed)?;
     // Without an allow-list, any valid key (checked last: the subgroup check multiplies).
     let unlisted = match (allowed, client_key) {
-        (None, Some(k)) => Some(Point::from_peer_static(k).ok_or(HandshakeError::Malformed)?),
+        (None, Some(k)) => Some(Point::from_peer_static(k).ok_or(PeerMisbehaved::Malformed)?),
         _ => None,
     };
     let client = match (allowed, client_key, &unlisted) {
@@ -436,9 +437,9 @@ pub(crate) fn client_finish(
     pending: ClientPending,
     keys: &ClientKeys,
     sh: &[u8; SH_LEN],
-) -> Result<(SessionKeys, [u8; CF_LEN]), HandshakeError> {
+) -> Result<(SessionKeys, [u8; CF_LEN]), PeerMisbehaved> {
     if sh[..4] != MAGIC || sh[4..8] != [0; 4] {
-        return Err(HandshakeError::Malformed);
+        return Err(PeerMisbehaved::Malformed);
     }
     let enc_s: &[u8; 32] = sh[40..72].try_into().expect("32 bytes");
     let enc_c: &[u8; 32] = pending.hello[40..72].try_into().expect("32 bytes");
@@ -456,7 +457,7 @@ pub(crate) fn client_finish(
         ks,
     );
     if !ct_eq(&*s.server_finished, &sh[SH_CORE..]) {
-        return Err(HandshakeError::ServerNotAuthenticated);
+        return Err(PeerMisbehaved::ServerNotAuthenticated);
     }
     // The tag goes on the wire next: no secret.
     let cf = *s.client_finished;
@@ -468,9 +469,9 @@ pub(crate) fn client_finish(
 pub(crate) fn server_finish(
     pending: ServerPending,
     cf: &[u8; CF_LEN],
-) -> Result<SessionKeys, HandshakeError> {
+) -> Result<SessionKeys, PeerMisbehaved> {
     if !ct_eq(&*pending.schedule.client_finished, cf) {
-        return Err(HandshakeError::ClientNotAuthenticated);
+        return Err(PeerMisbehaved::ClientNotAuthenticated);
     }
     Ok(pending.schedule.keys)
 }
@@ -490,7 +491,7 @@ fn server_kem(
     e: &Point,
     client: Option<ClientStatic<'_>>,
     eph: &[u8; 32],
-) -> Result<ServerKem, HandshakeError> {
+) -> Result<ServerKem, PeerMisbehaved> {
     let own = &identity.public.0;
     let secret = identity.secret.as_bytes();
     match client {
@@ -548,8 +549,8 @@ fn client_kem(
     enc_c: &[u8; 32],
     keys: &ClientKeys,
     enc_s: &[u8; 32],
-) -> Result<(Secret32, Secret32, Option<Secret32>), HandshakeError> {
-    let e = Point::from_peer(enc_s).ok_or(HandshakeError::Malformed)?;
+) -> Result<(Secret32, Secret32, Option<Secret32>), PeerMisbehaved> {
+    let e = Point::from_peer(enc_s).ok_or(PeerMisbehaved::Malformed)?;
     let server = &keys.server.0;
     match &keys.identity {
         None => {
@@ -582,9 +583,9 @@ fn kem_secret(
     enc: &[u8; 32],
     recipient: &[u8; 32],
     sender: Option<&[u8; 32]>,
-) -> Result<Secret32, HandshakeError> {
+) -> Result<Secret32, PeerMisbehaved> {
     if dh.iter().any(|d| ct_eq(*d, &[0; 32])) {
-        return Err(HandshakeError::Malformed);
+        return Err(PeerMisbehaved::Malformed);
     }
     Ok(match sender {
         Some(pk_s) => dhkem_secret(dh, &[enc, recipient, pk_s]),
@@ -686,7 +687,7 @@ pub(crate) fn forge_server_hello(
     server: &PublicKey,
     context: &[u8],
     server_eph: &[u8; 32],
-) -> Result<[u8; SH_LEN], HandshakeError> {
+) -> Result<[u8; SH_LEN], PeerMisbehaved> {
     let enc_c: &[u8; 32] = hello[40..72].try_into().expect("32 bytes");
     let r = x25519::batch([
         Op::Base(server_eph),
@@ -699,7 +700,7 @@ pub(crate) fn forge_server_hello(
     let mut sh = [0u8; SH_LEN];
     sh[..4].copy_from_slice(&MAGIC);
     sh[40..72].copy_from_slice(&enc_s);
-    let cipher = Cipher::from_code(hello[4]).ok_or(HandshakeError::Malformed)?;
+    let cipher = Cipher::from_code(hello[4]).ok_or(PeerMisbehaved::Malformed)?;
     let s = schedule(
         &transcript_prefix(context),
         cipher,
@@ -733,7 +734,7 @@ mod tests {
         allowed: Option<&[PublicKey]>,
         server: &KeyPair,
         pinned: &PublicKey,
-    ) -> Result<(SessionKeys, SessionKeys), HandshakeError> {
+    ) -> Result<(SessionKeys, SessionKeys), PeerMisbehaved> {
         run_in(client_id, allowed, server, pinned, b"", b"")
     }
 
@@ -746,7 +747,7 @@ mod tests {
         pinned: &PublicKey,
         client_context: &[u8],
         server_context: &[u8],
-    ) -> Result<(SessionKeys, SessionKeys), HandshakeError> {
+    ) -> Result<(SessionKeys, SessionKeys), PeerMisbehaved> {
         let client_keys = ClientKeys::new(pinned, client_id, client_context);
         let (cp, ch) = client_hello(fresh(1), Cipher::ChaCha20Poly1305, &client_keys)?;
         let server_keys = ServerKeys::new(server, allowed, server_context);
@@ -781,7 +782,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                HandshakeError::ServerNotAuthenticated | HandshakeError::Malformed
+                PeerMisbehaved::ServerNotAuthenticated | PeerMisbehaved::Malformed
             ),
             "{err:?}"
         );
@@ -807,11 +808,11 @@ mod tests {
         assert_eq!(c.c2s_key, s.c2s_key);
         assert!(matches!(
             run(Some(&mallory), Some(&allowed), &server, &server.public()),
-            Err(HandshakeError::UnknownClientKey)
+            Err(PeerMisbehaved::UnknownClientKey)
         ));
         assert!(matches!(
             run(None, Some(&allowed), &server, &server.public()),
-            Err(HandshakeError::UnknownClientKey)
+            Err(PeerMisbehaved::UnknownClientKey)
         ));
     }
 
@@ -833,7 +834,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                HandshakeError::ClientNotAuthenticated | HandshakeError::ServerNotAuthenticated
+                PeerMisbehaved::ClientNotAuthenticated | PeerMisbehaved::ServerNotAuthenticated
             ),
             "{err:?}"
         );
@@ -862,12 +863,12 @@ mod tests {
             // The attacker cannot even check the server's tag (it lacks K3), and whatever
             // finished tag it sends is refused.
             let err = client_finish(cp, &attacker, &sh).err();
-            assert_eq!(err, Some(HandshakeError::ServerNotAuthenticated));
+            assert_eq!(err, Some(PeerMisbehaved::ServerNotAuthenticated));
             let mut guess = [0u8; CF_LEN];
             ChaCha20Rng::seed_from_u64(9).fill_bytes(&mut guess);
             assert_eq!(
                 server_finish(sp, &guess).err(),
-                Some(HandshakeError::ClientNotAuthenticated),
+                Some(PeerMisbehaved::ClientNotAuthenticated),
                 "allow-list {}",
                 allowed.is_some()
             );
@@ -888,7 +889,7 @@ mod tests {
             for (cc, sc) in [(&b"eu"[..], &b"us"[..]), (b"", b"eu"), (b"e", b"u")] {
                 assert_eq!(
                     run_in(id, list, &server, &server.public(), cc, sc).err(),
-                    Some(HandshakeError::ServerNotAuthenticated),
+                    Some(PeerMisbehaved::ServerNotAuthenticated),
                     "client context {cc:?}, server context {sc:?}"
                 );
             }
@@ -939,7 +940,7 @@ mod tests {
         assert!(client_hello_len(&bad).is_err());
         // The previous version is refused from its header.
         bad = *b"LXN2\x01\x00\x00\x00";
-        assert_eq!(client_hello_len(&bad), Err(HandshakeError::Malformed));
+        assert_eq!(client_hello_len(&bad), Err(PeerMisbehaved::Malformed));
     }
 
     /// A 32-byte string that is not on the curve (on its twist): about half of all strings.
@@ -976,7 +977,7 @@ mod tests {
                 let before = x25519::tests::multiplications();
                 assert_eq!(
                     server_respond(fresh(100 + seed), &server_keys, &ch).err(),
-                    Some(HandshakeError::Malformed)
+                    Some(PeerMisbehaved::Malformed)
                 );
                 assert_eq!(
                     x25519::tests::multiplications(),
@@ -989,7 +990,7 @@ mod tests {
                 let before = x25519::tests::multiplications();
                 assert_eq!(
                     client_finish(cp, &client_keys, &sh).err(),
-                    Some(HandshakeError::Malformed)
+                    Some(PeerMisbehaved::Malformed)
                 );
                 assert_eq!(
                     x25519::tests::multiplications(),
@@ -1044,7 +1045,7 @@ mod tests {
             let (_, ch) = client_hello(fresh(1), Cipher::Aes128Gcm, &client_keys).unwrap();
             assert_eq!(
                 server_respond(fresh(2), &server_keys, &ch).err(),
-                Some(HandshakeError::Malformed),
+                Some(PeerMisbehaved::Malformed),
                 "{what}"
             );
             assert!(PublicKey::from_bytes(key).is_err(), "{what}");
@@ -1074,19 +1075,18 @@ mod tests {
         let (_, ch) = client_hello(fresh(1), Cipher::Null, &client_keys).unwrap();
         let header: &[u8; CH_HEADER] = ch.first_chunk().unwrap();
         let default = ServerKeys::new(&server, None, b"");
-        assert_eq!(default.hello_len(header), Err(HandshakeError::Malformed));
+        assert_eq!(default.hello_len(header), Err(PeerMisbehaved::Malformed));
         assert_eq!(
             server_respond(fresh(2), &default, &ch).err(),
-            Some(HandshakeError::Malformed)
+            Some(PeerMisbehaved::Malformed)
         );
         let opted_in = ServerKeys::new(&server, None, b"").with_null_cipher(true);
         assert!(server_respond(fresh(2), &opted_in, &ch).is_ok());
         // Through the service's configuration: only `cipher: Null` on the server opts in.
-        let mut enc = super::super::Encryption::server(server.clone());
-        enc.cipher = Cipher::Aes128Gcm;
+        let enc = super::super::Encryption::server(server.clone()).with_cipher(Cipher::Aes128Gcm);
         let keys = super::super::io::HandshakeKeys::new(&enc);
         assert!(!keys.server_accepts_null());
-        enc.cipher = Cipher::Null;
+        let enc = enc.with_cipher(Cipher::Null);
         let keys = super::super::io::HandshakeKeys::new(&enc);
         assert!(keys.server_accepts_null());
     }
@@ -1288,14 +1288,14 @@ mod tests {
             ch[40..72].copy_from_slice(&bad);
             assert!(matches!(
                 server_respond(fresh(2), &server_keys, &ch),
-                Err(HandshakeError::Malformed)
+                Err(PeerMisbehaved::Malformed)
             ));
             let (cp, ch) = client_hello(fresh(3), Cipher::Aes128Gcm, &client_keys).unwrap();
             let (_, mut sh) = server_respond(fresh(4), &server_keys, &ch).unwrap();
             sh[40..72].copy_from_slice(&bad);
             assert!(matches!(
                 client_finish(cp, &client_keys, &sh),
-                Err(HandshakeError::Malformed)
+                Err(PeerMisbehaved::Malformed)
             ));
             // A pinned (or allowed) low-order key: the static-static DH is zero.
             let low = PublicKey(bad);
@@ -1308,7 +1308,7 @@ mod tests {
             let (_, sh) = server_respond(fresh(6), &server_keys, &ch).unwrap();
             assert!(matches!(
                 client_finish(cp, &ClientKeys::new(&low, None, b""), &sh),
-                Err(HandshakeError::Malformed)
+                Err(PeerMisbehaved::Malformed)
             ));
         }
     }

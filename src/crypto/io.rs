@@ -19,7 +19,7 @@ use super::handshake::{
 use super::record::{self, Opener, RecordType, Sealer};
 use super::{Encryption, HandshakeError, PublicKey};
 use crate::buffer::{BufferPool, ReadBuffer, SegmentQueue};
-use crate::runtime::{BoxStream, Runtime};
+use crate::runtime::{self, BoxStream, Runtime};
 use crate::time::Instant;
 
 fn io_err(e: std::io::Error) -> HandshakeError {
@@ -38,10 +38,10 @@ async fn bounded<T>(
     mut evicted: Option<&mut tokio::sync::oneshot::Receiver<()>>,
     fut: impl Future<Output = Result<T, HandshakeError>>,
 ) -> Result<T, HandshakeError> {
-    let mut timer = rt.sleep_until(deadline);
     let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(|cx| {
-        // Biased: a handshake that completes wins a tie with the timer and the eviction.
+    let or_evicted = std::future::poll_fn(|cx| {
+        // Biased: a handshake that completes wins a tie with the eviction (and, through
+        // `timeout_at`, with the timer).
         if let Poll::Ready(r) = fut.as_mut().poll(cx) {
             return Poll::Ready(r);
         }
@@ -50,12 +50,11 @@ async fn bounded<T>(
         {
             return Poll::Ready(Err(HandshakeError::Busy));
         }
-        timer
-            .as_mut()
-            .poll(cx)
-            .map(|()| Err(HandshakeError::Timeout))
-    })
-    .await
+        Poll::Pending
+    });
+    runtime::timeout_at(rt, deadline, or_evicted)
+        .await
+        .unwrap_or(Err(HandshakeError::Timeout))
 }
 
 /// One side's fresh secrets for one handshake, from the runtime's secret entropy.
@@ -91,6 +90,16 @@ impl HandshakeKeys {
 }
 
 impl HandshakeKeys {
+    /// The client side's keys: present when a server key is pinned.
+    pub(crate) fn client(&self) -> Option<&ClientKeys> {
+        self.client.as_ref()
+    }
+
+    /// The server side's keys: present when there is an identity key pair.
+    pub(crate) fn server(&self) -> Option<&ServerKeys> {
+        self.server.as_ref()
+    }
+
     /// Whether the server side accepts the null cipher.
     #[cfg(test)]
     pub(crate) fn server_accepts_null(&self) -> bool {
@@ -108,15 +117,14 @@ pub(crate) async fn client(
     rt: &dyn Runtime,
     stream: &mut BoxStream,
     enc: &Encryption,
-    keys: &HandshakeKeys,
+    keys: &ClientKeys,
 ) -> Result<(SessionKeys, [u8; CF_LEN]), HandshakeError> {
-    let keys = keys.client.as_ref().ok_or(HandshakeError::NotConfigured)?;
     bounded(rt, rt.now() + enc.handshake_timeout, None, async {
         let (pending, hello) = handshake::client_hello(fresh(rt)?, enc.cipher, keys)?;
         stream.write_all(&hello).await.map_err(io_err)?;
         let mut sh = [0u8; SH_LEN];
         stream.read_exact(&mut sh).await.map_err(io_err)?;
-        handshake::client_finish(pending, keys, &sh)
+        Ok(handshake::client_finish(pending, keys, &sh)?)
     })
     .await
 }
@@ -128,10 +136,9 @@ pub(crate) async fn server(
     rt: &dyn Runtime,
     stream: &mut BoxStream,
     enc: &Encryption,
-    keys: &HandshakeKeys,
+    keys: &ServerKeys,
     ticket: &mut Ticket,
 ) -> Result<SessionKeys, HandshakeError> {
-    let keys = keys.server.as_ref().ok_or(HandshakeError::NotConfigured)?;
     let start = rt.now();
     let hello_deadline = start + enc.hello_timeout.min(enc.handshake_timeout);
     let mut hello = [0u8; CH_MAX];
@@ -156,7 +163,7 @@ pub(crate) async fn server(
         stream.write_all(&sh).await.map_err(io_err)?;
         let mut cf = [0u8; CF_LEN];
         stream.read_exact(&mut cf).await.map_err(io_err)?;
-        handshake::server_finish(pending, &cf)
+        Ok(handshake::server_finish(pending, &cf)?)
     })
     .await
 }
@@ -174,18 +181,11 @@ pub(crate) async fn refuse(rt: &dyn Runtime, stream: &mut BoxStream, sealed: &mu
     let mut bytes: Vec<u8> = sealed.wire_out.chunks().flatten().copied().collect();
     bytes.extend_from_slice(&rec[..n]);
     sealed.wire_out.clear();
-    let mut timer = rt.sleep_until(rt.now() + sealed.handshake_timeout);
-    let mut io = std::pin::pin!(async {
+    let io = async {
         let _ = stream.write_all(&bytes).await;
         let _ = stream.shutdown().await;
-    });
-    std::future::poll_fn(|cx| {
-        if io.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(());
-        }
-        timer.as_mut().poll(cx)
-    })
-    .await;
+    };
+    let _ = runtime::timeout(rt, sealed.handshake_timeout, io).await;
 }
 
 /// Record state of one encrypted session, owned by its driver.

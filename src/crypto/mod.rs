@@ -9,7 +9,7 @@
 //! - **Server authentication.** The client pins the server's static X25519 key
 //!   ([`Encryption::server_key`]); only the holder of the matching secret can compute the
 //!   server's finished tag, so an impostor fails `connect` with
-//!   [`HandshakeError::ServerNotAuthenticated`]. A client's handshake secrets come from the
+//!   [`PeerMisbehaved::ServerNotAuthenticated`]. A client's handshake secrets come from the
 //!   operating system per handshake, never from `Config::rng_seed`, so knowing a client's
 //!   seed does not help an impostor.
 //! - **Optional client authentication.** With [`Encryption::allowed_clients`] set, the client
@@ -85,10 +85,9 @@ mod x25519;
 use std::fmt;
 use std::time::Duration;
 
-pub use keys::{KeyError, KeyPair, PublicKey};
+use crate::error::Fault;
 
-/// The name of the encrypted protocol in the protocol factory.
-pub const BITS_HPKE: &str = "bits-hpke";
+pub use keys::{KeyError, KeyPair, PublicKey};
 
 /// The AEAD protecting records. The default is [`Cipher::preferred`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +158,30 @@ fn aes_in_hardware() -> bool {
 }
 
 /// Keys and limits of the encrypted protocol, in `Config::encryption`.
+///
+/// Start from [`Encryption::server`] or [`Encryption::client`] and change what you need with
+/// a `with_` method per field (the fields stay public for reading; the struct is
+/// `#[non_exhaustive]`, so a new setting is no breaking change):
+///
+/// ```
+/// use std::time::Duration;
+/// use laxnet::{Config, Encryption, KeyPair};
+///
+/// let server_key = KeyPair::generate();
+/// let client_key = KeyPair::generate();
+/// let server = Config::default().with_encryption(
+///     Encryption::server(server_key.clone())
+///         .with_allowed_clients([client_key.public()])
+///         .with_context("chat/eu"),
+/// );
+/// let client = Config::default().with_encryption(
+///     Encryption::client(server_key.public())
+///         .with_identity(client_key)
+///         .with_context("chat/eu")
+///         .with_handshake_timeout(Duration::from_secs(2)),
+/// );
+/// # let _ = (server, client);
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Encryption {
@@ -246,9 +269,72 @@ impl Encryption {
         }
     }
 
+    /// Sets [`Encryption::identity`]: on a client, this enables client authentication.
+    pub fn with_identity(mut self, identity: KeyPair) -> Encryption {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Sets [`Encryption::server_key`], the server key a client pins.
+    pub fn with_server_key(mut self, server_key: PublicKey) -> Encryption {
+        self.server_key = Some(server_key);
+        self
+    }
+
+    /// Sets [`Encryption::allowed_clients`]: a server accepts only these client keys.
+    pub fn with_allowed_clients(
+        mut self,
+        clients: impl IntoIterator<Item = PublicKey>,
+    ) -> Encryption {
+        self.allowed_clients = Some(clients.into_iter().collect());
+        self
+    }
+
+    /// Sets [`Encryption::cipher`].
+    pub fn with_cipher(mut self, cipher: Cipher) -> Encryption {
+        self.cipher = cipher;
+        self
+    }
+
     /// These settings with the application context `context` (see [`Encryption::context`]).
     pub fn with_context(mut self, context: impl Into<Vec<u8>>) -> Encryption {
         self.context = context.into();
+        self
+    }
+
+    /// Sets [`Encryption::handshake_timeout`].
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Encryption {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Encryption::hello_timeout`].
+    pub fn with_hello_timeout(mut self, timeout: Duration) -> Encryption {
+        self.hello_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Encryption::max_handshakes`].
+    pub fn with_max_handshakes(mut self, n: usize) -> Encryption {
+        self.max_handshakes = n;
+        self
+    }
+
+    /// Sets [`Encryption::max_handshakes_per_source`].
+    pub fn with_max_handshakes_per_source(mut self, n: usize) -> Encryption {
+        self.max_handshakes_per_source = n;
+        self
+    }
+
+    /// Sets [`Encryption::max_record`].
+    pub fn with_max_record(mut self, bytes: usize) -> Encryption {
+        self.max_record = bytes;
+        self
+    }
+
+    /// Sets [`Encryption::record_limit`].
+    pub fn with_record_limit(mut self, records: u64) -> Encryption {
+        self.record_limit = records;
         self
     }
 
@@ -264,49 +350,102 @@ impl Encryption {
 }
 
 /// Why a handshake failed. The connection is dropped; no session exists.
+///
+/// Grouped by who is at fault (see [`HandshakeError::fault`]): the peer
+/// ([`HandshakeError::Peer`], [`HandshakeError::Closed`]), the network
+/// ([`HandshakeError::Io`]), time ([`HandshakeError::Timeout`]), or this side's admission
+/// limits ([`HandshakeError::Busy`]). Using the API wrongly is no handshake error: it fails the
+/// call before any I/O (`ConnectError::NotConfigured`, `AcceptError::NotConfigured`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HandshakeError {
-    /// Bytes that are not a handshake message of this version.
-    Malformed,
-    /// The server could not prove it holds the pinned key (impersonation or wrong key).
-    ServerNotAuthenticated,
-    /// The client's finished tag did not verify (not live, or not the key holder).
-    ClientNotAuthenticated,
-    /// Client authentication is on and the client's key is not allowed (or missing).
-    UnknownClientKey,
-    /// The handshake did not finish within the timeout.
-    Timeout,
-    /// The peer closed the connection during the handshake (a server rejects silently).
+    /// The peer sent what this version does not allow, or could not prove what it must.
+    Peer(PeerMisbehaved),
+    /// The peer closed the connection during the handshake. A server refuses silently, so a
+    /// client sees this when a server does not admit it (a client key it does not allow, a
+    /// full service, no handshake place).
     Closed,
-    /// I/O error during the handshake.
+    /// The socket failed during the handshake (or the runtime could not supply the
+    /// handshake's secrets).
     Io(std::io::ErrorKind),
-    /// Too many handshakes in progress (a server refuses or evicts the attempt; the client
-    /// sees its connection closed).
+    /// The handshake did not finish within `Encryption::handshake_timeout` (on a server, or
+    /// its ClientHello within `Encryption::hello_timeout`).
+    Timeout,
+    /// A server only: the attempt was stalled when a new connection found the handshake places
+    /// full, and was dropped to make room for it (see [`Encryption::max_handshakes`]; counted
+    /// in `Status::handshakes_evicted`). Its client sees [`HandshakeError::Closed`].
     Busy,
-    /// Keys for this protocol are not configured (`Config::encryption`).
-    NotConfigured,
+}
+
+impl HandshakeError {
+    /// Who is at fault: [`Fault::Peer`] for [`Peer`](HandshakeError::Peer) and
+    /// [`Closed`](HandshakeError::Closed), [`Fault::Network`] for
+    /// [`Io`](HandshakeError::Io), [`Fault::Timeout`] for
+    /// [`Timeout`](HandshakeError::Timeout), [`Fault::Local`] for
+    /// [`Busy`](HandshakeError::Busy) (this server's admission limits).
+    pub fn fault(&self) -> Fault {
+        match self {
+            HandshakeError::Peer(_) | HandshakeError::Closed => Fault::Peer,
+            HandshakeError::Io(_) => Fault::Network,
+            HandshakeError::Timeout => Fault::Timeout,
+            HandshakeError::Busy => Fault::Local,
+        }
+    }
+}
+
+impl From<PeerMisbehaved> for HandshakeError {
+    fn from(e: PeerMisbehaved) -> HandshakeError {
+        HandshakeError::Peer(e)
+    }
 }
 
 impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HandshakeError::Malformed => f.write_str("malformed handshake message"),
-            HandshakeError::ServerNotAuthenticated => {
-                f.write_str("server failed to authenticate (wrong key?)")
-            }
-            HandshakeError::ClientNotAuthenticated => f.write_str("client failed to authenticate"),
-            HandshakeError::UnknownClientKey => f.write_str("client key not allowed"),
-            HandshakeError::Timeout => f.write_str("handshake timed out"),
+            HandshakeError::Peer(e) => e.fmt(f),
             HandshakeError::Closed => f.write_str("peer closed during the handshake"),
             HandshakeError::Io(k) => write!(f, "I/O error during the handshake: {k}"),
-            HandshakeError::Busy => f.write_str("too many handshakes in progress"),
-            HandshakeError::NotConfigured => f.write_str("encryption keys not configured"),
+            HandshakeError::Timeout => f.write_str("handshake timed out"),
+            HandshakeError::Busy => f.write_str("dropped for a newer handshake (too many at once)"),
         }
     }
 }
 
 impl std::error::Error for HandshakeError {}
+
+/// How the peer broke a handshake (a [`HandshakeError::Peer`]): what it sent is not a
+/// handshake of this version, or it could not prove what it must. Like rustls'
+/// `PeerMisbehaved`, these are for logs and counters; an application rarely needs to tell
+/// them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerMisbehaved {
+    /// Bytes that are not a handshake message of this version (another version, a cipher
+    /// this side does not enable, a public key no honest peer sends).
+    Malformed,
+    /// The server could not prove it holds the pinned key (impersonation, the wrong key
+    /// pinned, or another `Encryption::context`).
+    ServerNotAuthenticated,
+    /// The client's finished tag did not verify (not live, or not the key holder).
+    ClientNotAuthenticated,
+    /// Client authentication is on and the client's key is not allowed (or missing).
+    UnknownClientKey,
+}
+
+impl fmt::Display for PeerMisbehaved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerMisbehaved::Malformed => f.write_str("malformed handshake message"),
+            PeerMisbehaved::ServerNotAuthenticated => {
+                f.write_str("server failed to authenticate (wrong key?)")
+            }
+            PeerMisbehaved::ClientNotAuthenticated => f.write_str("client failed to authenticate"),
+            PeerMisbehaved::UnknownClientKey => f.write_str("client key not allowed"),
+        }
+    }
+}
+
+impl std::error::Error for PeerMisbehaved {}
 
 /// Why an encrypted session's records were rejected (a [`CloseReason::Crypto`]).
 ///
@@ -341,6 +480,32 @@ impl std::error::Error for CryptoError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handshake_errors_name_who_is_at_fault() {
+        let peer = HandshakeError::from(PeerMisbehaved::ServerNotAuthenticated);
+        assert_eq!(
+            peer,
+            HandshakeError::Peer(PeerMisbehaved::ServerNotAuthenticated)
+        );
+        assert_eq!(
+            peer.to_string(),
+            "server failed to authenticate (wrong key?)"
+        );
+        let cases = [
+            (peer, Fault::Peer),
+            (HandshakeError::Closed, Fault::Peer),
+            (
+                HandshakeError::Io(std::io::ErrorKind::ConnectionReset),
+                Fault::Network,
+            ),
+            (HandshakeError::Timeout, Fault::Timeout),
+            (HandshakeError::Busy, Fault::Local),
+        ];
+        for (e, fault) in cases {
+            assert_eq!(e.fault(), fault, "{e}");
+        }
+    }
 
     #[test]
     fn the_default_cipher_follows_the_cpu() {

@@ -26,10 +26,12 @@ use super::{Cipher, CryptoError};
 
 /// Bytes of the record header.
 pub(crate) const HEADER: usize = 4;
+/// Bytes of the record type (the first byte inside the AEAD).
+pub(crate) const TYPE: usize = 1;
 /// Bytes of the authentication tag.
 pub(crate) const TAG: usize = 16;
 /// Bytes a record adds around its payload: header, type byte, tag.
-pub(crate) const OVERHEAD: usize = HEADER + 1 + TAG;
+pub(crate) const OVERHEAD: usize = HEADER + TYPE + TAG;
 
 /// What a record carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -78,4 +79,43 @@ pub trait Runtime: Send + Sync + 'static {
 /// A future that completes after `d` on `rt`'s clock.
 pub(crate) fn sleep(rt: &dyn Runtime, d: Duration) -> BoxFuture<'static, ()> {
     rt.sleep_until(rt.now() + d)
+}
+
+/// Runs `fut` until `deadline` on `rt`'s clock: `Some` of its output, or `None` if the
+/// deadline passed first. Biased toward the future: one that is ready when the timer fires
+/// wins the tie, so a completion is never reported as a timeout.
+pub(crate) async fn timeout_at<F: Future>(
+    rt: &dyn Runtime,
+    deadline: Instant,
+    fut: F,
+) -> Option<F::Output> {
+    let mut timer = rt.sleep_until(deadline);
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        timer.as_mut().poll(cx).map(|()| None)
+    })
+    .await
+}
+
+/// Runs `fut` for at most `d` on `rt`'s clock (see [`timeout_at`]).
+pub(crate) async fn timeout<F: Future>(rt: &dyn Runtime, d: Duration, fut: F) -> Option<F::Output> {
+    timeout_at(rt, rt.now() + d, fut).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn timeout_is_biased_toward_the_future() {
+        let rt = TokioRuntime::new();
+        // The deadline has passed when the future is first polled: a ready future still wins.
+        assert_eq!(timeout_at(&rt, rt.now(), async { 7 }).await, Some(7));
+        assert_eq!(timeout(&rt, Duration::ZERO, async { 7 }).await, Some(7));
+        let never = std::future::pending::<()>();
+        assert_eq!(timeout(&rt, Duration::from_millis(1), never).await, None);
+    }
 }

@@ -7,6 +7,7 @@ pub(crate) mod status;
 pub(crate) mod topic;
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -25,7 +26,8 @@ use crate::error::{AcceptError, CloseReason, ConnectError, SubscribeError};
 use crate::id::{IdTable, SessionId};
 use crate::message::Message;
 use crate::planted::{self, Bug};
-use crate::registry::{self, ProtocolId, Registry, Target};
+use crate::protocol::Protocol;
+use crate::registry::{Registry, Target};
 use crate::runtime::{BoxFuture, BoxStream, Listener, Runtime, TokioRuntime};
 use crate::session::context::Context;
 use crate::session::driver::Driver;
@@ -35,13 +37,6 @@ use crate::time::Instant;
 
 pub use status::{ProtocolCount, SessionInfo, SessionState, Status};
 pub use topic::{AnyMessage, Direction, Event, Inbox, Received, SessionEvent, SubId, Topic};
-
-/// The name of the built-in plaintext protocol: borsh messages in length-prefixed frames.
-pub const BITS: &str = "bits";
-
-/// Protocol ids in the factory: the table below is the factory.
-const PROTOCOLS: [&str; 2] = [BITS, crate::crypto::BITS_HPKE];
-const SEALED: ProtocolId = 1;
 
 struct Sessions {
     table: IdTable<Arc<SessionShared>>,
@@ -54,7 +49,6 @@ type CloseWatchers = BTreeMap<SessionId, Vec<Box<dyn FnOnce(&CloseReason) + Send
 pub(crate) struct ServiceInner {
     pub(crate) core: Arc<Context>,
     sessions: Mutex<Sessions>,
-    protocols: Vec<Arc<str>>,
     registry: Mutex<Arc<Registry>>,
     registry_version: AtomicU64,
     next_sub: AtomicU64,
@@ -87,10 +81,10 @@ impl ServiceInner {
         (v, Some(r))
     }
 
-    fn modify_registry(
+    fn modify_registry<E>(
         &self,
-        f: impl FnOnce(&Registry) -> Result<Registry, SubscribeError>,
-    ) -> Result<(), SubscribeError> {
+        f: impl FnOnce(&Registry) -> Result<Registry, E>,
+    ) -> Result<(), E> {
         let mut r = lock(&self.registry);
         let next = f(&r)?;
         *r = Arc::new(next);
@@ -98,15 +92,16 @@ impl ServiceInner {
         Ok(())
     }
 
-    fn protocol_id(&self, name: &str) -> Option<ProtocolId> {
-        self.protocols
-            .iter()
-            .position(|p| &**p == name)
-            .map(|i| i as ProtocolId)
-    }
-
-    fn next_sub(&self) -> SubId {
-        SubId(self.next_sub.fetch_add(1, Relaxed))
+    /// Adds a subscription: `target` gets `topic`'s deliveries. Callbacks
+    /// ([`Service::sub`]) and inboxes ([`Inbox::add`]) both come through here.
+    pub(crate) fn subscribe<E>(
+        &self,
+        topic: Topic<E>,
+        target: Target<E>,
+    ) -> Result<SubId, SubscribeError> {
+        let id = SubId(self.next_sub.fetch_add(1, Relaxed));
+        self.modify_registry(|r| r.with_sub(&topic, id, target))?;
+        Ok(id)
     }
 
     fn is_full(&self) -> bool {
@@ -124,7 +119,7 @@ impl ServiceInner {
         self: &Arc<Self>,
         stream: BoxStream,
         peer: SocketAddr,
-        protocol: ProtocolId,
+        protocol: Protocol,
         direction: Direction,
         sealed: Option<Box<Sealed>>,
     ) -> Result<SessionRef, (BoxStream, Option<Box<Sealed>>)> {
@@ -138,7 +133,6 @@ impl ServiceInner {
                 let sh = Arc::new(SessionShared {
                     id,
                     protocol,
-                    protocol_name: self.protocols[protocol as usize].clone(),
                     peer,
                     direction,
                     opened_at: now,
@@ -199,7 +193,7 @@ impl ServiceInner {
         publish: bool,
     ) {
         let core = &self.core;
-        core.counters.closes[reason.kind_index()].fetch_add(1, Relaxed);
+        core.counters.closes[reason.kind().index()].fetch_add(1, Relaxed);
         if publish {
             self.publish_closed(shared, &reason);
         }
@@ -362,7 +356,6 @@ impl Service {
         }
         let inner = Arc::new(ServiceInner {
             sessions: Mutex::new(Sessions { table, rng }),
-            protocols: PROTOCOLS.iter().map(|p| Arc::from(*p)).collect(),
             registry: Mutex::new(Arc::new(Registry::default())),
             registry_version: AtomicU64::new(0),
             next_sub: AtomicU64::new(1),
@@ -389,11 +382,6 @@ impl Service {
         self.inner.core.runtime.now()
     }
 
-    /// Names of the protocols `accept` and `connect` can use.
-    pub fn protocols(&self) -> Vec<String> {
-        self.inner.protocols.iter().map(|p| p.to_string()).collect()
-    }
-
     /// Registers message type `T` for decoding without subscribing to it (received `T`s are
     /// then counted as unhandled instead of closing the session). Subscribing registers too.
     pub fn register<T: Message>(&self) -> Result<(), SubscribeError> {
@@ -404,11 +392,11 @@ impl Service {
     ///
     /// ```no_run
     /// # async fn demo(svc: laxnet::Service) -> Result<(), Box<dyn std::error::Error>> {
-    /// use laxnet::{Received, SessionEvent, Topic};
-    /// # #[derive(borsh::BorshSerialize, borsh::BorshDeserialize, Debug, Clone)] struct Chat { text: String }
+    /// use laxnet::{Protocol, Received, SessionEvent, Topic};
+    /// # #[derive(borsh::BorshSerialize, borsh::BorshDeserialize, Debug)] struct Chat { text: String }
     /// # laxnet::message!(Chat = 1);
-    /// svc.sub(Topic::sessions("bits"), |ev: &SessionEvent| println!("{ev:?}"))?;
-    /// svc.sub(Topic::message::<Chat>("bits"), |m: &Received<Chat>| {
+    /// svc.sub(Topic::sessions(Protocol::Bits), |ev: &SessionEvent| println!("{ev:?}"))?;
+    /// svc.sub(Topic::message::<Chat>(Protocol::Bits), |m: &Received<Chat>| {
     ///     let _ = m.session.send(&m.msg); // echo
     /// })?;
     /// # Ok(()) }
@@ -418,22 +406,18 @@ impl Service {
         topic: Topic<E>,
         f: impl Fn(&E) + Send + Sync + 'static,
     ) -> Result<SubId, SubscribeError> {
-        let protocol = self.protocol_for_sub(&topic.protocol)?;
-        let id = self.inner.next_sub();
-        let target = Target::Callback(Arc::new(f));
-        self.inner
-            .modify_registry(|r| (topic.add)(r, id, protocol, target))?;
-        Ok(id)
+        self.inner.subscribe(topic, Target::Callback(Arc::new(f)))
     }
 
-    /// Ends a subscription. Returns false if it did not exist.
+    /// Ends a subscription (a callback's; an inbox's end when it is dropped). Returns false if
+    /// it did not exist.
     pub fn unsub(&self, id: SubId) -> bool {
         self.inner
-            .modify_registry(|r| r.without(id).ok_or(SubscribeError::SessionGone))
+            .modify_registry(|r| r.without(id).ok_or(()))
             .is_ok()
     }
 
-    /// A new, empty [`Inbox`]; add topics with [`Inbox::sessions`] and [`Inbox::messages`].
+    /// A new, empty [`Inbox`]; add topics with [`Inbox::add`].
     pub fn inbox(&self) -> Inbox {
         let (tx, rx) = mpsc::unbounded_channel();
         Inbox {
@@ -442,38 +426,6 @@ impl Service {
             subs: Vec::new(),
             service: self.clone(),
         }
-    }
-
-    pub(crate) fn sub_inbox_sessions(
-        &self,
-        protocol: &str,
-        tx: mpsc::UnboundedSender<Event>,
-    ) -> Result<SubId, SubscribeError> {
-        let protocol = self.protocol_for_sub(protocol)?;
-        let id = self.inner.next_sub();
-        let target = Target::Inbox(tx, registry::session_event);
-        self.inner
-            .modify_registry(|r| Ok(r.with_sessions(id, protocol, target)))?;
-        Ok(id)
-    }
-
-    pub(crate) fn sub_inbox_messages<T: Message + Clone>(
-        &self,
-        protocol: &str,
-        tx: mpsc::UnboundedSender<Event>,
-    ) -> Result<SubId, SubscribeError> {
-        let protocol = self.protocol_for_sub(protocol)?;
-        let id = self.inner.next_sub();
-        let target = Target::Inbox(tx, registry::message_event::<T>);
-        self.inner
-            .modify_registry(|r| r.with_message::<T>(Some((id, protocol, target))))?;
-        Ok(id)
-    }
-
-    fn protocol_for_sub(&self, name: &str) -> Result<ProtocolId, SubscribeError> {
-        self.inner
-            .protocol_id(name)
-            .ok_or_else(|| SubscribeError::UnknownProtocol(name.to_string()))
     }
 
     /// Calls `f` once with the reason when session `id` closes: interest in one session's
@@ -505,16 +457,13 @@ impl Service {
     }
 
     /// Listens on `addr` (`"host:port"`, port 0 for any) and opens a session with `protocol`
-    /// for every connection, up to `Config::max_sessions`.
-    pub async fn accept(&self, addr: &str, protocol: &str) -> Result<Acceptor, AcceptError> {
-        let proto = self
-            .inner
-            .protocol_id(protocol)
-            .ok_or_else(|| AcceptError::UnknownProtocol(protocol.to_string()))?;
+    /// for every connection, up to `Config::max_sessions`. [`Protocol::BitsHpke`] without an
+    /// identity key pair in `Config::encryption` fails with `NotConfigured` before any I/O.
+    pub async fn accept(&self, addr: &str, protocol: Protocol) -> Result<Acceptor, AcceptError> {
         if self.inner.is_shut_down() {
             return Err(AcceptError::Shutdown);
         }
-        if proto == SEALED {
+        if protocol.is_encrypted() {
             let enc = self.inner.core.config.encryption.as_ref();
             if enc.and_then(|e| e.identity.as_ref()).is_none() {
                 return Err(AcceptError::NotConfigured);
@@ -529,10 +478,10 @@ impl Service {
             .map_err(AcceptError::Io)?;
         let local_addr = listener.local_addr().map_err(AcceptError::Io)?;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = accept_loop(self.inner.clone(), listener, proto, stop_rx);
+        let task = accept_loop(self.inner.clone(), listener, protocol, stop_rx);
         spawn_guarded(&self.inner.core, Box::pin(task));
         if self.inner.core.logging() {
-            tracing::info!(target: "laxnet", %local_addr, protocol, "listening");
+            tracing::info!(target: "laxnet", %local_addr, %protocol, "listening");
         }
         Ok(Acceptor {
             local_addr,
@@ -541,29 +490,37 @@ impl Service {
     }
 
     /// Connects to `addr` and opens a session with `protocol`. Fails after
-    /// `Config::connect_timeout`.
-    pub async fn connect(&self, addr: &str, protocol: &str) -> Result<SessionRef, ConnectError> {
+    /// `Config::connect_timeout`. [`Protocol::BitsHpke`] without the server's key in
+    /// `Config::encryption` fails with `NotConfigured` before any I/O.
+    pub async fn connect(
+        &self,
+        addr: &str,
+        protocol: Protocol,
+    ) -> Result<SessionRef, ConnectError> {
         let inner = &self.inner;
-        let proto = inner
-            .protocol_id(protocol)
-            .ok_or_else(|| ConnectError::UnknownProtocol(protocol.to_string()))?;
         if inner.is_shut_down() {
             return Err(ConnectError::Shutdown);
         }
+        // The encryption settings and the client's handshake keys, checked before any I/O.
+        let hpke = match protocol {
+            Protocol::Bits => None,
+            Protocol::BitsHpke => {
+                let core = &inner.core;
+                match (
+                    core.config.encryption.as_ref(),
+                    core.handshake_keys.as_ref().and_then(|k| k.client()),
+                ) {
+                    (Some(enc), Some(keys)) => Some((enc, keys)),
+                    _ => return Err(ConnectError::NotConfigured),
+                }
+            }
+        };
         if lock(&inner.sessions).table.len() >= inner.core.config.max_sessions {
             return Err(ConnectError::TooManySessions);
         }
         let rt = &inner.core.runtime;
-        let mut timer = rt.sleep_until(rt.now() + inner.core.config.connect_timeout);
-        let mut connecting = rt.connect(addr);
-        let res = std::future::poll_fn(|cx| {
-            // Biased: the connection wins a tie with the timer.
-            if let std::task::Poll::Ready(r) = connecting.as_mut().poll(cx) {
-                return std::task::Poll::Ready(Some(r));
-            }
-            timer.as_mut().poll(cx).map(|()| None)
-        })
-        .await;
+        let timeout = inner.core.config.connect_timeout;
+        let res = crate::runtime::timeout(&**rt, timeout, rt.connect(addr)).await;
         let (mut stream, peer) = match res {
             None => {
                 inner.core.counters.connect_failures.fetch_add(1, Relaxed);
@@ -575,14 +532,7 @@ impl Service {
             }
             Some(Ok(x)) => x,
         };
-        let sealed = if proto == SEALED {
-            let core = &inner.core;
-            let (Some(enc), Some(keys)) = (
-                core.config.encryption.as_ref(),
-                core.handshake_keys.as_ref(),
-            ) else {
-                return Err(ConnectError::Handshake(HandshakeError::NotConfigured));
-            };
+        let sealed = if let Some((enc, keys)) = hpke {
             match crypto::io::client(&**rt, &mut stream, enc, keys).await {
                 Ok((keys, finished)) => {
                     inner.core.counters.handshakes.fetch_add(1, Relaxed);
@@ -605,7 +555,7 @@ impl Service {
             }
             return Err(ConnectError::Shutdown);
         }
-        match inner.open_session(stream, peer, proto, Direction::Connected, sealed) {
+        match inner.open_session(stream, peer, protocol, Direction::Connected, sealed) {
             Ok(s) => Ok(s),
             Err((mut stream, sealed)) => {
                 if let Some(mut s) = sealed {
@@ -642,7 +592,9 @@ impl Service {
         self.inner.admission.idle().await;
         // Subscriptions often capture a clone of the service: dropping them here breaks that
         // cycle so the service's memory is freed once the last handle goes.
-        let _ = self.inner.modify_registry(|_| Ok(Registry::default()));
+        let _ = self
+            .inner
+            .modify_registry(|_| Ok::<_, Infallible>(Registry::default()));
         lock(&self.inner.close_watchers).clear();
         self.inner.core.pool.trim();
     }
@@ -681,7 +633,6 @@ impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
             .field("runtime", &self.inner.core.runtime.name())
-            .field("protocols", &self.inner.protocols)
             .finish()
     }
 }
@@ -709,7 +660,7 @@ impl Acceptor {
 async fn accept_loop(
     inner: Arc<ServiceInner>,
     listener: Box<dyn Listener>,
-    protocol: ProtocolId,
+    protocol: Protocol,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut shutdown = inner.shutdown.subscribe();
@@ -723,7 +674,7 @@ async fn accept_loop(
         };
         let core = &inner.core;
         match res {
-            Ok((stream, peer)) if protocol == SEALED => {
+            Ok((stream, peer)) if protocol.is_encrypted() => {
                 start_server_handshake(&inner, stream, peer)
             }
             Ok((stream, peer)) => {
@@ -787,7 +738,7 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
             // allow-list can be long).
             let (Some(enc), Some(keys)) = (
                 inner.core.config.encryption.as_ref(),
-                inner.core.handshake_keys.as_ref(),
+                inner.core.handshake_keys.as_ref().and_then(|k| k.server()),
             ) else {
                 return;
             };
@@ -821,9 +772,13 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
                         crypto::io::refuse(rt, &mut stream, &mut sealed).await;
                         return;
                     }
-                    if let Err((mut stream, Some(mut sealed))) =
-                        inner.open_session(stream, peer, SEALED, Direction::Accepted, Some(sealed))
-                    {
+                    if let Err((mut stream, Some(mut sealed))) = inner.open_session(
+                        stream,
+                        peer,
+                        Protocol::BitsHpke,
+                        Direction::Accepted,
+                        Some(sealed),
+                    ) {
                         counters.refused.fetch_add(1, Relaxed);
                         crypto::io::refuse(rt, &mut stream, &mut sealed).await;
                     }

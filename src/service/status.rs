@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use super::{Direction, Service};
 use crate::buffer::PoolStats;
-use crate::error::CloseReason;
+use crate::error::CloseKind;
 use crate::id::SessionId;
+use crate::protocol::Protocol;
 use crate::session::shared::Phase;
 
 /// A session's state as listed by [`Service::sessions`].
@@ -28,8 +29,8 @@ pub enum SessionState {
 pub struct SessionInfo {
     /// Its id.
     pub id: SessionId,
-    /// Protocol name.
-    pub protocol: String,
+    /// Its protocol.
+    pub protocol: Protocol,
     /// Peer address.
     pub peer: SocketAddr,
     /// Who opened it.
@@ -53,11 +54,11 @@ pub struct SessionInfo {
 }
 
 /// Sessions of one protocol.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProtocolCount {
-    /// Protocol name.
-    pub protocol: String,
+    /// The protocol.
+    pub protocol: Protocol,
     /// Open sessions.
     pub open: usize,
     /// Sessions closing.
@@ -70,7 +71,7 @@ pub struct ProtocolCount {
 pub struct Status {
     /// The runtime backend's name.
     pub runtime: &'static str,
-    /// Live sessions per protocol and state.
+    /// Live sessions per protocol and state, every protocol in [`Protocol::ALL`] order.
     pub sessions: Vec<ProtocolCount>,
     /// Sessions accepted since start.
     pub accepted: u64,
@@ -90,8 +91,9 @@ pub struct Status {
     pub msgs_out: u64,
     /// Messages received that no subscriber wanted.
     pub unhandled: u64,
-    /// Closed sessions by [`CloseReason::kind`], in [`CloseReason::KINDS`] order.
-    pub closes: Vec<(&'static str, u64)>,
+    /// Closed sessions by [`CloseReason::kind`](crate::CloseReason::kind), every kind in
+    /// [`CloseKind::ALL`] order.
+    pub closes: Vec<(CloseKind, u64)>,
     /// Sends refused because the queue was full.
     pub queue_full: u64,
     /// Sessions closed by the heartbeat check in `send`.
@@ -124,8 +126,8 @@ impl Status {
         self.sessions.iter().map(|p| p.open + p.closing).sum()
     }
 
-    /// How many sessions closed with reason `kind`.
-    pub fn closed(&self, kind: &str) -> u64 {
+    /// How many sessions closed with a reason of `kind`.
+    pub fn closed(&self, kind: CloseKind) -> u64 {
         self.closes
             .iter()
             .find(|(k, _)| *k == kind)
@@ -139,18 +141,17 @@ impl Service {
         let inner = self.inner();
         let core = &inner.core;
         let c = &core.counters;
-        let mut sessions: Vec<ProtocolCount> = inner
-            .protocols
-            .iter()
-            .map(|p| ProtocolCount {
-                protocol: p.to_string(),
+        let mut sessions: Vec<ProtocolCount> = Protocol::ALL
+            .into_iter()
+            .map(|protocol| ProtocolCount {
+                protocol,
                 open: 0,
                 closing: 0,
             })
             .collect();
         let ([mut bi, mut bo, mut mi, mut mo], live, pool) = inner.snapshot_with_done();
         for s in live {
-            let row = &mut sessions[s.protocol as usize];
+            let row = &mut sessions[s.protocol.index()];
             match s.phase() {
                 Phase::Open => row.open += 1,
                 _ => row.closing += 1,
@@ -172,10 +173,10 @@ impl Service {
             msgs_in: mi,
             msgs_out: mo,
             unhandled: c.unhandled.load(Relaxed),
-            closes: CloseReason::KINDS
-                .iter()
+            closes: CloseKind::ALL
+                .into_iter()
                 .zip(&c.closes)
-                .map(|(k, n)| (*k, n.load(Relaxed)))
+                .map(|(k, n)| (k, n.load(Relaxed)))
                 .collect(),
             queue_full: c.queue_full.load(Relaxed),
             heartbeat_expiries: c.heartbeat_expiries.load(Relaxed),
@@ -199,7 +200,7 @@ impl Service {
             .into_iter()
             .map(|s| SessionInfo {
                 id: s.id,
-                protocol: s.protocol_name.to_string(),
+                protocol: s.protocol,
                 peer: s.peer,
                 direction: s.direction,
                 state: if s.phase() == Phase::Open {

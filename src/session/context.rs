@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use crate::buffer::BufferPool;
 use crate::config::Config;
 use crate::crypto;
-use crate::error::CloseReason;
+use crate::error::CloseKind;
 use crate::runtime::Runtime;
 use crate::session::shared::SessionCounters;
 
@@ -19,7 +19,7 @@ pub(crate) struct Counters {
     pub(crate) connected: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
-    pub(crate) closes: [AtomicU64; CloseReason::KINDS.len()],
+    pub(crate) closes: [AtomicU64; CloseKind::ALL.len()],
     pub(crate) heartbeat_expiries: AtomicU64,
     pub(crate) queue_full: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,

@@ -85,7 +85,7 @@ impl Driver {
         let conn = Connection::new(core.pool.clone(), limits, sealed, plants);
         let (handlers_version, handlers) = host.handlers();
         let span = if core.logging() {
-            tracing::debug_span!(target: "laxnet", "session", id = %shared.id, peer = %shared.peer, protocol = %shared.protocol_name)
+            tracing::debug_span!(target: "laxnet", "session", id = %shared.id, peer = %shared.peer, protocol = %shared.protocol)
         } else {
             tracing::Span::none()
         };

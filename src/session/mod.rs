@@ -33,9 +33,7 @@ pub use shared::{Direction, SessionRef};
 use std::sync::Arc;
 
 use crate::error::{CloseReason, ProtocolViolation};
-
-/// Index of a protocol in the service's protocol table.
-pub(crate) type ProtocolId = u16;
+use crate::protocol::Protocol;
 
 /// Decodes the messages of one type and delivers them to their subscribers (the registry
 /// above implements it).
@@ -47,7 +45,7 @@ pub(crate) trait Deliver: Send + Sync {
     /// reference-count traffic (a clone and a drop were two atomic operations per message).
     fn dispatch(
         &self,
-        protocol: ProtocolId,
+        protocol: Protocol,
         session: SessionRef,
         body: &[u8],
     ) -> (SessionRef, Result<bool, ProtocolViolation>);

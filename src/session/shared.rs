@@ -16,7 +16,7 @@ use crate::error::{CloseReason, SendError};
 use crate::id::SessionId;
 use crate::message::{Message, encode_frame};
 use crate::planted::{self, Bug};
-use crate::session::ProtocolId;
+use crate::protocol::Protocol;
 use crate::session::context::Context;
 use crate::time::Instant;
 
@@ -84,8 +84,7 @@ pub(crate) struct SessionCounters {
 /// One session's state shared by its driver and its refs.
 pub(crate) struct SessionShared {
     pub(crate) id: SessionId,
-    pub(crate) protocol: ProtocolId,
-    pub(crate) protocol_name: Arc<str>,
+    pub(crate) protocol: Protocol,
     pub(crate) peer: SocketAddr,
     pub(crate) direction: Direction,
     pub(crate) opened_at: Instant,
@@ -216,9 +215,9 @@ impl SessionRef {
         self.shared.peer_key
     }
 
-    /// The protocol name the session was opened with.
-    pub fn protocol(&self) -> &str {
-        &self.shared.protocol_name
+    /// The protocol the session was opened with.
+    pub fn protocol(&self) -> Protocol {
+        self.shared.protocol
     }
 
     /// Whether this side accepted or connected the session.
@@ -380,7 +379,7 @@ impl fmt::Debug for SessionRef {
         f.debug_struct("SessionRef")
             .field("id", &self.shared.id)
             .field("peer", &self.shared.peer)
-            .field("protocol", &&*self.shared.protocol_name)
+            .field("protocol", &self.shared.protocol)
             .finish()
     }
 }

@@ -71,7 +71,7 @@ suite! {
         peer_crash,
         heartbeat_silent_peer,
         stale_ref,
-        unknown_protocol,
+        protocol_misuse,
         bad_input,
         max_sessions,
         shutdown,
@@ -82,10 +82,10 @@ suite! {
         a_message_larger_than_the_queue_limit_is_sent,
         waiting_partial_frame_holds_a_small_block,
     ],
-    // `unknown_protocol`, `bad_input` and `waiting_partial_frame_holds_a_small_block` are
-    // about "bits" itself (its names and its frames, which an attacker cannot put inside
-    // records without the keys); `bad_handshake` is the encrypted listener's counterpart of
-    // `bad_input`.
+    // `protocol_misuse` needs services without encryption keys; `bad_input` and
+    // `waiting_partial_frame_holds_a_small_block` are about "bits" itself (its frames, which
+    // an attacker cannot put inside records without the keys); `bad_handshake` is the
+    // encrypted listener's counterpart of `bad_input`.
     hpke: [
         echo,
         many_sessions,

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, UNIX_EPOCH};
 
+use laxnet::Protocol;
+
 use super::ctx::Ctx;
 use super::host::Host;
 
@@ -19,7 +21,7 @@ pub(crate) enum Backend {
 /// Runs `body` over `protocol` on real loopback sockets: server and client each on a Tokio
 /// runtime of their own (a 2-worker multi-thread runtime for the server, a current-thread one
 /// for the client).
-pub(crate) fn run_tokio<F, Fut>(protocol: &'static str, body: F)
+pub(crate) fn run_tokio<F, Fut>(protocol: Protocol, body: F)
 where
     F: FnOnce(Arc<Ctx>) -> Fut,
     Fut: Future<Output = ()>,
@@ -52,7 +54,7 @@ where
 
 /// Runs `body` over `protocol` inside a turmoil simulation with `seed`: hosts "server" and
 /// "client", the body as client "test", and a step loop that honours crash/restart requests.
-pub(crate) fn run_turmoil<F, Fut>(seed: u64, protocol: &'static str, body: F)
+pub(crate) fn run_turmoil<F, Fut>(seed: u64, protocol: Protocol, body: F)
 where
     F: FnOnce(Arc<Ctx>) -> Fut,
     Fut: Future<Output = ()> + 'static,

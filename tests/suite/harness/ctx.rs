@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use laxnet::runtime::BoxStream;
-use laxnet::{Acceptor, Config, Runtime, Service, SessionRef, TokioRuntime, TurmoilRuntime};
+use laxnet::{
+    Acceptor, Config, Protocol, Runtime, Service, SessionRef, TokioRuntime, TurmoilRuntime,
+};
 use tokio::sync::oneshot;
 
 use super::backends::Backend;
@@ -33,14 +35,14 @@ pub(crate) struct Ctx {
     backend: Backend,
     /// The protocol of this run ([`BITS`] or [`HPKE`]): the hosts' subscriptions, the
     /// listener and every connection use it.
-    protocol: &'static str,
+    protocol: Protocol,
     addr: Mutex<Option<String>>,
     acceptors: Mutex<Vec<Acceptor>>,
     pub(super) sim: Arc<SimControl>,
 }
 
 impl Ctx {
-    pub(super) fn new(backend: Backend, protocol: &'static str) -> Arc<Ctx> {
+    pub(super) fn new(backend: Backend, protocol: Protocol) -> Arc<Ctx> {
         Arc::new(Ctx {
             server: Host::new("server", backend, protocol),
             client: Host::new("client", backend, protocol),
@@ -53,7 +55,7 @@ impl Ctx {
     }
 
     /// The protocol of this run.
-    pub(crate) fn protocol(&self) -> &'static str {
+    pub(crate) fn protocol(&self) -> Protocol {
         self.protocol
     }
 

@@ -5,13 +5,13 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use laxnet::{Encryption, KeyPair};
+use laxnet::{Encryption, KeyPair, Protocol, wire};
 
 /// The plaintext protocol.
-pub(crate) const BITS: &str = laxnet::BITS;
+pub(crate) const BITS: Protocol = Protocol::Bits;
 
 /// The encrypted protocol.
-pub(crate) const HPKE: &str = laxnet::BITS_HPKE;
+pub(crate) const HPKE: Protocol = Protocol::BitsHpke;
 
 /// The server's static key pair, the same on every run and backend (derived once: an X25519
 /// operation costs about 10 ms in a debug build).
@@ -27,17 +27,13 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The encryption settings a server gets by default under [`HPKE`]: its key pair.
 pub(crate) fn server_encryption() -> Encryption {
-    let mut e = Encryption::server(server_key().clone());
-    e.handshake_timeout = HANDSHAKE_TIMEOUT;
-    e
+    Encryption::server(server_key().clone()).with_handshake_timeout(HANDSHAKE_TIMEOUT)
 }
 
 /// The encryption settings a client gets by default under [`HPKE`]: the server's public key,
 /// pinned.
 pub(crate) fn client_encryption() -> Encryption {
-    let mut e = Encryption::client(server_key().public());
-    e.handshake_timeout = HANDSHAKE_TIMEOUT;
-    e
+    Encryption::client(server_key().public()).with_handshake_timeout(HANDSHAKE_TIMEOUT)
 }
 
 /// The workhorse message: a sequence number and a payload derived from it.
@@ -67,13 +63,15 @@ impl Seq {
 
     /// Bytes of this message on the wire (frame header included).
     pub(crate) fn wire_len(&self) -> u64 {
-        8 + 8 + 4 + self.data.len() as u64
+        (wire::FRAME_HEADER + 8 + 4 + self.data.len()) as u64
     }
 
     /// The frame exactly as the "bits" format puts it on the wire.
     pub(crate) fn frame(&self) -> Vec<u8> {
         let body = borsh::to_vec(self).unwrap();
-        let mut f = ((body.len() + 4) as u32).to_le_bytes().to_vec();
+        let mut f = ((wire::FRAME_ID + body.len()) as u32)
+            .to_le_bytes()
+            .to_vec();
         f.extend_from_slice(&<Seq as laxnet::Message>::ID.to_le_bytes());
         f.extend_from_slice(&body);
         f
@@ -90,7 +88,9 @@ fn pattern(seq: u64, len: usize) -> Vec<u8> {
 
 /// A raw frame: `len` prefix, message id, body.
 pub(crate) fn raw_frame(id: u32, body: &[u8]) -> Vec<u8> {
-    let mut f = ((body.len() + 4) as u32).to_le_bytes().to_vec();
+    let mut f = ((wire::FRAME_ID + body.len()) as u32)
+        .to_le_bytes()
+        .to_vec();
     f.extend_from_slice(&id.to_le_bytes());
     f.extend_from_slice(body);
     f

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use laxnet::{
-    CloseReason, Config, Received, Service, SessionEvent, SessionId, Status, TokioRuntime, Topic,
-    TurmoilRuntime,
+    CloseReason, Config, Protocol, Received, Service, SessionEvent, SessionId, Status,
+    TokioRuntime, Topic, TurmoilRuntime,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -32,7 +32,7 @@ struct HostState {
     name: &'static str,
     backend: Backend,
     /// The protocol its recording subscriptions (and echo) listen to.
-    protocol: &'static str,
+    protocol: Protocol,
     /// Sender of the current incarnation's loop; `None` while the host is down.
     tx: Mutex<Option<mpsc::UnboundedSender<Msg>>>,
     /// Bumped every time the host software (re)starts.
@@ -52,7 +52,7 @@ struct HostState {
 pub(crate) struct Host(Arc<HostState>);
 
 impl Host {
-    pub(super) fn new(name: &'static str, backend: Backend, protocol: &'static str) -> Host {
+    pub(super) fn new(name: &'static str, backend: Backend, protocol: Protocol) -> Host {
         Host(Arc::new(HostState {
             name,
             backend,
@@ -71,7 +71,7 @@ impl Host {
     }
 
     /// The protocol of the scenario this host runs.
-    pub(crate) fn protocol(&self) -> &'static str {
+    pub(crate) fn protocol(&self) -> Protocol {
         self.0.protocol
     }
 

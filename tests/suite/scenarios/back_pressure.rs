@@ -10,8 +10,7 @@ use crate::harness::{Ctx, Seq};
 /// Starts both services, the client's with a send-queue limit of `limit` bytes, and opens one
 /// session: the client's ref and the server's session id.
 async fn connect_with_queue_limit(ctx: &Arc<Ctx>, limit: usize) -> (SessionRef, SessionId) {
-    let mut client = Config::default();
-    client.send_queue_limit = limit;
+    let client = Config::default().with_send_queue_limit(limit);
     ctx.start(Config::default(), client).await;
     ctx.listen().await;
     let c = ctx.connect().await;

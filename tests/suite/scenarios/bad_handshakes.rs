@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
-use laxnet::{Config, ConnectError, HandshakeError, KeyPair};
+use laxnet::{CloseKind, Config, ConnectError, HandshakeError, KeyPair, PeerMisbehaved, wire};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{close_client_session, garbage, read_to_end, round_trip, server_session, setup_echo};
@@ -20,27 +20,22 @@ enum Answer {
     ServerHello,
 }
 
-/// Bytes of a ClientHello without a client key: header, client random, ephemeral key.
-const HELLO_LEN: usize = 8 + 32 * 2;
-/// Bytes of the ServerHello: header, server random, ephemeral key, finished tag.
-const SERVER_HELLO_LEN: usize = 8 + 32 * 3;
-
 /// A ClientHello that passes every check the server can make before the client's finished
 /// tag: known magic and cipher (ChaCha20-Poly1305), no client key, valid X25519 points. Only
 /// a client holding the ephemeral secret could finish it (and the suite never does).
 fn plausible_hello(seed: u8) -> Vec<u8> {
-    let mut h = b"LXN3".to_vec();
+    let mut h = wire::HANDSHAKE_MAGIC.to_vec();
     h.extend_from_slice(&[1, 0, 0, 0]);
     h.extend_from_slice(&[seed; 32]);
     h.extend_from_slice(&KeyPair::from_seed(&[seed; 32]).public().to_bytes());
-    assert_eq!(h.len(), HELLO_LEN);
+    assert_eq!(h.len(), wire::CLIENT_HELLO);
     h
 }
 
 /// Handshake header `magic ‖ cipher ‖ flags ‖ reserved` followed by zeros, to a hello's length.
-fn hello_with_header(header: [u8; 8]) -> Vec<u8> {
+fn hello_with_header(header: [u8; wire::CLIENT_HELLO_HEADER]) -> Vec<u8> {
     let mut h = header.to_vec();
-    h.resize(HELLO_LEN, 0);
+    h.resize(wire::CLIENT_HELLO, 0);
     h
 }
 
@@ -58,12 +53,12 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
     // refused over the cap: a wide margin on real time.
     let timeout = Duration::from_secs(if ctx.is_sim() { 2 } else { 3 });
     let hello_timeout = timeout / 2;
-    let mut sc = Config::default();
-    let mut enc = server_encryption();
-    enc.handshake_timeout = timeout;
-    enc.hello_timeout = hello_timeout;
-    enc.max_handshakes = 2;
-    sc.encryption = Some(enc);
+    let sc = Config::default().with_encryption(
+        server_encryption()
+            .with_handshake_timeout(timeout)
+            .with_hello_timeout(hello_timeout)
+            .with_max_handshakes(2),
+    );
     let addr = setup_echo(&ctx, sc, Config::default()).await;
     let good = ctx.connect().await;
     let good_srv = server_session(&ctx, 0).await;
@@ -94,7 +89,8 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
 
     let hello = plausible_hello(ctx.seed() as u8 + 1);
     let header = |cipher: u8, flags: u8, reserved: u8| {
-        let mut h = *b"LXN3____";
+        let mut h = [0; wire::CLIENT_HELLO_HEADER];
+        h[..4].copy_from_slice(&wire::HANDSHAKE_MAGIC);
         h[4..].copy_from_slice(&[cipher, flags, reserved, 0]);
         h
     };
@@ -170,10 +166,10 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
             Answer::ServerHello => {
                 assert_eq!(
                     got.len(),
-                    SERVER_HELLO_LEN,
+                    wire::SERVER_HELLO,
                     "{what}: the server sent {got:?}"
                 );
-                assert_eq!(&got[..4], b"LXN3", "{what}");
+                assert_eq!(got[..4], wire::HANDSHAKE_MAGIC, "{what}");
             }
         }
         assert_eq!(failures().await, expected_failures, "{what}");
@@ -188,10 +184,9 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
     let (res, mallory) = ctx
         .client
         .exec_async(move |_| async move {
-            let mut cfg = Config::default();
-            let mut enc = crate::harness::client_encryption();
-            enc.server_key = Some(KeyPair::from_seed(&[8; 32]).public());
-            cfg.encryption = Some(enc);
+            let wrong_key = KeyPair::from_seed(&[8; 32]).public();
+            let enc = crate::harness::client_encryption().with_server_key(wrong_key);
+            let cfg = Config::default().with_encryption(enc);
             let m = host.new_service(cfg, 8);
             let res = m.connect(&a, HPKE).await.map(|s| s.id());
             m.shutdown().await;
@@ -201,9 +196,9 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
     assert!(
         matches!(
             res,
-            Err(ConnectError::Handshake(
-                HandshakeError::ServerNotAuthenticated
-            ))
+            Err(ConnectError::Handshake(HandshakeError::Peer(
+                PeerMisbehaved::ServerNotAuthenticated
+            )))
         ),
         "{res:?}"
     );
@@ -239,11 +234,11 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
         .await
         .expect("write the hello");
     // The server answered the second, so it accepted (and admitted) the first one too.
-    let mut sh = [0u8; SERVER_HELLO_LEN];
+    let mut sh = [0u8; wire::SERVER_HELLO];
     ctx.within("the ServerHello", after_hello.read_exact(&mut sh))
         .await
         .expect("the ServerHello");
-    assert_eq!(&sh[..4], b"LXN3");
+    assert_eq!(sh[..4], wire::HANDSHAKE_MAGIC);
     let second_at = started.elapsed();
     let mut second_hello = ctx.raw_connect().await.expect("raw connect");
     ctx.wait_until("the silent attempt to be evicted", async || {
@@ -368,6 +363,6 @@ pub(crate) async fn bad_handshake(ctx: Arc<Ctx>) {
     ctx.assert_no_leaks().await;
     let st = ctx.server.status().await;
     assert_eq!((st.handshakes, st.accepted), (2, 2), "{st}");
-    assert_eq!(st.closed("peer-closed"), 2, "{st}");
+    assert_eq!(st.closed(CloseKind::PeerClosed), 2, "{st}");
     assert_eq!(st.closes.iter().map(|(_, n)| n).sum::<u64>(), 2, "{st}");
 }

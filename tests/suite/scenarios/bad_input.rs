@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
-use laxnet::{CloseReason, Config, Message, ProtocolViolation, Service};
+use laxnet::{CloseKind, CloseReason, Config, Message, ProtocolViolation, Service};
 use tokio::io::AsyncWriteExt;
 
 use super::{close_client_session, garbage, server_session, setup_echo};
@@ -17,8 +17,7 @@ enum Expect {
 
 pub(crate) async fn bad_input(ctx: Arc<Ctx>) {
     const MAX: usize = 4096;
-    let mut sc = Config::default();
-    sc.max_frame = MAX;
+    let sc = Config::default().with_max_frame(MAX);
     setup_echo(&ctx, sc, Config::default()).await;
     let good = ctx.connect().await;
     let good_srv = server_session(&ctx, 0).await;
@@ -161,7 +160,7 @@ pub(crate) async fn bad_input(ctx: Arc<Ctx>) {
     assert_eq!(ctx.client.closed(good.id()), None);
     assert_eq!(ctx.server.closed(good_srv), None);
     let st = ctx.server.status().await;
-    assert_eq!(st.closed("protocol"), attack_count as u64, "{st}");
+    assert_eq!(st.closed(CloseKind::Protocol), attack_count as u64, "{st}");
     assert_eq!(st.pool.oversize_allocations, 0, "{st}");
     assert!(
         max_in_use < 1 << 20,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use laxnet::{CloseReason, Config, SendError, SessionId, SessionRef};
+use laxnet::{CloseKind, CloseReason, Config, SendError, SessionId, SessionRef};
 
 use super::{send_all, server_session, setup_echo};
 use crate::harness::{Ctx, Seq};
@@ -117,7 +117,7 @@ async fn close_from(ctx: Arc<Ctx>, side: Side) {
         .await;
     assert!(res.iter().all(|r| *r == Err(SendError::Stale)), "{res:?}");
     let st = local.status().await;
-    assert_eq!(st.closed("local"), SESSIONS as u64, "{st}");
+    assert_eq!(st.closed(CloseKind::Local), SESSIONS as u64, "{st}");
     assert_eq!(st.linger_expired, 0, "{st}");
 }
 

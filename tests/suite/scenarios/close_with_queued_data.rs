@@ -12,8 +12,7 @@ pub(crate) async fn close_with_queued_data(ctx: Arc<Ctx>) {
     // ~3 MB in all, under a 4 MiB send queue limit; under encryption ~450 KB (a debug build
     // seals and opens ~1 MB a second), still all queued before the close.
     let n: u64 = if ctx.encrypted() { 300 } else { 2000 };
-    let mut config = Config::default();
-    config.send_queue_limit = 4 << 20;
+    let config = Config::default().with_send_queue_limit(4 << 20);
     ctx.start(config.clone(), config).await;
     ctx.listen().await;
 

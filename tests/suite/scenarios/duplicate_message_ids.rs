@@ -35,7 +35,7 @@ pub(crate) async fn duplicate_message_id(ctx: Arc<Ctx>) {
                 svc.register::<Impostor>(),
                 svc.sub(Topic::message::<Impostor>(proto), |_| {})
                     .map(|_| ()),
-                inbox.messages::<Impostor>(proto).map(|_| ()),
+                inbox.add(Topic::message::<Impostor>(proto)).map(|_| ()),
                 svc.register::<Seq>(), // the same type again is fine
                 svc.register::<First42>(),
                 svc.register::<Second42>(),

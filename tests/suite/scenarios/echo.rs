@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use laxnet::{CloseReason, Config, Direction, Event, SessionEvent};
+use laxnet::{CloseReason, Config, Direction, Event, SessionEvent, Topic};
 
 use super::{RECORD_OVERHEAD, close_client_session, records_in, server_session, setup_echo};
 use crate::harness::{Ctx, Seq};
@@ -21,9 +21,9 @@ pub(crate) async fn echo(ctx: Arc<Ctx>) {
         .exec(move |svc| {
             let mut inbox = svc.inbox();
             inbox
-                .sessions(proto)
+                .add(Topic::sessions(proto))
                 .unwrap()
-                .messages::<Seq>(proto)
+                .add(Topic::message::<Seq>(proto))
                 .unwrap();
             inbox
         })
@@ -73,6 +73,14 @@ pub(crate) async fn echo(ctx: Arc<Ctx>) {
     assert_eq!(sess.direction(), Direction::Connected);
     assert_eq!(sess.protocol(), proto);
 
+    // A side counts bytes out once its write returned, and its peer may read them (and this
+    // scenario see every echo) a moment before: wait until each side's count of what it
+    // wrote matches what the other read.
+    ctx.wait_until("the byte counters to settle", async || {
+        let (c, s) = (ctx.client.status().await, ctx.server.status().await);
+        (c.bytes_out, s.bytes_out) == (s.bytes_in, c.bytes_in)
+    })
+    .await;
     let (c, s) = (ctx.client.status().await, ctx.server.status().await);
     assert_eq!((c.connected, c.accepted), (1, 0), "{c}");
     assert_eq!((s.connected, s.accepted), (0, 1), "{s}");

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use laxnet::{CloseReason, Config, CryptoError, SendError, Service, SessionRef};
+use laxnet::{CloseKind, CloseReason, Config, CryptoError, SendError, Service, SessionRef};
 
 use super::{close_client_session, read_to_end, round_trip, server_session, setup_echo};
 use crate::harness::{Ctx, Seq};
@@ -28,8 +28,7 @@ pub(crate) async fn heartbeat_silent_peer(ctx: Arc<Ctx>) {
     } else {
         Duration::from_millis(1000)
     };
-    let mut sc = Config::default();
-    sc.heartbeat = Some(t);
+    let sc = Config::default().with_heartbeat(t);
     setup_echo(&ctx, sc, Config::default()).await;
     let good = ctx.connect().await;
     let good_srv = server_session(&ctx, 0).await;
@@ -121,7 +120,7 @@ pub(crate) async fn heartbeat_silent_peer(ctx: Arc<Ctx>) {
     assert_eq!(ctx.server.closed(silent_id), Some(CloseReason::Heartbeat));
     let st = ctx.server.status().await;
     assert_eq!(st.heartbeat_expiries, 1, "{st}");
-    assert_eq!(st.closed("heartbeat"), 1, "{st}");
+    assert_eq!(st.closed(CloseKind::Heartbeat), 1, "{st}");
     // The silent peer got exactly the frame sent before the timeout, then its stream ended.
     let probed_in_time = before + guard < t;
     let silent = match silent {
@@ -157,7 +156,7 @@ pub(crate) async fn heartbeat_silent_peer(ctx: Arc<Ctx>) {
             }
             assert_eq!(ctx.server.msgs(silent_id), [SILENT_BEFORE]);
             let c = ctx.client.status().await;
-            assert_eq!(c.closed("crypto"), 1, "{c}");
+            assert_eq!(c.closed(CloseKind::Crypto), 1, "{c}");
             None
         }
     };

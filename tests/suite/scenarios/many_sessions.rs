@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use laxnet::{CloseReason, Config, Service, SessionRef};
+use laxnet::{CloseKind, CloseReason, Config, Service, SessionRef};
 
 use super::setup_echo;
 use crate::harness::{Ctx, Seq};
@@ -85,5 +85,5 @@ pub(crate) async fn many_sessions(ctx: Arc<Ctx>) {
     }
     ctx.assert_no_leaks().await;
     let st = ctx.server.status().await;
-    assert_eq!(st.closed("peer-closed"), sessions as u64, "{st}");
+    assert_eq!(st.closed(CloseKind::PeerClosed), sessions as u64, "{st}");
 }

@@ -8,8 +8,7 @@ use super::{close_client_session, peer_gone, round_trip, server_session, setup_e
 use crate::harness::Ctx;
 
 pub(crate) async fn max_sessions(ctx: Arc<Ctx>) {
-    let mut sc = Config::default();
-    sc.max_sessions = 3;
+    let sc = Config::default().with_max_sessions(3);
     setup_echo(&ctx, sc, Config::default()).await;
     let admitted = if ctx.encrypted() {
         max_sessions_refused_before_handshake(&ctx).await

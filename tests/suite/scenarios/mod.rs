@@ -11,7 +11,7 @@
 //! | 5 | `peer_crash` | `peer_crash` |
 //! | 6 | `heartbeat_silent_peer` | `heartbeat_silent_peer` |
 //! | 7 | `stale_refs` | `stale_ref` |
-//! | 8 | `unknown_protocol` | `unknown_protocol` ("bits" only) |
+//! | 8 | `protocol_misuse` | `protocol_misuse` ("bits" only) |
 //! | 9 | `bad_input` | `bad_input` ("bits" only) |
 //! | 10 | `max_sessions` | `max_sessions` |
 //! | 11 | `shutdown` | `shutdown` |
@@ -44,11 +44,11 @@ mod many_sessions;
 mod max_sessions;
 mod partial_frame;
 mod peer_crash;
+mod protocol_misuse;
 mod refused_after_handshake;
 mod shutdown;
 mod stale_refs;
 mod status_while_closing;
-mod unknown_protocol;
 
 pub(crate) use back_pressure::{
     a_message_larger_than_the_queue_limit_is_sent, bulk_send_waits_for_room,
@@ -65,13 +65,13 @@ pub(crate) use many_sessions::many_sessions;
 pub(crate) use max_sessions::max_sessions;
 pub(crate) use partial_frame::waiting_partial_frame_holds_a_small_block;
 pub(crate) use peer_crash::peer_crash;
+pub(crate) use protocol_misuse::protocol_misuse;
 pub(crate) use refused_after_handshake::{
     client_refuses_after_handshake, server_refuses_after_handshake,
 };
 pub(crate) use shutdown::shutdown;
 pub(crate) use stale_refs::stale_ref;
 pub(crate) use status_while_closing::status_consistent_while_closing;
-pub(crate) use unknown_protocol::unknown_protocol;
 
 /// Starts both services (the server echoing every `Seq`) and the server's listener.
 async fn setup_echo(ctx: &Ctx, server: Config, client: Config) -> String {
@@ -136,7 +136,7 @@ fn peer_gone(r: &CloseReason) -> bool {
 }
 
 /// Bytes a "bits-hpke" record adds around its payload: length, type, tag.
-const RECORD_OVERHEAD: u64 = 4 + 1 + 16;
+const RECORD_OVERHEAD: u64 = laxnet::wire::RECORD_OVERHEAD as u64;
 /// The default largest record payload (`Encryption::max_record`).
 const MAX_RECORD: u64 = 16 << 10;
 

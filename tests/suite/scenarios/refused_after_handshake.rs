@@ -14,8 +14,7 @@ use crate::harness::{Ctx, HPKE};
 /// without an authenticated close (`Crypto(Truncated)`, the documented sign of a truncation
 /// attack): the server holds the session keys and can close authentically.
 pub(crate) async fn server_refuses_after_handshake(ctx: Arc<Ctx>) {
-    let mut sc = Config::default();
-    sc.max_sessions = 1;
+    let sc = Config::default().with_max_sessions(1);
     let addr = setup_echo(&ctx, sc, Config::default()).await;
     let (a, b) = ctx
         .client
@@ -61,8 +60,7 @@ pub(crate) async fn server_refuses_after_handshake(ctx: Arc<Ctx>) {
 /// (`PeerClosed`), not `Crypto(Truncated)`: the client holds the keys and can close
 /// authentically.
 pub(crate) async fn client_refuses_after_handshake(ctx: Arc<Ctx>) {
-    let mut cc = Config::default();
-    cc.max_sessions = 1;
+    let cc = Config::default().with_max_sessions(1);
     let addr = setup_echo(&ctx, Config::default(), cc).await;
     let (a, b) = ctx
         .client

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use laxnet::{AcceptError, CloseReason, Config, ConnectError, Service};
+use laxnet::{AcceptError, CloseKind, CloseReason, Config, ConnectError, Service};
 
 use super::{read_to_end, round_trip, server_session, setup_echo};
 use crate::harness::{Ctx, Seq};
@@ -47,7 +47,7 @@ pub(crate) async fn shutdown(ctx: Arc<Ctx>) {
         matches!(connect, Err(ConnectError::Shutdown)),
         "{connect:?}"
     );
-    assert_eq!(st.closed("shutdown"), SESSIONS as u64, "{st}");
+    assert_eq!(st.closed(CloseKind::Shutdown), SESSIONS as u64, "{st}");
 
     let server = ctx.server.sessions();
     assert_eq!(server.len(), SESSIONS);

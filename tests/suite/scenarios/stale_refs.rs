@@ -22,8 +22,7 @@ fn slot_gen(id: SessionId) -> (u32, u32) {
 }
 
 pub(crate) async fn stale_ref(ctx: Arc<Ctx>) {
-    let mut sc = Config::default();
-    sc.max_sessions = 1;
+    let sc = Config::default().with_max_sessions(1);
     setup_echo(&ctx, sc, Config::default()).await;
     let a = ctx.connect().await;
     let a_srv = server_session(&ctx, 0).await;
