@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use crate::buffer::PoolConfig;
 use crate::crypto::Encryption;
+#[cfg(feature = "planted-bugs")]
+use crate::planted::Bug;
+use crate::planted::Plants;
 
 /// Limits and timeouts of a [`Service`](crate::Service).
 ///
@@ -105,7 +108,7 @@ pub struct Config {
     /// A deliberate bug to plant (oracle tests only).
     #[cfg(feature = "planted-bugs")]
     #[doc(hidden)]
-    pub planted: Option<crate::planted::Bug>,
+    pub planted: Option<Bug>,
 }
 
 impl Default for Config {
@@ -130,6 +133,19 @@ impl Default for Config {
             #[cfg(feature = "planted-bugs")]
             planted: None,
         }
+    }
+}
+
+impl Config {
+    /// The bug this configuration plants (oracle tests only): `on` is `false` for every bug
+    /// without the `planted-bugs` feature.
+    pub(crate) fn plants(&self) -> Plants {
+        Plants::new(
+            #[cfg(feature = "planted-bugs")]
+            self.planted,
+            #[cfg(not(feature = "planted-bugs"))]
+            None,
+        )
     }
 }
 

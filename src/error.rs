@@ -5,7 +5,7 @@
 //!   [`CloseReason::Crypto`], a [`HandshakeError::Peer`](crate::HandshakeError::Peer); the
 //!   session (or handshake) ends, nothing else is affected.
 //! - The caller misused the API: a typed error at the call, before any I/O ([`SendError`],
-//!   [`ConnectError`], [`AcceptError`], [`SubscribeError`], [`UnknownProtocol`]).
+//!   [`ConnectError`], [`AcceptError`], [`SubscribeError`], [`UnknownProtocol`](crate::UnknownProtocol)).
 //! - The network failed: [`CloseReason::Io`], [`CloseReason::Reset`].
 //! - Nothing arrived in time: [`CloseReason::Heartbeat`], [`CloseReason::Idle`], a handshake
 //!   or connect timeout.
@@ -14,6 +14,7 @@ use std::fmt;
 use std::io;
 
 use crate::crypto::CryptoError;
+use crate::fault::Fault;
 
 /// Why a session ended. Every ending goes through the same close path with one of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,28 +118,6 @@ impl fmt::Display for CloseReason {
             CloseReason::Aborted => f.write_str("session task aborted"),
         }
     }
-}
-
-/// Who or what is at fault for an ending: [`CloseReason::fault`],
-/// [`HandshakeError::fault`](crate::HandshakeError::fault). For a clean ending
-/// ([`CloseReason::is_clean`]) it names the side that chose it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Fault {
-    /// The peer: it closed the session, broke the protocol, sent records that fail
-    /// authentication or end without an authenticated close, or failed the handshake. Trying
-    /// the same peer again gets the same answer until it changes.
-    Peer,
-    /// This side: the application closed the session or shut the service down, a subscriber
-    /// panicked, the runtime dropped the session's task, or a limit this side configured was
-    /// reached (a key's usage limit, handshake admission).
-    Local,
-    /// The network between the two: the connection was reset or the socket failed. Often
-    /// transient: trying again may work.
-    Network,
-    /// Nothing arrived in time (heartbeat, idle sweep, handshake deadline): the peer or the
-    /// network is slow, partitioned or gone.
-    Timeout,
 }
 
 /// The kind of a [`CloseReason`], without its details: one variant per variant of
@@ -426,39 +405,6 @@ impl fmt::Display for SubscribeError {
 }
 
 impl std::error::Error for SubscribeError {}
-
-/// A name that names no [`Protocol`](crate::Protocol): the error of parsing one
-/// (`"tls".parse::<Protocol>()`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownProtocol {
-    name: String,
-}
-
-impl UnknownProtocol {
-    pub(crate) fn new(name: &str) -> UnknownProtocol {
-        UnknownProtocol {
-            name: name.to_string(),
-        }
-    }
-
-    /// The name that was given.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl fmt::Display for UnknownProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown protocol {:?} (known: ", self.name)?;
-        for (i, p) in crate::Protocol::ALL.into_iter().enumerate() {
-            let sep = if i == 0 { "" } else { ", " };
-            write!(f, "{sep}{:?}", p.name())?;
-        }
-        f.write_str(")")
-    }
-}
-
-impl std::error::Error for UnknownProtocol {}
 
 #[cfg(test)]
 mod tests {

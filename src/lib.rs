@@ -76,6 +76,8 @@ mod buffer;
 mod config;
 mod crypto;
 mod error;
+mod event;
+mod fault;
 mod id;
 mod message;
 #[cfg(feature = "planted-bugs")]
@@ -98,20 +100,20 @@ pub use crypto::{
     Cipher, CryptoError, Encryption, HandshakeError, KeyError, KeyPair, PeerMisbehaved, PublicKey,
 };
 pub use error::{
-    AcceptError, CloseKind, CloseReason, ConnectError, Fault, ProtocolViolation, SendError,
-    SubscribeError, UnknownProtocol,
+    AcceptError, CloseKind, CloseReason, ConnectError, ProtocolViolation, SendError, SubscribeError,
 };
+pub use event::{AnyMessage, Event, Received, SessionEvent, SubId};
+pub use fault::Fault;
 pub use id::{MAX_SLOTS as MAX_SESSIONS, SessionId};
 pub use message::Message;
-pub use protocol::Protocol;
+pub use protocol::{Protocol, UnknownProtocol};
 #[cfg(feature = "sim")]
 pub use runtime::TurmoilRuntime;
 pub use runtime::{Runtime, TokioRuntime};
 pub use service::{
-    Acceptor, AnyMessage, Direction, Event, Inbox, ProtocolCount, Received, Service, SessionEvent,
-    SessionInfo, SessionState, Status, SubId, Topic,
+    Acceptor, Inbox, ProtocolCount, Service, SessionInfo, SessionState, Status, Topic,
 };
-pub use session::SessionRef;
+pub use session::{Direction, SessionRef};
 pub use time::Instant;
 
 /// Internals for benchmarks only (feature `bench-internals`); not a stable API.

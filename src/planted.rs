@@ -113,32 +113,17 @@ impl fmt::Display for Bug {
     }
 }
 
-/// True if `config` plants `bug`; always `false` without the `planted-bugs` feature.
-#[inline(always)]
-pub(crate) fn on(config: &crate::Config, bug: Bug) -> bool {
-    #[cfg(feature = "planted-bugs")]
-    {
-        config.planted == Some(bug)
-    }
-    #[cfg(not(feature = "planted-bugs"))]
-    {
-        let _ = (config, bug);
-        false
-    }
-}
-
-/// The planted bug of one service, for code that holds no `Config` (the session's state
-/// machine); `on` is `false` without the feature.
+/// The planted bug of one service (`Config::plants`); `on` is `false` without the feature.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Plants(#[cfg(feature = "planted-bugs")] Option<Bug>);
 
 impl Plants {
-    /// The bug `config` plants, if any.
-    pub(crate) fn of(config: &crate::Config) -> Plants {
-        let _ = config;
+    /// The plants of a service whose config plants `bug` (`Config::plants`).
+    pub(crate) fn new(bug: Option<Bug>) -> Plants {
+        let _ = bug;
         Plants(
             #[cfg(feature = "planted-bugs")]
-            config.planted,
+            bug,
         )
     }
 

@@ -5,8 +5,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::UnknownProtocol;
-
 /// A wire protocol: what [`Service::accept`](crate::Service::accept) and
 /// [`Service::connect`](crate::Service::connect) open sessions with, and the sessions a
 /// [`Topic`](crate::Topic) is about.
@@ -72,6 +70,39 @@ impl FromStr for Protocol {
             .ok_or_else(|| UnknownProtocol::new(name))
     }
 }
+
+/// A name that names no [`Protocol`]: the error of parsing one
+/// (`"tls".parse::<Protocol>()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownProtocol {
+    name: String,
+}
+
+impl UnknownProtocol {
+    pub(crate) fn new(name: &str) -> UnknownProtocol {
+        UnknownProtocol {
+            name: name.to_string(),
+        }
+    }
+
+    /// The name that was given.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for UnknownProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown protocol {:?} (known: ", self.name)?;
+        for (i, p) in Protocol::ALL.into_iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{:?}", p.name())?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl std::error::Error for UnknownProtocol {}
 
 #[cfg(test)]
 mod tests {

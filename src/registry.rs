@@ -4,7 +4,7 @@
 //! (copy on write) and bumps a version number; each session task keeps its own `Arc` and
 //! refreshes it when the version moves, so dispatch takes no lock and callbacks may
 //! subscribe or unsubscribe without deadlocking. Callbacks and inboxes subscribe the same way
-//! ([`Registry::with_sub`] with a [`Target`]); only delivery tells them apart.
+//! ([`Topic::subscribe`](crate::Topic) with a [`Target`]); only delivery tells them apart.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -13,9 +13,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::error::{ProtocolViolation, SubscribeError};
+use crate::event::{AnyMessage, Event, Received, SessionEvent, SubId};
 use crate::message::Message;
 use crate::protocol::Protocol;
-use crate::service::topic::{AnyMessage, Event, Received, SessionEvent, SubId, Topic};
 use crate::session::{Deliver, Handlers, SessionRef};
 
 /// Where a subscription's deliveries go.
@@ -78,8 +78,8 @@ impl<T: Message> Deliver for Typed<T> {
         let wanted_by_none = wanted.peek().is_none();
         // The decoded value goes straight into `Received`: one move, not two. The move reads
         // back what the decoder has just stored field by field, which stalls store-forwarding
-        // (docs/performance.md, "Sampling profile"); a second move through a local cost ≈ 8 %
-        // of one-way throughput.
+        // (docs/performance.md, "Sampling profile"); a second move through a local measurably
+        // cut one-way throughput (same document, the optimizations table).
         let mut rest = body;
         let received = match T::deserialize_reader(&mut rest) {
             Ok(msg) if rest.is_empty() => Received { session, msg },
@@ -164,17 +164,6 @@ impl Registry {
                 }
             }
         }
-    }
-
-    /// A copy with one more subscriber: `target` gets `topic`'s deliveries. The one way in
-    /// for callbacks and inboxes alike.
-    pub(crate) fn with_sub<E>(
-        &self,
-        topic: &Topic<E>,
-        id: SubId,
-        target: Target<E>,
-    ) -> Result<Registry, SubscribeError> {
-        (topic.add)(self, id, topic.protocol, target)
     }
 
     /// A copy with `T` registered (if it is not yet) and, if given, one more subscriber.

@@ -85,7 +85,7 @@ mod x25519;
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::Fault;
+use crate::fault::Fault;
 
 pub use keys::{KeyError, KeyPair, PublicKey};
 
@@ -96,8 +96,8 @@ pub enum Cipher {
     /// ChaCha20-Poly1305: fast in software, the default on CPUs without AES instructions.
     ChaCha20Poly1305,
     /// AES-128-GCM: the fastest where the CPU has AES and carry-less multiply instructions
-    /// (≈ 10× cheaper per small record than ChaCha20-Poly1305 on the project VM), the default
-    /// there; slow and best avoided without them.
+    /// (several times cheaper per small record than ChaCha20-Poly1305 there; figures in the
+    /// repository's docs/performance.md), the default there; slow and best avoided without them.
     Aes128Gcm,
     /// No encryption at all; for fuzzers and oracle tests only (feature `null-cipher`). A
     /// server accepts it only when its own [`Encryption::cipher`] is `Null`.
@@ -192,8 +192,8 @@ pub struct Encryption {
     pub server_key: Option<PublicKey>,
     /// If set, a server accepts only clients presenting one of these keys (in any order).
     /// `Service::new` prepares the list once — sorted for binary search, with the
-    /// static-static Diffie-Hellman of each distinct key (≈ 40 µs per key on a 2020s x86 core)
-    /// — so a long list costs a handshake nothing extra.
+    /// static-static Diffie-Hellman of each distinct key (one X25519 operation per key) — so a
+    /// long list costs a handshake nothing extra.
     pub allowed_clients: Option<Vec<PublicKey>>,
     /// The AEAD a client proposes (a server accepts either real one). Default
     /// [`Cipher::preferred`]: AES-128-GCM on CPUs with AES instructions, else

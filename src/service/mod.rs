@@ -23,20 +23,22 @@ use crate::crypto::handshake::SessionKeys;
 use crate::crypto::io::Sealed;
 use crate::crypto::{self, Encryption, HandshakeError};
 use crate::error::{AcceptError, CloseReason, ConnectError, SubscribeError};
+use crate::event::{SessionEvent, SubId};
 use crate::id::{IdTable, SessionId};
 use crate::message::Message;
-use crate::planted::{self, Bug};
+use crate::planted::Bug;
 use crate::protocol::Protocol;
 use crate::registry::{Registry, Target};
 use crate::runtime::{BoxFuture, BoxStream, Listener, Runtime, TokioRuntime};
 use crate::session::context::Context;
+use crate::session::context::SessionCounters;
 use crate::session::driver::Driver;
-use crate::session::shared::{Phase, SendState, SessionCounters};
-use crate::session::{Handlers, SessionHost, SessionRef, SessionShared};
+use crate::session::shared::{Phase, SendState};
+use crate::session::{Direction, Handlers, SessionHost, SessionRef, SessionShared};
 use crate::time::Instant;
 
 pub use status::{ProtocolCount, SessionInfo, SessionState, Status};
-pub use topic::{AnyMessage, Direction, Event, Inbox, Received, SessionEvent, SubId, Topic};
+pub use topic::{Inbox, Topic};
 
 struct Sessions {
     table: IdTable<Arc<SessionShared>>,
@@ -100,7 +102,7 @@ impl ServiceInner {
         target: Target<E>,
     ) -> Result<SubId, SubscribeError> {
         let id = SubId(self.next_sub.fetch_add(1, Relaxed));
-        self.modify_registry(|r| r.with_sub(&topic, id, target))?;
+        self.modify_registry(|r| topic.subscribe(r, id, target))?;
         Ok(id)
     }
 
@@ -197,7 +199,7 @@ impl ServiceInner {
         if publish {
             self.publish_closed(shared, &reason);
         }
-        if planted::on(&core.config, Bug::DoubleClosed) {
+        if core.config.plants().on(Bug::DoubleClosed) {
             self.publish_closed(shared, &reason);
         }
         // Destroy: the id is released, then refs turn stale (a stale ref's id never
@@ -216,7 +218,7 @@ impl ServiceInner {
             ] {
                 to.fetch_add(from.load(Relaxed), Relaxed);
             }
-            if !planted::on(&core.config, Bug::LeakSlot) {
+            if !core.config.plants().on(Bug::LeakSlot) {
                 s.table.remove(shared.id);
                 self.live.send_replace(s.table.len());
             }
@@ -349,9 +351,9 @@ impl Service {
         let core = Arc::new(Context::new(config, runtime));
         let mut table =
             IdTable::with_generation_bits(core.config.max_sessions, core.config.id_generation_bits);
-        if planted::on(&core.config, Bug::NoGenerationBump) {
+        if core.config.plants().on(Bug::NoGenerationBump) {
             table.bump = 0;
-        } else if planted::on(&core.config, Bug::GenerationOffByOne) {
+        } else if core.config.plants().on(Bug::GenerationOffByOne) {
             table.bump = 2;
         }
         let inner = Arc::new(ServiceInner {
@@ -715,7 +717,7 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
     }
     let source = crypto::admission::Source::of(peer.ip());
     let mut limits = enc.admission_limits();
-    if planted::on(&core.config, Bug::RefuseInsteadOfEvict) {
+    if core.config.plants().on(Bug::RefuseInsteadOfEvict) {
         limits.evict = false;
     }
     let admitted = inner.admission.admit(source, core.runtime.now(), limits);
@@ -750,8 +752,7 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
                 r = crypto::io::server(rt, &mut stream, enc, keys, &mut ticket) => Some(r),
             };
             // The place goes back before the session opens (or the stream is dropped).
-            if matches!(res, Some(Err(_)))
-                && planted::on(&inner.core.config, Bug::HandshakeSlotLeak)
+            if matches!(res, Some(Err(_))) && inner.core.config.plants().on(Bug::HandshakeSlotLeak)
             {
                 std::mem::forget(ticket);
             } else {

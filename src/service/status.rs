@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use super::{Direction, Service};
+use super::Service;
 use crate::buffer::PoolStats;
 use crate::error::CloseKind;
 use crate::id::SessionId;
 use crate::protocol::Protocol;
+use crate::session::Direction;
 use crate::session::shared::Phase;
 
 /// A session's state as listed by [`Service::sessions`].

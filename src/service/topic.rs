@@ -1,11 +1,8 @@
-//! What subscribers receive: topics, session events, received messages, and the [`Inbox`]
-//! for async code.
+//! How subscribers say what they want: [`Topic`]s, and the [`Inbox`] for async code. What
+//! they receive is in [`crate::event`] (the ordering contract is there).
 //!
-//! Ordering contract: for one session, every subscriber sees `Opened` before that session's
-//! first message, messages in the order they were sent, and `Closed` after the last message.
 //! Callbacks run on the session's task; a subscriber that blocks stalls that session only.
 
-use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -13,54 +10,11 @@ use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
 
-use crate::error::{CloseReason, SubscribeError};
-use crate::id::SessionId;
+use crate::error::SubscribeError;
+use crate::event::{Event, Received, SessionEvent, SubId};
 use crate::message::Message;
 use crate::protocol::Protocol;
 use crate::registry::{Registry, Target};
-use crate::session::SessionRef;
-
-pub use crate::session::Direction;
-
-/// A session lifecycle event.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum SessionEvent {
-    /// A session opened. Published before any of its messages.
-    Opened {
-        /// A ref to send on it or close it.
-        session: SessionRef,
-        /// Who opened it.
-        direction: Direction,
-    },
-    /// A session ended. Published exactly once per session, after its last message; its id
-    /// is released right after.
-    Closed {
-        /// The session.
-        id: SessionId,
-        /// Why it ended.
-        reason: CloseReason,
-    },
-}
-
-impl SessionEvent {
-    /// The session this event is about.
-    pub fn id(&self) -> SessionId {
-        match self {
-            SessionEvent::Opened { session, .. } => session.id(),
-            SessionEvent::Closed { id, .. } => *id,
-        }
-    }
-}
-
-/// A message received on a session.
-#[derive(Debug, Clone)]
-pub struct Received<T> {
-    /// The session it arrived on; reply with `session.send(..)`.
-    pub session: SessionRef,
-    /// The message.
-    pub msg: T,
-}
 
 /// A subscription key: session events or one message type, on one protocol. Subscribe a
 /// callback with [`Service::sub`](crate::Service::sub) or add it to an [`Inbox`] with
@@ -131,6 +85,19 @@ impl Topic<SessionEvent> {
     }
 }
 
+impl<E> Topic<E> {
+    /// A copy of `registry` with one more subscriber: `target` gets this topic's deliveries.
+    /// The one way in for callbacks and inboxes alike.
+    pub(crate) fn subscribe(
+        &self,
+        registry: &Registry,
+        id: SubId,
+        target: Target<E>,
+    ) -> Result<Registry, SubscribeError> {
+        (self.add)(registry, id, self.protocol, target)
+    }
+}
+
 impl<E> Clone for Topic<E> {
     fn clone(&self) -> Self {
         *self
@@ -142,73 +109,6 @@ impl<E> Copy for Topic<E> {}
 impl<E> fmt::Debug for Topic<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Topic({:?}, {:?})", self.protocol, self.kind)
-    }
-}
-
-/// Identifies a subscription, for [`Service::unsub`](crate::Service::unsub).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SubId(pub(crate) u64);
-
-/// What an [`Inbox`] yields: session events and messages in one stream, so the per-session
-/// order holds across both.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Event {
-    /// A session lifecycle event.
-    Session(SessionEvent),
-    /// A received message of any subscribed type.
-    Message(AnyMessage),
-}
-
-/// A received message whose type is chosen at run time; see [`AnyMessage::downcast`].
-pub struct AnyMessage {
-    /// The session it arrived on.
-    pub session: SessionRef,
-    msg: Box<dyn Any + Send>,
-    type_name: &'static str,
-}
-
-impl AnyMessage {
-    pub(crate) fn new<T: Message>(session: SessionRef, msg: T) -> AnyMessage {
-        AnyMessage {
-            session,
-            msg: Box::new(msg),
-            type_name: T::name(),
-        }
-    }
-
-    /// True if the message is a `T`.
-    pub fn is<T: Message>(&self) -> bool {
-        self.msg.is::<T>()
-    }
-
-    /// The message as a `T`, or `self` back if it is another type.
-    pub fn downcast<T: Message>(self) -> Result<Received<T>, AnyMessage> {
-        match self.msg.downcast::<T>() {
-            Ok(msg) => Ok(Received {
-                session: self.session,
-                msg: *msg,
-            }),
-            Err(msg) => Err(AnyMessage {
-                session: self.session,
-                msg,
-                type_name: self.type_name,
-            }),
-        }
-    }
-
-    /// The message's type name.
-    pub fn type_name(&self) -> &'static str {
-        self.type_name
-    }
-}
-
-impl fmt::Debug for AnyMessage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AnyMessage")
-            .field("session", &self.session.id())
-            .field("type", &self.type_name)
-            .finish()
     }
 }
 
@@ -225,7 +125,7 @@ pub struct Inbox {
     pub(crate) rx: mpsc::UnboundedReceiver<Event>,
     pub(crate) tx: mpsc::UnboundedSender<Event>,
     pub(crate) subs: Vec<SubId>,
-    pub(crate) service: crate::Service,
+    pub(crate) service: super::Service,
 }
 
 impl Inbox {

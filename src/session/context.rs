@@ -10,7 +10,6 @@ use crate::config::Config;
 use crate::crypto;
 use crate::error::CloseKind;
 use crate::runtime::Runtime;
-use crate::session::shared::SessionCounters;
 
 /// Service-wide counters (relaxed atomics).
 #[derive(Debug, Default)]
@@ -70,4 +69,13 @@ impl Context {
     pub(crate) fn set_logging(&self, on: bool) {
         self.logging.store(on, Relaxed);
     }
+}
+
+/// Per-session counters (relaxed atomics: statistics, not synchronization).
+#[derive(Debug, Default)]
+pub(crate) struct SessionCounters {
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) msgs_in: AtomicU64,
+    pub(crate) msgs_out: AtomicU64,
 }

@@ -74,7 +74,7 @@ impl Driver {
     ) -> Driver {
         let core = &shared.core;
         let c = &core.config;
-        let plants = Plants::of(c);
+        let plants = c.plants();
         let limits = Limits {
             linger: c.linger,
             max_frame: c.max_frame,

@@ -15,9 +15,9 @@ use crate::crypto::PublicKey;
 use crate::error::{CloseReason, SendError};
 use crate::id::SessionId;
 use crate::message::{Message, encode_frame};
-use crate::planted::{self, Bug};
+use crate::planted::Bug;
 use crate::protocol::Protocol;
-use crate::session::context::Context;
+use crate::session::context::{Context, SessionCounters};
 use crate::time::Instant;
 
 /// Which side opened the connection.
@@ -72,15 +72,6 @@ pub(crate) struct SendState {
     pub(crate) waker: Option<Waker>,
 }
 
-/// Per-session counters (relaxed atomics: statistics, not synchronization).
-#[derive(Debug, Default)]
-pub(crate) struct SessionCounters {
-    pub(crate) bytes_in: AtomicU64,
-    pub(crate) bytes_out: AtomicU64,
-    pub(crate) msgs_in: AtomicU64,
-    pub(crate) msgs_out: AtomicU64,
-}
-
 /// One session's state shared by its driver and its refs.
 pub(crate) struct SessionShared {
     pub(crate) id: SessionId,
@@ -128,7 +119,7 @@ impl SessionShared {
         let waker = {
             let mut st = self.lock();
             if st.phase != Phase::Open {
-                if planted::on(&self.core.config, Bug::LastReasonWins)
+                if self.core.config.plants().on(Bug::LastReasonWins)
                     && matches!(st.phase, Phase::Closing(_))
                 {
                     st.phase = Phase::Closing(reason);
@@ -138,7 +129,7 @@ impl SessionShared {
             st.phase = Phase::Closing(reason);
             st.waker.take()
         };
-        if !planted::on(&self.core.config, Bug::ReadyNotToldOfClose) {
+        if !self.core.config.plants().on(Bug::ReadyNotToldOfClose) {
             self.room.notify_waiters();
         }
         if let Some(w) = waker {
@@ -152,7 +143,7 @@ impl SessionShared {
     pub(crate) fn wrote(&self, in_flight: usize) {
         // Pairs with the store in `ready` (store, then load on both sides, all SeqCst): either
         // the driver sees `want_room` or the sender sees the lower `in_flight`.
-        if planted::on(&self.core.config, Bug::LostReadyWakeup) {
+        if self.core.config.plants().on(Bug::LostReadyWakeup) {
             return;
         }
         if has_room(in_flight, self.core.config.send_queue_limit) && self.want_room.load(SeqCst) {
@@ -221,7 +212,7 @@ impl SessionRef {
     }
 
     /// Whether this side accepted or connected the session.
-    pub fn direction(&self) -> crate::Direction {
+    pub fn direction(&self) -> Direction {
         self.shared.direction
     }
 
@@ -260,7 +251,7 @@ impl SessionRef {
         let heartbeat = core
             .config
             .heartbeat
-            .filter(|_| !planted::on(&core.config, Bug::HeartbeatIgnored));
+            .filter(|_| !core.config.plants().on(Bug::HeartbeatIgnored));
         if let Some(timeout) = heartbeat {
             let now = core.runtime.now();
             if sh.silent_for(now, timeout) {
@@ -292,10 +283,14 @@ impl SessionRef {
                 });
             }
             let was_empty = st.queue.is_empty();
-            let mark = planted::on(&core.config, Bug::RefuseBelowLimit).then(|| st.queue.mark());
+            let mark = core
+                .config
+                .plants()
+                .on(Bug::RefuseBelowLimit)
+                .then(|| st.queue.mark());
             if let Err(e) = encode_frame(&mut st.queue, msg, core.config.max_frame) {
                 if matches!(e, SendError::TooLarge { .. })
-                    && planted::on(&core.config, Bug::HalfFrameOnTooLarge)
+                    && core.config.plants().on(Bug::HalfFrameOnTooLarge)
                 {
                     st.queue.reserve(crate::message::HEADER_BYTES);
                 }
