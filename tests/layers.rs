@@ -214,42 +214,36 @@ fn modules_use_only_lower_layers() {
 #[test]
 fn files_of_a_module_use_each_other_without_cycles() {
     let files = files();
-    // module -> (child file -> children it uses)
+    // directory module (`crypto::handshake`) -> (its file or subdirectory -> siblings it uses)
     let mut graphs: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-    for f in &files {
-        if f.parts.len() == 2 {
-            graphs
-                .entry(f.parts[0].clone())
-                .or_default()
-                .entry(f.parts[1].clone())
-                .or_default();
-        }
+    for f in files.iter().filter(|f| f.parts.len() >= 2) {
+        let (parent, me) = f.parts.split_at(f.parts.len() - 1);
+        graphs
+            .entry(parent.join("::"))
+            .or_default()
+            .entry(me[0].clone())
+            .or_default();
     }
-    for f in &files {
-        if f.parts.len() != 2 {
-            continue;
-        }
-        let (module, me) = (&f.parts[0], &f.parts[1]);
-        let children: BTreeSet<String> = graphs[module].keys().cloned().collect();
-        let prefix = format!("crate::{module}::");
+    for f in files.iter().filter(|f| f.parts.len() >= 2) {
+        let (parent, me) = f.parts.split_at(f.parts.len() - 1);
+        let (parent, me) = (parent.join("::"), &me[0]);
+        let siblings: BTreeSet<String> = graphs[&parent].keys().cloned().collect();
+        let prefix = format!("crate::{parent}::");
         for (_, line) in &f.code {
             for pat in [prefix.as_str(), "super::"] {
                 let mut rest = line.as_str();
                 while let Some(i) = rest.find(pat) {
                     rest = &rest[i + pat.len()..];
                     let used = first_ident(rest);
-                    if &used != me && children.contains(&used) {
-                        graphs
-                            .get_mut(module)
-                            .unwrap()
-                            .get_mut(me)
-                            .unwrap()
-                            .insert(used);
+                    if &used != me && siblings.contains(&used) {
+                        let uses = graphs.get_mut(&parent).unwrap().get_mut(me).unwrap();
+                        uses.insert(used);
                     }
                 }
             }
         }
     }
+    assert!(graphs.contains_key("session") && graphs.contains_key("crypto"));
     for (module, g) in &graphs {
         if let Some(cycle) = find_cycle(g) {
             panic!("the files of `{module}` use each other in a cycle: {cycle:?}");
