@@ -46,8 +46,13 @@ pub struct Config {
     /// (accepted and dropped at once) and counted as `refused` in the status. At most
     /// [`MAX_SESSIONS`](crate::MAX_SESSIONS).
     pub max_sessions: usize,
-    /// Maximum frame body in bytes. A peer announcing more is disconnected before anything
-    /// of that size is allocated; a send of more fails with `SendError::TooLarge`.
+    /// Maximum frame body in bytes: the borsh-serialized message, without the frame's 8-byte
+    /// header (length and message id, docs/wire.md), on both protocols (on `"bits-hpke"` the
+    /// frames travel inside records, whose own size limit follows from this one). A message
+    /// whose body is exactly `max_frame` bytes goes through; one byte more fails the send
+    /// with `SendError::TooLarge` and queues nothing. A peer whose frame header announces
+    /// more is disconnected (`ProtocolViolation::FrameTooLarge`) before anything of that
+    /// size is allocated. Both ends should use the same value.
     pub max_frame: usize,
     /// High-water mark of one session's send queue, in bytes queued and not yet written to
     /// the socket, counted as they will go on the wire (on encrypted sessions including the
@@ -61,6 +66,12 @@ pub struct Config {
     pub send_queue_limit: usize,
     /// How long `connect` waits for the TCP connection.
     pub connect_timeout: Duration,
+    /// The listen backlog of `Service::accept`'s socket: how many connections the kernel
+    /// completes and holds before the service accepts them. A burst of connects beyond it
+    /// finds the queue full; the kernel drops their SYNs and those clients wait for a SYN
+    /// retransmit (a second or more). The kernel caps it (`net.core.somaxconn` on Linux);
+    /// the simulator has no backlog and ignores it.
+    pub listen_backlog: u32,
     /// After `close()`, how long the session may take to flush its queue and see the peer's
     /// end of stream before the socket is dropped.
     pub linger: Duration,
@@ -118,6 +129,7 @@ impl Default for Config {
             max_frame: 1 << 20,
             send_queue_limit: 256 << 10,
             connect_timeout: Duration::from_secs(5),
+            listen_backlog: 1024,
             linger: Duration::from_secs(5),
             heartbeat: None,
             idle_timeout: None,
@@ -173,6 +185,12 @@ impl Config {
     /// Sets [`Config::connect_timeout`].
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Config {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::listen_backlog`].
+    pub fn with_listen_backlog(mut self, connections: u32) -> Config {
+        self.listen_backlog = connections;
         self
     }
 

@@ -14,7 +14,10 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let server = Service::new(Config::default());
 //! server.sub(Topic::message::<Chat>(Protocol::Bits), |m: &Received<Chat>| {
-//!     let _ = m.session.send(&m.msg); // echo it back
+//!     // Echo it back; a peer that does not read its echoes (`QueueFull`) is let go.
+//!     if m.session.send(&m.msg).is_err() {
+//!         m.session.close();
+//!     }
 //! })?;
 //! let listener = server.accept("127.0.0.1:0", Protocol::Bits).await?;
 //!

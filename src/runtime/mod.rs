@@ -52,8 +52,14 @@ pub trait Listener: Send + Sync + 'static {
 pub trait Runtime: Send + Sync + 'static {
     /// A short name for logs and status ("tokio", "turmoil").
     fn name(&self) -> &'static str;
-    /// Binds a listener to `addr` (`"host:port"`).
-    fn bind<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>>;
+    /// Binds a listener to `addr` (`"host:port"`, resolved; the first address that binds
+    /// wins), holding up to `backlog` connections the service has not accepted yet (where the
+    /// backend has a backlog: the simulator's does not).
+    fn bind<'a>(
+        &'a self,
+        addr: &'a str,
+        backlog: u32,
+    ) -> BoxFuture<'a, io::Result<Box<dyn Listener>>>;
     /// Opens a connection to `addr` (`"host:port"`); returns the stream and the peer address.
     fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<(BoxStream, SocketAddr)>>;
     /// Now, on this runtime's monotonic clock.

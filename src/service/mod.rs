@@ -225,7 +225,7 @@ impl ServiceInner {
         }
         {
             let mut st = shared.lock();
-            st.phase = Phase::Destroyed;
+            st.phase = Phase::Destroyed(reason);
             st.queue.clear();
             st.waker = None;
         }
@@ -441,7 +441,7 @@ impl Service {
         // between the check and the insert.
         let mut w = lock(&self.inner.close_watchers);
         match self.acquire(id) {
-            Some(s) if !matches!(s.shared.phase(), Phase::Destroyed) => {
+            Some(s) if !matches!(s.shared.phase(), Phase::Destroyed(_)) => {
                 w.entry(id).or_default().push(Box::new(f));
                 Ok(())
             }
@@ -475,7 +475,7 @@ impl Service {
             .inner
             .core
             .runtime
-            .bind(addr)
+            .bind(addr, self.inner.core.config.listen_backlog)
             .await
             .map_err(AcceptError::Io)?;
         let local_addr = listener.local_addr().map_err(AcceptError::Io)?;
