@@ -59,10 +59,11 @@
 //! - `planted-bugs`, `null-cipher`, `bench-internals`: for this crate's own simulation oracle,
 //!   fuzzers and benches. Never enable them in a real build.
 //!
-//! Build flags: none are needed. On CPUs with AVX-512 IFMA an encrypted connect costs about
-//! 15 % less CPU when the build passes `--cfg curve25519_dalek_backend="avx512"` (in the
-//! application's `.cargo/config.toml` or `RUSTFLAGS`): curve25519-dalek then also compiles its
-//! IFMA backend and picks it at run time, so the binary still runs on other CPUs.
+//! Build flags: none are needed. On CPUs with AVX-512 IFMA an encrypted connect costs less
+//! CPU (the repository's docs/performance.md has the figures) when the build passes
+//! `--cfg curve25519_dalek_backend="avx512"` (in the application's `.cargo/config.toml` or
+//! `RUSTFLAGS`): curve25519-dalek then also compiles its IFMA backend and picks it at run
+//! time, so the binary still runs on other CPUs.
 //!
 //! ## Guarantees
 //!

@@ -168,7 +168,11 @@ impl Runtime for FaultyRuntime {
         "turmoil+faults"
     }
 
-    fn bind<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
+    fn bind<'a>(
+        &'a self,
+        addr: &'a str,
+        _backlog: u32, // turmoil's listeners have no backlog
+    ) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
         Box::pin(async move {
             let l = turmoil::net::TcpListener::bind(addr.to_string()).await?;
             let rt = Arc::new(FaultyRuntime {

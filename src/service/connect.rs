@@ -1,0 +1,88 @@
+//! Outbound sessions: [`Service::connect`], with the client side of the encrypted handshake.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::{Service, lock};
+use crate::crypto;
+use crate::error::ConnectError;
+use crate::protocol::Protocol;
+use crate::session::{Direction, SessionRef};
+
+impl Service {
+    /// Connects to `addr` and opens a session with `protocol`. Fails after
+    /// `Config::connect_timeout`. [`Protocol::BitsHpke`] without the server's key in
+    /// `Config::encryption` fails with `NotConfigured` before any I/O.
+    pub async fn connect(
+        &self,
+        addr: &str,
+        protocol: Protocol,
+    ) -> Result<SessionRef, ConnectError> {
+        let inner = &self.inner;
+        if inner.is_shut_down() {
+            return Err(ConnectError::Shutdown);
+        }
+        // The encryption settings and the client's handshake keys, checked before any I/O.
+        let hpke = match protocol {
+            Protocol::Bits => None,
+            Protocol::BitsHpke => {
+                let core = &inner.core;
+                match (
+                    core.config.encryption.as_ref(),
+                    core.handshake_keys.as_ref().and_then(|k| k.client()),
+                ) {
+                    (Some(enc), Some(keys)) => Some((enc, keys)),
+                    _ => return Err(ConnectError::NotConfigured),
+                }
+            }
+        };
+        if lock(&inner.sessions).table.len() >= inner.core.config.max_sessions {
+            return Err(ConnectError::TooManySessions);
+        }
+        let rt = &inner.core.runtime;
+        let timeout = inner.core.config.connect_timeout;
+        let res = crate::runtime::timeout(&**rt, timeout, rt.connect(addr)).await;
+        let (mut stream, peer) = match res {
+            None => {
+                inner.core.counters.connect_failures.fetch_add(1, Relaxed);
+                return Err(ConnectError::Timeout);
+            }
+            Some(Err(e)) => {
+                inner.core.counters.connect_failures.fetch_add(1, Relaxed);
+                return Err(ConnectError::Io(e));
+            }
+            Some(Ok(x)) => x,
+        };
+        let sealed = if let Some((enc, keys)) = hpke {
+            match crypto::io::client(&**rt, &mut stream, enc, keys).await {
+                Ok((keys, finished)) => {
+                    inner.core.counters.handshakes.fetch_add(1, Relaxed);
+                    let mut sealed = Box::new(inner.sealed(&keys, true, enc));
+                    // Written by the session task with its first records.
+                    sealed.queue_finished(&finished);
+                    Some(sealed)
+                }
+                Err(e) => {
+                    inner.core.counters.handshake_failures.fetch_add(1, Relaxed);
+                    return Err(ConnectError::Handshake(e));
+                }
+            }
+        } else {
+            None
+        };
+        if inner.is_shut_down() {
+            if let Some(mut s) = sealed {
+                crypto::io::refuse(&**rt, &mut stream, &mut s).await;
+            }
+            return Err(ConnectError::Shutdown);
+        }
+        match inner.open_session(stream, peer, protocol, Direction::Connected, sealed) {
+            Ok(s) => Ok(s),
+            Err((mut stream, sealed)) => {
+                if let Some(mut s) = sealed {
+                    crypto::io::refuse(&**rt, &mut stream, &mut s).await;
+                }
+                Err(ConnectError::TooManySessions)
+            }
+        }
+    }
+}
