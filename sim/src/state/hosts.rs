@@ -93,7 +93,7 @@ pub struct HostState {
     pub draining: bool,
     /// Tasks of this incarnation waiting in `ready()`.
     pub waiters: u64,
-    /// The subscriber added while sessions run (servers; see `workload::late_subscriber`).
+    /// The subscriber added while sessions run (servers; see `workload::events::late_subscriber`).
     pub late_sub: Option<laxnet::SubId>,
     /// It was added and dropped again.
     pub late_done: bool,

@@ -7,7 +7,7 @@
 //! the simulator (a crash runs library drop code that publishes `Closed` events, which lock it).
 //! Library calls made under the lock (`send`, `close`, `acquire`, `status`, `sessions`) never
 //! call back into subscribers synchronously; `ready()` is only awaited outside it, in a task of
-//! its own (`workload::wait_room`).
+//! its own (`workload::events::wait_room`).
 //!
 //! The state is split by job: [`crate::log`] holds the event log's entries and the trace hash;
 //! [`streams`] follows every stream's bytes; [`hosts`] holds each host's workload state;
