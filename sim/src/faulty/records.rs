@@ -166,7 +166,7 @@ impl CtWriter {
             return;
         }
         if let Some((from, end)) = self.wire.feed(b, self.skip, self.bad_idx) {
-            lock(&s.shared).ct_sent(s.id, from, end);
+            lock(s.shared).ct_sent(s.id, from, end);
         }
     }
 
@@ -198,7 +198,7 @@ impl CtWriter {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         if let Some(h) = self.held.take() {
-            lock(&s.shared).ct_shutdown(s.id, false);
+            lock(s.shared).ct_shutdown(s.id, false);
             self.bad_idx = None;
             self.inject.extend_from_slice(&h);
         }
@@ -214,7 +214,7 @@ impl CtWriter {
         if let Some(p) = self.bad_idx
             && self.wire.started <= p
         {
-            lock(&s.shared).ct_shutdown(s.id, true);
+            lock(s.shared).ct_shutdown(s.id, true);
         }
         Poll::Ready(Ok(()))
     }
@@ -339,7 +339,7 @@ impl CtWriter {
             .iter()
             .filter(|(st, _)| *st != s.id)
             .count();
-        let act = lock(&s.shared).decide_ct(&s.io, s.id, self.rec, len, self.plain, candidates)?;
+        let act = lock(s.shared).decide_ct(s.io, s.id, self.rec, len, self.plain, candidates)?;
         let next = self.wire.started;
         self.bad_idx = Some(match act {
             CtAct::Duplicate => next + 1,
@@ -366,7 +366,7 @@ impl CtWriter {
         let payload = len.saturating_sub(wire::EMPTY_RECORD_LEN as u64);
         self.plain += payload;
         self.rec += 1;
-        lock(&s.shared).record_written(s.id, payload, len == wire::EMPTY_RECORD_LEN as u64);
+        lock(s.shared).record_written(s.id, payload, len == wire::EMPTY_RECORD_LEN as u64);
         // The record after a held one is out: now the held one.
         if let Some(h) = self.held.take() {
             self.inject.extend_from_slice(&h);
