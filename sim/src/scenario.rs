@@ -146,7 +146,7 @@ pub struct Hosts {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RogueCfg {
-    /// The attacks to draw from (`crate::rogue::Attack` names). Plaintext: `oversized`,
+    /// The attacks to draw from (`crate::attack::Attack` names). Plaintext: `oversized`,
     /// `short`, `unknown-id`, `undecodable`, `trailing`, `truncated`, `boundary`. Encrypted:
     /// `hello-garbage`, `hello-truncated`, `silent`, `trickle`.
     pub attacks: Vec<String>,
@@ -531,7 +531,7 @@ impl Scenario {
             return Err(format!("{}: rogues need [rogue] attacks", self.name));
         }
         for a in &self.rogue.attacks {
-            let attack: crate::rogue::Attack =
+            let attack: crate::attack::Attack =
                 a.parse().map_err(|e| format!("{}: {e}", self.name))?;
             if attack.encrypted() != self.protocol.encrypted() {
                 return Err(format!(
@@ -541,11 +541,11 @@ impl Scenario {
             }
         }
         for e in self.expect_edges.iter().chain(self.expect_min.keys()) {
-            if !crate::state::EDGES.contains(&e.as_str()) {
+            if !crate::edges::EDGES.contains(&e.as_str()) {
                 return Err(format!(
                     "{}: unknown edge {e:?} in expect_edges (known: {})",
                     self.name,
-                    crate::state::EDGES.join(", ")
+                    crate::edges::EDGES.join(", ")
                 ));
             }
         }
