@@ -230,6 +230,13 @@ pub struct Schedule {
     pub faults: Vec<Fault>,
 }
 
+impl Schedule {
+    /// Parses a schedule file (JSON, as `shrink` writes it).
+    pub fn parse(text: &str) -> Result<Schedule, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
 enum Mode {
     Random(Rng),
     Scripted {
