@@ -439,7 +439,7 @@ fn draw_plan(rng: &mut Rng, sc: &Scenario) -> Vec<Fault> {
     let end = sc.duration_ms;
     let window = |rng: &mut Rng, dur: u64| -> Option<u64> {
         let lo = 50.min(end);
-        let hi = end.checked_sub(dur + 50)?;
+        let hi = end.checked_sub(dur.checked_add(50)?)?;
         (hi >= lo).then(|| rng.range(lo, hi))
     };
     let servers = sc.hosts.servers;
