@@ -12,12 +12,15 @@ use laxnet::fuzz_api::{
     BufferPool, FrameReader, Parsed, PoolConfig, ProtocolViolation, parse_frame,
 };
 
+/// Frames as (message id, body).
+pub(crate) type Frames = Vec<(u32, Vec<u8>)>;
+
 /// What a whole stream parses to: its frames, then a violation or the bytes of an
 /// incomplete last frame.
 pub(crate) fn reference(
     mut data: &[u8],
     max_frame: usize,
-) -> (Vec<(u32, Vec<u8>)>, Result<usize, ProtocolViolation>) {
+) -> (Frames, Result<usize, ProtocolViolation>) {
     let mut frames = Vec::new();
     loop {
         match parse_frame(data, max_frame) {

@@ -27,8 +27,11 @@ pub mod seeds;
 pub mod session;
 mod tape;
 
+/// A target's function.
+pub type Target = fn(&[u8]);
+
 /// Every target: its name (the libFuzzer binary and `corpus/<name>/`) and its function.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("frames", frames::run),
     ("decode", decode::run),
     ("handshake_server", handshake::server),

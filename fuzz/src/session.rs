@@ -856,10 +856,8 @@ impl Harness {
                 0 => {
                     self.request_close(CloseReason::Local);
                 }
-                _ if turn % 5 == 1 => {
-                    if self.setup.encrypted && !self.peer_plain.is_empty() {
-                        self.peer_record(u16::MAX, false);
-                    }
+                _ if turn % 5 == 1 && self.setup.encrypted && !self.peer_plain.is_empty() => {
+                    self.peer_record(u16::MAX, false);
                 }
                 _ if turn % 5 == 2 => {
                     if self.incoming.is_empty() {

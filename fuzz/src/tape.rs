@@ -25,7 +25,7 @@ impl Tape {
     }
     /// The tag that `#[derive(Arbitrary)]` maps to variant `idx` of `count`.
     pub(crate) fn variant(&mut self, idx: u32, count: u32) -> &mut Self {
-        let tag = ((u64::from(idx) << 32) + u64::from(count) - 1) / u64::from(count);
+        let tag = (u64::from(idx) << 32).div_ceil(u64::from(count));
         self.u32(u32::try_from(tag).expect("idx < count"))
     }
     /// The "keep going" byte before each element of a `Vec` taken from the rest of the input.

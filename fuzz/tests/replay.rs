@@ -80,7 +80,7 @@ fn seeded_random_inputs() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     let seeds = laxnet_fuzz::seeds::all();
-    let mut rng = ChaCha8Rng::seed_from_u64(0x1a2b_17);
+    let mut rng = ChaCha8Rng::seed_from_u64(0x001a_2b17);
     for (target, run) in laxnet_fuzz::TARGETS {
         let mine: Vec<&[u8]> = seeds
             .iter()
