@@ -116,10 +116,10 @@ impl Decoders {
     /// No message type registered yet.
     pub fn new() -> Decoders {
         let core = Arc::new(Context::new(
-            crate::Config::default(),
-            Arc::new(crate::TokioRuntime::new()),
+            crate::config::Config::default(),
+            Arc::new(crate::runtime::TokioRuntime::new()),
         ));
-        let id = crate::SessionId::from_raw(1).expect("a valid id");
+        let id = crate::id::SessionId::from_raw(1).expect("a valid id");
         let shared = Arc::new(SessionShared {
             id,
             protocol: Protocol::Bits,
