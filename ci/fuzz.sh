@@ -43,7 +43,7 @@ for t in $targets; do
     "fuzz/scratch/$t" "fuzz/corpus/$t" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=512 $fork \
     -print_final_stats=1 >"$log" 2>&1 || status=$?
-  grep -E '^#[0-9]+ *(INITED|DONE)|^stat::|panicked|ERROR|SUMMARY|Test unit written' "$log" || true
+  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::|panicked|ERROR|SUMMARY|Test unit written' "$log" || true
   if [ "$status" -ne 0 ]; then
     echo "ci/fuzz.sh: $t crashed (log: $log, input: fuzz/artifacts/$t/)"
     exit 1
