@@ -56,8 +56,8 @@
 //! - `sim`: the turmoil backend, `runtime::TurmoilRuntime`, for running services inside
 //!   turmoil's simulated network (one `Service::with_runtime` per simulated host). Off by
 //!   default; these docs (and docs.rs) are built with it.
-//! - `planted-bugs`, `null-cipher`, `bench-internals`: for this crate's own simulation oracle,
-//!   fuzzers and benches. Never enable them in a real build.
+//! - `planted-bugs`, `null-cipher`, `bench-internals`, `fuzzing`: for this crate's own
+//!   simulation oracle, fuzzers and benches. Never enable them in a real build.
 //!
 //! Build flags: none are needed. On CPUs with AVX-512 IFMA an encrypted connect costs less
 //! CPU (the repository's docs/performance.md has the figures) when the build passes
@@ -132,6 +132,12 @@ pub mod bench_api {
     pub use crate::crypto::{Cipher, KeyPair, PublicKey};
     pub use crate::message::{HEADER_BYTES, LEN_BYTES, Parsed, encode_frame, parse_frame};
 }
+
+/// Decoders and state machines for the fuzz targets only (feature `fuzzing`); not a stable
+/// API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz_api;
 
 /// Re-exported so message types can derive the serialization traits with a matching version.
 pub use borsh;

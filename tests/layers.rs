@@ -21,6 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["event"],
     &["registry"],
     &["service"],
+    &["fuzz_api"],
     &["lib"],
 ];
 

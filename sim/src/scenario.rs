@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 /// An inclusive `[lo, hi]` range, written as a two-element array in TOML.
 pub type Span = [u64; 2];
 
+/// The most faults of one kind a scenario may draw per run (each is an event the simulation
+/// schedules; a hand-written count in the billions would never finish drawing).
+pub const MAX_FAULTS: u64 = 10_000;
+
 /// One scenario file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -506,6 +510,27 @@ impl Scenario {
                 "{}: needs at least one server and one client",
                 self.name
             ));
+        }
+        let h = &self.hosts;
+        if u32::from(h.servers) + u32::from(h.clients) + u32::from(h.rogues) > u32::from(u16::MAX) {
+            return Err(format!("{}: at most {} hosts in all", self.name, u16::MAX));
+        }
+        if self.duration_ms.checked_add(self.drain_ms).is_none() {
+            return Err(format!("{}: duration_ms + drain_ms overflows", self.name));
+        }
+        let f = &self.faults;
+        for (kind, count) in [
+            ("partitions", f.partitions.count),
+            ("holds", f.holds.count),
+            ("spikes", f.spikes.count),
+            ("crashes", f.crashes.count),
+        ] {
+            if count[1] > MAX_FAULTS {
+                return Err(format!(
+                    "{}: [faults.{kind}] count over {MAX_FAULTS}",
+                    self.name
+                ));
+            }
         }
         if self.duration_ms == 0 || self.workload.tick_ms == 0 {
             return Err(format!(
