@@ -54,7 +54,8 @@ use crate::schedule::{CtAct, Fault, IoAct, Recorder};
 
 /// Every lifecycle edge the run counts; scenarios list the ones they must reach.
 pub const EDGES: &[&str] = &[
-    "slot-reused",
+    "id-skipped",
+    "id-wrapped",
     "close-during-connect",
     "connect-aborted",
     "stale-ref-send",
@@ -525,13 +526,13 @@ pub struct HostState {
     pub by_id: BTreeMap<u32, usize>,
     /// Ids issued in this incarnation.
     pub ids_seen: BTreeSet<u32>,
-    /// Slot → latest id issued on it (this incarnation).
-    pub slot_latest: BTreeMap<u32, u32>,
-    /// Id → how many ids its slot had issued before it (this incarnation), to tell a
-    /// recurrence at the horizon from a reissue before it.
+    /// The latest id issued (this incarnation).
+    pub last_id: Option<u32>,
+    /// Id → the id counter's position when it was issued (this incarnation), to tell a
+    /// recurrence after whole turns of the counter from a reissue before.
     pub issued_at: BTreeMap<u32, u64>,
-    /// Slot → ids issued on it (this incarnation).
-    pub slot_issues: BTreeMap<u32, u64>,
+    /// The id counter's position: nonzero values it passed (this incarnation).
+    pub id_pos: u64,
     /// Sessions opened and not yet closed.
     pub open_now: usize,
     /// The most sessions open at once (this incarnation).
@@ -660,9 +661,9 @@ impl State {
                 kept: VecDeque::new(),
                 by_id: BTreeMap::new(),
                 ids_seen: BTreeSet::new(),
-                slot_latest: BTreeMap::new(),
+                last_id: None,
                 issued_at: BTreeMap::new(),
-                slot_issues: BTreeMap::new(),
+                id_pos: 0,
                 open_now: 0,
                 peak_open: 0,
                 connecting: 0,
@@ -1252,44 +1253,57 @@ impl State {
         idx
     }
 
-    /// The id horizon: a slot's ids advance by exactly one generation per issue (modulo the
-    /// generations the service uses), so an id recurs only after its slot issued that many
-    /// more ids — and never before.
+    /// The id horizon: ids come from a counter over `1..2^id_bits` that advances by one per
+    /// issue, skipping only values a live session blocks (at most `max_sessions` per issue),
+    /// so an id recurs only whole turns of the counter later — and never before.
     fn check_id(&mut self, h: u16, idx: usize, id: u32) {
-        let bits = self.sc.side(h).service.id_generation_bits.clamp(1, 15);
-        let generations = 1u64 << bits;
-        let mask = (1u32 << bits) - 1;
-        let (slot, generation) = (id & 0x1_FFFF, id >> 17);
+        let cfg = &self.sc.side(h).service;
+        let bits = cfg.id_bits.clamp(4, 32);
+        let most_live = cfg.max_sessions as u64;
+        let space = u64::from(u32::MAX >> (32 - bits)); // nonzero ids: 1..=space
         let host = &mut self.hosts[h as usize];
-        let issued = *host.slot_issues.get(&slot).unwrap_or(&0);
-        host.slot_issues.insert(slot, issued + 1);
-        let previous = host.slot_latest.insert(slot, id);
-        let earlier = host.issued_at.insert(id, issued);
-        host.ids_seen.insert(id);
         let mut bad = Vec::new();
-        if generation > mask {
+        if id == 0 || u64::from(id) > space {
             bad.push(format!(
-                "id {} carries generation {generation}, outside the {generations} generations the service uses",
+                "id {} is outside the {space} ids of a {bits}-bit id space",
                 fmt_id(id)
             ));
         }
-        if let Some(prev) = previous {
-            self.edge("slot-reused");
-            let want = ((prev >> 17) + 1) & mask;
-            if generation != want {
-                bad.push(format!(
-                    "id {} follows {} on its slot: the generation must advance by exactly one (to {want})",
-                    fmt_id(id),
-                    fmt_id(prev)
-                ));
-            }
+        // Values passed since the previous issue, this one included (a whole turn if the
+        // counter did not move).
+        let step = match host.last_id {
+            None => 1,
+            Some(prev) => match (u64::from(id) + space - u64::from(prev)) % space {
+                0 => space,
+                d => d,
+            },
+        };
+        let (wrapped, prev) = (host.last_id.is_some_and(|p| id < p), host.last_id);
+        host.last_id = Some(id);
+        host.id_pos += step;
+        let pos = host.id_pos;
+        let earlier = host.issued_at.insert(id, pos);
+        host.ids_seen.insert(id);
+        if step - 1 > most_live {
+            bad.push(format!(
+                "id {} follows {}: the id counter skipped {} ids, more than the {most_live} sessions that can be live{}",
+                fmt_id(id),
+                prev.map_or_else(String::new, fmt_id),
+                step - 1,
+                if step == space { " (reissued: the counter did not move)" } else { "" }
+            ));
+        } else if step > 1 {
+            self.edge("id-skipped");
+        }
+        if wrapped {
+            self.edge("id-wrapped");
         }
         if let Some(at) = earlier {
-            if issued - at < generations {
+            if !(pos - at).is_multiple_of(space) {
                 bad.push(format!(
-                    "id {} reissued within the horizon: its slot issued {} ids since, the horizon is {generations}",
+                    "id {} reissued after the id counter passed {} ids, not whole turns of {space}",
                     fmt_id(id),
-                    issued - at
+                    pos - at
                 ));
             } else {
                 self.edge("id-recurred");
@@ -1994,11 +2008,9 @@ impl State {
                 payload: Vec::new(),
             };
             let res = sref.send(&Data(body));
-            let slot = id & 0x1_FFFF;
             let reused = self.hosts[h as usize]
-                .slot_latest
-                .get(&slot)
-                .is_some_and(|latest| *latest != id);
+                .last_id
+                .is_some_and(|latest| latest != id);
             let res_s = match &res {
                 Ok(()) => "ok".to_string(),
                 Err(e) => e.to_string(),
@@ -2053,9 +2065,9 @@ impl State {
         refs.extend(std::mem::take(&mut host.kept).into_iter().map(|k| k.sref));
         host.by_id.clear();
         host.ids_seen.clear();
-        host.slot_latest.clear();
+        host.last_id = None;
         host.issued_at.clear();
-        host.slot_issues.clear();
+        host.id_pos = 0;
         host.open_now = 0;
         host.peak_open = 0;
         host.connecting = 0;
@@ -2651,7 +2663,7 @@ pub fn ev_id(ev: &Ev) -> Option<u32> {
     }
 }
 
-/// Formats a raw id as the library does (`#slot.generation`).
+/// Formats a raw id as the library does (`#<value>`).
 pub fn fmt_id(id: u32) -> String {
     match laxnet::SessionId::from_raw(id) {
         Some(i) => i.to_string(),

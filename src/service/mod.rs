@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use rand_core::{Rng, SeedableRng};
 use tokio::sync::{mpsc, watch};
 
 use crate::buffer::{PoolStats, SegmentQueue};
@@ -42,7 +42,6 @@ pub use topic::{Inbox, Topic};
 
 struct Sessions {
     table: IdTable<Arc<SessionShared>>,
-    rng: ChaCha20Rng,
 }
 
 type CloseWatchers = BTreeMap<SessionId, Vec<Box<dyn FnOnce(&CloseReason) + Send>>>;
@@ -129,9 +128,9 @@ impl ServiceInner {
         let now = core.runtime.now();
         let shared = {
             let mut s = lock(&self.sessions);
-            let Sessions { table, rng } = &mut *s;
+            let table = &mut s.table;
             let mut made = None;
-            let res = table.insert_with(rng, |id| {
+            let res = table.insert_with(|id| {
                 let sh = Arc::new(SessionShared {
                     id,
                     protocol,
@@ -272,11 +271,11 @@ impl ServiceInner {
         self.admission.len()
     }
 
-    fn slots_created(&self) -> usize {
-        lock(&self.sessions).table.slots_created()
+    fn peak_sessions(&self) -> usize {
+        lock(&self.sessions).table.peak()
     }
 
-    /// Live sessions in slot order, with the destroyed sessions' totals (bytes in/out,
+    /// Live sessions, oldest first, with the destroyed sessions' totals (bytes in/out,
     /// messages in/out) and the pool's counters read under the same lock: a session takes
     /// pooled buffers only once it is in the table and gives them all back before it leaves,
     /// so with no session live the snapshot shows no pooled byte in use.
@@ -293,7 +292,7 @@ impl ServiceInner {
         (done, s.table.iter().map(|(_, s)| s.clone()).collect(), pool)
     }
 
-    /// Live sessions in slot order.
+    /// Live sessions, oldest first.
     fn snapshot(&self) -> Vec<Arc<SessionShared>> {
         lock(&self.sessions)
             .table
@@ -342,22 +341,23 @@ impl Service {
     /// A service on the given runtime backend (for simulation: `TurmoilRuntime`).
     pub fn with_runtime(config: Config, runtime: impl Runtime) -> Service {
         let runtime: Arc<dyn Runtime> = Arc::new(runtime);
-        let rng = match config.rng_seed {
+        let mut rng = match config.rng_seed {
             Some(seed) => ChaCha20Rng::seed_from_u64(seed),
             None => ChaCha20Rng::from_seed(runtime.entropy()),
         };
         let mut config = config;
-        config.max_sessions = config.max_sessions.clamp(1, crate::id::MAX_SLOTS);
+        config.max_sessions = config
+            .max_sessions
+            .clamp(1, crate::id::max_capacity(config.id_bits));
         let core = Arc::new(Context::new(config, runtime));
-        let mut table =
-            IdTable::with_generation_bits(core.config.max_sessions, core.config.id_generation_bits);
-        if core.config.plants().on(Bug::NoGenerationBump) {
-            table.bump = 0;
-        } else if core.config.plants().on(Bug::GenerationOffByOne) {
-            table.bump = 2;
-        }
+        let mut table = IdTable::with_id_bits(
+            core.config.max_sessions,
+            core.config.id_bits,
+            rng.next_u32(),
+        );
+        table.plants = core.config.plants();
         let inner = Arc::new(ServiceInner {
-            sessions: Mutex::new(Sessions { table, rng }),
+            sessions: Mutex::new(Sessions { table }),
             registry: Mutex::new(Arc::new(Registry::default())),
             registry_version: AtomicU64::new(0),
             next_sub: AtomicU64::new(1),
