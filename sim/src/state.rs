@@ -1290,7 +1290,7 @@ impl State {
                 fmt_id(id),
                 prev.map_or_else(String::new, fmt_id),
                 step - 1,
-                if step == space { " (reissued: the counter did not move)" } else { "" }
+                if prev == Some(id) { " (reissued: the counter did not move)" } else { "" }
             ));
         } else if step > 1 {
             self.edge("id-skipped");

@@ -109,7 +109,12 @@ fn stale_id_rejected_without_disturbing_live_entry() {
     assert_eq!(t.len(), 1);
     assert_eq!(t.get(new), Some(&(new, "new")));
     // Ids on the same array position as `new`, and future ids, are rejected too.
-    for raw in [new.get() + 4, new.get() + (1 << 20), new.get() + 1, u32::MAX] {
+    for raw in [
+        new.get() + 4,
+        new.get() + (1 << 20),
+        new.get() + 1,
+        u32::MAX,
+    ] {
         let other = SessionId::from_raw(raw).expect("nonzero");
         assert_eq!(t.get(other), None, "{other}");
         assert_eq!(t.remove(other), None, "{other}");
