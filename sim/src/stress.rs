@@ -476,7 +476,7 @@ async fn client_task(
             continue;
         }
         if let Some(r) = svc.acquire(sref.id()) {
-            // A newer session with the same id (after four more issues of the slot) may be in
+            // A newer session with the same id (the 8-bit id counter wraps often) may be in
             // the table a moment before its `Opened` reaches the book on another thread.
             let mut newer = false;
             for _ in 0..20 {

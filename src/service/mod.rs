@@ -449,8 +449,9 @@ impl Service {
         }
     }
 
-    /// A ref to live session `id`, or `None` if no such session (never a newer session that
-    /// reuses the slot).
+    /// A ref to live session `id`, or `None` if no such session. Never a different session:
+    /// an id is issued again only after the service's id counter went round all 2^32 - 1
+    /// values (see [`SessionId`]). O(1): one array index and one comparison.
     pub fn acquire(&self, id: SessionId) -> Option<SessionRef> {
         let s = lock(&self.inner.sessions);
         s.table.get(id).map(|shared| SessionRef {
