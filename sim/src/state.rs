@@ -528,11 +528,6 @@ pub struct HostState {
     pub ids_seen: BTreeSet<u32>,
     /// The latest id issued (this incarnation).
     pub last_id: Option<u32>,
-    /// Id → the id counter's position when it was issued (this incarnation), to tell a
-    /// recurrence after whole turns of the counter from a reissue before.
-    pub issued_at: BTreeMap<u32, u64>,
-    /// The id counter's position: nonzero values it passed (this incarnation).
-    pub id_pos: u64,
     /// Sessions opened and not yet closed.
     pub open_now: usize,
     /// The most sessions open at once (this incarnation).
@@ -662,8 +657,6 @@ impl State {
                 by_id: BTreeMap::new(),
                 ids_seen: BTreeSet::new(),
                 last_id: None,
-                issued_at: BTreeMap::new(),
-                id_pos: 0,
                 open_now: 0,
                 peak_open: 0,
                 connecting: 0,
@@ -1254,14 +1247,17 @@ impl State {
     }
 
     /// The id horizon: ids come from a counter over `1..2^id_bits` that advances by one per
-    /// issue, skipping only values a live session blocks (at most `max_sessions` per issue),
-    /// so an id recurs only whole turns of the counter later — and never before.
+    /// issue and skips a value only when a live session's table position blocks it, each
+    /// live session blocking at most one value per issue. So every id must follow the
+    /// previous one in counter order, at most as many values on as sessions are live — and
+    /// then an id can recur only whole turns of the counter later, never before.
     fn check_id(&mut self, h: u16, idx: usize, id: u32) {
-        let cfg = &self.sc.side(h).service;
-        let bits = cfg.id_bits.clamp(4, 32);
-        let most_live = cfg.max_sessions as u64;
+        let bits = self.sc.side(h).service.id_bits.clamp(4, 32);
         let space = u64::from(u32::MAX >> (32 - bits)); // nonzero ids: 1..=space
         let host = &mut self.hosts[h as usize];
+        // Sessions in the table before this one: the library removes a session right after
+        // publishing its `Closed`, in the same step.
+        let live = host.open_now as u64;
         let mut bad = Vec::new();
         if id == 0 || u64::from(id) > space {
             bad.push(format!(
@@ -1269,45 +1265,39 @@ impl State {
                 fmt_id(id)
             ));
         }
-        // Values passed since the previous issue, this one included (a whole turn if the
-        // counter did not move).
-        let step = match host.last_id {
+        // Values the counter passed since the previous issue, this one included (a whole
+        // turn if it did not move).
+        let prev = host.last_id;
+        let step = match prev {
             None => 1,
             Some(prev) => match (u64::from(id) + space - u64::from(prev)) % space {
                 0 => space,
                 d => d,
             },
         };
-        let (wrapped, prev) = (host.last_id.is_some_and(|p| id < p), host.last_id);
         host.last_id = Some(id);
-        host.id_pos += step;
-        let pos = host.id_pos;
-        let earlier = host.issued_at.insert(id, pos);
-        host.ids_seen.insert(id);
-        if step - 1 > most_live {
+        let recurred = !host.ids_seen.insert(id);
+        if step - 1 > live {
             bad.push(format!(
-                "id {} follows {}: the id counter skipped {} ids, more than the {most_live} sessions that can be live{}",
+                "id {} follows {}: the id counter skipped {} ids, but only {live} live sessions can block one{}",
                 fmt_id(id),
                 prev.map_or_else(String::new, fmt_id),
                 step - 1,
-                if prev == Some(id) { " (reissued: the counter did not move)" } else { "" }
+                if prev == Some(id) {
+                    " (reissued: the counter did not move)"
+                } else {
+                    ""
+                }
             ));
         } else if step > 1 {
             self.edge("id-skipped");
         }
-        if wrapped {
+        if prev.is_some_and(|p| id < p) {
             self.edge("id-wrapped");
         }
-        if let Some(at) = earlier {
-            if !(pos - at).is_multiple_of(space) {
-                bad.push(format!(
-                    "id {} reissued after the id counter passed {} ids, not whole turns of {space}",
-                    fmt_id(id),
-                    pos - at
-                ));
-            } else {
-                self.edge("id-recurred");
-            }
+        // Given the order above, a recurrence comes whole turns of the counter later.
+        if recurred {
+            self.edge("id-recurred");
         }
         for what in bad {
             self.violation(Some(h), Some(idx), what);
@@ -2066,8 +2056,6 @@ impl State {
         host.by_id.clear();
         host.ids_seen.clear();
         host.last_id = None;
-        host.issued_at.clear();
-        host.id_pos = 0;
         host.open_now = 0;
         host.peak_open = 0;
         host.connecting = 0;
