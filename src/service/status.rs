@@ -115,7 +115,8 @@ pub struct Status {
     /// Stalled handshakes (no ClientHello yet, or a ClientFinished more than
     /// `Encryption::hello_timeout` late) dropped to make room for a new connection.
     pub handshakes_evicted: u64,
-    /// Id slots created (high-water mark of concurrent sessions).
+    /// The most sessions live at once (high-water mark); the id table's memory is
+    /// proportional to it.
     pub slots: usize,
     /// The buffer pool.
     pub pool: PoolStats,
@@ -188,12 +189,12 @@ impl Service {
             handshakes_refused: c.handshakes_refused.load(Relaxed),
             handshaking: inner.handshaking(),
             handshakes_evicted: c.handshakes_evicted.load(Relaxed),
-            slots: inner.slots_created(),
+            slots: inner.peak_sessions(),
             pool,
         }
     }
 
-    /// Every live session, in id-slot order.
+    /// Every live session, oldest first.
     pub fn sessions(&self) -> Vec<SessionInfo> {
         let now = self.now();
         self.inner()
@@ -248,7 +249,7 @@ impl fmt::Display for Status {
             ("handshakes refused", self.handshakes_refused),
             ("handshaking now", self.handshaking as u64),
             ("handshakes evicted", self.handshakes_evicted),
-            ("id slots", self.slots as u64),
+            ("peak sessions", self.slots as u64),
         ];
         for (k, v) in rows {
             writeln!(f, "{k:<24} {v:>14}")?;
