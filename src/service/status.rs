@@ -80,8 +80,15 @@ pub struct Status {
     pub connected: u64,
     /// Connections refused at `max_sessions`.
     pub refused: u64,
-    /// Failed `connect` calls (timeouts, refused, ...).
+    /// `connect` calls that failed once they had started connecting: timeouts, I/O errors
+    /// (refused by the peer's host), failed handshakes (also in `handshake_failures`), and
+    /// connections this service dropped at once because it shut down or filled up meanwhile.
+    /// Calls refused before any I/O (`NotConfigured`, `Shutdown`, `TooManySessions` up front)
+    /// are not counted.
     pub connect_failures: u64,
+    /// Failed accepts on a listening socket (out of file descriptors and the like; the accept
+    /// loop backs off and goes on).
+    pub accept_errors: u64,
     /// Bytes received, all sessions since start.
     pub bytes_in: u64,
     /// Bytes sent.
@@ -170,6 +177,7 @@ impl Service {
             connected: c.connected.load(Relaxed),
             refused: c.refused.load(Relaxed),
             connect_failures: c.connect_failures.load(Relaxed),
+            accept_errors: c.accept_errors.load(Relaxed),
             bytes_in: bi,
             bytes_out: bo,
             msgs_in: mi,
@@ -230,11 +238,12 @@ impl fmt::Display for Status {
             writeln!(f, "{:<16} {:>8} {:>8}", p.protocol, p.open, p.closing)?;
         }
         writeln!(f, "{:<24} {:>14}", "counter", "value")?;
-        let rows: [(&str, u64); 19] = [
+        let rows: [(&str, u64); 20] = [
             ("accepted", self.accepted),
             ("connected", self.connected),
             ("refused", self.refused),
             ("connect failures", self.connect_failures),
+            ("accept errors", self.accept_errors),
             ("bytes in", self.bytes_in),
             ("bytes out", self.bytes_out),
             ("messages in", self.msgs_in),

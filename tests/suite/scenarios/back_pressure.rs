@@ -125,7 +125,10 @@ pub(crate) async fn bulk_send_waits_for_room(ctx: Arc<Ctx>) {
         ctx.client
             .exec_async(|_| async move { (c2.ready().await, c2.send(&Seq::new(0, 1))) })
             .await,
-        (Err(SendError::Closed(CloseReason::Local)), Err(SendError::Stale))
+        (
+            Err(SendError::Closed(CloseReason::Local)),
+            Err(SendError::Stale)
+        )
     );
     ctx.assert_no_leaks().await;
 }
