@@ -394,7 +394,7 @@ fn quiet(world: &World) -> Option<(Option<u16>, String)> {
             let ids: Vec<String> = svc
                 .sessions()
                 .iter()
-                .map(|i| format!("{} ({:?}, age {:?})", i.id, i.state, i.age))
+                .map(|i| format!("{} ({:?})", i.id, i.state))
                 .collect();
             let name = lock(&world.shared).hosts[h as usize].name.clone();
             return Some((

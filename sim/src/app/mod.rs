@@ -73,6 +73,7 @@ pub struct Sim {
     drain: Duration,
     goals: Vec<String>,
     replay: Option<String>,
+    cargo_args: String,
     determinism: bool,
 }
 
@@ -100,6 +101,7 @@ impl Sim {
             drain: Duration::from_secs(5),
             goals: Vec::new(),
             replay: None,
+            cargo_args: String::new(),
             determinism: false,
         }
     }
@@ -183,6 +185,16 @@ impl Sim {
     /// them.
     pub fn replay_command(mut self, cmd: impl Into<String>) -> Sim {
         self.replay = Some(cmd.into());
+        self
+    }
+
+    /// Extra `cargo test` arguments for the derived replay command, such as the features the
+    /// test was built with (`"--features my-feature"`).
+    pub fn cargo_args(mut self, args: &str) -> Sim {
+        if !self.cargo_args.is_empty() {
+            self.cargo_args.push(' ');
+        }
+        self.cargo_args.push_str(args);
         self
     }
 
@@ -279,6 +291,10 @@ impl Sim {
         let mut cmd = String::from("LAXSIM_SEED={seed} cargo test");
         if let Some(p) = &pkg {
             cmd.push_str(&format!(" -p {p}"));
+        }
+        if !self.cargo_args.is_empty() {
+            cmd.push(' ');
+            cmd.push_str(&self.cargo_args);
         }
         match (&target, &pkg) {
             (Some(t), Some(p)) if *t == p.replace('-', "_") => cmd.push_str(" --lib"),
