@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use laxnet::{
-    AcceptError, Acceptor, Event, Protocol, Received, Service, SessionEvent, SessionId,
-    SessionRef, SubscribeError, Topic,
+    AcceptError, Acceptor, Event, Protocol, Received, Service, SessionEvent, SessionId, SessionRef,
+    SubscribeError, Topic,
 };
 
 /// Client → server: join `room`.
@@ -133,33 +133,42 @@ impl RoomServer {
             state: Arc::default(),
         };
         let st = server.state.clone();
-        svc.sub(Topic::sessions(PROTOCOL), move |ev: &SessionEvent| match ev {
-            SessionEvent::Opened { session, .. } => {
-                lock(&st).members.insert(
-                    session.id(),
-                    Member {
-                        sref: Some(session.clone()),
-                        rooms: BTreeSet::new(),
-                    },
-                );
-            }
-            SessionEvent::Closed { id, .. } => lock(&st).drop_member(*id),
-            _ => {}
-        })?;
+        svc.sub(
+            Topic::sessions(PROTOCOL),
+            move |ev: &SessionEvent| match ev {
+                SessionEvent::Opened { session, .. } => {
+                    lock(&st).members.insert(
+                        session.id(),
+                        Member {
+                            sref: Some(session.clone()),
+                            rooms: BTreeSet::new(),
+                        },
+                    );
+                }
+                SessionEvent::Closed { id, .. } => lock(&st).drop_member(*id),
+                _ => {}
+            },
+        )?;
         let st = server.state.clone();
-        svc.sub(Topic::message::<Join>(PROTOCOL), move |m: &Received<Join>| {
-            // The access check takes a while: the join completes in a task of its own.
-            let st = st.clone();
-            let (session, room) = (m.session.clone(), m.msg.room.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(ACCESS_CHECK).await;
-                join(&st, &session, room);
-            });
-        })?;
+        svc.sub(
+            Topic::message::<Join>(PROTOCOL),
+            move |m: &Received<Join>| {
+                // The access check takes a while: the join completes in a task of its own.
+                let st = st.clone();
+                let (session, room) = (m.session.clone(), m.msg.room.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(ACCESS_CHECK).await;
+                    join(&st, &session, room);
+                });
+            },
+        )?;
         let st = server.state.clone();
-        svc.sub(Topic::message::<Leave>(PROTOCOL), move |m: &Received<Leave>| {
-            lock(&st).leave(m.session.id(), &m.msg.room);
-        })?;
+        svc.sub(
+            Topic::message::<Leave>(PROTOCOL),
+            move |m: &Received<Leave>| {
+                lock(&st).leave(m.session.id(), &m.msg.room);
+            },
+        )?;
         let st = server.state.clone();
         svc.sub(Topic::message::<Say>(PROTOCOL), move |m: &Received<Say>| {
             let st = lock(&st);
@@ -344,7 +353,10 @@ impl std::fmt::Display for TalkError {
             TalkError::Subscribe(e) => write!(f, "subscribe: {e}"),
             TalkError::ServiceGone => write!(f, "the service shut down"),
             TalkError::NotAMember { room, text } => {
-                write!(f, "heard {text:?} in room {room:?}, which this session never joined")
+                write!(
+                    f,
+                    "heard {text:?} in room {room:?}, which this session never joined"
+                )
             }
         }
     }

@@ -6,6 +6,8 @@
 //!
 //! `cargo test -p laxnet-rooms --features planted-bug` plants the bug of `src/lib.rs`; then
 //! this test fails and prints the failing seed and the command that replays it.
+// User code on a simulated host takes time from tokio, which turmoil simulates.
+#![allow(clippy::disallowed_methods)]
 
 use std::time::Duration;
 
@@ -32,7 +34,8 @@ fn rooms_sim(seeds: std::ops::Range<u64>) -> Sim {
             let (server, _acceptor) = RoomServer::start(&svc, "0.0.0.0:7000").await?;
             let s = server.clone();
             ctx.always("room lists and members agree", move || {
-                s.check().map_err(|(what, id)| Broken::new(what).session(id))
+                s.check()
+                    .map_err(|(what, id)| Broken::new(what).session(id))
             });
             // Dropping memberships when a session closes is the path worth covering.
             loop {
@@ -60,7 +63,16 @@ fn rooms_sim(seeds: std::ops::Range<u64>) -> Sim {
             let second = (first + 1 + rng.below(ROOMS.len() - 1)) % ROOMS.len();
             let rooms = [ROOMS[first].to_string(), ROOMS[second].to_string()];
             ctx.log(format!("member {i} joins {rooms:?}"));
-            let t = talk(&svc, "rooms:7000", ctx.name(), &rooms, 5, 30, Duration::from_millis(400)).await?;
+            let t = talk(
+                &svc,
+                "rooms:7000",
+                ctx.name(),
+                &rooms,
+                5,
+                30,
+                Duration::from_millis(400),
+            )
+            .await?;
             ctx.log(format!("{t:?}"));
             ctx.sometimes("a member reconnected", t.reconnects > 0 && t.done);
             ctx.sometimes("a member left a room", t.left > 0);

@@ -127,7 +127,12 @@ async fn host_main(world: Arc<World>, h: u16, name: Arc<str>, f: HostFn) -> turm
     };
     let res = f(ctx).await;
     if let Err(e) = res {
-        world.fail(Some(h), None, &[], format!("host {name} returned an error: {e}"));
+        world.fail(
+            Some(h),
+            None,
+            &[],
+            format!("host {name} returned an error: {e}"),
+        );
     }
     world.app().hosts[h as usize].finished = true;
     lock(&world.shared).log(
@@ -187,7 +192,11 @@ pub(crate) fn run_seed(def: &Def, seed: u64, schedule: Option<&[Fault]>) -> Seed
     // Break the cycles (service → subscriber → world → service; checks → user state).
     let (services, refs, checks) = {
         let mut app = world.app();
-        let services: Vec<Service> = app.services.iter_mut().filter_map(|s| s.svc.take()).collect();
+        let services: Vec<Service> = app
+            .services
+            .iter_mut()
+            .filter_map(|s| s.svc.take())
+            .collect();
         let refs: Vec<SessionRef> = std::mem::take(&mut app.followed)
             .into_values()
             .map(|f| f.sref)
@@ -638,7 +647,9 @@ fn apply(sim: &mut turmoil::Sim<'_>, def: &Def, world: &World, act: &Action, bas
                         Some(h),
                         None,
                         &[],
-                        format!("after the crash {live} sessions of the old incarnation are still live"),
+                        format!(
+                            "after the crash {live} sessions of the old incarnation are still live"
+                        ),
                     );
                 }
             }

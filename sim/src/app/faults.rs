@@ -275,7 +275,13 @@ mod tests {
             assert_eq!(sc.host_count(), 3);
         }
         assert!(Faults::profile("chaos-monkey").is_err());
-        assert!(Faults::profile("socket-chaos").unwrap().server_io.short_read > 0.0);
+        assert!(
+            Faults::profile("socket-chaos")
+                .unwrap()
+                .server_io
+                .short_read
+                > 0.0
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use laxnet::{
-    CloseReason, Config, Direction, Message, Protocol, Received, Service, SessionEvent,
-    SessionId, SessionRef, Topic,
+    CloseReason, Config, Direction, Message, Protocol, Received, Service, SessionEvent, SessionId,
+    SessionRef, Topic,
 };
 
 use crate::faulty::{FaultyRuntime, Graveyard};
@@ -206,7 +206,10 @@ impl World {
             st.violation(
                 Some(h),
                 Some(idx),
-                format!("{} is neither open nor closed in its Opened event", fmt_id(id)),
+                format!(
+                    "{} is neither open nor closed in its Opened event",
+                    fmt_id(id)
+                ),
             );
         }
     }
@@ -262,7 +265,10 @@ impl World {
                     .find(|(i, f)| f.svc == svc && st.sessions[**i].id == id)
                     .map(|(i, _)| *i);
                 let what = match idx {
-                    Some(_) => format!("a {type_name} was delivered to {} after its Closed", fmt_id(id)),
+                    Some(_) => format!(
+                        "a {type_name} was delivered to {} after its Closed",
+                        fmt_id(id)
+                    ),
                     None => format!(
                         "a {type_name} was delivered to {}, which never opened",
                         fmt_id(id)
@@ -417,7 +423,11 @@ impl Ctx {
             .services
             .iter()
             .rev()
-            .find(|s| s.svc.as_ref().is_some_and(|s| std::ptr::eq(s.config(), svc.config())))
+            .find(|s| {
+                s.svc
+                    .as_ref()
+                    .is_some_and(|s| std::ptr::eq(s.config(), svc.config()))
+            })
             .map(|s| s.no);
         let Some(no) = no else {
             self.world.fail(
