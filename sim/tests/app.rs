@@ -97,10 +97,10 @@ fn a_broken_user_invariant_fails_the_seed_and_names_the_session() {
                     let mut m = m.lock().unwrap();
                     match ev {
                         laxnet::SessionEvent::Opened { session, .. } => m.push(session.clone()),
-                        laxnet::SessionEvent::Closed { id, reason } => {
-                            if *reason != laxnet::CloseReason::Local {
-                                m.retain(|s| s.id() != *id)
-                            }
+                        laxnet::SessionEvent::Closed { id, reason }
+                            if *reason != laxnet::CloseReason::Local =>
+                        {
+                            m.retain(|s| s.id() != *id)
                         }
                         _ => {}
                     }
