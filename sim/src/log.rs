@@ -178,7 +178,7 @@ pub fn ev_id(ev: &Ev) -> Option<u32> {
     }
 }
 
-/// Formats a raw id as the library does (`#slot.generation`).
+/// Formats a raw id as the library does (`#<value>`).
 pub fn fmt_id(id: u32) -> String {
     match laxnet::SessionId::from_raw(id) {
         Some(i) => i.to_string(),

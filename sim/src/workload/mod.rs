@@ -58,7 +58,7 @@ fn config(st: &State, h: u16, inc: u16, opts: &HostOpts) -> Config {
     c.segment_size = s.segment_size;
     c.rng_seed = Some(mix(opts.seed, h, inc));
     c.logging = opts.logging;
-    c.id_generation_bits = s.id_generation_bits;
+    c.id_bits = s.id_bits;
     if st.sc.protocol.encrypted() {
         let key = server_key(opts.seed);
         let mut e = if st.sc.is_server(h) {
