@@ -21,6 +21,10 @@
 //!   multi-thread runtime, for the races between threads that the simulator cannot show.
 //! - [`suite`]: many seeds on several threads, the summary table; [`shrink`]: minimising a
 //!   failing fault schedule.
+//! - [`app`]: simulation tests of users' own services ([`Sim`], [`Ctx`], [`Faults`]): their
+//!   hosts on the same runtime, fault layer, event log and timeline, with the lifecycle
+//!   oracle on their sessions, their invariants and coverage goals, a replay command per
+//!   failing seed and the determinism guard.
 //!
 //! Determinism: a run's trace hash is FNV-1a over its ordered event log (sim time, host,
 //! event); collections are `BTreeMap`/`Vec` only; every RNG is seeded from the run's seed. Two
@@ -35,6 +39,7 @@
 //! `LAXSIM_SCENARIOS=DIR` changes the scenario directory; `RUST_LOG` filters `replay --trace`
 //! (default `laxnet=trace`).
 
+pub mod app;
 pub mod attack;
 pub mod edges;
 pub mod faulty;
@@ -53,6 +58,8 @@ pub mod stress;
 pub mod suite;
 pub mod timeline;
 pub mod workload;
+
+pub use app::{Broken, Ctx, Faults, Report, Sim};
 
 /// Names of the planted bugs this build can plant (empty without `planted-bugs`).
 pub fn plantable() -> Vec<&'static str> {
