@@ -1,9 +1,9 @@
-//! What one run of a user's simulation test shares: the simulator's [`State`] (event log,
-//! streams, fault recorder, violations) and the test's own part ([`App`]: the services the
+//! What one run of a user's simulation test shares: the simulator's `State` (event log,
+//! streams, fault recorder, violations) and the test's own part (`App`: the services the
 //! hosts made, the sessions they saw, the user's invariants and coverage goals); the host
 //! handle user code gets ([`Ctx`]); and the lifecycle oracle over the user's sessions.
 //!
-//! Lock order: [`World::app`] before the state's lock, never the other way round, and neither
+//! Lock order: `World::app` before the state's lock, never the other way round, and neither
 //! is held while user code or a library call that may publish events runs.
 
 use std::collections::BTreeMap;

@@ -5,9 +5,9 @@
 //! those waiters (no lost wake-up, none left after the shutdown). Every observation goes to
 //! the oracle in [`crate::state::State`].
 //!
-//! This file holds a host's main loop and its configuration; [`events`] its subscribers,
-//! [`step`] one pass of its loop, [`actions`] what it does to a session (sends, `close()`,
-//! probes), [`drain`] the end of its run.
+//! This file holds a host's main loop and its configuration; `events` its subscribers,
+//! `step` one pass of its loop, `actions` what it does to a session (sends, `close()`,
+//! probes), `drain` the end of its run.
 #![allow(clippy::disallowed_methods)] // the workload paces itself with tokio's (virtual) timers
 
 use std::time::Duration;
