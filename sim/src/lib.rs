@@ -4,7 +4,8 @@
 //! checks this):
 //!
 //! - [`rng`], [`msg`], [`reasons`], [`edges`]: the seeded RNG, the messages the workload
-//!   sends, which close reason each observed cause implies, the lifecycle edges a run counts.
+//!   sends, which close reason each observed cause implies, the lifecycle edges a run counts;
+//!   [`fingerprint`]: what a build must share with another for a seed to replay there.
 //! - [`keys`]: the fleets' key pairs; [`attack`]: what a hostile connection sends.
 //! - [`scenario`]: scenarios as data (`scenarios/*.toml`).
 //! - [`schedule`]: the fault recorder; every RNG-driven fault decision goes through it.
@@ -21,6 +22,8 @@
 //!   multi-thread runtime, for the races between threads that the simulator cannot show.
 //! - [`suite`]: many seeds on several threads, the summary table; [`shrink`]: minimising a
 //!   failing fault schedule.
+//! - [`sweep`]: sweeps split over machines: shards, seed blocks, the JUnit report, merging
+//!   shards' JSON summaries.
 //!
 //! Determinism: a run's trace hash is FNV-1a over its ordered event log (sim time, host,
 //! event); collections are `BTreeMap`/`Vec` only; every RNG is seeded from the run's seed. Two
@@ -38,6 +41,7 @@
 pub mod attack;
 pub mod edges;
 pub mod faulty;
+pub mod fingerprint;
 pub mod keys;
 pub mod log;
 pub mod msg;
@@ -51,6 +55,7 @@ pub mod shrink;
 pub mod state;
 pub mod stress;
 pub mod suite;
+pub mod sweep;
 pub mod timeline;
 pub mod workload;
 
