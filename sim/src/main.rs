@@ -542,8 +542,8 @@ fn cmd_replay(a: &ReplayArgs, sc: &Arc<Scenario>) -> ExitCode {
             println!("- {v}");
         }
     }
-    println!("trace-hash: {:016x}", o.hash);
     println!("build: {}", Fingerprint::current());
+    println!("trace-hash: {:016x}", o.hash);
     if o.passed() {
         ExitCode::SUCCESS
     } else {
