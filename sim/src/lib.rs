@@ -14,7 +14,8 @@
 //!   and the oracle (sessions, ciphertext, sends, accounting, admission, the end of a run).
 //! - [`faulty`]: [`FaultyRuntime`](faulty::FaultyRuntime), a `laxnet::Runtime` injecting
 //!   short reads/writes, stalls and resets into turmoil's sockets, and ciphertext faults
-//!   (corrupted, duplicated, reordered, spliced, dropped records) into encrypted streams.
+//!   (corrupted, duplicated, reordered, spliced, dropped records) into encrypted streams;
+//!   [`chaos`]: the same socket faults in real Tokio streams.
 //! - [`workload`]: what the simulated servers and clients do.
 //! - [`rogue`]: hostile hosts that send what no honest peer sends.
 //! - [`runner`]: one seed, start to verdict; [`timeline`]: the per-session timeline, as
@@ -23,7 +24,7 @@
 //! - [`suite`]: many seeds on several threads, the summary table; [`shrink`]: minimising a
 //!   failing fault schedule.
 //! - [`sweep`]: sweeps split over machines: shards, seed blocks, the JUnit report, merging
-//!   shards' JSON summaries.
+//!   shards' JSON summaries; [`real`]: the scenarios on loopback (`laxsim run --real`).
 //!
 //! Determinism: a run's trace hash is FNV-1a over its ordered event log (sim time, host,
 //! event); collections are `BTreeMap`/`Vec` only; every RNG is seeded from the run's seed. Two
@@ -39,12 +40,14 @@
 //! (default `laxnet=trace`).
 
 pub mod attack;
+pub mod chaos;
 pub mod edges;
 pub mod faulty;
 pub mod fingerprint;
 pub mod keys;
 pub mod log;
 pub mod msg;
+pub mod real;
 pub mod reasons;
 pub mod rng;
 pub mod rogue;

@@ -20,12 +20,12 @@ const LAYERS: &[&[&str]] = &[
     &["schedule"],
     &["log"],
     &["state"],
-    &["faulty"],
+    &["faulty", "chaos"],
     &["workload"],
     &["rogue"],
     &["runner", "timeline", "stress"],
     &["shrink", "suite"],
-    &["sweep"],
+    &["sweep", "real"],
     &["lib"],
 ];
 
