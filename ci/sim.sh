@@ -82,6 +82,10 @@ LAXSIM_STRESS_ROUNDS=40 cargo test --release -p laxnet-sim --test stress
 LAXSIM_STRESS_PLANT=buffers-after-release \
   cargo test --release -p laxnet-sim --features planted-bugs --test stress stress_catches_planted_bugs
 
+step "laxsim --real: every scenario's socket and record faults on real loopback sockets (a few seeds)"
+cargo run --release -p laxnet-sim -- run --real --seeds 0..3 --no-progress
+cargo test --release -p laxnet-sim --features planted-bugs --test real
+
 step "laxsim: the oracle catches ciphertext faults that nothing authenticates (null cipher)"
 cargo test --release -p laxnet-sim --features null-cipher --test null_cipher
 echo "ci/sim.sh: simulation suite passed"

@@ -19,6 +19,11 @@
 //! a newer session; per round: while the services shut down, an observer thread sees the pool
 //! empty whenever no session is live, and after the shutdown nothing is live, no pooled byte
 //! is in use and no handshake is in progress.
+//!
+//! With [`StressOpts::faults`] the services run on [`ChaosRuntime`]s that make a scenario's
+//! socket faults in the real streams (`laxsim run --real`, [`crate::real`]); a clean end is
+//! then required to lose nothing only on connections no reset or corruption harmed, and a
+//! connect may fail.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // real time and sockets: the point
 
 use std::collections::{BTreeMap, BTreeSet};

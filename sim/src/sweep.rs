@@ -484,7 +484,7 @@ mod tests {
     fn blocks_are_aligned_and_clipped() {
         assert_eq!(blocks(&(0..250), 100), [0..100, 100..200, 200..250]);
         assert_eq!(blocks(&(150..320), 100), [150..200, 200..300, 300..320]);
-        assert_eq!(blocks(&(5..6), 0), [5..6]);
+        assert_eq!(blocks(&(5..6), 0), vec![Range { start: 5, end: 6 }]);
         assert_eq!(
             block_name("churn", &(0..100), name_width(&(0..1000))),
             "churn::seeds_0000_0099"
