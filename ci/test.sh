@@ -66,6 +66,21 @@ if [ -x ci/sim.sh ]; then
   ci/sim.sh
 fi
 
+step "a user's simulation test catches the bug planted in the rooms example"
+# examples/rooms tests itself with laxnet-sim's user API (its plain run passed with the
+# workspace tests); with its realistic bug planted the same test must fail, naming a seed and
+# the command that replays it.
+set +e
+rooms_out=$(cargo test --quiet -p laxnet-rooms --features planted-bug --test sim rooms_under_faults 2>&1)
+rooms_code=$?
+set -e
+if [ "$rooms_code" -eq 0 ] || ! grep -q 'LAXSIM_SEED=' <<< "$rooms_out"; then
+  printf '%s\n' "$rooms_out" | tail -n 30 >&2
+  echo "ci/test.sh: the rooms simulation did not catch the planted bug (exit $rooms_code)" >&2
+  exit 1
+fi
+echo "caught: $(grep -m1 -o 'LAXSIM_SEED=[0-9]*' <<< "$rooms_out")"
+
 step "examples and the perf harness"
 cargo run --quiet --example chat > /dev/null
 cargo run --quiet --example encryption > /dev/null

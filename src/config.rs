@@ -98,7 +98,7 @@ pub struct Config {
     /// The buffer pool's size classes and retention.
     pub pool: PoolConfig,
     /// Seed of the service's RNG (`ChaCha20Rng`), which draws everything random that is not a
-    /// secret (the start generation of each session id). `None` takes 32 bytes from the
+    /// secret (the start value of the session id counter). `None` takes 32 bytes from the
     /// runtime (the OS in production, the seed in simulation).
     ///
     /// It never feeds key material: each encrypted handshake draws its randoms and ephemeral
@@ -111,11 +111,13 @@ pub struct Config {
     pub encryption: Option<Encryption>,
     /// Initial state of the service's logging switch (see `Service::set_logging`).
     pub logging: bool,
-    /// Generations per id slot, as a number of bits (default and maximum 15; clamped to
-    /// `1..=15`). Fewer bits make ids recur sooner: a test hook, so simulations reach the id
-    /// horizon many times per run and its invariants are checked where they bite.
+    /// Width of the session id space in bits (default and maximum 32; clamped to `4..=32`):
+    /// ids come from `1..2^id_bits`, so an id recurs after `2^id_bits - 1` others at the
+    /// earliest, and `max_sessions` is clamped to `2^(id_bits - 2)`. A test hook: fewer bits
+    /// make ids recur sooner, so simulations reach the id horizon many times per run and its
+    /// invariants are checked where they bite.
     #[doc(hidden)]
-    pub id_generation_bits: u32,
+    pub id_bits: u32,
     /// A deliberate bug to plant (oracle tests only).
     #[cfg(feature = "planted-bugs")]
     #[doc(hidden)]
@@ -141,7 +143,7 @@ impl Default for Config {
             rng_seed: None,
             encryption: None,
             logging: true,
-            id_generation_bits: 15,
+            id_bits: 32,
             #[cfg(feature = "planted-bugs")]
             planted: None,
         }
@@ -260,10 +262,10 @@ impl Config {
         self
     }
 
-    /// Sets `id_generation_bits` (a test hook).
+    /// Sets `id_bits` (a test hook).
     #[doc(hidden)]
-    pub fn with_id_generation_bits(mut self, bits: u32) -> Config {
-        self.id_generation_bits = bits;
+    pub fn with_id_bits(mut self, bits: u32) -> Config {
+        self.id_bits = bits;
         self
     }
 }

@@ -4,7 +4,7 @@
 //! The fuzz targets (the repository's `fuzz/` package) drive the library's decoders and state
 //! machines directly, below the socket: the frame parser, message decoding through the
 //! subscription registry, both sides of the pure handshake, the record layer and the sans-IO
-//! session [`Conn`]. The wrapped types stay crate-private; these newtypes forward to them
+//! session `Conn`. The wrapped types stay crate-private; these newtypes forward to them
 //! and add nothing but conversions, so a target exercises the code the service runs.
 
 use std::io::{ErrorKind, IoSlice};
@@ -395,7 +395,7 @@ pub struct SealedParams {
     pub record_limit: u64,
 }
 
-/// What a [`Conn`] reports (`session::connection::Event`).
+/// What a `Conn` reports (`session::connection::Event`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnEvent {
     /// The connection started closing on its own for this reason.
@@ -406,7 +406,7 @@ pub enum ConnEvent {
     LingerExpired,
 }
 
-/// A complete frame at the front of a [`Conn`]'s receive buffer.
+/// A complete frame at the front of a `Conn`'s receive buffer.
 #[derive(Debug, Clone, Copy)]
 pub struct Frame(FrameRef);
 

@@ -41,7 +41,7 @@
 //! - `runtime`: the [`Runtime`] trait (sockets, clock, spawn) and its backends
 //!   [`TokioRuntime`] and `TurmoilRuntime` (feature `sim`). Nothing else touches a socket or
 //!   a clock.
-//! - `id`: [`SessionId`]s, slot + generation, unique over time.
+//! - `id`: [`SessionId`]s from a counter, unique over time.
 //! - `buffer`: the pooled read buffer and segmented send queue.
 //! - `message`: the [`Message`] trait and the "bits" frame format; `protocol`: [`Protocol`].
 //! - `session`: [`SessionRef`] and the session task (a sans-IO receive state machine plus a
@@ -108,7 +108,7 @@ pub use error::{
 };
 pub use event::{AnyMessage, Event, Received, SessionEvent, SubId};
 pub use fault::Fault;
-pub use id::{MAX_SLOTS as MAX_SESSIONS, SessionId};
+pub use id::{MAX_SESSIONS, SessionId};
 pub use message::Message;
 pub use protocol::{Protocol, UnknownProtocol};
 #[cfg(feature = "sim")]

@@ -193,8 +193,9 @@ pub fn plan(attack: Attack, host: u16, max_frame: usize, rng: &mut Rng) -> Plan 
             let over = max.saturating_add(1);
             p.bytes.extend_from_slice(&over.to_le_bytes());
             p.bytes.extend_from_slice(&[0xCD; 16]);
-            // Seen once the next frame's header is in.
-            let at = (wire::FRAME_HEADER + BODY_FIXED + payload + wire::FRAME_HEADER) as u64;
+            // Seen once the next frame's length prefix is in: the library refuses the length
+            // before it reads the id.
+            let at = (wire::FRAME_HEADER + BODY_FIXED + payload + wire::FRAME_LEN_PREFIX) as u64;
             p.expect = Some((at, ProtocolViolation::FrameTooLarge { len: over, max }));
             p.valid = 1;
         }

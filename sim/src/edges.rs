@@ -3,7 +3,8 @@
 
 /// Every lifecycle edge the run counts; scenarios list the ones they must reach.
 pub const EDGES: &[&str] = &[
-    "slot-reused",
+    "id-skipped",
+    "id-wrapped",
     "close-during-connect",
     "connect-aborted",
     "stale-ref-send",

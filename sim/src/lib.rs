@@ -25,6 +25,10 @@
 //!   failing fault schedule.
 //! - [`sweep`]: sweeps split over machines: shards, seed blocks, the JUnit report, merging
 //!   shards' JSON summaries; [`real`]: the scenarios on loopback (`laxsim run --real`).
+//! - [`app`]: simulation tests of users' own services ([`Sim`], [`Ctx`], [`Faults`]): their
+//!   hosts on the same runtime, fault layer, event log and timeline, with the lifecycle
+//!   oracle on their sessions, their invariants and coverage goals, a replay command per
+//!   failing seed and the determinism guard.
 //!
 //! Determinism: a run's trace hash is FNV-1a over its ordered event log (sim time, host,
 //! event); collections are `BTreeMap`/`Vec` only; every RNG is seeded from the run's seed. Two
@@ -39,6 +43,7 @@
 //! `LAXSIM_SCENARIOS=DIR` changes the scenario directory; `RUST_LOG` filters `replay --trace`
 //! (default `laxnet=trace`).
 
+pub mod app;
 pub mod attack;
 pub mod chaos;
 pub mod edges;
@@ -61,6 +66,8 @@ pub mod suite;
 pub mod sweep;
 pub mod timeline;
 pub mod workload;
+
+pub use app::{Broken, Ctx, Faults, Report, Sim};
 
 /// Names of the planted bugs this build can plant (empty without `planted-bugs`).
 pub fn plantable() -> Vec<&'static str> {

@@ -130,6 +130,14 @@ pub enum Ev {
         /// The writing stream, which took the fault.
         from: u64,
     },
+    /// An event of a user's own code (the simulation tests of users' services):
+    /// something it logged, or a message of a watched type it received.
+    User {
+        /// The session it is about, if any.
+        id: Option<u32>,
+        /// What happened.
+        what: String,
+    },
 }
 
 /// One log entry: sim time, host, incarnation, event.
@@ -165,11 +173,12 @@ pub fn ev_id(ev: &Ev) -> Option<u32> {
         | Ev::Recv { id, .. }
         | Ev::Close { id, .. }
         | Ev::Probe { id, .. } => Some(*id),
+        Ev::User { id, .. } => *id,
         _ => None,
     }
 }
 
-/// Formats a raw id as the library does (`#slot.generation`).
+/// Formats a raw id as the library does (`#<value>`).
 pub fn fmt_id(id: u32) -> String {
     match laxnet::SessionId::from_raw(id) {
         Some(i) => i.to_string(),
@@ -225,6 +234,8 @@ pub fn fmt_ev(ev: &Ev) -> String {
             panics,
         } => format!("quiesced: live {live}, pool in use {in_use} B, panics {panics}"),
         Ev::Violation { what } => format!("VIOLATION: {what}"),
+        Ev::User { id: Some(id), what } => format!("{} {what}", fmt_id(*id)),
+        Ev::User { id: None, what } => what.clone(),
     }
 }
 

@@ -5,7 +5,7 @@
 //! connections and connections that trickle a byte at a time.
 //!
 //! Each connection carries one [`Attack`], and the oracle knows what it must cause: on
-//! "bits", the server's session for it closes with exactly the [`ProtocolViolation`] the
+//! "bits", the server's session for it closes with exactly the `ProtocolViolation` the
 //! attack was built to trigger (once the server has read that far), after delivering only
 //! the valid frames before it; on "bits-hpke", no session ever opens for it, and the server's
 //! handshake admission holds (see [`crate::state::State::check_admission`]). Every other

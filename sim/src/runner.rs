@@ -92,18 +92,29 @@ fn install_hook() {
     });
 }
 
-enum Action {
+/// One timed step of a network-level plan, as the driver loop applies it.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Partition two hosts.
     Partition(String, String),
+    /// Repair a partition.
     Repair(String, String),
+    /// Hold messages between two hosts.
     Hold(String, String),
+    /// Release held messages.
     Release(String, String),
+    /// Raise the maximum latency.
     Spike(u64),
+    /// Back to the base latency.
     SpikeEnd,
+    /// Crash a host.
     Crash(String),
+    /// Restart a crashed host.
     Restart(String),
 }
 
-fn actions(plan: &[Fault]) -> Vec<(u64, Action)> {
+/// The plan's faults as timed actions (ms), in time order (plan order breaks ties).
+pub fn actions(plan: &[Fault]) -> Vec<(u64, Action)> {
     let mut out = Vec::new();
     for f in plan {
         match f {
@@ -155,9 +166,20 @@ fn host_index(st: &State, name: &str) -> Option<u16> {
         .map(|i| i as u16)
 }
 
+/// Runs `f` (one simulated run) on this thread, collecting the panics raised inside it,
+/// including those something downstream caught.
+pub fn catch_sim_panics<R>(f: impl FnOnce() -> R) -> (std::thread::Result<R>, Vec<String>) {
+    install_hook();
+    IN_SIM.with(|f| *f.borrow_mut() = true);
+    PANICS.with(|p| p.borrow_mut().clear());
+    let res = catch_unwind(AssertUnwindSafe(f));
+    IN_SIM.with(|f| *f.borrow_mut() = false);
+    let panics = PANICS.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    (res, panics)
+}
+
 /// Runs `opts.seed` of `sc`.
 pub fn run_seed(sc: &Arc<Scenario>, opts: &RunOpts) -> Outcome {
-    install_hook();
     let rec = match &opts.schedule {
         Some(s) => Recorder::scripted(s),
         None => Recorder::random(opts.seed),
@@ -166,11 +188,7 @@ pub fn run_seed(sc: &Arc<Scenario>, opts: &RunOpts) -> Outcome {
     state.echo = opts.echo;
     let plan = state.rec.plan(sc, opts.schedule.as_deref());
     let shared: Shared = Arc::new(Mutex::new(state));
-    IN_SIM.with(|f| *f.borrow_mut() = true);
-    PANICS.with(|p| p.borrow_mut().clear());
-    let res = catch_unwind(AssertUnwindSafe(|| drive(sc, opts, &plan, &shared)));
-    IN_SIM.with(|f| *f.borrow_mut() = false);
-    let panics = PANICS.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let (res, panics) = catch_sim_panics(|| drive(sc, opts, &plan, &shared));
     let sim_time = match res {
         Ok(t) => t,
         Err(_) => Duration::from_micros(lock(&shared).now_us),

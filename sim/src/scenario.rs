@@ -222,9 +222,10 @@ pub struct ServiceCfg {
     pub connect_timeout_ms: u64,
     /// `segment_size` in bytes.
     pub segment_size: usize,
-    /// Generations per id slot, in bits (the library's test hook `id_generation_bits`):
-    /// fewer bits make ids recur within a run, so the horizon invariants bite.
-    pub id_generation_bits: u32,
+    /// Width of the id space in bits (the library's test hook `id_bits`): fewer bits make
+    /// the id counter wrap within a run, so the horizon invariants bite. At most
+    /// `2^(id_bits - 2)` sessions fit (`max_sessions` must not exceed it).
+    pub id_bits: u32,
     /// Encrypted servers: handshakes in progress at once (`Encryption::max_handshakes`).
     pub max_handshakes: Option<usize>,
     /// Encrypted: the whole handshake's timeout in ms (`Encryption::handshake_timeout`).
@@ -247,7 +248,7 @@ impl Default for ServiceCfg {
             max_frame: 1 << 20,
             connect_timeout_ms: 500,
             segment_size: 16 << 10,
-            id_generation_bits: 15,
+            id_bits: 32,
             max_handshakes: None,
             handshake_timeout_ms: None,
             hello_timeout_ms: None,
@@ -561,6 +562,15 @@ impl Scenario {
             if attack.encrypted() != self.protocol.encrypted() {
                 return Err(format!(
                     "{}: attack {a:?} is for the other protocol",
+                    self.name
+                ));
+            }
+        }
+        for side in [&self.server, &self.client] {
+            let bits = side.service.id_bits;
+            if !(4..=32).contains(&bits) || side.service.max_sessions > 1 << (bits - 2).min(30) {
+                return Err(format!(
+                    "{}: id_bits must be in 4..=32 and leave room for max_sessions (at most 2^(id_bits - 2))",
                     self.name
                 ));
             }

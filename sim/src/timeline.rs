@@ -247,6 +247,7 @@ pub fn html(st: &State, title: &str) -> String {
             Ev::Send { id, .. } => (by_key.get(&(e.host, e.inc, *id)), "send"),
             Ev::Recv { id, .. } => (by_key.get(&(e.host, e.inc, *id)), "recv"),
             Ev::SendErr { id, .. } => (by_key.get(&(e.host, e.inc, *id)), "senderr"),
+            Ev::User { id: Some(id), .. } => (by_key.get(&(e.host, e.inc, *id)), "recv"),
             Ev::Io { stream, .. } | Ev::Ct { stream, .. } | Ev::CtRead { stream, .. } => {
                 (stream_lane.get(stream), "fault")
             }

@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["rogue"],
     &["runner", "timeline", "stress"],
     &["shrink", "suite"],
-    &["sweep", "real"],
+    &["sweep", "real", "app"],
     &["lib"],
 ];
 
@@ -249,7 +249,7 @@ fn files_of_a_module_use_each_other_without_cycles() {
             }
         }
     }
-    for dir in ["state", "state::oracle", "faulty", "workload"] {
+    for dir in ["state", "state::oracle", "faulty", "workload", "app"] {
         assert!(graphs.contains_key(dir), "no directory module `{dir}`");
     }
     for (module, g) in &graphs {

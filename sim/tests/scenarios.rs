@@ -50,7 +50,7 @@ fn parses_a_minimal_scenario_with_defaults() {
         # a comment
         name = "tiny"
         duration_ms = 100
-        expect_edges = ["slot-reused"]
+        expect_edges = ["id-recurred"]
         [hosts]
         servers = 1
         clients = 2

@@ -69,7 +69,7 @@ pub trait Runtime: Send + Sync + 'static {
     /// Runs `task` in the background on this runtime.
     fn spawn(&self, task: BoxFuture<'static, ()>);
     /// 32 bytes of seed material for a service whose configuration names no seed (its RNG
-    /// serves what is not secret: session id generations). Production backends read the OS;
+    /// serves what is not secret: where the session id counter starts). Production backends read the OS;
     /// the simulator derives them from its seed.
     fn entropy(&self) -> [u8; 32];
     /// Fills `out` with secret key material, once per handshake side (its random and its

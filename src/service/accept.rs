@@ -103,6 +103,7 @@ async fn accept_loop(
                 }
             }
             Err(e) => {
+                core.counters.accept_errors.fetch_add(1, Relaxed);
                 if core.logging() {
                     tracing::warn!(target: "laxnet", error = %e, "accept failed");
                 }

@@ -63,6 +63,7 @@ impl Service {
                 }
                 Err(e) => {
                     inner.core.counters.handshake_failures.fetch_add(1, Relaxed);
+                    inner.core.counters.connect_failures.fetch_add(1, Relaxed);
                     return Err(ConnectError::Handshake(e));
                 }
             }
@@ -73,6 +74,7 @@ impl Service {
             if let Some(mut s) = sealed {
                 crypto::io::refuse(&**rt, &mut stream, &mut s).await;
             }
+            inner.core.counters.connect_failures.fetch_add(1, Relaxed);
             return Err(ConnectError::Shutdown);
         }
         match inner.open_session(stream, peer, protocol, Direction::Connected, sealed) {
@@ -81,6 +83,7 @@ impl Service {
                 if let Some(mut s) = sealed {
                     crypto::io::refuse(&**rt, &mut stream, &mut s).await;
                 }
+                inner.core.counters.connect_failures.fetch_add(1, Relaxed);
                 Err(ConnectError::TooManySessions)
             }
         }

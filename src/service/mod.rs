@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use rand_core::{Rng, SeedableRng};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -32,7 +32,6 @@ use crate::crypto::io::Sealed;
 use crate::crypto::{self, Encryption};
 use crate::error::CloseReason;
 use crate::id::{IdTable, SessionId};
-use crate::planted::Bug;
 use crate::registry::Registry;
 use crate::runtime::{BoxFuture, Runtime, TokioRuntime};
 use crate::session::SessionShared;
@@ -45,7 +44,6 @@ pub use topic::{Inbox, Topic};
 
 struct Sessions {
     table: IdTable<Arc<SessionShared>>,
-    rng: ChaCha20Rng,
 }
 
 type CloseWatchers = BTreeMap<SessionId, Vec<Box<dyn FnOnce(&CloseReason) + Send>>>;
@@ -111,22 +109,23 @@ impl Service {
     /// A service on the given runtime backend (for simulation: `TurmoilRuntime`).
     pub fn with_runtime(config: Config, runtime: impl Runtime) -> Service {
         let runtime: Arc<dyn Runtime> = Arc::new(runtime);
-        let rng = match config.rng_seed {
+        let mut rng = match config.rng_seed {
             Some(seed) => ChaCha20Rng::seed_from_u64(seed),
             None => ChaCha20Rng::from_seed(runtime.entropy()),
         };
         let mut config = config;
-        config.max_sessions = config.max_sessions.clamp(1, crate::id::MAX_SLOTS);
+        config.max_sessions = config
+            .max_sessions
+            .clamp(1, crate::id::max_capacity(config.id_bits));
         let core = Arc::new(Context::new(config, runtime));
-        let mut table =
-            IdTable::with_generation_bits(core.config.max_sessions, core.config.id_generation_bits);
-        if core.config.plants().on(Bug::NoGenerationBump) {
-            table.bump = 0;
-        } else if core.config.plants().on(Bug::GenerationOffByOne) {
-            table.bump = 2;
-        }
+        let mut table = IdTable::with_id_bits(
+            core.config.max_sessions,
+            core.config.id_bits,
+            rng.next_u32(),
+        );
+        table.plants = core.config.plants();
         let inner = Arc::new(ServiceInner {
-            sessions: Mutex::new(Sessions { table, rng }),
+            sessions: Mutex::new(Sessions { table }),
             registry: Mutex::new(Arc::new(Registry::default())),
             registry_version: AtomicU64::new(0),
             next_sub: AtomicU64::new(1),

@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use super::{Service, ServiceInner, Sessions, lock};
+use super::{Service, ServiceInner, lock};
 use crate::buffer::{PoolStats, SegmentQueue};
 use crate::crypto::io::Sealed;
 use crate::error::{CloseReason, SubscribeError};
@@ -41,9 +41,9 @@ impl ServiceInner {
         let now = core.runtime.now();
         let shared = {
             let mut s = lock(&self.sessions);
-            let Sessions { table, rng } = &mut *s;
+            let table = &mut s.table;
             let mut made = None;
-            let res = table.insert_with(rng, |id| {
+            let res = table.insert_with(|id| {
                 let sh = Arc::new(SessionShared {
                     id,
                     protocol,
@@ -166,11 +166,11 @@ impl ServiceInner {
         }
     }
 
-    pub(super) fn slots_created(&self) -> usize {
-        lock(&self.sessions).table.slots_created()
+    pub(super) fn peak_sessions(&self) -> usize {
+        lock(&self.sessions).table.peak()
     }
 
-    /// Live sessions in slot order, with the destroyed sessions' totals (bytes in/out,
+    /// Live sessions, oldest first, with the destroyed sessions' totals (bytes in/out,
     /// messages in/out) and the pool's counters read under the same lock: a session takes
     /// pooled buffers only once it is in the table and gives them all back before it leaves,
     /// so with no session live the snapshot shows no pooled byte in use.
@@ -187,7 +187,7 @@ impl ServiceInner {
         (done, s.table.iter().map(|(_, s)| s.clone()).collect(), pool)
     }
 
-    /// Live sessions in slot order.
+    /// Live sessions, oldest first.
     pub(super) fn snapshot(&self) -> Vec<Arc<SessionShared>> {
         lock(&self.sessions)
             .table
@@ -239,8 +239,9 @@ impl Service {
         }
     }
 
-    /// A ref to live session `id`, or `None` if no such session (never a newer session that
-    /// reuses the slot).
+    /// A ref to live session `id`, or `None` if no such session. Never a different session:
+    /// an id is issued again only after the service's id counter went round all 2^32 - 1
+    /// values (see [`SessionId`]). O(1): one array index and one comparison.
     pub fn acquire(&self, id: SessionId) -> Option<SessionRef> {
         let s = lock(&self.inner.sessions);
         s.table.get(id).map(|shared| SessionRef {

@@ -176,8 +176,8 @@ impl SessionShared {
 /// A cheap, cloneable handle to send on a session or close it.
 ///
 /// A ref points at one session for its whole life: once that session is destroyed, the ref
-/// fails with [`SendError::Stale`] forever, even after the id's slot is reused by a new
-/// session. `send` takes the session's own lock; there is no table lookup per send.
+/// fails with [`SendError::Stale`] forever, even after its id is issued to a new session.
+/// `send` takes the session's own lock; there is no table lookup per send.
 #[derive(Clone)]
 pub struct SessionRef {
     pub(crate) shared: Arc<SessionShared>,

@@ -17,8 +17,8 @@
 //! (see [`crate::state::streams::CtMark`]). Every such decision goes through the recorder, keyed by
 //! stream and record number.
 //!
-//! [`bytes`] holds the socket faults of every stream ([`FaultyStream`](bytes::FaultyStream));
-//! [`records`] the record follower and ciphertext faults of an encrypted stream's write side.
+//! `bytes` holds the socket faults of every stream (`FaultyStream`);
+//! `records` the record follower and ciphertext faults of an encrypted stream's write side.
 //! This file holds the runtime that wraps the sockets and the crash guard.
 
 mod bytes;

@@ -64,13 +64,8 @@ pub struct HostState {
     pub by_id: BTreeMap<u32, usize>,
     /// Ids issued in this incarnation.
     pub ids_seen: BTreeSet<u32>,
-    /// Slot → latest id issued on it (this incarnation).
-    pub slot_latest: BTreeMap<u32, u32>,
-    /// Id → how many ids its slot had issued before it (this incarnation), to tell a
-    /// recurrence at the horizon from a reissue before it.
-    pub issued_at: BTreeMap<u32, u64>,
-    /// Slot → ids issued on it (this incarnation).
-    pub slot_issues: BTreeMap<u32, u64>,
+    /// The latest id issued (this incarnation).
+    pub last_id: Option<u32>,
     /// Sessions opened and not yet closed.
     pub open_now: usize,
     /// The most sessions open at once (this incarnation).
@@ -119,9 +114,7 @@ impl HostState {
             kept: VecDeque::new(),
             by_id: BTreeMap::new(),
             ids_seen: BTreeSet::new(),
-            slot_latest: BTreeMap::new(),
-            issued_at: BTreeMap::new(),
-            slot_issues: BTreeMap::new(),
+            last_id: None,
             open_now: 0,
             peak_open: 0,
             connecting: 0,
@@ -158,9 +151,7 @@ impl State {
         refs.extend(std::mem::take(&mut host.kept).into_iter().map(|k| k.sref));
         host.by_id.clear();
         host.ids_seen.clear();
-        host.slot_latest.clear();
-        host.issued_at.clear();
-        host.slot_issues.clear();
+        host.last_id = None;
         host.open_now = 0;
         host.peak_open = 0;
         host.connecting = 0;

@@ -146,11 +146,9 @@ impl State {
                 payload: Vec::new(),
             };
             let res = sref.send(&Data(body));
-            let slot = id & 0x1_FFFF;
             let reused = self.hosts[h as usize]
-                .slot_latest
-                .get(&slot)
-                .is_some_and(|latest| *latest != id);
+                .last_id
+                .is_some_and(|latest| latest != id);
             let res_s = match &res {
                 Ok(()) => "ok".to_string(),
                 Err(e) => e.to_string(),

@@ -5,9 +5,9 @@
 //! those waiters (no lost wake-up, none left after the shutdown). Every observation goes to
 //! the oracle in [`crate::state::State`].
 //!
-//! This file holds a host's main loop and its configuration; [`events`] its subscribers,
-//! [`step`] one pass of its loop, [`actions`] what it does to a session (sends, `close()`,
-//! probes), [`drain`] the end of its run.
+//! This file holds a host's main loop and its configuration; `events` its subscribers,
+//! `step` one pass of its loop, `actions` what it does to a session (sends, `close()`,
+//! probes), `drain` the end of its run.
 #![allow(clippy::disallowed_methods)] // the workload paces itself with tokio's (virtual) timers
 
 use std::time::Duration;
@@ -58,7 +58,7 @@ fn config(st: &State, h: u16, inc: u16, opts: &HostOpts) -> Config {
     c.segment_size = s.segment_size;
     c.rng_seed = Some(mix(opts.seed, h, inc));
     c.logging = opts.logging;
-    c.id_generation_bits = s.id_generation_bits;
+    c.id_bits = s.id_bits;
     if st.sc.protocol.encrypted() {
         let key = server_key(opts.seed);
         let mut e = if st.sc.is_server(h) {

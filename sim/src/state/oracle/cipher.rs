@@ -5,7 +5,7 @@
 //! session closes.* The faulty socket layer spoils at most one record per stream after the
 //! handshake and tells the oracle which record on the wire is the first bad one, and how
 //! much plaintext the intact records before it carry ([`CtMark`]). The sender's messages are
-//! frames of known size ([`msg::frame_len`]) queued in send order, so the oracle knows that
+//! frames of known size (`msg::frame_len`) queued in send order, so the oracle knows that
 //! exactly the first `good_msgs` of them lie wholly in those records. Then, for the session
 //! reading that stream:
 //!

@@ -161,48 +161,58 @@ impl State {
         idx
     }
 
-    /// The id horizon: a slot's ids advance by exactly one generation per issue (modulo the
-    /// generations the service uses), so an id recurs only after its slot issued that many
-    /// more ids — and never before.
+    /// The id horizon: ids come from a counter over `1..2^id_bits` that advances by one per
+    /// issue and skips a value only when a live session's table position blocks it, each
+    /// live session blocking at most one value per issue. So every id must follow the
+    /// previous one in counter order, at most as many values on as sessions are live — and
+    /// then an id can recur only whole turns of the counter later, never before.
     fn check_id(&mut self, h: u16, idx: usize, id: u32) {
-        let bits = self.sc.side(h).service.id_generation_bits.clamp(1, 15);
-        let generations = 1u64 << bits;
-        let mask = (1u32 << bits) - 1;
-        let (slot, generation) = (id & 0x1_FFFF, id >> 17);
+        let bits = self.sc.side(h).service.id_bits.clamp(4, 32);
+        let space = u64::from(u32::MAX >> (32 - bits)); // nonzero ids: 1..=space
         let host = &mut self.hosts[h as usize];
-        let issued = *host.slot_issues.get(&slot).unwrap_or(&0);
-        host.slot_issues.insert(slot, issued + 1);
-        let previous = host.slot_latest.insert(slot, id);
-        let earlier = host.issued_at.insert(id, issued);
-        host.ids_seen.insert(id);
+        // Sessions in the table before this one: the library removes a session right after
+        // publishing its `Closed`, in the same step.
+        let live = host.open_now as u64;
         let mut bad = Vec::new();
-        if generation > mask {
+        if id == 0 || u64::from(id) > space {
             bad.push(format!(
-                "id {} carries generation {generation}, outside the {generations} generations the service uses",
+                "id {} is outside the {space} ids of a {bits}-bit id space",
                 fmt_id(id)
             ));
         }
-        if let Some(prev) = previous {
-            self.edge("slot-reused");
-            let want = ((prev >> 17) + 1) & mask;
-            if generation != want {
-                bad.push(format!(
-                    "id {} follows {} on its slot: the generation must advance by exactly one (to {want})",
-                    fmt_id(id),
-                    fmt_id(prev)
-                ));
-            }
+        // Values the counter passed since the previous issue, this one included (a whole
+        // turn if it did not move).
+        let prev = host.last_id;
+        let step = match prev {
+            None => 1,
+            Some(prev) => match (u64::from(id) + space - u64::from(prev)) % space {
+                0 => space,
+                d => d,
+            },
+        };
+        host.last_id = Some(id);
+        let recurred = !host.ids_seen.insert(id);
+        if step - 1 > live {
+            bad.push(format!(
+                "id {} follows {}: the id counter skipped {} ids, but only {live} live sessions can block one{}",
+                fmt_id(id),
+                prev.map_or_else(String::new, fmt_id),
+                step - 1,
+                if prev == Some(id) {
+                    " (reissued: the counter did not move)"
+                } else {
+                    ""
+                }
+            ));
+        } else if step > 1 {
+            self.edge("id-skipped");
         }
-        if let Some(at) = earlier {
-            if issued - at < generations {
-                bad.push(format!(
-                    "id {} reissued within the horizon: its slot issued {} ids since, the horizon is {generations}",
-                    fmt_id(id),
-                    issued - at
-                ));
-            } else {
-                self.edge("id-recurred");
-            }
+        if prev.is_some_and(|p| id < p) {
+            self.edge("id-wrapped");
+        }
+        // Given the order above, a recurrence comes whole turns of the counter later.
+        if recurred {
+            self.edge("id-recurred");
         }
         for what in bad {
             self.violation(Some(h), Some(idx), what);
