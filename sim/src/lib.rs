@@ -4,7 +4,8 @@
 //! checks this):
 //!
 //! - [`rng`], [`msg`], [`reasons`], [`edges`]: the seeded RNG, the messages the workload
-//!   sends, which close reason each observed cause implies, the lifecycle edges a run counts.
+//!   sends, which close reason each observed cause implies, the lifecycle edges a run counts;
+//!   [`fingerprint`]: what a build must share with another for a seed to replay there.
 //! - [`keys`]: the fleets' key pairs; [`attack`]: what a hostile connection sends.
 //! - [`scenario`]: scenarios as data (`scenarios/*.toml`).
 //! - [`schedule`]: the fault recorder; every RNG-driven fault decision goes through it.
@@ -13,7 +14,8 @@
 //!   and the oracle (sessions, ciphertext, sends, accounting, admission, the end of a run).
 //! - [`faulty`]: [`FaultyRuntime`](faulty::FaultyRuntime), a `laxnet::Runtime` injecting
 //!   short reads/writes, stalls and resets into turmoil's sockets, and ciphertext faults
-//!   (corrupted, duplicated, reordered, spliced, dropped records) into encrypted streams.
+//!   (corrupted, duplicated, reordered, spliced, dropped records) into encrypted streams;
+//!   [`chaos`]: the same socket faults in real Tokio streams.
 //! - [`workload`]: what the simulated servers and clients do.
 //! - [`rogue`]: hostile hosts that send what no honest peer sends.
 //! - [`runner`]: one seed, start to verdict; [`timeline`]: the per-session timeline, as
@@ -21,6 +23,8 @@
 //!   multi-thread runtime, for the races between threads that the simulator cannot show.
 //! - [`suite`]: many seeds on several threads, the summary table; [`shrink`]: minimising a
 //!   failing fault schedule.
+//! - [`sweep`]: sweeps split over machines: shards, seed blocks, the JUnit report, merging
+//!   shards' JSON summaries; [`real`]: the scenarios on loopback (`laxsim run --real`).
 //! - [`app`]: simulation tests of users' own services ([`Sim`], [`Ctx`], [`Faults`]): their
 //!   hosts on the same runtime, fault layer, event log and timeline, with the lifecycle
 //!   oracle on their sessions, their invariants and coverage goals, a replay command per
@@ -41,11 +45,14 @@
 
 pub mod app;
 pub mod attack;
+pub mod chaos;
 pub mod edges;
 pub mod faulty;
+pub mod fingerprint;
 pub mod keys;
 pub mod log;
 pub mod msg;
+pub mod real;
 pub mod reasons;
 pub mod rng;
 pub mod rogue;
@@ -56,6 +63,7 @@ pub mod shrink;
 pub mod state;
 pub mod stress;
 pub mod suite;
+pub mod sweep;
 pub mod timeline;
 pub mod workload;
 

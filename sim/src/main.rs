@@ -2,10 +2,12 @@
 //!
 //! ```text
 //! laxsim list     [--scenario NAME]...
-//! laxsim run      [--scenario NAME]... [--seeds A..B] [--jobs N] [--check-determinism]
-//!                 [--plant BUG] [--json] [--fail-fast] [--no-progress]
+//! laxsim run      [--scenario NAME]... [--seeds A..B] [--shard K/N] [--jobs N]
+//!                 [--check-determinism] [--plant BUG] [--json] [--junit FILE [--junit-block N]]
+//!                 [--fail-fast] [--no-progress]
+//! laxsim merge    SUMMARY.json... [--json]
 //! laxsim replay   --scenario NAME --seed N [--schedule FILE] [--trace] [--timeline FILE.html]
-//!                 [--plant BUG]
+//!                 [--plant BUG] [--fingerprint FP]
 //! laxsim shrink   --scenario NAME --seed N --out FILE [--plant BUG] [--max-runs N]
 //! laxsim completions SHELL
 //! ```
@@ -21,11 +23,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
+use laxnet_sim::chaos::FaultCounts;
+use laxnet_sim::fingerprint::Fingerprint;
+use laxnet_sim::real;
 use laxnet_sim::runner::{RunOpts, run_seed};
 use laxnet_sim::scenario::{self, Scenario};
 use laxnet_sim::schedule::Schedule;
 use laxnet_sim::state::lock;
 use laxnet_sim::suite::{self, SuiteOpts};
+use laxnet_sim::sweep::{self, Coverage, Shard};
 use laxnet_sim::{shrink, timeline};
 
 /// Seeded simulation suites for laxnet: the real library on turmoil's simulated network, under
@@ -54,6 +60,12 @@ enum Cmd {
     /// Exits 0 when every seed passed and every scenario reached its expected edges, 1
     /// otherwise.
     Run(RunArgs),
+    /// Merge the `run --json` summaries of shards into one summary.
+    ///
+    /// Refuses (exit 2) summaries of different builds (fingerprints) or planted bugs, and
+    /// summaries that may share a seed. Exits 0 when every seed passed, every expected edge was
+    /// reached and, for shards K/N of one seed range, all N shards were given; 1 otherwise.
+    Merge(MergeArgs),
     /// Re-run one seed exactly: its per-session timeline, edges, violations and trace hash.
     ///
     /// The same build (Cargo.lock, toolchain, --cfg tokio_unstable) gives the same trace-hash
@@ -101,6 +113,18 @@ struct RunArgs {
     /// Seeds to run: A..B (B excluded), A..=B, or one seed N.
     #[arg(long, value_name = "A..B", default_value = "0..100", value_parser = parse_seeds)]
     seeds: Range<u64>,
+    /// Run only shard K of N (1 <= K <= N): the seeds s of the range with s mod N = K - 1, of
+    /// every scenario. The N shards of a range are disjoint and cover it.
+    #[arg(long, value_name = "K/N", value_parser = Shard::parse)]
+    shard: Option<Shard>,
+    /// Also write a JUnit XML report: a test case per scenario and block of seeds (failing with
+    /// each failing seed's replay command) and one per scenario for its expected edges.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Seeds per JUnit test case (blocks aligned to multiples of N, as in the sweep_blocks
+    /// test binary).
+    #[arg(long, value_name = "N", default_value_t = 100, requires = "junit")]
+    junit_block: u64,
     /// Worker threads [default: the number of CPUs].
     #[arg(long, short = 'j', value_name = "N")]
     jobs: Option<NonZeroUsize>,
@@ -116,6 +140,13 @@ struct RunArgs {
     /// Stop at the first failing seed.
     #[arg(long)]
     fail_fast: bool,
+    /// Run on real loopback sockets instead: each scenario's protocol and socket faults
+    /// (short reads/writes, stalls, resets mid-frame, corrupted records) under the stress
+    /// workload and its lifecycle oracle, on a multi-thread Tokio runtime. Lists what each
+    /// scenario does that loopback cannot (latency, partitions, crashes, ...). Not
+    /// reproducible: thread timing is not seeded.
+    #[arg(long, conflicts_with_all = ["check_determinism", "junit", "json"])]
+    real: bool,
     /// No progress line on stderr.
     #[arg(long)]
     no_progress: bool,
@@ -145,8 +176,22 @@ struct ReplayArgs {
     /// Plant a deliberate library bug (a build with feature planted-bugs).
     #[arg(long, value_name = "BUG", value_parser = parse_plant)]
     plant: Option<String>,
+    /// The build fingerprint printed with the failure; replay warns when this build's differs
+    /// (the seed may then replay a different run).
+    #[arg(long, value_name = "FP", value_parser = Fingerprint::parse)]
+    fingerprint: Option<Fingerprint>,
     #[command(flatten)]
     dir: Dir,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// The summaries (`laxsim run --json > FILE`).
+    #[arg(value_name = "SUMMARY.json", required = true)]
+    files: Vec<PathBuf>,
+    /// Print the merged summary as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -247,6 +292,7 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
+        Cmd::Merge(a) => return cmd_merge(a),
         Cmd::List(a) => (&a.dir, a.scenarios.clone()),
         Cmd::Run(a) => (&a.dir, a.scenarios.clone()),
         Cmd::Replay(a) => (&a.dir, vec![a.scenario.clone()]),
@@ -272,11 +318,14 @@ fn main() -> ExitCode {
         Cmd::Run(a) => cmd_run(a, &scs),
         Cmd::Replay(a) => cmd_replay(a, &scs[0]),
         Cmd::Shrink(a) => cmd_shrink(a, &scs[0]),
-        Cmd::Completions { .. } => ExitCode::SUCCESS, // printed above
+        Cmd::Completions { .. } | Cmd::Merge(_) => ExitCode::SUCCESS, // done above
     }
 }
 
 fn cmd_run(a: &RunArgs, scs: &[Arc<Scenario>]) -> ExitCode {
+    if a.real {
+        return cmd_run_real(a, scs);
+    }
     let opts = SuiteOpts {
         seeds: a.seeds.clone(),
         jobs: a.jobs.map_or_else(
@@ -288,17 +337,191 @@ fn cmd_run(a: &RunArgs, scs: &[Arc<Scenario>]) -> ExitCode {
         fail_fast: a.fail_fast,
         progress: !a.no_progress,
     };
-    let r = suite::run_suite(scs, &opts);
+    let cov = Coverage {
+        seeds: a.seeds.clone(),
+        shard: a.shard.unwrap_or(Shard::ALL),
+    };
+    let r = suite::run_suite_where(scs, &opts, |s| cov.shard.contains(s));
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&suite::json_summary(&r, a.plant.as_deref()))
+            serde_json::to_string_pretty(&sweep::json_summary(&r, a.plant.as_deref(), &cov, scs))
                 .unwrap_or_default()
         );
     } else {
+        if let Some(sh) = a.shard {
+            println!(
+                "shard {sh} of seeds {}..{}: the seeds s with s mod {} = {}",
+                a.seeds.start,
+                a.seeds.end,
+                sh.n,
+                sh.k - 1
+            );
+        }
         suite::print_summary(&r, a.plant.as_deref());
     }
+    if let Some(path) = &a.junit {
+        let xml = sweep::junit(&r, a.plant.as_deref(), &cov, a.junit_block);
+        if let Err(e) = std::fs::write(path, xml) {
+            eprintln!("laxsim: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
     if r.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn cmd_run_real(a: &RunArgs, scs: &[Arc<Scenario>]) -> ExitCode {
+    let shard = a.shard.unwrap_or(Shard::ALL);
+    let threads = a.jobs.map_or(3, NonZeroUsize::get).max(2);
+    println!(
+        "{:<24} {:>5} {:>6} {:>8} {:>9} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7}  skipped (loopback cannot)",
+        "scenario",
+        "seeds",
+        "passed",
+        "sessions",
+        "messages",
+        "short",
+        "stalls",
+        "resets",
+        "corrupt",
+        "refused",
+        "wall"
+    );
+    let mut failing = Vec::new();
+    'all: for sc in scs {
+        let (mut n, mut passed, mut sessions, mut messages, mut refused) = (0, 0, 0, 0, 0);
+        let mut faults = FaultCounts::default();
+        let mut wall = std::time::Duration::ZERO;
+        for seed in a.seeds.clone().filter(|s| shard.contains(*s)) {
+            if !a.no_progress {
+                eprint!("\r{} seed {seed}   ", sc.name);
+            }
+            let r = real::run_real(sc, seed, threads, a.plant.clone());
+            n += 1;
+            sessions += r.sessions;
+            messages += r.messages;
+            faults.add(&r.faults);
+            refused += r.failed_connects;
+            wall += r.wall;
+            if r.violations.is_empty() {
+                passed += 1;
+            } else {
+                failing.push(r);
+                if a.fail_fast {
+                    break 'all;
+                }
+            }
+        }
+        if !a.no_progress {
+            eprint!("\r{:60}\r", "");
+        }
+        let skipped = real::skipped(sc);
+        println!(
+            "{:<24} {:>5} {:>6} {:>8} {:>9} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6.2}s  {}",
+            sc.name,
+            n,
+            passed,
+            sessions,
+            messages,
+            faults.short,
+            faults.stalls,
+            faults.resets,
+            faults.corrupted,
+            refused,
+            wall.as_secs_f64(),
+            if skipped.is_empty() {
+                "-".to_string()
+            } else {
+                skipped.join(", ")
+            }
+        );
+    }
+    println!(
+        "(short/stalls/resets/corrupt: faults made in the real streams; refused: connects that \
+         failed under one)"
+    );
+    for f in &failing {
+        println!(
+            "\n{} seed {} on real sockets: {} violation(s)",
+            f.scenario,
+            f.seed,
+            f.violations.len()
+        );
+        for v in f.violations.iter().take(5) {
+            println!("  - {v}");
+        }
+        println!(
+            "  again: laxsim run --real --scenario {} --seeds {}{} (thread timing is not seeded: it may pass)",
+            f.scenario,
+            f.seed,
+            a.plant
+                .as_deref()
+                .map_or(String::new(), |p| format!(" --plant {p}"))
+        );
+    }
+    if !failing.is_empty() {
+        println!("\nbuild: {}", Fingerprint::current());
+        println!("\nlaxsim --real: FAILED");
+        return ExitCode::from(1);
+    }
+    println!("\nlaxsim --real: all seeds passed");
+    ExitCode::SUCCESS
+}
+
+fn cmd_merge(a: &MergeArgs) -> ExitCode {
+    let mut docs = Vec::new();
+    for p in &a.files {
+        let doc = std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string()));
+        match doc {
+            Ok(d) => docs.push((p.display().to_string(), d)),
+            Err(e) => {
+                eprintln!("laxsim: {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let m = match sweep::merge(&docs) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("laxsim merge: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Ok(theirs) = Fingerprint::parse(&m.fingerprint) {
+        let diff = Fingerprint::current().differences(&theirs);
+        if !diff.is_empty() {
+            eprintln!(
+                "laxsim merge: note: the shards were built differently from this laxsim ({}); \
+                 their replay commands need their build",
+                diff.iter()
+                    .map(|(k, _, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&m.json).unwrap_or_default()
+        );
+    } else {
+        println!("merged {} summaries; build: {}", docs.len(), m.fingerprint);
+        suite::print_summary(&m.result, m.plant.as_deref());
+        if !m.missing_shards.is_empty() {
+            println!(
+                "\nlaxsim merge: INCOMPLETE: shard(s) {} not given",
+                m.missing_shards.join(", ")
+            );
+        }
+    }
+    if m.result.passed() && m.missing_shards.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -318,6 +541,20 @@ impl tracing_subscriber::fmt::time::FormatTime for SimTime {
 
 fn cmd_replay(a: &ReplayArgs, sc: &Arc<Scenario>) -> ExitCode {
     let seed = a.seed;
+    if let Some(theirs) = &a.fingerprint {
+        let ours = Fingerprint::current();
+        let diff = ours.differences(theirs);
+        if !diff.is_empty() {
+            eprintln!(
+                "laxsim replay: WARNING: this build differs from the one that ran the seed; \
+                 the replay may be a different run:"
+            );
+            for (k, mine, them) in &diff {
+                eprintln!("  {k}: here {mine}, there {them}");
+            }
+            eprintln!("  (docs/simulation-ci.md says what must match)");
+        }
+    }
     let mut plant = a.plant.clone();
     let schedule = match &a.schedule {
         None => None,
@@ -415,6 +652,7 @@ fn cmd_replay(a: &ReplayArgs, sc: &Arc<Scenario>) -> ExitCode {
             println!("- {v}");
         }
     }
+    println!("build: {}", Fingerprint::current());
     println!("trace-hash: {:016x}", o.hash);
     if o.passed() {
         ExitCode::SUCCESS

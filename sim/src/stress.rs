@@ -19,9 +19,14 @@
 //! session; per round: while the services shut down, an observer thread sees the pool
 //! empty whenever no session is live, and after the shutdown nothing is live, no pooled byte
 //! is in use and no handshake is in progress.
+//!
+//! With [`StressOpts::faults`] the services run on [`ChaosRuntime`]s that make a scenario's
+//! socket faults in the real streams (`laxsim run --real`, [`crate::real`]); a clean end is
+//! then required to lose nothing only on connections no reset or corruption harmed, and a
+//! connect may fail.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // real time and sockets: the point
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -31,8 +36,10 @@ use laxnet::{
     SessionRef, Topic,
 };
 
+use crate::chaos::{ChaosCounts, ChaosRuntime, FaultCounts};
 use crate::msg::{self, Body, CLOSE_REQ, Data};
 use crate::rng::Rng;
+use crate::scenario::IoFaults;
 
 /// How to run the stress.
 #[derive(Debug, Clone)]
@@ -56,6 +63,9 @@ pub struct StressOpts {
     pub encrypted: bool,
     /// A planted bug for both services (`laxnet::planted` names; needs the feature).
     pub plant: Option<String>,
+    /// Socket faults in the server's and the clients' streams ([`ChaosRuntime`]; `laxsim run
+    /// --real`). A connect may then fail (a reset during the handshake) without a violation.
+    pub faults: Option<(IoFaults, IoFaults)>,
 }
 
 impl Default for StressOpts {
@@ -70,6 +80,7 @@ impl Default for StressOpts {
             churn: 60,
             encrypted: false,
             plant: None,
+            faults: None,
         }
     }
 }
@@ -83,6 +94,10 @@ pub struct StressReport {
     pub sessions: u64,
     /// Messages delivered.
     pub messages: u64,
+    /// Socket faults injected (with [`StressOpts::faults`]).
+    pub faults: FaultCounts,
+    /// Connects that failed under injected faults.
+    pub failed_connects: u64,
     /// Failed invariants (the first 50), each with its round.
     pub violations: Vec<String>,
 }
@@ -107,6 +122,9 @@ struct Rec {
     peer: Option<u32>,
     /// Names the connection (client task, session number): both ends put it in every message.
     token: Option<(u16, u16)>,
+    /// A server session's peer port (the client end's), which names its connection to the
+    /// fault injection.
+    port: u16,
 }
 
 #[derive(Default)]
@@ -115,6 +133,7 @@ struct Book {
     by_id: BTreeMap<(Side, u32), usize>,
     violations: Vec<String>,
     delivered: u64,
+    failed_connects: u64,
 }
 
 type Shared = Arc<Mutex<Book>>;
@@ -258,8 +277,9 @@ impl Book {
         }
     }
 
-    /// After the round: one `Closed` each, and both directions of every clean end delivered.
-    fn finish(&mut self) {
+    /// After the round: one `Closed` each, and both directions of every clean end delivered
+    /// (unless an injected fault harmed the connection: `harmed` holds their client ports).
+    fn finish(&mut self, harmed: &BTreeSet<u16>) {
         let mut bad = Vec::new();
         let servers: BTreeMap<(u16, u16), usize> = self
             .recs
@@ -281,6 +301,9 @@ impl Book {
                 continue;
             };
             let s = &self.recs[p].1;
+            if harmed.contains(&s.port) {
+                continue;
+            }
             let clean = |x: &Rec| x.reason.as_ref().is_some_and(|r| r.is_clean());
             if clean(r) && clean(s) && (s.recv_next != r.sent || r.recv_next != s.sent) {
                 bad.push(format!(
@@ -327,7 +350,9 @@ fn subscribe(svc: &Service, book: &Shared, side: Side, proto: Protocol) {
     let b = book.clone();
     let _ = svc.sub(Topic::sessions(proto), move |ev: &SessionEvent| match ev {
         SessionEvent::Opened { session, .. } => {
-            lock(&b).opened(side, session.id().get());
+            let mut b = lock(&b);
+            let idx = b.opened(side, session.id().get());
+            b.recs[idx].1.port = session.peer_addr().port();
         }
         SessionEvent::Closed { id, reason } => lock(&b).closed(side, id.get(), reason),
         _ => {}
@@ -378,7 +403,12 @@ async fn client_task(
         let sref = match svc.connect(&addr, proto).await {
             Ok(s) => s,
             Err(e) => {
-                lock(&book).bad(format!("connect failed: {e}"));
+                let mut b = lock(&book);
+                if opts.faults.is_some() {
+                    b.failed_connects += 1;
+                } else {
+                    b.bad(format!("connect failed: {e}"));
+                }
                 continue;
             }
         };
@@ -510,22 +540,45 @@ fn protocol(opts: &StressOpts) -> Protocol {
 }
 
 /// One round: fresh services on a fresh multi-thread runtime.
-fn round(opts: &StressOpts, n: u32) -> (u64, u64, Vec<String>) {
+fn round(opts: &StressOpts, n: u32) -> (u64, u64, FaultCounts, u64, Vec<String>) {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(opts.threads.max(2))
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return (0, 0, vec![format!("runtime: {e}")]),
+        Err(e) => {
+            return (
+                0,
+                0,
+                FaultCounts::default(),
+                0,
+                vec![format!("runtime: {e}")],
+            );
+        }
     };
     let book: Shared = Arc::default();
     let key = KeyPair::from_seed(&[7; 32]);
     let proto = protocol(opts);
     let seed = opts.seed ^ (u64::from(n) << 32);
+    let counts = Arc::new(ChaosCounts::default());
     let result = rt.block_on(async {
-        let server = Service::new(config(opts, &key, true));
-        let client = Service::new(config(opts, &key, false));
+        let (server, client) = match &opts.faults {
+            None => (
+                Service::new(config(opts, &key, true)),
+                Service::new(config(opts, &key, false)),
+            ),
+            Some((s, c)) => (
+                Service::with_runtime(
+                    config(opts, &key, true),
+                    ChaosRuntime::new(s.clone(), seed, counts.clone()),
+                ),
+                Service::with_runtime(
+                    config(opts, &key, false),
+                    ChaosRuntime::new(c.clone(), !seed, counts.clone()),
+                ),
+            ),
+        };
         subscribe(&server, &book, Side::Server, proto);
         subscribe(&client, &book, Side::Client, proto);
         let acceptor = match server.accept("127.0.0.1:0", proto).await {
@@ -617,9 +670,15 @@ fn round(opts: &StressOpts, n: u32) -> (u64, u64, Vec<String>) {
     if let Err(e) = result {
         b.bad(e);
     }
-    b.finish();
+    let harmed = counts
+        .harmed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    b.finish(&harmed);
     let sessions = b.recs.len() as u64;
     let delivered = b.delivered;
+    let failed_connects = b.failed_connects;
     let v = b
         .violations
         .iter()
@@ -627,17 +686,19 @@ fn round(opts: &StressOpts, n: u32) -> (u64, u64, Vec<String>) {
         .collect();
     drop(b);
     rt.shutdown_timeout(Duration::from_secs(1));
-    (sessions, delivered, v)
+    (sessions, delivered, counts.snapshot(), failed_connects, v)
 }
 
 /// Runs `opts.rounds` rounds; stops after the first round with a violation.
 pub fn stress(opts: &StressOpts) -> StressReport {
     let mut report = StressReport::default();
     for n in 0..opts.rounds {
-        let (sessions, delivered, violations) = round(opts, n);
+        let (sessions, delivered, faults, failed_connects, violations) = round(opts, n);
         report.rounds += 1;
         report.sessions += sessions;
         report.messages += delivered;
+        report.faults.add(&faults);
+        report.failed_connects += failed_connects;
         if !violations.is_empty() {
             report.violations = violations;
             break;

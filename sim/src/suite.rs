@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use crate::fingerprint::Fingerprint;
 use crate::runner::{RunOpts, run_seed};
 use crate::scenario::Scenario;
 
@@ -154,10 +155,19 @@ fn run_one(sc: &Arc<Scenario>, seed: u64, opts: &SuiteOpts) -> SeedResult {
 
 /// Runs every seed of every scenario.
 pub fn run_suite(scs: &[Arc<Scenario>], opts: &SuiteOpts) -> SuiteResult {
+    run_suite_where(scs, opts, |_| true)
+}
+
+/// Runs the seeds of `opts.seeds` that `keep` keeps (a shard's), of every scenario.
+pub fn run_suite_where(
+    scs: &[Arc<Scenario>],
+    opts: &SuiteOpts,
+    keep: impl Fn(u64) -> bool,
+) -> SuiteResult {
     let start = Instant::now();
     let mut queue = VecDeque::new();
     for (i, _) in scs.iter().enumerate() {
-        for seed in opts.seeds.clone() {
+        for seed in opts.seeds.clone().filter(|s| keep(*s)) {
             queue.push_back((i, seed));
         }
     }
@@ -276,12 +286,14 @@ pub fn run_suite(scs: &[Arc<Scenario>], opts: &SuiteOpts) -> SuiteResult {
     }
 }
 
-/// The replay command for a failing seed.
+/// The replay command for a failing seed, with this build's fingerprint (replay warns when
+/// its own differs).
 pub fn replay_command(scenario: &str, seed: u64, plant: Option<&str>) -> String {
     let mut s = format!("laxsim replay --scenario {scenario} --seed {seed}");
     if let Some(p) = plant {
         s.push_str(&format!(" --plant {p}"));
     }
+    s.push_str(&format!(" --fingerprint {}", Fingerprint::current()));
     s
 }
 
@@ -340,6 +352,7 @@ pub fn print_summary(r: &SuiteResult, plant: Option<&str>) {
     println!("(wall and seeds/s per scenario are per worker thread; the total line is real time)");
     let failing: Vec<&SeedResult> = r.seeds.iter().filter(|s| !s.passed()).collect();
     if !failing.is_empty() {
+        println!("\nbuild: {}", Fingerprint::current());
         println!("\nfailing seeds ({}):", failing.len());
         for f in failing.iter().take(50) {
             println!(

@@ -106,6 +106,8 @@ fn help_for_every_command_exits_0_and_names_its_flags() {
                 "--fail-fast",
                 "--no-progress",
                 "--scenarios",
+                "--shard",
+                "--junit",
                 "[default: 0..100]",
             ],
         ),
@@ -118,9 +120,11 @@ fn help_for_every_command_exits_0_and_names_its_flags() {
                 "--trace",
                 "--timeline",
                 "--plant",
+                "--fingerprint",
                 "--scenarios",
             ],
         ),
+        (&["merge", "--help"], &["SUMMARY.json", "--json"]),
         (
             &["shrink", "--help"],
             &[
@@ -176,6 +180,22 @@ fn usage_errors_name_the_flag() {
         ),
         (&["run", "--scenario", "no-such"], "--scenario no-such"),
         (&["completions", "tcsh"], "tcsh"),
+        (&["run", "--shard", "0/2"], "--shard"),
+        (&["run", "--shard", "3/2"], "--shard"),
+        (&["run", "--junit-block", "5"], "--junit"),
+        (
+            &[
+                "replay",
+                "--scenario",
+                "churn",
+                "--seed",
+                "1",
+                "--fingerprint",
+                "x",
+            ],
+            "--fingerprint",
+        ),
+        (&["merge"], "SUMMARY.json"),
     ];
     for (args, flag) in cases {
         let (code, out, err) = laxsim(args);
@@ -208,4 +228,125 @@ fn completions_print_a_script_for_every_shell() {
             "{shell}:\n{out}"
         );
     }
+}
+
+/// `run --shard K/N` splits a range into disjoint shards that `merge` puts back together, each
+/// with a JUnit report; `merge` refuses a shard twice and says when one is missing.
+#[test]
+fn shards_merge_back_into_the_whole_run() {
+    let dir = std::env::temp_dir().join(format!("laxsim-cli-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |n: &str| dir.join(n).display().to_string();
+    let (code, whole, err) = laxsim(&[
+        "run",
+        "--scenario",
+        "steady-echo",
+        "--seeds",
+        "0..5",
+        "--jobs",
+        "2",
+        "--json",
+        "--no-progress",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let whole: serde_json::Value = serde_json::from_str(&whole).unwrap();
+    for k in 1..=2 {
+        let shard = format!("{k}/2");
+        let junit = path(&format!("j{k}.xml"));
+        let (code, out, err) = laxsim(&[
+            "run",
+            "--scenario",
+            "steady-echo",
+            "--seeds",
+            "0..5",
+            "--jobs",
+            "2",
+            "--json",
+            "--no-progress",
+            "--shard",
+            &shard,
+            "--junit",
+            &junit,
+            "--junit-block",
+            "2",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["shard"], shard.as_str());
+        assert_eq!(
+            v["scenarios"][0]["seeds"],
+            if k == 1 { 3 } else { 2 },
+            "seeds 0, 2, 4 | 1, 3"
+        );
+        assert!(
+            v["fingerprint"]
+                .as_str()
+                .is_some_and(|f| f.contains("git="))
+        );
+        std::fs::write(path(&format!("s{k}.json")), out).unwrap();
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        // Blocks of 2 over 0..5: 0-1, 2-3, 4; shard 2 (seeds 1, 3) has none in 4..5.
+        let cases = xml.matches("<testcase ").count();
+        assert_eq!(cases, if k == 1 { 4 } else { 3 }, "{xml}");
+        assert!(
+            xml.contains("name=\"steady-echo::seeds_0002_0003\""),
+            "{xml}"
+        );
+        assert!(
+            xml.starts_with("<?xml") && xml.contains("failures=\"0\""),
+            "{xml}"
+        );
+    }
+    let (code, out, err) = laxsim(&["merge", &path("s1.json"), &path("s2.json"), "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for k in ["seeds", "passed", "sessions", "messages", "faults", "edges"] {
+        assert_eq!(
+            m["scenarios"][0][k], whole["scenarios"][0][k],
+            "{k}: shards add up to the whole run"
+        );
+    }
+    let (code, out, _) = laxsim(&["merge", &path("s1.json")]);
+    assert_eq!(code, 1, "a missing shard fails the merge");
+    assert!(out.contains("INCOMPLETE: shard(s) 2/2"), "{out}");
+    let (code, _, err) = laxsim(&["merge", &path("s1.json"), &path("s1.json")]);
+    assert_eq!(code, 2, "the same shard twice is refused");
+    assert!(err.contains("overlap"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Replay warns when the fingerprint printed with a failure is not this build's.
+#[test]
+fn replay_warns_of_another_build() {
+    let (code, out, err) = laxsim(&["replay", "--scenario", "steady-echo", "--seed", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let fp = out
+        .lines()
+        .find_map(|l| l.strip_prefix("build: "))
+        .expect("replay prints its build")
+        .to_string();
+    let (_, _, err) = laxsim(&[
+        "replay",
+        "--scenario",
+        "steady-echo",
+        "--seed",
+        "0",
+        "--fingerprint",
+        &fp,
+    ]);
+    assert!(!err.contains("WARNING"), "{err}");
+    let other = fp.replace("lock=", "lock=f");
+    let (_, _, err) = laxsim(&[
+        "replay",
+        "--scenario",
+        "steady-echo",
+        "--seed",
+        "0",
+        "--fingerprint",
+        &other,
+    ]);
+    assert!(
+        err.contains("WARNING") && err.contains("lock: here"),
+        "{err}"
+    );
 }

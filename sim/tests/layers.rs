@@ -14,18 +14,18 @@ use std::path::{Path, PathBuf};
 /// Bottom to top. A module may use the modules of the layers below its own, not its own layer
 /// nor any above. `lib` (the crate root) sits on top.
 const LAYERS: &[&[&str]] = &[
-    &["rng", "msg", "reasons", "edges"],
+    &["rng", "msg", "reasons", "edges", "fingerprint"],
     &["keys", "attack"],
     &["scenario"],
     &["schedule"],
     &["log"],
     &["state"],
-    &["faulty"],
+    &["faulty", "chaos"],
     &["workload"],
     &["rogue"],
     &["runner", "timeline", "stress"],
     &["shrink", "suite"],
-    &["app"],
+    &["sweep", "real", "app"],
     &["lib"],
 ];
 
