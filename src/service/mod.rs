@@ -22,7 +22,11 @@ use crate::config::Config;
 use crate::crypto::handshake::SessionKeys;
 use crate::crypto::io::Sealed;
 use crate::crypto::{self, Encryption, HandshakeError};
-use crate::error::{AcceptError, CloseReason, ConnectError, SubscribeError};
+use crate::control::{self, Control};
+use crate::error::{
+    AcceptError, CloseCode, CloseReason, ConnectError, PeerClose, ProtocolViolation, Refusal,
+    SubscribeError,
+};
 use crate::event::{SessionEvent, SubId};
 use crate::id::{IdTable, SessionId};
 use crate::message::Message;
@@ -148,6 +152,7 @@ impl ServiceInner {
                         queue: SegmentQueue::new(core.pool.clone(), core.config.segment_size),
                         phase: Phase::Open,
                         waker: None,
+                        app_close: None,
                     }),
                     want_room: Default::default(),
                     room: Default::default(),
@@ -522,7 +527,15 @@ impl Service {
         }
         let rt = &inner.core.runtime;
         let timeout = inner.core.config.connect_timeout;
-        let res = crate::runtime::timeout(&**rt, timeout, rt.connect(addr)).await;
+        // "bits": the server's Open frame (or its refusal) is part of connecting.
+        let connecting = async {
+            let (mut stream, peer) = rt.connect(addr).await.map_err(ConnectError::Io)?;
+            if hpke.is_none() {
+                read_open(&mut stream).await?;
+            }
+            Ok((stream, peer))
+        };
+        let res = crate::runtime::timeout(&**rt, timeout, connecting).await;
         let (mut stream, peer) = match res {
             None => {
                 inner.core.counters.connect_failures.fetch_add(1, Relaxed);
@@ -530,7 +543,7 @@ impl Service {
             }
             Some(Err(e)) => {
                 inner.core.counters.connect_failures.fetch_add(1, Relaxed);
-                return Err(ConnectError::Io(e));
+                return Err(e);
             }
             Some(Ok(x)) => x,
         };
@@ -543,6 +556,11 @@ impl Service {
                     sealed.queue_finished(&finished);
                     Some(sealed)
                 }
+                Err(HandshakeError::Refused(code)) => {
+                    inner.core.counters.connect_failures.fetch_add(1, Relaxed);
+                    let code = CloseCode::from_u8(code);
+                    return Err(ConnectError::Refused(Refusal::from(code)));
+                }
                 Err(e) => {
                     inner.core.counters.handshake_failures.fetch_add(1, Relaxed);
                     return Err(ConnectError::Handshake(e));
@@ -553,7 +571,8 @@ impl Service {
         };
         if inner.is_shut_down() {
             if let Some(mut s) = sealed {
-                crypto::io::refuse(&**rt, &mut stream, &mut s).await;
+                let body = close_body(CloseCode::ShuttingDown);
+                crypto::io::refuse(&**rt, &mut stream, &mut s, &body).await;
             }
             return Err(ConnectError::Shutdown);
         }
@@ -561,7 +580,8 @@ impl Service {
             Ok(s) => Ok(s),
             Err((mut stream, sealed)) => {
                 if let Some(mut s) = sealed {
-                    crypto::io::refuse(&**rt, &mut stream, &mut s).await;
+                    let body = close_body(CloseCode::Full);
+                    crypto::io::refuse(&**rt, &mut stream, &mut s, &body).await;
                 }
                 Err(ConnectError::TooManySessions)
             }
@@ -679,16 +699,22 @@ async fn accept_loop(
             Ok((stream, peer)) if protocol.is_encrypted() => {
                 start_server_handshake(&inner, stream, peer)
             }
+            Ok((stream, _)) if inner.is_shut_down() => {
+                let refusal = control::frame(&close_body(CloseCode::ShuttingDown));
+                refuse_now(core, stream, &refusal);
+            }
             Ok((stream, peer)) => {
-                if inner
-                    .open_session(stream, peer, protocol, Direction::Accepted, None)
-                    .is_err()
+                if let Err((stream, _)) =
+                    inner.open_session(stream, peer, protocol, Direction::Accepted, None)
                 {
-                    // At max_sessions: the stream is dropped here, which closes it.
+                    // At max_sessions: the client learns why instead of its `connect`
+                    // succeeding.
                     core.counters.refused.fetch_add(1, Relaxed);
                     if core.logging() {
                         tracing::warn!(target: "laxnet", %peer, "refused: max sessions reached");
                     }
+                    let refusal = control::frame(&close_body(CloseCode::Full));
+                    refuse_now(core, stream, &refusal);
                 }
             }
             Err(e) => {
@@ -713,7 +739,8 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
     };
     if inner.is_full() {
         core.counters.refused.fetch_add(1, Relaxed);
-        return; // dropping the stream closes it
+        let code = CloseCode::Full.to_u8();
+        return refuse_now(core, stream, &crypto::io::refusal(code));
     }
     let source = crypto::admission::Source::of(peer.ip());
     let mut limits = enc.admission_limits();
@@ -728,7 +755,8 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
     }
     let Some(mut ticket) = admitted.ticket else {
         core.counters.handshakes_refused.fetch_add(1, Relaxed);
-        return;
+        let code = CloseCode::Busy.to_u8();
+        return refuse_now(core, stream, &crypto::io::refusal(code));
     };
     let inner2 = inner.clone();
     let mut stream = stream;
@@ -769,8 +797,9 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
                     let mut sealed = Box::new(inner.sealed(&keys, false, enc));
                     drop(keys);
                     if inner.is_shut_down() {
-                        // Authenticated close: the client sees `PeerClosed`, not `Truncated`.
-                        crypto::io::refuse(rt, &mut stream, &mut sealed).await;
+                        // Authenticated close: the client learns why, it sees no truncation.
+                        let body = close_body(CloseCode::ShuttingDown);
+                        crypto::io::refuse(rt, &mut stream, &mut sealed, &body).await;
                         return;
                     }
                     if let Err((mut stream, Some(mut sealed))) = inner.open_session(
@@ -781,12 +810,23 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
                         Some(sealed),
                     ) {
                         counters.refused.fetch_add(1, Relaxed);
-                        crypto::io::refuse(rt, &mut stream, &mut sealed).await;
+                        let body = close_body(CloseCode::Full);
+                        crypto::io::refuse(rt, &mut stream, &mut sealed, &body).await;
                     }
                 }
-                // Evicted (counted when it happened): the stream is dropped.
-                Err(HandshakeError::Busy) => {}
+                // Evicted (counted when it happened).
+                Err(HandshakeError::Busy) => {
+                    let code = CloseCode::Busy.to_u8();
+                    refuse_now(&inner.core, stream, &crypto::io::refusal(code));
+                }
                 Err(e) => {
+                    if matches!(
+                        e,
+                        HandshakeError::Peer(crypto::PeerMisbehaved::UnknownClientKey)
+                    ) {
+                        let code = CloseCode::NotAllowed.to_u8();
+                        refuse_now(&inner.core, stream, &crypto::io::refusal(code));
+                    }
                     counters.handshake_failures.fetch_add(1, Relaxed);
                     if inner.core.logging() {
                         tracing::info!(target: "laxnet", %peer, error = %e, "handshake failed");
@@ -795,6 +835,52 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
             }
         }),
     );
+}
+
+/// A close body with `code` and nothing else (`docs/wire.md`).
+fn close_body(code: CloseCode) -> Vec<u8> {
+    control::close_body(&PeerClose::new(code))
+}
+
+/// Reads a "bits" server's first frame: its Open frame, or its refusal (a close frame).
+/// Reads exactly that frame, so no application byte is taken before the session exists.
+async fn read_open(stream: &mut BoxStream) -> Result<(), ConnectError> {
+    use tokio::io::AsyncReadExt;
+    let mut header = [0u8; crate::message::HEADER_BYTES];
+    stream
+        .read_exact(&mut header)
+        .await
+        .map_err(ConnectError::Io)?;
+    let len = control::header_body_len(&header).map_err(ConnectError::Protocol)?;
+    let mut body = [0u8; control::MAX_BODY];
+    stream
+        .read_exact(&mut body[..len])
+        .await
+        .map_err(ConnectError::Io)?;
+    match control::decode(&body[..len]).map_err(ConnectError::Protocol)? {
+        Control::Open { .. } => Ok(()),
+        Control::Close(pc) => Err(ConnectError::Refused(Refusal::from(pc.code))),
+        Control::Unknown => Err(ConnectError::Protocol(ProtocolViolation::BadControl)),
+    }
+}
+
+/// Refuses a connection that gets no session and no task: one attempt to write `refusal`
+/// and shut the write side down, and one read of what the client already sent (so closing
+/// does not reset the connection over unread bytes), none of which waits; then the stream
+/// is dropped, which closes it. A refusal is best effort: under pressure a client may see a
+/// reset instead.
+fn refuse_now(core: &Context, stream: BoxStream, refusal: &[u8]) {
+    use std::pin::Pin;
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    if core.config.plants().on(Bug::RefusalLooksLikeReset) {
+        return;
+    }
+    let mut stream = stream;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let _ = Pin::new(&mut stream).poll_write(&mut cx, refusal);
+    let _ = Pin::new(&mut stream).poll_shutdown(&mut cx);
+    let mut buf = [0u8; crypto::handshake::CH_MAX];
+    let _ = Pin::new(&mut stream).poll_read(&mut cx, &mut ReadBuf::new(&mut buf));
 }
 
 /// Spawns a service task; a panic in it is counted and logged instead of vanishing.

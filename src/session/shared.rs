@@ -70,6 +70,8 @@ pub(crate) struct SendState {
     pub(crate) phase: Phase,
     /// The driver's waker, taken by a send that makes the queue non-empty and by `close`.
     pub(crate) waker: Option<Waker>,
+    /// The application's code and text for the peer (`SessionRef::close_with`).
+    pub(crate) app_close: Option<(u32, String)>,
 }
 
 /// One session's state shared by its driver and its refs.
@@ -116,6 +118,15 @@ impl SessionShared {
     /// Requests the close sequence with `reason` (the first reason wins). Returns true if this
     /// call started it.
     pub(crate) fn request_close(&self, reason: CloseReason) -> bool {
+        self.request_close_with(reason, None)
+    }
+
+    /// [`SessionShared::request_close`], with the application's code and text for the peer.
+    pub(crate) fn request_close_with(
+        &self,
+        reason: CloseReason,
+        app: Option<(u32, String)>,
+    ) -> bool {
         let waker = {
             let mut st = self.lock();
             if st.phase != Phase::Open {
@@ -127,6 +138,7 @@ impl SessionShared {
                 return false;
             }
             st.phase = Phase::Closing(reason);
+            st.app_close = app;
             st.waker.take()
         };
         if !self.core.config.plants().on(Bug::ReadyNotToldOfClose) {
@@ -358,6 +370,17 @@ impl SessionRef {
     /// Idempotent; callable from any task.
     pub fn close(&self) {
         self.shared.request_close(CloseReason::Local);
+    }
+
+    /// [`close`](Self::close), telling the peer an application code and a short text (at
+    /// most 64 bytes of UTF-8; a longer text is cut at a character boundary). The peer's
+    /// `Closed` event carries them in [`CloseReason::Peer`](crate::CloseReason::Peer) (code
+    /// [`CloseCode::Normal`](crate::CloseCode::Normal)). Like `close`, only the first close
+    /// request counts.
+    pub fn close_with(&self, code: u32, text: &str) {
+        let text = crate::control::clip(text).to_owned();
+        self.shared
+            .request_close_with(CloseReason::Local, Some((code, text)));
     }
 
     fn closed_error(&self) -> SendError {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use laxnet::{CloseReason, Config, SendError, SessionId, SessionRef};
 
-use super::server_session;
+use super::{peer_normal, server_session};
 use crate::harness::{Ctx, Seq};
 
 /// Starts both services, the client's with a send-queue limit of `limit` bytes, and opens one
@@ -118,7 +118,7 @@ pub(crate) async fn bulk_send_waits_for_room(ctx: Arc<Ctx>) {
     })
     .await;
     assert_eq!(ctx.server.msgs(srv), (0..sent).collect::<Vec<_>>());
-    assert_eq!(ctx.server.closed(srv), Some(CloseReason::PeerClosed));
+    assert_eq!(ctx.server.closed(srv), Some(peer_normal()));
     let c2 = c.clone();
     assert_eq!(
         ctx.client

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use laxnet::{CloseKind, CloseReason, Config, SendError, SessionId, SessionRef};
 
-use super::{send_all, server_session, setup_echo};
+use super::{peer_normal, send_all, server_session, setup_echo};
 use crate::harness::{Ctx, Seq};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -84,7 +84,7 @@ async fn close_from(ctx: Arc<Ctx>, side: Side) {
     for s in remote.sessions().values() {
         assert_eq!(
             s.closed,
-            Some(CloseReason::PeerClosed),
+            Some(peer_normal()),
             "other side, {}",
             s.id
         );

@@ -26,7 +26,7 @@
 //! This module holds the helpers that more than one scenario uses; a helper that only one
 //! scenario uses lives in its file.
 
-use laxnet::{CloseReason, Config, SessionId, SessionRef};
+use laxnet::{CloseCode, CloseReason, Config, PeerClose, SessionId, SessionRef};
 use tokio::io::AsyncReadExt;
 
 use crate::harness::{Ctx, Seq, install_echo};
@@ -124,7 +124,17 @@ async fn close_client_session(ctx: &Ctx, s: &SessionRef, server_id: SessionId) {
     })
     .await;
     assert_eq!(ctx.client.closed(id), Some(CloseReason::Local));
-    assert_eq!(ctx.server.closed(server_id), Some(CloseReason::PeerClosed));
+    assert_eq!(ctx.server.closed(server_id), Some(peer_normal()));
+}
+
+/// What a side sees when its peer's application closed (without a code or text).
+fn peer_normal() -> CloseReason {
+    CloseReason::Peer(PeerClose::new(CloseCode::Normal))
+}
+
+/// What a side sees when its peer's service shut down.
+fn peer_shutdown() -> CloseReason {
+    CloseReason::Peer(PeerClose::new(CloseCode::Shutdown))
 }
 
 /// Endings a side sees when its peer vanished or dropped it.
