@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand_chacha::ChaCha20Rng;
@@ -64,6 +64,8 @@ pub(crate) struct ServiceInner {
     /// Encrypted connections still in their handshake (pre-authentication), and who may start
     /// one.
     admission: Arc<crypto::admission::Admission>,
+    /// Refusals still being written (see [`refuse`]).
+    refusing: Arc<AtomicUsize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -370,6 +372,7 @@ impl Service {
             shutdown: watch::Sender::new(false),
             live: watch::Sender::new(0),
             admission: Default::default(),
+            refusing: Default::default(),
             core,
         });
         let svc = Service { inner };
@@ -701,7 +704,7 @@ async fn accept_loop(
             }
             Ok((stream, _)) if inner.is_shut_down() => {
                 let refusal = control::frame(&close_body(CloseCode::ShuttingDown));
-                refuse_now(core, stream, &refusal);
+                refuse(&inner, stream, &refusal);
             }
             Ok((stream, peer)) => {
                 if let Err((stream, _)) =
@@ -714,7 +717,7 @@ async fn accept_loop(
                         tracing::warn!(target: "laxnet", %peer, "refused: max sessions reached");
                     }
                     let refusal = control::frame(&close_body(CloseCode::Full));
-                    refuse_now(core, stream, &refusal);
+                    refuse(&inner, stream, &refusal);
                 }
             }
             Err(e) => {
@@ -740,7 +743,7 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
     if inner.is_full() {
         core.counters.refused.fetch_add(1, Relaxed);
         let code = CloseCode::Full.to_u8();
-        return refuse_now(core, stream, &crypto::io::refusal(code));
+        return refuse(&inner, stream, &crypto::io::refusal(code));
     }
     let source = crypto::admission::Source::of(peer.ip());
     let mut limits = enc.admission_limits();
@@ -756,7 +759,7 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
     let Some(mut ticket) = admitted.ticket else {
         core.counters.handshakes_refused.fetch_add(1, Relaxed);
         let code = CloseCode::Busy.to_u8();
-        return refuse_now(core, stream, &crypto::io::refusal(code));
+        return refuse(&inner, stream, &crypto::io::refusal(code));
     };
     let inner2 = inner.clone();
     let mut stream = stream;
@@ -817,7 +820,7 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
                 // Evicted (counted when it happened).
                 Err(HandshakeError::Busy) => {
                     let code = CloseCode::Busy.to_u8();
-                    refuse_now(&inner.core, stream, &crypto::io::refusal(code));
+                    refuse(&inner, stream, &crypto::io::refusal(code));
                 }
                 Err(e) => {
                     if matches!(
@@ -825,7 +828,7 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
                         HandshakeError::Peer(crypto::PeerMisbehaved::UnknownClientKey)
                     ) {
                         let code = CloseCode::NotAllowed.to_u8();
-                        refuse_now(&inner.core, stream, &crypto::io::refusal(code));
+                        refuse(&inner, stream, &crypto::io::refusal(code));
                     }
                     counters.handshake_failures.fetch_add(1, Relaxed);
                     if inner.core.logging() {
@@ -864,23 +867,42 @@ async fn read_open(stream: &mut BoxStream) -> Result<(), ConnectError> {
     }
 }
 
-/// Refuses a connection that gets no session and no task: one attempt to write `refusal`
-/// and shut the write side down, and one read of what the client already sent (so closing
-/// does not reset the connection over unread bytes), none of which waits; then the stream
-/// is dropped, which closes it. A refusal is best effort: under pressure a client may see a
-/// reset instead.
-fn refuse_now(core: &Context, stream: BoxStream, refusal: &[u8]) {
-    use std::pin::Pin;
-    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-    if core.config.plants().on(Bug::RefusalLooksLikeReset) {
+/// Refusals written at once, at most: each holds a connection for up to the linger time.
+const MAX_REFUSING: usize = 64;
+
+/// Refuses a connection that gets no session: writes `refusal`, shuts the write side down,
+/// and reads what the client sends until it closes (a close over unread bytes would reset
+/// the connection, and a reset can overtake the refusal), all bounded by the linger time,
+/// in a task of its own. Beyond [`MAX_REFUSING`] refusals at once (a flood), the stream is
+/// dropped instead, which closes it: a refusal is best effort, a client may see a reset.
+fn refuse(inner: &Arc<ServiceInner>, stream: BoxStream, refusal: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let core = &inner.core;
+    if core.config.plants().on(Bug::RefusalLooksLikeReset)
+        || inner.refusing.load(Relaxed) >= MAX_REFUSING
+    {
         return;
     }
+    inner.refusing.fetch_add(1, Relaxed);
+    let refusing = inner.refusing.clone();
+    let rt = core.runtime.clone();
+    let linger = core.config.linger;
+    let refusal = refusal.to_vec();
     let mut stream = stream;
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let _ = Pin::new(&mut stream).poll_write(&mut cx, refusal);
-    let _ = Pin::new(&mut stream).poll_shutdown(&mut cx);
-    let mut buf = [0u8; crypto::handshake::CH_MAX];
-    let _ = Pin::new(&mut stream).poll_read(&mut cx, &mut ReadBuf::new(&mut buf));
+    spawn_guarded(
+        core,
+        Box::pin(async move {
+            let io = async {
+                stream.write_all(&refusal).await?;
+                stream.shutdown().await?;
+                let mut buf = [0u8; 512];
+                while stream.read(&mut buf).await? > 0 {}
+                Ok::<_, std::io::Error>(())
+            };
+            let _ = crate::runtime::timeout(&*rt, linger, io).await;
+            refusing.fetch_sub(1, Relaxed);
+        }),
+    );
 }
 
 /// Spawns a service task; a panic in it is counted and logged instead of vanishing.

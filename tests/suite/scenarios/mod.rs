@@ -145,6 +145,9 @@ fn peer_gone(r: &CloseReason) -> bool {
     )
 }
 
+/// Bytes of a close body without text (a Close record's payload when it carries a reason).
+const CLOSE_BODY: u64 = laxnet::wire::CLOSE_BODY as u64;
+
 /// Bytes a "bits-hpke" record adds around its payload: length, type, tag.
 const RECORD_OVERHEAD: u64 = laxnet::wire::RECORD_OVERHEAD as u64;
 /// The default largest record payload (`Encryption::max_record`).
