@@ -199,7 +199,10 @@ mod tests {
         let f = open_frame();
         let header: &[u8; HEADER_BYTES] = f.first_chunk().unwrap();
         assert_eq!(header_body_len(header), Ok(OPEN_BODY));
-        assert_eq!(decode(&f[HEADER_BYTES..]), Ok(Control::Open { version: VERSION }));
+        assert_eq!(
+            decode(&f[HEADER_BYTES..]),
+            Ok(Control::Open { version: VERSION })
+        );
         let mut other = *header;
         other[4] = 0; // another id
         assert!(header_body_len(&other).is_err());

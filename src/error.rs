@@ -766,6 +766,9 @@ mod tests {
             text: "bye".into(),
         })
         .to_string();
-        assert_eq!(text, "the peer closed: closed by its application (application code 7: \"bye\")");
+        assert_eq!(
+            text,
+            "the peer closed: closed by its application (application code 7: \"bye\")"
+        );
     }
 }

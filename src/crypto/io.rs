@@ -197,7 +197,10 @@ pub(crate) async fn refuse(
 ) {
     let mut rec = vec![0u8; record::OVERHEAD + reason.len()];
     rec[record::HEADER + 1..record::HEADER + 1 + reason.len()].copy_from_slice(reason);
-    let Ok(n) = sealed.sealer.seal(RecordType::Close, &mut rec, reason.len()) else {
+    let Ok(n) = sealed
+        .sealer
+        .seal(RecordType::Close, &mut rec, reason.len())
+    else {
         return;
     };
     // A rare path: one small copy keeps it a single write.

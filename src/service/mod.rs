@@ -19,10 +19,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::buffer::{PoolStats, SegmentQueue};
 use crate::config::Config;
+use crate::control::{self, Control};
 use crate::crypto::handshake::SessionKeys;
 use crate::crypto::io::Sealed;
 use crate::crypto::{self, Encryption, HandshakeError};
-use crate::control::{self, Control};
 use crate::error::{
     AcceptError, CloseCode, CloseReason, ConnectError, PeerClose, ProtocolViolation, Refusal,
     SubscribeError,

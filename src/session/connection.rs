@@ -44,9 +44,9 @@ use std::io::{ErrorKind, IoSlice};
 use std::time::Duration;
 
 use crate::buffer::{BufferPool, SegmentQueue};
+use crate::control::{self, CONTROL_ID, Control};
 use crate::crypto::CryptoError;
 use crate::crypto::io::Sealed;
-use crate::control::{self, CONTROL_ID, Control};
 use crate::crypto::record::{self, Opener, RecordType};
 use crate::error::{CloseReason, PeerClose, ProtocolViolation};
 use crate::planted::{Bug, Plants};

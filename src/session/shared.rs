@@ -14,7 +14,7 @@ use crate::buffer::SegmentQueue;
 use crate::crypto::PublicKey;
 use crate::error::{CloseReason, SendError};
 use crate::id::SessionId;
-use crate::message::{Message, encode_frame};
+use crate::message::{HEADER_BYTES, LEN_BYTES, Message, encode_frame};
 use crate::planted::Bug;
 use crate::protocol::Protocol;
 use crate::session::context::{Context, SessionCounters};
@@ -288,6 +288,15 @@ impl SessionRef {
             // sender that `ready()` let through always finds room.
             let queued = sh.wire_len(st.queue.len()) + sh.in_flight.load(Relaxed);
             if over_limit(queued, core.config.send_queue_limit) {
+                // A message that could never be sent says so first: `TooLarge` whatever the
+                // queue holds, so a sender that waits for room never waits for nothing.
+                let max = core.config.max_frame;
+                let len = borsh::object_length(msg)
+                    .map_err(|e| SendError::Encode(e.to_string()))?
+                    + (HEADER_BYTES - LEN_BYTES);
+                if len > max {
+                    return Err(SendError::TooLarge { len, max });
+                }
                 core.counters.queue_full.fetch_add(1, Relaxed);
                 return Err(SendError::QueueFull {
                     queued,

@@ -287,7 +287,10 @@ fn the_peers_end_inside_a_frame_is_a_violation() {
             "encrypted: {encrypted}"
         );
         if encrypted {
-            assert!(s.is_done(), "a truncation: nothing to send, nothing to read");
+            assert!(
+                s.is_done(),
+                "a truncation: nothing to send, nothing to read"
+            );
         } else {
             // A violation is told to the peer (which may still read) before the end.
             assert!(!s.is_done());
@@ -336,7 +339,11 @@ fn an_abortive_close_finishes_the_frames_taken_and_tells_the_peer_why() {
         let first = transmit(&mut c, 700);
         c.handle_close(CloseReason::Heartbeat, at(0));
         assert!(!c.is_done() && c.read_done());
-        assert_eq!(c.poll_timeout(), Some(at(0) + LINGER), "bounded by the linger");
+        assert_eq!(
+            c.poll_timeout(),
+            Some(at(0) + LINGER),
+            "bounded by the linger"
+        );
         // Nothing more is taken from the send queue.
         assert!(!c.handle_queued(&mut queue(&pool, 10..12, 10)));
         let mut got = feed(&mut s, &first);
@@ -361,7 +368,11 @@ fn the_application_code_and_text_reach_the_peer() {
             app_code: 42,
             text: "going away".into(),
         };
-        assert_eq!(s.reason(), Some(&CloseReason::Peer(want)), "encrypted: {encrypted}");
+        assert_eq!(
+            s.reason(),
+            Some(&CloseReason::Peer(want)),
+            "encrypted: {encrypted}"
+        );
         assert_eq!(s.reason().unwrap().fault(), crate::Fault::Peer);
     }
 }
@@ -374,7 +385,11 @@ fn a_peer_that_gives_no_reason_is_peer_closed() {
         // record), as every peer did before close reasons.
         c.handle_close(CloseReason::PeerClosed, at(0));
         close_to(&mut c, &mut s, at(1));
-        assert_eq!(s.reason(), Some(&CloseReason::PeerClosed), "encrypted: {encrypted}");
+        assert_eq!(
+            s.reason(),
+            Some(&CloseReason::PeerClosed),
+            "encrypted: {encrypted}"
+        );
     }
 }
 
@@ -385,7 +400,11 @@ fn after_the_peers_close_message_a_reset_keeps_its_reason() {
         c.handle_close(CloseReason::Shutdown, at(0));
         pipe(&mut c, &mut s);
         s.handle_read_error(std::io::ErrorKind::ConnectionReset);
-        assert_eq!(s.reason(), Some(&peer(CloseCode::Shutdown)), "encrypted: {encrypted}");
+        assert_eq!(
+            s.reason(),
+            Some(&peer(CloseCode::Shutdown)),
+            "encrypted: {encrypted}"
+        );
     }
 }
 

@@ -94,6 +94,13 @@ pub(crate) async fn bulk_send_waits_for_room(ctx: Arc<Ctx>) {
                     Err(e) => panic!("send {q}: {e}"),
                 }
             }
+            // A message over the frame limit is refused as too large even with the queue
+            // full: it could never be sent, and waiting for room would wait for nothing.
+            let huge = Seq::new(q, Config::default().max_frame);
+            assert!(
+                matches!(c2.send(&huge), Err(SendError::TooLarge { .. })),
+                "a message over max_frame while the queue is full"
+            );
             // The session's task has not run since (same thread, no await): no room yet.
             let mut first = std::pin::pin!(c2.ready());
             let mut second = std::pin::pin!(c2.ready());

@@ -82,12 +82,7 @@ async fn close_from(ctx: Arc<Ctx>, side: Side) {
         );
     }
     for s in remote.sessions().values() {
-        assert_eq!(
-            s.closed,
-            Some(peer_normal()),
-            "other side, {}",
-            s.id
-        );
+        assert_eq!(s.closed, Some(peer_normal()), "other side, {}", s.id);
     }
     // The messages queued right before close() all arrived.
     for (c, s) in &pairs {

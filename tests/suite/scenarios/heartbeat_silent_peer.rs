@@ -133,7 +133,10 @@ pub(crate) async fn heartbeat_silent_peer(ctx: Arc<Ctx>) {
             heartbeat[..4].copy_from_slice(&13u32.to_le_bytes());
             heartbeat[4..8].copy_from_slice(&wire::CONTROL_ID.to_le_bytes());
             heartbeat[8..10].copy_from_slice(&[1, 2]); // close, code 2: heartbeat
-            assert_eq!(bytes[..wire::OPEN_FRAME], [6, 0, 0, 0, 255, 255, 255, 255, 0, 1]);
+            assert_eq!(
+                bytes[..wire::OPEN_FRAME],
+                [6, 0, 0, 0, 255, 255, 255, 255, 0, 1]
+            );
             assert!(bytes.ends_with(&heartbeat), "{bytes:?}");
             if probed_in_time {
                 let probe = Seq::new(7, 0).frame();

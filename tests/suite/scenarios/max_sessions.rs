@@ -79,7 +79,11 @@ async fn refused_with_a_reason(ctx: &Ctx) -> Vec<SessionRef> {
     let st = ctx.server.status().await;
     assert_eq!((st.refused, st.live(), st.accepted), (2, 3, 3), "{st}");
     let c = ctx.client.status().await;
-    assert_eq!((c.connected, c.connect_failures, c.handshake_failures), (3, 2, 0), "{c}");
+    assert_eq!(
+        (c.connected, c.connect_failures, c.handshake_failures),
+        (3, 2, 0),
+        "{c}"
+    );
     assert_eq!(
         ctx.client.sessions().len(),
         3,

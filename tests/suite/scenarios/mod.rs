@@ -35,6 +35,7 @@ mod back_pressure;
 mod bad_handshakes;
 mod bad_input;
 mod close_from_either_side;
+mod close_reasons;
 mod close_with_queued_data;
 mod duplicate_message_ids;
 mod echo;
@@ -56,6 +57,7 @@ pub(crate) use back_pressure::{
 pub(crate) use bad_handshakes::bad_handshake;
 pub(crate) use bad_input::bad_input;
 pub(crate) use close_from_either_side::{close_from_client, close_from_server};
+pub(crate) use close_reasons::close_with_reaches_the_peer;
 pub(crate) use close_with_queued_data::close_with_queued_data;
 pub(crate) use duplicate_message_ids::duplicate_message_id;
 pub(crate) use echo::echo;
