@@ -98,6 +98,10 @@ pub const EDGES: &[&str] = &[
     "handshake-refused",
     "id-recurred",
     "reason-checked",
+    "reason-sent-checked",
+    "peer-reason",
+    "refusal-typed",
+    "clean-close-lossless",
     "clean-end-checked",
     "quiet-checked",
     "listener-paused",
@@ -267,7 +271,16 @@ pub struct FrameTrack {
     hdr: [u8; 4],
     have: usize,
     left: u64,
+    /// The current frame's first bytes (its id, and a control frame's body).
+    head: Vec<u8>,
+    /// Its length.
+    len: u64,
+    /// "bits": the code of the last close control frame completed, if any.
+    pub close_code: Option<u8>,
 }
+
+/// Bytes of a frame kept to parse control frames: the id and a close body with its text.
+const HEAD_KEEP: usize = 4 + wire::CLOSE_BODY + wire::CLOSE_TEXT_MAX;
 
 impl FrameTrack {
     /// A tracker that first lets `skip` bytes (a handshake) pass.
@@ -287,18 +300,34 @@ impl FrameTrack {
                 b = &b[k..];
             } else if self.left > 0 {
                 let k = (self.left as usize).min(b.len());
+                let keep = HEAD_KEEP.saturating_sub(self.head.len()).min(k);
+                self.head.extend_from_slice(&b[..keep]);
                 self.left -= k as u64;
                 b = &b[k..];
+                if self.left == 0 {
+                    self.frame_done();
+                }
             } else {
                 self.hdr[self.have] = b[0];
                 self.have += 1;
                 b = &b[1..];
                 if self.have == 4 {
                     self.left = u32::from_le_bytes(self.hdr) as u64;
+                    self.len = self.left;
+                    self.head.clear();
                     self.have = 0;
                 }
             }
         }
+    }
+
+    /// A frame is complete: a close control frame records its code.
+    fn frame_done(&mut self) {
+        let h = &self.head;
+        if self.skip == 0 && h.len() >= 6 && h[..4] == wire::CONTROL_ID.to_le_bytes() && h[4] == 1 {
+            self.close_code = Some(h[5]);
+        }
+        let _ = self.len;
     }
 
     /// True if the bytes so far end inside a frame (or inside the handshake).
@@ -354,6 +383,17 @@ pub struct StreamInfo {
     pub cause: Option<(u64, Cause, u64)>,
     /// Encrypted: this side wrote its whole `Close` record.
     pub close_record: bool,
+    /// This side wrote a close message with a reason: a close control frame ("bits", with
+    /// its code) or a Close record with a payload ("bits-hpke", code unknown to the oracle).
+    pub reason_sent: Option<Option<u8>>,
+    /// The library shut this side's write half down (after its close message, if any).
+    pub shut_down: bool,
+    /// The first bytes written (to recognise a refusal).
+    pub head_out: Vec<u8>,
+    /// The last failed read or write (whatever the stream's first cause).
+    pub io_error: Option<std::io::ErrorKind>,
+    /// Read polls before the first write (a refusal at accept: none).
+    pub rops_at_first_write: Option<u64>,
     /// A hostile host's end: the attack it sends.
     pub rogue: Option<RogueInfo>,
     /// The host of this stream or of its peer crashed while it was open.
@@ -845,6 +885,11 @@ impl State {
             reset_ord: None,
             cause: None,
             close_record: false,
+            reason_sent: None,
+            shut_down: false,
+            head_out: Vec::new(),
+            io_error: None,
+            rops_at_first_write: None,
             rogue: None,
             crashed: false,
             hs_done: false,
@@ -867,8 +912,9 @@ impl State {
             }
         }
         self.streams.push(info);
-        if !hpke {
-            // Encrypted: the session opens when the handshake completes (see below).
+        if !hpke && !connected {
+            // Encrypted: the session opens when the handshake completes (see below); a
+            // "bits" client's when it has read the server's Open frame.
             self.hosts[host as usize].last_stream = Some(id);
         }
         id
@@ -894,8 +940,95 @@ impl State {
     }
 
     /// A read or write on `stream` failed with `kind` (injected, or the simulated network's).
+    /// After reading the peer's whole close message the session keeps the peer's reason.
     pub fn stream_error(&mut self, stream: u64, kind: std::io::ErrorKind) {
-        self.stream_cause(stream, Cause::Io(kind));
+        self.streams[stream as usize].io_error = Some(kind);
+        let info = &self.streams[stream as usize];
+        let said = info.peer.and_then(|p| {
+            let peer = &self.streams[p as usize];
+            peer.reason_sent.filter(|_| info.read_total >= peer.written)
+        });
+        match said {
+            Some(code) => self.stream_cause(
+                stream,
+                Cause::PeerSaid {
+                    code,
+                    io: Some(kind),
+                },
+            ),
+            None => self.stream_cause(stream, Cause::Io(kind)),
+        }
+    }
+
+    /// `stream` read its peer's clean end of stream without a close message: a peer that shut
+    /// down cleanly after deciding to close on its own (`close()`, its shutdown), not answering
+    /// this side's close, must have sent its reason first.
+    fn check_reason_sent(&mut self, stream: u64) {
+        let Some(p) = self.streams[stream as usize].peer else {
+            return;
+        };
+        let peer = &self.streams[p as usize];
+        if !peer.shut_down || peer.reset || peer.crashed || peer.reason_sent.is_some() {
+            return;
+        }
+        let Some(pidx) = peer.sess else { return };
+        let (ph, pid) = (peer.host, self.sessions[pidx].id);
+        if let Some((_, cause @ (Cause::CloseCalled | Cause::Shutdown), _)) = self.first_cause(pidx)
+        {
+            self.violation(
+                Some(ph),
+                Some(pidx),
+                format!(
+                    "{} closed for {cause:?} and shut its stream down cleanly without sending its reason",
+                    fmt_id(pid)
+                ),
+            );
+        } else {
+            self.edge("reason-sent-checked");
+        }
+    }
+
+    /// A server stream dropped without a session: the library refused the connection, and a
+    /// refusal is typed: on "bits" the stream wrote a close frame (never an Open frame alone,
+    /// never nothing), on "bits-hpke" a refusal in place of the ServerHello if it dropped the
+    /// connection before reading from it. Injected resets, crashes and the end of the run
+    /// excuse it.
+    fn check_refusal(&mut self, stream: u64) {
+        let info = &self.streams[stream as usize];
+        let h = info.host;
+        let host = &self.hosts[h as usize];
+        if info.connected
+            || info.sess.is_some()
+            || info.hs_done
+            || info.reset
+            || info.crashed
+            || info.rogue.is_some()
+            || host.down
+            || host.draining
+            || !self.sc.is_server(h)
+            || matches!(info.cause, Some((_, Cause::Io(_), _)))
+        {
+            return;
+        }
+        let silent = if info.hpke {
+            info.rops == 0 && info.written == 0
+        } else {
+            info.written == 0
+        };
+        if silent {
+            let what = format!(
+                "the server dropped a connection from {} without a session and without saying why (a refusal that looks like a reset)",
+                info.remote
+            );
+            self.violation(Some(h), None, what);
+        } else {
+            self.edge("refusal-typed");
+        }
+    }
+
+    /// The library shut `stream`'s write half down.
+    pub fn shut_down(&mut self, stream: u64) {
+        self.streams[stream as usize].shut_down = true;
     }
 
     /// The hostile peer at the other end of `stream`, if any.
@@ -925,14 +1058,23 @@ impl State {
             // The end of the stream: clean at a frame (record) boundary, and on "bits-hpke"
             // only after the peer's whole Close record.
             let close_record = peer.is_some_and(|p| self.streams[p as usize].close_record);
-            self.stream_cause(
-                stream,
-                Cause::Eof {
-                    mid_frame,
-                    hpke,
-                    close_record,
-                },
-            );
+            let said = peer.and_then(|p| self.streams[p as usize].reason_sent);
+            match said {
+                Some(code) if !mid_frame && (!hpke || close_record) => {
+                    self.stream_cause(stream, Cause::PeerSaid { code, io: None })
+                }
+                _ => {
+                    self.check_reason_sent(stream);
+                    self.stream_cause(
+                        stream,
+                        Cause::Eof {
+                            mid_frame,
+                            hpke,
+                            close_record,
+                        },
+                    )
+                }
+            }
         }
         if let Some((at, v)) = self.rogue_peer(stream).and_then(|r| r.expect.clone())
             && before < at
@@ -941,6 +1083,10 @@ impl State {
             self.stream_cause(stream, Cause::Violation(v));
         }
         if !hpke {
+            let open = wire::OPEN_FRAME as u64;
+            if connected && before < open && total >= open && self.rogue_peer(stream).is_none() {
+                self.handshake_done(stream);
+            }
             return;
         }
         let hello_in = if connected {
@@ -978,6 +1124,16 @@ impl State {
         let info = &mut self.streams[stream as usize];
         info.written += buf.len() as u64;
         info.wf.feed(buf);
+        if info.rops_at_first_write.is_none() {
+            info.rops_at_first_write = Some(info.rops);
+        }
+        let keep = 8usize.saturating_sub(info.head_out.len()).min(buf.len());
+        info.head_out.extend_from_slice(&buf[..keep]);
+        if !info.hpke
+            && let Some(code) = info.wf.close_code
+        {
+            info.reason_sent = Some(Some(code));
+        }
     }
 
     /// Registers the stream a hostile host (`h`) opened with raw sockets, carrying `plan`.
@@ -1015,7 +1171,21 @@ impl State {
     /// a record cannot carry frames that were never sent, and the `Close` record comes after
     /// every frame that was.
     pub fn record_written(&mut self, stream: u64, payload: u64, close: bool) {
+        // A Close record carries the reason (a close body) or nothing. The oracle cannot see
+        // a record's type: the record after all the session's frames, with a payload of a
+        // close body's size, is its Close record.
+        let enq = self.streams[stream as usize]
+            .sess
+            .map(|i| self.sessions[i].enq_bytes);
         let info = &mut self.streams[stream as usize];
+        let reasoned = (wire::CLOSE_BODY as u64..=(wire::CLOSE_BODY + wire::CLOSE_TEXT_MAX) as u64)
+            .contains(&payload);
+        let (payload, close) = if !close && reasoned && enq == Some(info.plain_written) {
+            info.reason_sent = Some(None);
+            (0, true)
+        } else {
+            (payload, close)
+        };
         info.plain_written += payload;
         info.close_record |= close;
         let plain = info.plain_written;
@@ -1133,7 +1303,7 @@ impl State {
         if act == IoAct::Reset && self.streams[stream as usize].reset_ord.is_none() {
             let o = self.next_ord();
             self.streams[stream as usize].reset_ord = Some(o);
-            self.stream_cause(stream, Cause::Io(std::io::ErrorKind::ConnectionReset));
+            self.stream_error(stream, std::io::ErrorKind::ConnectionReset);
         }
         let (host, mid) = {
             let s = &self.streams[stream as usize];
@@ -1363,6 +1533,7 @@ impl State {
         }
         self.check_reason(h, idx, reason);
         if let Some(st) = stream {
+            self.check_lossless(h, idx, st, enq, reason);
             self.check_crypto_close(h, idx, st, reason);
             let (written, peer) = {
                 let info = &self.streams[st as usize];
@@ -1390,6 +1561,36 @@ impl State {
                 sref: l.sref,
                 sess: idx,
             });
+        }
+    }
+
+    /// A clean ending lost nothing: every message the session sent was written (a close whose
+    /// linger ran out with bytes unsent is `LingerExpired`, never clean).
+    fn check_lossless(&mut self, h: u16, idx: usize, st: u64, enq: u64, reason: &CloseReason) {
+        if !reason.is_clean() {
+            return;
+        }
+        let info = &self.streams[st as usize];
+        let app = if info.hpke {
+            info.plain_written
+        } else if info.connected {
+            info.written
+        } else {
+            info.written.saturating_sub(wire::OPEN_FRAME as u64)
+        };
+        if app < enq {
+            let id = self.sessions[idx].id;
+            self.violation(
+                Some(h),
+                Some(idx),
+                format!(
+                    "{} closed cleanly (\"{reason}\") with {} of its {enq} bytes of messages unsent",
+                    fmt_id(id),
+                    enq - app
+                ),
+            );
+        } else {
+            self.edge("clean-close-lossless");
         }
     }
 
@@ -1447,8 +1648,12 @@ impl State {
         if crashed && *reason == CloseReason::Aborted {
             return;
         }
+        // A clean close that lost bytes (its linger ran out, or its stream failed) is not
+        // clean in the end, whatever its senders were told.
+        let linger_after_clean = |t: &CloseReason| t.is_clean() && !reason.is_clean();
         if let Some(t) = s.told.clone()
             && t != *reason
+            && !linger_after_clean(&t)
         {
             self.violation(
                 Some(h),
@@ -1474,6 +1679,14 @@ impl State {
         }
         let idle = self.sc.side(h).service.idle_timeout_ms.is_some();
         if idle && *reason == CloseReason::Idle {
+            return;
+        }
+        // A clean close whose stream then failed with bytes unsent reports the failure.
+        let io_error = s.stream.and_then(|st| self.streams[st as usize].io_error);
+        if io_error.is_some_and(|k| Cause::Io(k).allows(reason))
+            && self.first_cause(idx).is_some_and(|(_, c, _)| c.clean())
+        {
+            self.edge("reason-checked");
             return;
         }
         match self.first_cause(idx) {
@@ -2304,7 +2517,13 @@ impl State {
     fn counted_bytes(&self, stream: u64) -> (u64, u64) {
         let info = &self.streams[stream as usize];
         if !info.hpke {
-            return (info.written, info.read_total);
+            // A "bits" server's Open frame is read by `connect`, before the session exists.
+            let open = wire::OPEN_FRAME as u64;
+            return if info.connected {
+                (info.written, info.read_total.saturating_sub(open))
+            } else {
+                (info.written.saturating_sub(open), info.read_total)
+            };
         }
         let (out, inn) = if info.connected {
             (self.client_out(), wire::SERVER_HANDSHAKE as u64)
@@ -2348,7 +2567,8 @@ impl State {
                 ));
             }
             if !stream.hpke && info.state == laxnet::SessionState::Open {
-                let unsent = s.enq_bytes.saturating_sub(stream.written);
+                // (`out`: the server's Open frame is no session traffic.)
+                let unsent = s.enq_bytes.saturating_sub(out);
                 if info.queued as u64 != unsent {
                     bad.push((
                         idx,
@@ -2529,12 +2749,17 @@ impl State {
     /// from its source) or the service is full. The handshakes in progress are the other
     /// accepted streams of this incarnation that are open and have not completed theirs.
     pub fn check_admission(&mut self, stream: u64) {
+        self.check_refusal(stream);
         let info = &self.streams[stream as usize];
         let h = info.host;
         let host = &self.hosts[h as usize];
+        // A refusal reads what the client sent after writing why; before that the library
+        // never read from the stream.
+        let refused =
+            info.head_out.starts_with(&wire::REFUSAL_MAGIC) && info.rops_at_first_write == Some(0);
         if !info.hpke
             || info.connected
-            || info.rops > 0
+            || (info.rops > 0 && !refused)
             || info.hs_done
             || host.down
             || host.draining

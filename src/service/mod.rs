@@ -867,8 +867,9 @@ async fn read_open(stream: &mut BoxStream) -> Result<(), ConnectError> {
     }
 }
 
-/// Refusals written at once, at most: each holds a connection for up to the linger time.
-const MAX_REFUSING: usize = 64;
+/// Refusals written at once, at most: each holds a connection (and a small task) for up to
+/// the linger time; beyond it a flood of connections is dropped without a word.
+const MAX_REFUSING: usize = 1024;
 
 /// Refuses a connection that gets no session: writes `refusal`, shuts the write side down,
 /// and reads what the client sends until it closes (a close over unread bytes would reset

@@ -128,6 +128,8 @@ pub(crate) struct Connection {
     /// Bytes of the Open frame not yet written (not session traffic: the client reads it
     /// before its session exists).
     unsent_open: usize,
+    /// Why a write failed, if one did.
+    write_error: Option<CloseReason>,
 }
 
 impl Connection {
@@ -173,6 +175,7 @@ impl Connection {
             peer_close: None,
             close_frame_read: false,
             unsent_open: 0,
+            write_error: None,
         }
     }
 
@@ -379,6 +382,18 @@ impl Connection {
     }
 
     fn write_failed(&mut self, reason: CloseReason) {
+        // A clean close under way loses what it had not written: it is not clean any more.
+        let lost = self.unsent() > 0;
+        if self.reason.as_ref().is_some_and(CloseReason::is_clean) && lost {
+            self.reason = Some(reason.clone());
+        }
+        self.write_error = Some(reason.clone());
+        // After the peer's close message its reason stands (the peer is gone on purpose),
+        // unless bytes were lost: then the failure is the reason.
+        let reason = match lost {
+            true => reason,
+            false => self.peer_reason().unwrap_or(reason),
+        };
         self.write_done = true;
         self.read_done = true;
         self.out.clear();
@@ -714,6 +729,21 @@ impl Connection {
         self.reason.as_ref()
     }
 
+    /// The reason a session that ends with `reason` reports when `lost` more bytes (senders
+    /// queued them after the connection last looked) are dropped with it: a clean reason
+    /// that loses bytes becomes the failed write's reason, or `LingerExpired`.
+    pub(crate) fn final_reason(&self, reason: CloseReason, lost: usize) -> CloseReason {
+        let unsent = self.unsent() + lost;
+        if !reason.is_clean() || unsent == 0 || self.plants.on(Bug::LingerExpiryClean) {
+            return reason;
+        }
+        self.write_error
+            .clone()
+            .unwrap_or(CloseReason::LingerExpired {
+                unsent: unsent as u64,
+            })
+    }
+
     /// No more reads are wanted.
     pub(crate) fn read_done(&self) -> bool {
         self.read_done
@@ -734,7 +764,7 @@ impl Connection {
     /// sealed records waiting for the socket (the send-queue limit's measure).
     pub(crate) fn in_flight(&self, wire_len: impl Fn(usize) -> usize) -> usize {
         let sealed = self.sealed.as_ref().map_or(0, |s| s.wire_out.len());
-        wire_len(self.out.len()) + sealed
+        wire_len(self.out.len() - self.unsent_open) + sealed
     }
 
     /// Gives every buffer back to the pool.

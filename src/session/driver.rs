@@ -305,6 +305,11 @@ impl Driver {
 
     /// Step 3: one vectored write of what the connection has to write.
     fn write(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.conn.reason().is_some() && self.stream.is_some() {
+            // Closing: frames that callbacks queued during this turn's reads (before the
+            // close) go out before the close message, which must come last.
+            self.sync();
+        }
         let Some(stream) = self.stream.as_mut() else {
             return false;
         };
@@ -409,6 +414,9 @@ impl Driver {
         }
         self.finished = true;
         self.stream = None;
+        // A clean ending that drops bytes is not clean (see `Connection::final_reason`).
+        let lost = self.shared.lock().queue.len();
+        let reason = self.conn.final_reason(reason, lost);
         let late = self.plants.on(Bug::BuffersAfterRelease);
         if !late {
             self.conn.release();
