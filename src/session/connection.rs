@@ -238,6 +238,9 @@ impl Connection {
             self.take_more = false;
             self.more_queued = false;
             self.deadline = Some(now + self.linger);
+            // Nothing more is read or delivered: a session waiting to send its reason holds
+            // no read memory.
+            self.release_reads();
         } else {
             // Abortive: the peer is gone or hostile; flushing to it is pointless.
             self.stopped = true;
@@ -350,6 +353,7 @@ impl Connection {
         self.read_done = true;
         self.protocol_error = true;
         self.close(reason, now);
+        self.release_reads();
     }
 
     /// `n` bytes of [`Connection::poll_transmit`]'s slices were written. Returns how many of
@@ -765,6 +769,14 @@ impl Connection {
     pub(crate) fn in_flight(&self, wire_len: impl Fn(usize) -> usize) -> usize {
         let sealed = self.sealed.as_ref().map_or(0, |s| s.wire_out.len());
         wire_len(self.out.len() - self.unsent_open) + sealed
+    }
+
+    /// Gives the read buffers back to the pool (nothing more is read).
+    fn release_reads(&mut self) {
+        self.inbound.release();
+        if let Some(s) = self.sealed.as_mut() {
+            s.wire_in.release();
+        }
     }
 
     /// Gives every buffer back to the pool.
