@@ -54,6 +54,9 @@ bytes-out-offered churn-hpke
 handshake-slot-leak close-races-hpke
 refuse-instead-of-evict handshake-flood
 frame-limit-off-by-one hostile-peers
+reason-not-sent steady-echo
+refusal-looks-like-reset admission
+linger-expiry-clean slow-consumer
 BUGS
 
 step "laxsim stress: the lifecycle oracle on real sockets and threads (races the simulator cannot show)"

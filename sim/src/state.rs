@@ -1689,6 +1689,22 @@ impl State {
             self.edge("reason-checked");
             return;
         }
+        // `LingerExpired` only once the linger time has passed since the close began.
+        if let CloseReason::LingerExpired { .. } = reason
+            && let Some((_, _, t)) = self.first_cause(idx)
+        {
+            let linger_us = self.sc.side(h).service.linger_ms * 1000;
+            if self.now_us < t + linger_us {
+                let what = format!(
+                    "{} closed with \"{reason}\" {:.3}ms after its close began, before its linger of {}ms ran out",
+                    fmt_id(id),
+                    (self.now_us - t) as f64 / 1000.0,
+                    linger_us / 1000
+                );
+                self.violation(Some(h), Some(idx), what);
+                return;
+            }
+        }
         match self.first_cause(idx) {
             Some((_, cause, t)) if !cause.allows(reason) => {
                 let what = format!(

@@ -743,7 +743,7 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
     if inner.is_full() {
         core.counters.refused.fetch_add(1, Relaxed);
         let code = CloseCode::Full.to_u8();
-        return refuse(&inner, stream, &crypto::io::refusal(code));
+        return refuse(inner, stream, &crypto::io::refusal(code));
     }
     let source = crypto::admission::Source::of(peer.ip());
     let mut limits = enc.admission_limits();
@@ -759,7 +759,7 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
     let Some(mut ticket) = admitted.ticket else {
         core.counters.handshakes_refused.fetch_add(1, Relaxed);
         let code = CloseCode::Busy.to_u8();
-        return refuse(&inner, stream, &crypto::io::refusal(code));
+        return refuse(inner, stream, &crypto::io::refusal(code));
     };
     let inner2 = inner.clone();
     let mut stream = stream;
