@@ -345,15 +345,16 @@ fn record(c: &mut Criterion) {
 ///   server, so a service computes it once (`HandshakeSetup`; a server for each key of its
 ///   allow-list). `laxnet_pure_client_auth_unprepared` does it in every iteration: 8.
 /// * The pure handshakes run with the setup done once (what a service pays per connect); for
-///   an anonymous client the setup is only mapping the pinned key's point (≈ 8 µs).
+///   an anonymous client the setup is only mapping the pinned key's point.
 ///
 /// Both use x25519-dalek's/curve25519-dalek's `precomputed-tables` (hpke depends on it without
-/// default features), so a base-point multiplication is a table lookup (`x25519_sk_to_pk`
-/// ≈ 15 µs on the project VM, ≈ 27 µs without the tables). hpke's DH is the Montgomery ladder
-/// (`x25519_dh` ≈ 52 µs); laxnet's (`laxnet_x25519_dh`) maps the peer's point to the Edwards
-/// form and multiplies on curve25519-dalek's vector backend (AVX2) where there
-/// is one, ≈ 39 µs alone and less in the handshake, which maps each peer point once and
-/// converts each side's results with one batched inversion (`src/crypto/x25519.rs`).
+/// default features), so a base-point multiplication is a table lookup (`x25519_sk_to_pk`;
+/// much slower without the tables). hpke's DH is the Montgomery ladder (`x25519_dh`);
+/// laxnet's (`laxnet_x25519_dh`) maps the peer's point to the Edwards form and multiplies on
+/// curve25519-dalek's vector backend (AVX2, or AVX-512 IFMA in builds that compile it) where
+/// there is one: faster alone, and faster still in the handshake, which maps each peer point
+/// once and converts each side's results with one batched inversion (`src/crypto/x25519.rs`).
+/// The figures are in docs/performance.md ("Records and handshake").
 fn handshake(c: &mut Criterion) {
     let mut g = c.benchmark_group("handshake");
     g.throughput(Throughput::Elements(1));

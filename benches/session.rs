@@ -140,7 +140,7 @@ impl Runtime for MemRuntime {
     fn name(&self) -> &'static str {
         "mem"
     }
-    fn bind<'a>(&'a self, _: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
+    fn bind<'a>(&'a self, _: &'a str, _: u32) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
         Box::pin(async { Err(io::ErrorKind::Unsupported.into()) })
     }
     fn connect<'a>(&'a self, _: &'a str) -> BoxFuture<'a, io::Result<(BoxStream, SocketAddr)>> {

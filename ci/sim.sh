@@ -38,7 +38,7 @@ done <<'BUGS'
 no-flush-on-close steady-echo
 double-closed steady-echo
 deliver-after-close close-races
-no-generation-bump admission
+id-counter-stuck admission
 leak-slot admission
 heartbeat-ignored partition-heartbeat
 lost-ready-wakeup slow-consumer
@@ -47,7 +47,7 @@ ready-not-told-of-close slow-consumer
 no-flush-after-peer-eof admission
 stale-heartbeat-on-records partition-heartbeat-hpke
 half-frame-on-too-large hostile-peers
-generation-off-by-one admission
+id-wrap-off-by-one churn
 no-close-record churn-hpke
 last-reason-wins admission
 bytes-out-offered churn-hpke

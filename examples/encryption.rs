@@ -53,7 +53,11 @@ async fn main() -> Result<(), Error> {
     server.sub(
         Topic::message::<Secret>(Protocol::BitsHpke),
         |m: &Received<Secret>| {
-            let _ = m.session.send(&m.msg);
+            // Echo; a peer that does not read its echoes (`QueueFull`) is let go.
+            if let Err(e) = m.session.send(&m.msg) {
+                eprintln!("server: echo to {} not sent ({e}), closing", m.session.id());
+                m.session.close();
+            }
         },
     )?;
     let addr = server

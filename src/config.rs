@@ -46,8 +46,13 @@ pub struct Config {
     /// (accepted and dropped at once) and counted as `refused` in the status. At most
     /// [`MAX_SESSIONS`](crate::MAX_SESSIONS).
     pub max_sessions: usize,
-    /// Maximum frame body in bytes. A peer announcing more is disconnected before anything
-    /// of that size is allocated; a send of more fails with `SendError::TooLarge`.
+    /// Maximum frame body in bytes: the borsh-serialized message, without the frame's 8-byte
+    /// header (length and message id, docs/wire.md), on both protocols (on `"bits-hpke"` the
+    /// frames travel inside records, whose own size limit follows from this one). A message
+    /// whose body is exactly `max_frame` bytes goes through; one byte more fails the send
+    /// with `SendError::TooLarge` and queues nothing. A peer whose frame header announces
+    /// more is disconnected (`ProtocolViolation::FrameTooLarge`) before anything of that
+    /// size is allocated. Both ends should use the same value.
     pub max_frame: usize,
     /// High-water mark of one session's send queue, in bytes queued and not yet written to
     /// the socket, counted as they will go on the wire (on encrypted sessions including the
@@ -61,6 +66,12 @@ pub struct Config {
     pub send_queue_limit: usize,
     /// How long `connect` waits for the TCP connection.
     pub connect_timeout: Duration,
+    /// The listen backlog of `Service::accept`'s socket: how many connections the kernel
+    /// completes and holds before the service accepts them. A burst of connects beyond it
+    /// finds the queue full; the kernel drops their SYNs and those clients wait for a SYN
+    /// retransmit (a second or more). The kernel caps it (`net.core.somaxconn` on Linux);
+    /// the simulator has no backlog and ignores it.
+    pub listen_backlog: u32,
     /// After `close()`, how long the session may take to flush its queue and see the peer's
     /// end of stream before the socket is dropped.
     pub linger: Duration,
@@ -87,7 +98,7 @@ pub struct Config {
     /// The buffer pool's size classes and retention.
     pub pool: PoolConfig,
     /// Seed of the service's RNG (`ChaCha20Rng`), which draws everything random that is not a
-    /// secret (the start generation of each session id). `None` takes 32 bytes from the
+    /// secret (the start value of the session id counter). `None` takes 32 bytes from the
     /// runtime (the OS in production, the seed in simulation).
     ///
     /// It never feeds key material: each encrypted handshake draws its randoms and ephemeral
@@ -100,11 +111,13 @@ pub struct Config {
     pub encryption: Option<Encryption>,
     /// Initial state of the service's logging switch (see `Service::set_logging`).
     pub logging: bool,
-    /// Generations per id slot, as a number of bits (default and maximum 15; clamped to
-    /// `1..=15`). Fewer bits make ids recur sooner: a test hook, so simulations reach the id
-    /// horizon many times per run and its invariants are checked where they bite.
+    /// Width of the session id space in bits (default and maximum 32; clamped to `4..=32`):
+    /// ids come from `1..2^id_bits`, so an id recurs after `2^id_bits - 1` others at the
+    /// earliest, and `max_sessions` is clamped to `2^(id_bits - 2)`. A test hook: fewer bits
+    /// make ids recur sooner, so simulations reach the id horizon many times per run and its
+    /// invariants are checked where they bite.
     #[doc(hidden)]
-    pub id_generation_bits: u32,
+    pub id_bits: u32,
     /// A deliberate bug to plant (oracle tests only).
     #[cfg(feature = "planted-bugs")]
     #[doc(hidden)]
@@ -118,6 +131,7 @@ impl Default for Config {
             max_frame: 1 << 20,
             send_queue_limit: 256 << 10,
             connect_timeout: Duration::from_secs(5),
+            listen_backlog: 1024,
             linger: Duration::from_secs(5),
             heartbeat: None,
             idle_timeout: None,
@@ -129,7 +143,7 @@ impl Default for Config {
             rng_seed: None,
             encryption: None,
             logging: true,
-            id_generation_bits: 15,
+            id_bits: 32,
             #[cfg(feature = "planted-bugs")]
             planted: None,
         }
@@ -173,6 +187,12 @@ impl Config {
     /// Sets [`Config::connect_timeout`].
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Config {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::listen_backlog`].
+    pub fn with_listen_backlog(mut self, connections: u32) -> Config {
+        self.listen_backlog = connections;
         self
     }
 
@@ -242,10 +262,10 @@ impl Config {
         self
     }
 
-    /// Sets `id_generation_bits` (a test hook).
+    /// Sets `id_bits` (a test hook).
     #[doc(hidden)]
-    pub fn with_id_generation_bits(mut self, bits: u32) -> Config {
-        self.id_generation_bits = bits;
+    pub fn with_id_bits(mut self, bits: u32) -> Config {
+        self.id_bits = bits;
         self
     }
 }

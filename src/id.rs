@@ -1,141 +1,107 @@
-//! Session ids that stay unique over time, and the slab ([`IdTable`]) that hands them out.
+//! Session ids that stay unique over time, and the table ([`IdTable`]) that hands them out.
 //!
-//! # Layout
+//! # Ids come from a counter
 //!
-//! A [`SessionId`] is a nonzero `u32` split into two fields:
+//! A [`SessionId`] is a nonzero `u32`. A table issues ids from a counter that advances by one
+//! per opened session and runs through all `2^32 - 1` nonzero values before it comes back to
+//! where it started (it skips 0, so `Option<SessionId>` is 4 bytes). Its start value is drawn
+//! from the service's seeded RNG, so two services (or two runs with different seeds) hand out
+//! different ids; that makes accidental cross-instance matches unlikely but is not a
+//! guarantee.
 //!
-//! ```text
-//!  31                  17 16                  0
-//! +----------------------+---------------------+
-//! | generation (15 bits) | slot + 1 (17 bits)  |
-//! +----------------------+---------------------+
-//! ```
+//! Ids print (both `Debug` and `Display`) as `#<value>`, e.g. `#3735928559`: the same number
+//! as [`SessionId::get`], so logs and raw ids grep alike.
 //!
-//! The low [`SLOT_BITS`] = 17 bits hold the slot index *plus one*, so the slot field is never
-//! zero and therefore the whole id is never zero (`Option<SessionId>` is 4 bytes). Slot
-//! indexes run `0..MAX_SLOTS`, where [`MAX_SLOTS`] = 2^17 - 1 = **131,071**: that is the largest
-//! number of sessions one table can hold at once. The high [`GENERATION_BITS`] = 15 bits hold
-//! the slot's generation, `0..32,768`.
+//! # The table
 //!
-//! Ids print (both `Debug` and `Display`) as `#<slot>.<generation>`, e.g. `#12.4031` for slot
-//! index 12 at generation 4031, which keeps them short and greppable in logs.
+//! Live entries sit in a power-of-two array indexed by `id & mask`, so a lookup is one index
+//! and one comparison (no hashing). The array doubles (the live ids are moved to their new
+//! positions) when an insert would make it more than half full, and when the counter's next
+//! value falls on a position held by a live session while the array is at least a quarter
+//! full. Otherwise that value is *skipped*: the counter moves on to the next one. A skipped
+//! value is never issued in that turn of the counter, so it cannot clash with anything. The
+//! array never shrinks: its memory is proportional to the peak number of live sessions (at
+//! most eight slots per session at that peak), not to the id space.
 //!
 //! # The horizon
 //!
-//! Every time a session is removed, its slot's generation is incremented by one (mod 2^15). A
-//! removed id therefore resolves to nothing from then on, and the *same* `u32` is handed out
-//! again only when its slot comes back round to the same generation: after that slot has been
-//! issued **32,768 more times** (2^15 = 32,768 releases of that slot). This is the exact,
-//! guaranteed horizon; nothing can make an id recur sooner.
+//! An id is issued again only after the counter went all the way round: every other nonzero
+//! value was passed in between, each either issued to a session or skipped. Skips are rare
+//! and bounded: the counter skips a value only while the array is less than a quarter full,
+//! and each live session can cause at most one skip per turn of the counter through the
+//! array, so fewer than a quarter of the values passed are skipped, bar a few million (one
+//! turn's worth at each doubling, and the ids of sessions that stay live for a whole turn).
+//! An id therefore recurs only after more than 3.2 × 10^9 other sessions were opened,
+//! whatever the pattern: sequential open/close, bursts, many or few live sessions. A plain
+//! sequential loop (one live session at a time) never skips: an id recurs after exactly
+//! 2^32 - 2 other sessions.
 //!
-//! Released slots go to the *back* of a FIFO free list and new sessions take the slot at the
-//! *front*, so a released slot waits behind every other free slot before it is reused. When
-//! churn is spread over N slots in rotation, each slot is reused only every N-th allocation,
-//! and an id recurs at the earliest after about N × 32,768 releases overall (with the full
-//! capacity in rotation, 131,071 × 32,768 ≈ 4.3 × 10^9). The worst case — one slot churning
-//! while every other slot is held by a long-lived session — is the per-slot bound of 32,768
-//! releases. A LIFO free list would instead hammer the same slot and always sit at that worst
-//! case; FIFO costs nothing and spreads wear over all free slots.
+//! One value is skipped unconditionally: the id of a session still live when the counter
+//! comes round to it again (a session that outlived 2^32 - 1 newer ones).
 //!
-//! New slots are created (appended to the slot vector) only when the free list is empty, so the
-//! table's memory is proportional to its high-water mark of live sessions
-//! ([`IdTable::slots_created`]), not to its capacity.
+//! # Narrower id spaces (tests)
 //!
-//! Each newly created slot starts at a generation drawn from the service's RNG, so two service
-//! instances (or two runs with different seeds) hand out different ids; this makes accidental
-//! cross-instance matches unlikely but, unlike the horizon above, is not a guarantee.
+//! A table can be given fewer id bits (`Config::id_bits`, a test hook): ids then come from
+//! `1..2^bits` and the counter wraps after `2^bits - 1` of them, so a simulation reaches the
+//! horizon many times per run and its invariants are checked where they bite. Such a table
+//! holds at most `2^(bits-2)` live sessions, so at least three quarters of its space is free.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::num::NonZeroU32;
 
-/// Number of low bits of a [`SessionId`] holding the slot index plus one.
-pub(crate) const SLOT_BITS: u32 = 17;
+use crate::planted::{Bug, Plants};
 
-/// Number of high bits of a [`SessionId`] holding the slot's generation.
-pub(crate) const GENERATION_BITS: u32 = 15;
+/// The widest id space, in bits: the whole `u32`.
+pub(crate) const ID_BITS: u32 = 32;
 
-/// Mask of the slot field (low [`SLOT_BITS`] bits).
-const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
+/// The narrowest id space a table accepts, in bits (it then holds at most 4 live sessions).
+pub(crate) const MIN_ID_BITS: u32 = 4;
 
-/// Mask of a generation value (low [`GENERATION_BITS`] bits, before shifting).
-const GENERATION_MASK: u32 = (1 << GENERATION_BITS) - 1;
+/// The most sessions one service (one session table) can hold: 2^17 - 1 = 131,071. A bound
+/// on the table's memory (at most 2^20 array slots), not something the ids need.
+pub const MAX_SESSIONS: usize = (1 << 17) - 1;
 
-/// Number of distinct generations per slot: 2^15 = 32,768. A released id is issued again only
-/// after its slot has been issued this many more times.
-#[cfg(test)]
-pub(crate) const GENERATIONS: u32 = 1 << GENERATION_BITS;
-
-/// The most sessions one service (one session table) can hold: 2^17 - 1 = 131,071. The slot
-/// field stores `slot + 1` in 17 bits and 0 is reserved, so slot indexes run `0..MAX_SLOTS`.
-pub const MAX_SLOTS: usize = (1 << SLOT_BITS) as usize - 1;
+/// The smallest array a table allocates on its first insert.
+const MIN_ARRAY: usize = 4;
 
 /// Identifies one session of one `Service`.
 ///
-/// A nonzero `u32`, `(generation << 17) | (slot + 1)`: the low 17 bits hold the slot index
-/// plus one (so the value is never 0 and `Option<SessionId>` is 4 bytes), the high 15 bits the
-/// slot's generation. A service holds at most [`MAX_SLOTS`] = 2^17 - 1 = 131,071 sessions at
-/// once.
+/// A nonzero `u32` drawn from the service's id counter, which advances by one per opened
+/// session from a start value drawn from the service's RNG. Ids are unique among live
+/// sessions, and unique over time up to a horizon: an id is issued again only after the
+/// counter went round all 2^32 - 1 nonzero values, which takes more than 3.2 × 10^9 other
+/// sessions whatever the pattern of opens and closes (exactly 2^32 - 2 for a sequential
+/// open/close loop). A service holds at most [`MAX_SESSIONS`] = 2^17 - 1 = 131,071 sessions
+/// at once.
 ///
-/// Ids are unique among live sessions, and unique over time up to a horizon: removing a
-/// session bumps its slot's generation (mod 2^15), so its id stops resolving at once and is
-/// issued again only after that slot has been handed out **32,768 more times**. Freed slots are
-/// reused oldest-first, so when churn is spread over N slots an id recurs at the earliest after
-/// about N × 32,768 releases overall (never sooner than 32,768). The first generation of each
-/// slot is drawn from the service's RNG, so different services and seeds use different ids.
-///
-/// `Debug` and `Display` both print `#<slot>.<generation>`, e.g. `#12.4031` (slot index 12,
-/// generation 4031). Use [`get`](Self::get) / [`from_raw`](Self::from_raw) for the raw `u32`.
+/// `Debug` and `Display` both print `#<value>`, e.g. `#3735928559`, the same number as
+/// [`get`](Self::get).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(NonZeroU32);
 
 impl SessionId {
-    /// Builds the id for `slot` at `generation`. `slot` must be below [`MAX_SLOTS`] (the table
-    /// guarantees it); `generation` is masked to 15 bits.
-    fn new(slot: usize, generation: u32) -> SessionId {
-        debug_assert!(slot < MAX_SLOTS);
-        // slot < MAX_SLOTS = 2^17 - 1, so slot + 1 fits the 17-bit field and is nonzero.
-        let slot_field = (slot as u32 + 1) & SLOT_MASK;
-        let raw = ((generation & GENERATION_MASK) << SLOT_BITS) | slot_field;
-        // The fallback is unreachable (slot_field >= 1); it only avoids a panic path.
-        SessionId(NonZeroU32::new(raw).unwrap_or(NonZeroU32::MIN))
-    }
-
-    /// The raw `u32` value: `(generation << 17) | (slot + 1)`. Never zero.
+    /// The raw `u32` value. Never zero.
     pub fn get(self) -> u32 {
         self.0.get()
     }
 
     /// Rebuilds an id from its raw value (e.g. one received from a peer or a log). Returns
-    /// `None` for 0 and for any value whose low 17 bits (the slot field) are 0. Any other
-    /// value is a well-formed id, though it need not name a live session.
+    /// `None` for 0; any other value is a well-formed id, though it need not name a live
+    /// session.
     pub fn from_raw(raw: u32) -> Option<SessionId> {
-        if raw & SLOT_MASK == 0 {
-            return None;
-        }
         NonZeroU32::new(raw).map(SessionId)
-    }
-
-    /// The slot index, `0..MAX_SLOTS`.
-    pub(crate) fn slot(self) -> usize {
-        ((self.0.get() & SLOT_MASK) - 1) as usize
-    }
-
-    /// The slot's generation when this id was issued, `0..32,768`.
-    pub(crate) fn generation(self) -> u32 {
-        self.0.get() >> SLOT_BITS
     }
 }
 
 impl fmt::Display for SessionId {
-    /// Prints `#<slot>.<generation>`, e.g. `#12.4031`.
+    /// Prints `#<value>`, e.g. `#3735928559`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}.{}", self.slot(), self.generation())
+        write!(f, "#{}", self.0)
     }
 }
 
 impl fmt::Debug for SessionId {
-    /// Same as `Display`: `#<slot>.<generation>`, e.g. `#12.4031`.
+    /// Same as `Display`: `#<value>`, e.g. `#3735928559`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
@@ -153,140 +119,187 @@ impl fmt::Display for TableFull {
 
 impl std::error::Error for TableFull {}
 
-/// One slot of an [`IdTable`]: its current generation and, if occupied, the value.
-struct Slot<T> {
-    /// The generation the next (or current) occupant's id carries.
-    generation: u32,
-    /// The occupant, or `None` while the slot sits on the free list.
-    value: Option<T>,
-}
-
-/// A slab of values addressed by [`SessionId`], with O(1) lookup that rejects stale
-/// generations.
-///
-/// Removing an entry bumps its slot's generation and queues the slot at the back of a FIFO
-/// free list; inserting takes the front of the free list, or creates a new slot if the free
-/// list is empty and fewer than `capacity` slots exist. See the module docs for the horizon
-/// this gives.
+/// Values addressed by [`SessionId`]: an id counter plus a power-of-two array indexed by
+/// `id & mask`, with O(1) lookup that rejects every id but the live one at its position. See
+/// the module docs for the growth rule and the horizon it gives.
 pub(crate) struct IdTable<T> {
-    /// All slots ever created, indexed by slot index. Never shrinks.
-    slots: Vec<Slot<T>>,
-    /// Vacant slot indexes, oldest release at the front.
-    free: VecDeque<u32>,
-    /// Number of occupied slots.
+    /// Live entries at `id & mask`, each with its id; empty until the first insert.
+    array: Vec<Option<(NonZeroU32, T)>>,
+    /// `array.len() - 1` (0 while the array is empty).
+    mask: u32,
+    /// The counter: the next value to try. Never 0, never above `space`.
+    next: u32,
+    /// The largest id: `2^bits - 1`.
+    space: u32,
+    /// Number of live entries.
     len: usize,
-    /// Maximum number of occupied slots (and of slots ever created), at most [`MAX_SLOTS`].
+    /// The most live entries there ever were.
+    peak: usize,
+    /// Maximum number of live entries.
     capacity: usize,
-    /// Mask of the generations this table issues: [`GENERATION_MASK`], or fewer bits when a
-    /// test narrows the id space (`Config::id_generation_bits`) to reach the horizon quickly.
-    generation_mask: u32,
-    /// Generations a release advances its slot by: 1 (planted bugs change it).
-    pub(crate) bump: u32,
+    /// Counter values skipped because a live session held their position (read by tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    skipped: u64,
+    /// The planted bug of the service, if any (oracle tests only).
+    pub(crate) plants: Plants,
 }
 
 impl<T> IdTable<T> {
-    /// An empty table with the full generation space (see
-    /// [`with_generation_bits`](Self::with_generation_bits)).
+    /// An empty table over the full 32-bit id space, its counter starting at `start`.
     #[cfg(test)]
-    pub(crate) fn new(capacity: usize) -> Self {
-        Self::with_generation_bits(capacity, GENERATION_BITS)
+    pub(crate) fn new(capacity: usize, start: u32) -> Self {
+        Self::with_id_bits(capacity, ID_BITS, start)
     }
 
-    /// An empty table holding at most `capacity` live entries (clamped to [`MAX_SLOTS`]),
-    /// whose slots cycle through `2^bits` generations (`bits` clamped to `1..=15`; the service
-    /// uses 15 unless a test narrows the id space to reach the horizon within a run). An id
-    /// recurs after its slot was issued `2^bits` more times. Allocates nothing up front.
-    pub(crate) fn with_generation_bits(capacity: usize, bits: u32) -> Self {
+    /// An empty table holding at most `capacity` live entries, with ids from `1..2^bits`
+    /// (`bits` clamped to `4..=32`; the service uses 32 unless a test narrows the id space)
+    /// and its counter starting at `start` (reduced into that range). `capacity` is clamped
+    /// to [`MAX_SESSIONS`] and to `2^(bits-2)`: the most that [`max_capacity`] allows.
+    /// Allocates nothing up front.
+    pub(crate) fn with_id_bits(capacity: usize, bits: u32, start: u32) -> Self {
+        let bits = bits.clamp(MIN_ID_BITS, ID_BITS);
+        let space = u32::MAX >> (ID_BITS - bits);
+        let next = match start & space {
+            0 => 1,
+            s => s,
+        };
         IdTable {
-            slots: Vec::new(),
-            free: VecDeque::new(),
+            array: Vec::new(),
+            mask: 0,
+            next,
+            space,
             len: 0,
-            capacity: capacity.min(MAX_SLOTS),
-            generation_mask: (1 << bits.clamp(1, GENERATION_BITS)) - 1,
-            bump: 1,
+            peak: 0,
+            capacity: capacity.min(max_capacity(bits)),
+            skipped: 0,
+            plants: Plants::default(),
         }
+    }
+
+    /// The counter value after `c`: `c + 1`, or 1 after the largest id (0 is not an id).
+    fn after(&self, c: u32) -> u32 {
+        if self.plants.on(Bug::IdWrapOffByOne) {
+            // Wraps one value late: issues `space + 1`, which is outside the id space.
+            return if c > self.space {
+                1
+            } else {
+                c.wrapping_add(1).max(1)
+            };
+        }
+        if c >= self.space { 1 } else { c + 1 }
     }
 
     /// Allocates an id, builds the value with `f(id)` and stores it.
     ///
-    /// Reuses the longest-vacant slot if any; otherwise creates a new slot whose initial
-    /// generation is drawn from `rng`. Fails with [`TableFull`] (without calling `f` or
-    /// touching `rng`) if the table already holds `capacity` entries. If `f` panics the table
-    /// is left unchanged (no slot is lost).
+    /// Takes the counter's next value whose array position is free, growing the array or
+    /// skipping values as the module docs describe. Fails with [`TableFull`] (without calling
+    /// `f`) if the table already holds `capacity` entries. If `f` panics no entry is stored
+    /// and nothing is lost (the id it was offered is simply never issued).
     pub(crate) fn insert_with(
         &mut self,
-        rng: &mut impl rand_core::Rng,
         f: impl FnOnce(SessionId) -> T,
     ) -> Result<SessionId, TableFull> {
         if self.len >= self.capacity {
             return Err(TableFull);
         }
-        if let Some(&slot) = self.free.front() {
-            let slot = slot as usize;
-            let Some(entry) = self.slots.get(slot) else {
-                // Unreachable: the free list only holds indexes of created slots.
-                return Err(TableFull);
+        if (self.len + 1) * 2 > self.array.len() {
+            self.grow();
+        }
+        loop {
+            let c = self.next;
+            let pos = (c & self.mask) as usize;
+            let held = match self.array.get(pos) {
+                Some(Some((held, _))) => Some(held.get()),
+                Some(None) => None,
+                // Unreachable: the array was just grown to at least MIN_ARRAY slots.
+                None => return Err(TableFull),
             };
-            let id = SessionId::new(slot, entry.generation);
-            let value = f(id);
-            self.free.pop_front();
-            if let Some(entry) = self.slots.get_mut(slot) {
-                entry.value = Some(value);
+            match held {
+                None => {
+                    let Some(raw) = NonZeroU32::new(c) else {
+                        // Unreachable: the counter is never 0.
+                        self.next = self.after(c);
+                        continue;
+                    };
+                    let id = SessionId(raw);
+                    let value = f(id);
+                    if !self.plants.on(Bug::IdCounterStuck) {
+                        self.next = self.after(c);
+                    }
+                    if let Some(entry) = self.array.get_mut(pos) {
+                        *entry = Some((raw, value));
+                    }
+                    self.len += 1;
+                    self.peak = self.peak.max(self.len);
+                    return Ok(id);
+                }
+                // A live session holds the position of a different id: make room if the
+                // array is not sparse (and can still grow), then try the same value again.
+                Some(held) if held != c && self.len * 4 >= self.array.len() && self.can_grow() => {
+                    self.grow();
+                }
+                // Sparse array, or the value is itself a live id: skip it.
+                Some(_) => {
+                    self.skipped += 1;
+                    self.next = self.after(c);
+                }
             }
-            self.len += 1;
-            Ok(id)
-        } else if self.slots.len() < self.capacity {
-            let slot = self.slots.len();
-            let generation = rng.next_u32() & self.generation_mask;
-            let id = SessionId::new(slot, generation);
-            let value = f(id);
-            self.slots.push(Slot {
-                generation,
-                value: Some(value),
-            });
-            self.len += 1;
-            Ok(id)
-        } else {
-            // Unreachable while len < capacity: every created slot is either occupied or free.
-            Err(TableFull)
         }
     }
 
-    /// The value stored under `id`, or `None` if its slot is vacant, was never created, or
-    /// has moved on to another generation (the id is stale).
+    /// Whether the array may double: never beyond one slot per id of the space.
+    fn can_grow(&self) -> bool {
+        (self.array.len() as u64) < u64::from(self.space) + 1
+    }
+
+    /// Doubles the array (to [`MIN_ARRAY`] if empty) and moves every live entry to its
+    /// position under the new mask. Two live ids never clash in the bigger array: ids equal
+    /// modulo the new size are equal modulo the old one, where they sat apart.
+    fn grow(&mut self) {
+        if !self.can_grow() {
+            return;
+        }
+        let size = (self.array.len() * 2).max(MIN_ARRAY);
+        let mask = (size - 1) as u32;
+        let mut array: Vec<Option<(NonZeroU32, T)>> = Vec::with_capacity(size);
+        array.resize_with(size, || None);
+        for (raw, value) in std::mem::take(&mut self.array).into_iter().flatten() {
+            if let Some(entry) = array.get_mut((raw.get() & mask) as usize) {
+                debug_assert!(entry.is_none(), "live ids clash after growth");
+                *entry = Some((raw, value));
+            }
+        }
+        self.array = array;
+        self.mask = mask;
+    }
+
+    /// The value stored under `id`, or `None` unless `id` is live.
+    #[inline]
     pub(crate) fn get(&self, id: SessionId) -> Option<&T> {
-        let entry = self.slots.get(id.slot())?;
-        if entry.generation == id.generation() {
-            entry.value.as_ref()
-        } else {
-            None
+        match self.array.get((id.get() & self.mask) as usize) {
+            Some(Some((held, value))) if *held == id.0 => Some(value),
+            _ => None,
         }
     }
 
-    /// The value stored under `id`, mutably; `None` under the same conditions as
-    /// [`get`](Self::get).
+    /// The value stored under `id`, mutably; `None` unless `id` is live.
     #[cfg(test)]
     pub(crate) fn get_mut(&mut self, id: SessionId) -> Option<&mut T> {
-        let entry = self.slots.get_mut(id.slot())?;
-        if entry.generation == id.generation() {
-            entry.value.as_mut()
-        } else {
-            None
+        match self.array.get_mut((id.get() & self.mask) as usize) {
+            Some(Some((held, value))) if *held == id.0 => Some(value),
+            _ => None,
         }
     }
 
-    /// Removes and returns the value stored under `id`. On success the slot's generation is
-    /// bumped (so `id` is stale from now on) and the slot joins the back of the free list.
-    /// Returns `None` and changes nothing if `id` does not name a live entry.
+    /// Removes and returns the value stored under `id`; `id` never resolves again (until the
+    /// counter comes round to it). Returns `None` and changes nothing if `id` is not live.
     pub(crate) fn remove(&mut self, id: SessionId) -> Option<T> {
-        let slot = id.slot();
-        let entry = self.slots.get_mut(slot)?;
-        if entry.generation != id.generation() {
-            return None;
+        let entry = self.array.get_mut((id.get() & self.mask) as usize)?;
+        match entry {
+            Some((held, _)) if *held == id.0 => {}
+            _ => return None,
         }
-        let value = entry.value.take()?;
-        entry.generation = (entry.generation + self.bump) & self.generation_mask;
-        self.free.push_back(slot as u32);
+        let (_, value) = entry.take()?;
         self.len -= 1;
         Some(value)
     }
@@ -302,37 +315,62 @@ impl<T> IdTable<T> {
         self.len == 0
     }
 
-    /// Maximum number of live entries (the requested capacity clamped to [`MAX_SLOTS`]).
+    /// Maximum number of live entries (the requested capacity, clamped).
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 
-    /// Number of slots ever created: the high-water mark of [`len`](Self::len), for status
-    /// reports and leak checks. Never exceeds [`capacity`](Self::capacity).
-    pub(crate) fn slots_created(&self) -> usize {
-        self.slots.len()
+    /// The most live entries there ever were (the high-water mark of [`len`](Self::len)),
+    /// for status reports and leak checks. Never exceeds [`capacity`](Self::capacity).
+    pub(crate) fn peak(&self) -> usize {
+        self.peak
     }
 
-    /// The live entries with their ids, in slot order (deterministic, independent of
-    /// insertion order).
+    /// Slots of the array: at most eight per entry at the [`peak`](Self::peak) (and at
+    /// least [`MIN_ARRAY`] once anything was inserted).
+    #[cfg(test)]
+    pub(crate) fn array_len(&self) -> usize {
+        self.array.len()
+    }
+
+    /// Counter values skipped so far because a live session held their position.
+    #[cfg(test)]
+    pub(crate) fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// The live entries with their ids, oldest first (in the order the counter issued them;
+    /// an id that has been live while the counter went all the way round sorts as new).
     pub(crate) fn iter(&self) -> impl Iterator<Item = (SessionId, &T)> {
-        self.slots.iter().enumerate().filter_map(|(slot, entry)| {
-            entry
-                .value
-                .as_ref()
-                .map(|value| (SessionId::new(slot, entry.generation), value))
-        })
+        let mut live: Vec<(SessionId, &T)> = self
+            .array
+            .iter()
+            .flatten()
+            .map(|(raw, value)| (SessionId(*raw), value))
+            .collect();
+        // Age key: how far behind the counter an id is, counted forwards from `next`.
+        let (next, space) = (self.next, self.space);
+        live.sort_unstable_by_key(|(id, _)| id.get().wrapping_sub(next) & space);
+        live.into_iter()
     }
 }
 
+/// The most live sessions a table with `bits` id bits holds: [`MAX_SESSIONS`], and at most a
+/// quarter of the id space (`2^(bits-2)`), so that most of a narrowed space is always free.
+pub(crate) fn max_capacity(bits: u32) -> usize {
+    let bits = bits.clamp(MIN_ID_BITS, ID_BITS);
+    MAX_SESSIONS.min(1usize << (bits - 2).min(30))
+}
+
 impl<T> fmt::Debug for IdTable<T> {
-    /// Summary only (`len`, `capacity`, `slots_created`); the values are not printed.
+    /// Summary only (`len`, `capacity`, `peak`, array size); the values are not printed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdTable")
             .field("len", &self.len)
             .field("capacity", &self.capacity)
-            .field("slots_created", &self.slots.len())
+            .field("peak", &self.peak)
+            .field("array", &self.array.len())
             .finish()
     }
 }

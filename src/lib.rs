@@ -14,7 +14,10 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let server = Service::new(Config::default());
 //! server.sub(Topic::message::<Chat>(Protocol::Bits), |m: &Received<Chat>| {
-//!     let _ = m.session.send(&m.msg); // echo it back
+//!     // Echo it back; a peer that does not read its echoes (`QueueFull`) is let go.
+//!     if m.session.send(&m.msg).is_err() {
+//!         m.session.close();
+//!     }
 //! })?;
 //! let listener = server.accept("127.0.0.1:0", Protocol::Bits).await?;
 //!
@@ -38,7 +41,7 @@
 //! - `runtime`: the [`Runtime`] trait (sockets, clock, spawn) and its backends
 //!   [`TokioRuntime`] and `TurmoilRuntime` (feature `sim`). Nothing else touches a socket or
 //!   a clock.
-//! - `id`: [`SessionId`]s, slot + generation, unique over time.
+//! - `id`: [`SessionId`]s from a counter, unique over time.
 //! - `buffer`: the pooled read buffer and segmented send queue.
 //! - `message`: the [`Message`] trait and the "bits" frame format; `protocol`: [`Protocol`].
 //! - `session`: [`SessionRef`] and the session task (a sans-IO receive state machine plus a
@@ -53,13 +56,14 @@
 //! - `sim`: the turmoil backend, `runtime::TurmoilRuntime`, for running services inside
 //!   turmoil's simulated network (one `Service::with_runtime` per simulated host). Off by
 //!   default; these docs (and docs.rs) are built with it.
-//! - `planted-bugs`, `null-cipher`, `bench-internals`: for this crate's own simulation oracle,
-//!   fuzzers and benches. Never enable them in a real build.
+//! - `planted-bugs`, `null-cipher`, `bench-internals`, `fuzzing`: for this crate's own
+//!   simulation oracle, fuzzers and benches. Never enable them in a real build.
 //!
-//! Build flags: none are needed. On CPUs with AVX-512 IFMA an encrypted connect costs about
-//! 15 % less CPU when the build passes `--cfg curve25519_dalek_backend="avx512"` (in the
-//! application's `.cargo/config.toml` or `RUSTFLAGS`): curve25519-dalek then also compiles its
-//! IFMA backend and picks it at run time, so the binary still runs on other CPUs.
+//! Build flags: none are needed. On CPUs with AVX-512 IFMA an encrypted connect costs less
+//! CPU (the repository's docs/performance.md has the figures) when the build passes
+//! `--cfg curve25519_dalek_backend="avx512"` (in the application's `.cargo/config.toml` or
+//! `RUSTFLAGS`): curve25519-dalek then also compiles its IFMA backend and picks it at run
+//! time, so the binary still runs on other CPUs.
 //!
 //! ## Guarantees
 //!
@@ -106,7 +110,7 @@ pub use error::{
 };
 pub use event::{AnyMessage, Event, Received, SessionEvent, SubId};
 pub use fault::Fault;
-pub use id::{MAX_SLOTS as MAX_SESSIONS, SessionId};
+pub use id::{MAX_SESSIONS, SessionId};
 pub use message::Message;
 pub use protocol::{Protocol, UnknownProtocol};
 #[cfg(feature = "sim")]
@@ -130,6 +134,12 @@ pub mod bench_api {
     pub use crate::crypto::{Cipher, KeyPair, PublicKey};
     pub use crate::message::{HEADER_BYTES, LEN_BYTES, Parsed, encode_frame, parse_frame};
 }
+
+/// Decoders and state machines for the fuzz targets only (feature `fuzzing`); not a stable
+/// API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz_api;
 
 /// Re-exported so message types can derive the serialization traits with a matching version.
 pub use borsh;

@@ -21,8 +21,9 @@ pub enum Bug {
     /// `Closed` is published when the close starts, so messages received while lingering are
     /// delivered after it.
     DeliverAfterClose,
-    /// A released id's generation is not bumped: the same id is reissued at once.
-    NoGenerationBump,
+    /// The id counter advances only when it skips a value, not when it issues one: once its
+    /// session is gone, the same id is issued again.
+    IdCounterStuck,
     /// A destroyed session's id slot is never released.
     LeakSlot,
     /// `send` skips the heartbeat check.
@@ -45,8 +46,8 @@ pub enum Bug {
     HalfFrameOnTooLarge,
     /// The destroy releases the id before the session's buffers go back to the pool.
     BuffersAfterRelease,
-    /// A released slot's generation advances by two.
-    GenerationOffByOne,
+    /// The id counter wraps one value late: it issues `2^id_bits`, outside the id space.
+    IdWrapOffByOne,
     /// An encrypted session closing cleanly sends no authenticated `Close` record.
     NoCloseRecord,
     /// A later close request replaces the reason of the first.
@@ -76,7 +77,7 @@ impl Bug {
         (Bug::NoFlushOnClose, "no-flush-on-close"),
         (Bug::DoubleClosed, "double-closed"),
         (Bug::DeliverAfterClose, "deliver-after-close"),
-        (Bug::NoGenerationBump, "no-generation-bump"),
+        (Bug::IdCounterStuck, "id-counter-stuck"),
         (Bug::LeakSlot, "leak-slot"),
         (Bug::HeartbeatIgnored, "heartbeat-ignored"),
         (Bug::LostReadyWakeup, "lost-ready-wakeup"),
@@ -86,7 +87,7 @@ impl Bug {
         (Bug::StaleHeartbeatOnRecords, "stale-heartbeat-on-records"),
         (Bug::HalfFrameOnTooLarge, "half-frame-on-too-large"),
         (Bug::BuffersAfterRelease, "buffers-after-release"),
-        (Bug::GenerationOffByOne, "generation-off-by-one"),
+        (Bug::IdWrapOffByOne, "id-wrap-off-by-one"),
         (Bug::NoCloseRecord, "no-close-record"),
         (Bug::LastReasonWins, "last-reason-wins"),
         (Bug::BytesOutOffered, "bytes-out-offered"),

@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["event"],
     &["registry"],
     &["service"],
+    &["fuzz_api"],
     &["lib"],
 ];
 

@@ -1,20 +1,26 @@
 //! `laxnet-sim`: seeded deterministic simulation of `laxnet` on turmoil.
 //!
+//! From the bottom up (each module uses only modules listed before it; `tests/layers.rs`
+//! checks this):
+//!
+//! - [`rng`], [`msg`], [`reasons`], [`edges`]: the seeded RNG, the messages the workload
+//!   sends, which close reason each observed cause implies, the lifecycle edges a run counts.
+//! - [`keys`]: the fleets' key pairs; [`attack`]: what a hostile connection sends.
 //! - [`scenario`]: scenarios as data (`scenarios/*.toml`).
 //! - [`schedule`]: the fault recorder; every RNG-driven fault decision goes through it.
+//! - [`log`]: the event log and the trace hash.
+//! - [`state`]: the state one run shares: stream byte tracking, the hosts' workload state,
+//!   and the oracle (sessions, ciphertext, sends, accounting, admission, the end of a run).
 //! - [`faulty`]: [`FaultyRuntime`](faulty::FaultyRuntime), a `laxnet::Runtime` injecting
 //!   short reads/writes, stalls and resets into turmoil's sockets, and ciphertext faults
 //!   (corrupted, duplicated, reordered, spliced, dropped records) into encrypted streams.
 //! - [`workload`]: what the simulated servers and clients do.
 //! - [`rogue`]: hostile hosts that send what no honest peer sends.
-//! - [`state`]: the event log, the trace hash and the oracle; [`reasons`]: which close
-//!   reason each observed cause implies.
-//! - [`runner`]: one seed, start to verdict.
-//! - [`suite`]: many seeds on several threads, the summary table.
-//! - [`timeline`]: the per-session timeline, as text and as HTML/SVG.
-//! - [`shrink`]: minimising a failing fault schedule.
-//! - [`stress`]: the lifecycle oracle on real sockets and a multi-thread runtime, for the races
-//!   between threads that the simulator cannot show.
+//! - [`runner`]: one seed, start to verdict; [`timeline`]: the per-session timeline, as
+//!   text and as HTML/SVG; [`stress`]: the lifecycle oracle on real sockets and a
+//!   multi-thread runtime, for the races between threads that the simulator cannot show.
+//! - [`suite`]: many seeds on several threads, the summary table; [`shrink`]: minimising a
+//!   failing fault schedule.
 //!
 //! Determinism: a run's trace hash is FNV-1a over its ordered event log (sim time, host,
 //! event); collections are `BTreeMap`/`Vec` only; every RNG is seeded from the run's seed. Two
@@ -29,7 +35,11 @@
 //! `LAXSIM_SCENARIOS=DIR` changes the scenario directory; `RUST_LOG` filters `replay --trace`
 //! (default `laxnet=trace`).
 
+pub mod attack;
+pub mod edges;
 pub mod faulty;
+pub mod keys;
+pub mod log;
 pub mod msg;
 pub mod reasons;
 pub mod rng;

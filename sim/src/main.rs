@@ -329,7 +329,7 @@ fn cmd_replay(a: &ReplayArgs, sc: &Arc<Scenario>) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let s: Schedule = match serde_json::from_str(&text) {
+            let s = match Schedule::parse(&text) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("laxsim: {}: not a schedule: {e}", p.display());

@@ -40,7 +40,11 @@ impl Rng {
         if hi <= lo {
             return lo;
         }
-        lo + self.next_u64() % (hi - lo + 1)
+        match (hi - lo).checked_add(1) {
+            Some(n) => lo + self.next_u64() % n,
+            // The whole of `u64`.
+            None => self.next_u64(),
+        }
     }
 
     /// A uniform index below `n` (0 if `n` is 0).

@@ -9,9 +9,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, SystemTime};
 
+use crate::log::Ev;
 use crate::scenario::Scenario;
 use crate::schedule::{Fault, Recorder};
-use crate::state::{Ev, Shared, State, lock};
+use crate::state::{Shared, State, lock};
 use crate::workload::{self, HostOpts};
 
 /// How to run a seed.
@@ -196,7 +197,7 @@ pub fn run_seed(sc: &Arc<Scenario>, opts: &RunOpts) -> Outcome {
                 let ss = &st.sessions[idx];
                 s.push_str(&format!(
                     "\n      last events of {} on {}:",
-                    crate::state::fmt_id(ss.id),
+                    crate::log::fmt_id(ss.id),
                     st.hosts[ss.host as usize].name
                 ));
                 for l in st.session_tail(idx, 12) {

@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 /// An inclusive `[lo, hi]` range, written as a two-element array in TOML.
 pub type Span = [u64; 2];
 
+/// The most faults of one kind a scenario may draw per run (each is an event the simulation
+/// schedules; a hand-written count in the billions would never finish drawing).
+pub const MAX_FAULTS: u64 = 10_000;
+
 /// One scenario file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -146,7 +150,7 @@ pub struct Hosts {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RogueCfg {
-    /// The attacks to draw from (`crate::rogue::Attack` names). Plaintext: `oversized`,
+    /// The attacks to draw from (`crate::attack::Attack` names). Plaintext: `oversized`,
     /// `short`, `unknown-id`, `undecodable`, `trailing`, `truncated`, `boundary`. Encrypted:
     /// `hello-garbage`, `hello-truncated`, `silent`, `trickle`.
     pub attacks: Vec<String>,
@@ -218,9 +222,10 @@ pub struct ServiceCfg {
     pub connect_timeout_ms: u64,
     /// `segment_size` in bytes.
     pub segment_size: usize,
-    /// Generations per id slot, in bits (the library's test hook `id_generation_bits`):
-    /// fewer bits make ids recur within a run, so the horizon invariants bite.
-    pub id_generation_bits: u32,
+    /// Width of the id space in bits (the library's test hook `id_bits`): fewer bits make
+    /// the id counter wrap within a run, so the horizon invariants bite. At most
+    /// `2^(id_bits - 2)` sessions fit (`max_sessions` must not exceed it).
+    pub id_bits: u32,
     /// Encrypted servers: handshakes in progress at once (`Encryption::max_handshakes`).
     pub max_handshakes: Option<usize>,
     /// Encrypted: the whole handshake's timeout in ms (`Encryption::handshake_timeout`).
@@ -243,7 +248,7 @@ impl Default for ServiceCfg {
             max_frame: 1 << 20,
             connect_timeout_ms: 500,
             segment_size: 16 << 10,
-            id_generation_bits: 15,
+            id_bits: 32,
             max_handshakes: None,
             handshake_timeout_ms: None,
             hello_timeout_ms: None,
@@ -507,6 +512,27 @@ impl Scenario {
                 self.name
             ));
         }
+        let h = &self.hosts;
+        if u32::from(h.servers) + u32::from(h.clients) + u32::from(h.rogues) > u32::from(u16::MAX) {
+            return Err(format!("{}: at most {} hosts in all", self.name, u16::MAX));
+        }
+        if self.duration_ms.checked_add(self.drain_ms).is_none() {
+            return Err(format!("{}: duration_ms + drain_ms overflows", self.name));
+        }
+        let f = &self.faults;
+        for (kind, count) in [
+            ("partitions", f.partitions.count),
+            ("holds", f.holds.count),
+            ("spikes", f.spikes.count),
+            ("crashes", f.crashes.count),
+        ] {
+            if count[1] > MAX_FAULTS {
+                return Err(format!(
+                    "{}: [faults.{kind}] count over {MAX_FAULTS}",
+                    self.name
+                ));
+            }
+        }
         if self.duration_ms == 0 || self.workload.tick_ms == 0 {
             return Err(format!(
                 "{}: duration_ms and tick_ms must be > 0",
@@ -531,7 +557,7 @@ impl Scenario {
             return Err(format!("{}: rogues need [rogue] attacks", self.name));
         }
         for a in &self.rogue.attacks {
-            let attack: crate::rogue::Attack =
+            let attack: crate::attack::Attack =
                 a.parse().map_err(|e| format!("{}: {e}", self.name))?;
             if attack.encrypted() != self.protocol.encrypted() {
                 return Err(format!(
@@ -540,12 +566,21 @@ impl Scenario {
                 ));
             }
         }
+        for side in [&self.server, &self.client] {
+            let bits = side.service.id_bits;
+            if !(4..=32).contains(&bits) || side.service.max_sessions > 1 << (bits - 2).min(30) {
+                return Err(format!(
+                    "{}: id_bits must be in 4..=32 and leave room for max_sessions (at most 2^(id_bits - 2))",
+                    self.name
+                ));
+            }
+        }
         for e in self.expect_edges.iter().chain(self.expect_min.keys()) {
-            if !crate::state::EDGES.contains(&e.as_str()) {
+            if !crate::edges::EDGES.contains(&e.as_str()) {
                 return Err(format!(
                     "{}: unknown edge {e:?} in expect_edges (known: {})",
                     self.name,
-                    crate::state::EDGES.join(", ")
+                    crate::edges::EDGES.join(", ")
                 ));
             }
         }

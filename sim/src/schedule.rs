@@ -230,6 +230,13 @@ pub struct Schedule {
     pub faults: Vec<Fault>,
 }
 
+impl Schedule {
+    /// Parses a schedule file (JSON, as `shrink` writes it).
+    pub fn parse(text: &str) -> Result<Schedule, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
 enum Mode {
     Random(Rng),
     Scripted {
@@ -432,7 +439,7 @@ fn draw_plan(rng: &mut Rng, sc: &Scenario) -> Vec<Fault> {
     let end = sc.duration_ms;
     let window = |rng: &mut Rng, dur: u64| -> Option<u64> {
         let lo = 50.min(end);
-        let hi = end.checked_sub(dur + 50)?;
+        let hi = end.checked_sub(dur.checked_add(50)?)?;
         (hi >= lo).then(|| rng.range(lo, hi))
     };
     let servers = sc.hosts.servers;

@@ -4,7 +4,8 @@
 
 use std::fmt::Write as _;
 
-use crate::state::{Ev, State, fmt_ev, fmt_id};
+use crate::log::{Ev, fmt_ev, fmt_id};
+use crate::state::State;
 
 fn ms(us: u64) -> String {
     format!("{:.3}ms", us as f64 / 1000.0)

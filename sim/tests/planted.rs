@@ -22,7 +22,7 @@ const CASES: [(&str, &str, &str); 22] = [
     ("no-flush-on-close", "steady-echo", "lost messages"),
     ("double-closed", "steady-echo", "Closed published 2 times"),
     ("deliver-after-close", "close-races", "after its Closed"),
-    ("no-generation-bump", "admission", "reissued"),
+    ("id-counter-stuck", "admission", "the counter did not move"),
     (
         "leak-slot",
         "admission",
@@ -51,11 +51,7 @@ const CASES: [(&str, &str, &str); 22] = [
         "hostile-peers",
         "nothing the oracle saw gave it a reason",
     ),
-    (
-        "generation-off-by-one",
-        "admission",
-        "must advance by exactly one",
-    ),
+    ("id-wrap-off-by-one", "churn", "outside the 31 ids"),
     ("no-close-record", "churn-hpke", "closed cleanly in time"),
     ("last-reason-wins", "admission", "changed what senders"),
     ("bytes-out-offered", "churn-hpke", "but its socket took"),

@@ -50,7 +50,7 @@ fn parses_a_minimal_scenario_with_defaults() {
         # a comment
         name = "tiny"
         duration_ms = 100
-        expect_edges = ["slot-reused"]
+        expect_edges = ["id-recurred"]
         [hosts]
         servers = 1
         clients = 2
@@ -98,4 +98,37 @@ fn rejects_typos_and_unknown_edges() {
     let edge = format!("expect_edges = [\"no-such-edge\"]\n{base}");
     let err = Scenario::parse(&edge).expect_err("unknown edge");
     assert!(err.contains("no-such-edge"), "{err}");
+}
+
+/// Found by the `scenario` fuzz target (docs/fuzzing.md): extreme numbers in a hand-written
+/// scenario overflowed (host count, a fault's duration, a full-range span) or never finished
+/// drawing (a fault count in the billions). Each is now refused with an error or drawn.
+#[test]
+fn extreme_numbers_are_refused_or_drawn_without_panic() {
+    use laxnet_sim::schedule::Recorder;
+    let tiny = |extra: &str, servers: u32, clients: u32| {
+        Scenario::parse(&format!(
+            "name = \"x\"\nduration_ms = 1000\n[hosts]\nservers = {servers}\nclients = {clients}\n{extra}"
+        ))
+    };
+    let err = tiny("", 40000, 40000).unwrap_err();
+    assert!(err.contains("hosts in all"), "{err}");
+    let err = tiny(
+        "[faults.crashes]\ncount = [100000000000, 100000000000]\n",
+        1,
+        1,
+    )
+    .unwrap_err();
+    assert!(err.contains("count over"), "{err}");
+    let err = tiny("drain_ms = 18446744073709551615\n", 1, 1);
+    assert!(err.is_err(), "duration_ms + drain_ms overflows");
+    for extra in [
+        "[faults.crashes]\ncount = [1, 3]\ndur_ms = [18446744073709551615, 18446744073709551615]\n",
+        "[faults.crashes]\ncount = [0, 10000]\ndur_ms = [0, 18446744073709551615]\n",
+        "[net]\nlatency_ms = [0, 18446744073709551615]\n",
+    ] {
+        let sc = tiny(extra, 1, 1).unwrap_or_else(|e| panic!("{extra}: {e}"));
+        let plan = Recorder::random(1).plan(&sc, None);
+        assert!(!plan.is_empty());
+    }
 }

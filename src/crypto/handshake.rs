@@ -79,7 +79,11 @@ mod client;
 mod schedule;
 mod server;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use client::ClientPending;
 pub(crate) use client::{ClientKeys, client_finish, client_hello};
+#[cfg(feature = "fuzzing")]
+pub(crate) use server::ServerPending;
 #[cfg(test)]
 pub(crate) use server::forge_server_hello;
 pub(crate) use server::{ServerKeys, server_finish, server_respond};

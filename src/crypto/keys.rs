@@ -240,7 +240,13 @@ impl KeyPair {
         if len > MAX_KEY_FILE {
             return Err(KeyError::NotAKeyFile); // it grew since the check
         }
-        let text = buf[..len].trim_ascii();
+        KeyPair::from_key_file(&buf[..len])
+    }
+
+    /// The key pair whose secret a key file's contents name (what [`KeyPair::load`] read):
+    /// 64 hex digits, surrounding whitespace allowed; anything else is [`KeyError::Invalid`].
+    pub(crate) fn from_key_file(contents: &[u8]) -> Result<KeyPair, KeyError> {
+        let text = contents.trim_ascii();
         let mut bytes = Zeroizing::new([0u8; 32]);
         parse_hex32_into(text, &mut bytes).ok_or(KeyError::Invalid)?;
         KeyPair::from_secret_bytes(*bytes)

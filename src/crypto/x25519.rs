@@ -5,8 +5,9 @@
 //! vector backend (AVX2, which it detects at run time; AVX-512 IFMA, which it detects at run
 //! time in builds with `--cfg curve25519_dalek_backend="avx512"` — this workspace's
 //! `.cargo/config.toml` — or for targets that have it), its constant-time variable-base
-//! multiplication on the Edwards form of the curve is faster (measured here: ladder 50.8 µs,
-//! AVX2 27.9 µs, AVX-512 IFMA 14.4 µs), so a step here:
+//! multiplication on the Edwards form of the curve is faster than the ladder, and faster
+//! still on AVX-512 IFMA (the figures: docs/performance.md, "Records and handshake"), so a
+//! step here:
 //!
 //! - maps each peer point to the Edwards form once ([`Point::new`]), even when the step uses it
 //!   twice (the server multiplies the client's ephemeral key by two secrets);
@@ -15,10 +16,10 @@
 //!
 //! A point that every handshake of a service uses (the client's pinned server key) is a
 //! [`FixedPoint`]: once it has served enough Diffie-Hellman operations ([`table_after`]), it
-//! builds a table of its multiples (curve25519-dalek's radix-16 basepoint table: 30 KiB,
-//! ≈ 1 ms), with which each further one costs what a base-point multiplication does (12.7 µs
-//! here, on any backend). Waiting first keeps a service that connects a few times from paying
-//! for it.
+//! builds a table of its multiples (curve25519-dalek's radix-16 basepoint table: 30 KiB),
+//! with which each further one costs what a base-point multiplication does, on any backend.
+//! Building the table costs many operations' worth of time: waiting first keeps a service
+//! that connects a few times from paying for it.
 //!
 //! The results are the RFC 7748 function's, bit for bit (the tests compare against the
 //! ladder, including points on the twist, low-order points and non-canonical encodings), so
@@ -137,9 +138,10 @@ fn is_torsion_free_vartime(p: &EdwardsPoint) -> bool {
 /// Diffie-Hellman operations a [`FixedPoint`] serves before it builds its table: about as
 /// many as it takes for the time saved to pay for the table, so a service that keeps
 /// connecting pays at most about twice the least it could have (the ski-rental rule), and one
-/// that connects a few times pays nothing. The table (≈ 1 ms) saves 15.2 µs per operation on
-/// AVX2 (27.9 → 12.7 µs: 64 operations) but only 1.8 µs with AVX-512 IFMA (14.4 → 12.6 µs:
-/// 512).
+/// that connects a few times pays nothing. The table saves much more per operation on AVX2
+/// than with AVX-512 IFMA, whose variable-base multiplication is almost as fast as the
+/// table's, hence the two thresholds (the measured costs behind them: docs/performance.md,
+/// "Handshake: the one-core target").
 pub(crate) fn table_after() -> u32 {
     if ifma_backend() { 512 } else { 64 }
 }

@@ -1,396 +1,525 @@
-//! Unit tests of `SessionId` and `IdTable`: the id layout, capacity, stale-id rejection, and
-//! long random churn checked against a model.
+//! Unit tests of `SessionId` and `IdTable`: the id form, capacity, stale-id rejection, the
+//! horizon under sequential and random open/close patterns (checked against a model), the
+//! wrap of the counter, and memory proportional to the peak of live sessions.
 
 use super::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
 }
 
-#[test]
-fn from_raw_rejects_zero_and_empty_slot_field() {
-    assert_eq!(SessionId::from_raw(0), None);
-    assert_eq!(SessionId::from_raw(1 << SLOT_BITS), None);
-    assert_eq!(SessionId::from_raw(!SLOT_MASK), None);
-    let id = SessionId::from_raw(1).expect("slot field 1 is valid");
-    assert_eq!((id.slot(), id.generation()), (0, 0));
-    let id = SessionId::from_raw(u32::MAX).expect("all ones is valid");
-    assert_eq!(
-        (id.slot(), id.generation()),
-        (MAX_SLOTS - 1, GENERATION_MASK)
-    );
+/// Millions of operations in release builds, a tenth of that in debug builds.
+fn ops(release: usize) -> usize {
+    if cfg!(debug_assertions) {
+        release / 10
+    } else {
+        release
+    }
 }
 
 #[test]
-fn slot_and_generation_round_trip() {
-    assert_eq!(MAX_SLOTS, 131_071);
-    assert_eq!(GENERATIONS, 32_768);
-    for slot in [0, 1, 2, 12, 4096, MAX_SLOTS - 2, MAX_SLOTS - 1] {
-        for generation in [0, 1, 4031, GENERATION_MASK - 1, GENERATION_MASK] {
-            let id = SessionId::new(slot, generation);
-            assert_eq!(id.slot(), slot);
-            assert_eq!(id.generation(), generation);
-            assert_eq!(id.get(), (generation << SLOT_BITS) | (slot as u32 + 1));
-            assert_eq!(SessionId::from_raw(id.get()), Some(id));
-        }
+fn from_raw_rejects_only_zero() {
+    assert_eq!(SessionId::from_raw(0), None);
+    for raw in [1, 2, 1 << 17, 0xdead_beef, u32::MAX] {
+        let id = SessionId::from_raw(raw).expect("nonzero");
+        assert_eq!(id.get(), raw);
     }
-    // Generations are masked to 15 bits.
-    assert_eq!(SessionId::new(3, GENERATIONS + 5).generation(), 5);
-    // Every raw value with a nonzero slot field round-trips.
-    let mut r = rng(1);
-    for _ in 0..10_000 {
-        let raw = r.next_u32();
-        match SessionId::from_raw(raw) {
-            Some(id) => {
-                assert_eq!(id.get(), raw);
-                assert!(id.slot() < MAX_SLOTS);
-                assert!(id.generation() < GENERATIONS);
-                assert_eq!(SessionId::new(id.slot(), id.generation()), id);
-            }
-            None => assert_eq!(raw & SLOT_MASK, 0),
-        }
-    }
+    assert_eq!(MAX_SESSIONS, 131_071);
 }
 
 #[test]
 fn display_and_debug_format() {
-    let id = SessionId::new(12, 4031);
-    assert_eq!(id.to_string(), "#12.4031");
-    assert_eq!(format!("{id:?}"), "#12.4031");
-    assert_eq!(format!("{:?}", Some(SessionId::new(0, 0))), "Some(#0.0)");
+    let id = SessionId::from_raw(3_735_928_559).expect("nonzero");
+    assert_eq!(id.to_string(), "#3735928559");
+    assert_eq!(format!("{id:?}"), "#3735928559");
+    let one = SessionId::from_raw(1);
+    assert_eq!(format!("{one:?}"), "Some(#1)");
     assert_eq!(std::mem::size_of::<Option<SessionId>>(), 4);
 }
 
 #[test]
 fn table_full_at_capacity() {
-    let mut r = rng(2);
-    let mut t = IdTable::new(3);
+    let mut t = IdTable::new(3, 100);
     assert_eq!(t.capacity(), 3);
     let ids: Vec<_> = (0..3)
-        .map(|i| t.insert_with(&mut r, |_| i).expect("below capacity"))
+        .map(|i| t.insert_with(|_| i).expect("below capacity"))
         .collect();
+    assert_eq!(
+        ids.iter().map(|id| id.get()).collect::<Vec<_>>(),
+        [100, 101, 102]
+    );
     assert_eq!(t.len(), 3);
-    assert_eq!(t.insert_with(&mut r, |_| 99), Err(TableFull));
+    assert_eq!(t.insert_with(|_| 99), Err(TableFull));
     assert_eq!(t.len(), 3);
-    assert_eq!(t.slots_created(), 3);
     assert_eq!(t.remove(ids[1]), Some(1));
-    let id = t.insert_with(&mut r, |_| 7).expect("a slot was freed");
-    assert_eq!(id.slot(), ids[1].slot());
-    assert_eq!(id.generation(), (ids[1].generation() + 1) & GENERATION_MASK);
-    assert_eq!(t.insert_with(&mut r, |_| 99), Err(TableFull));
-    assert_eq!(t.slots_created(), 3);
+    let id = t.insert_with(|_| 7).expect("one was removed");
+    assert_eq!(id.get(), 103, "the counter moves on, it does not reuse 101");
+    assert_eq!(t.insert_with(|_| 99), Err(TableFull));
+    assert_eq!(t.peak(), 3);
 
-    let mut zero = IdTable::new(0);
-    assert_eq!(zero.insert_with(&mut r, |_| ()), Err(TableFull));
+    let mut zero = IdTable::new(0, 1);
+    assert_eq!(zero.insert_with(|_| ()), Err(TableFull));
     assert!(zero.is_empty());
-    assert_eq!(IdTable::<()>::new(usize::MAX).capacity(), MAX_SLOTS);
+    assert_eq!(IdTable::<()>::new(usize::MAX, 1).capacity(), MAX_SESSIONS);
+    // A narrowed space holds at most a quarter of its ids.
+    assert_eq!(IdTable::<()>::with_id_bits(usize::MAX, 4, 1).capacity(), 4);
+    assert_eq!(
+        IdTable::<()>::with_id_bits(usize::MAX, 10, 1).capacity(),
+        256
+    );
+    assert_eq!(IdTable::<()>::with_id_bits(usize::MAX, 0, 1).capacity(), 4);
+    assert_eq!(max_capacity(19), MAX_SESSIONS);
 }
 
 #[test]
-fn fills_all_max_slots() {
-    let mut r = rng(3);
-    let mut t = IdTable::new(usize::MAX);
-    let mut last = None;
-    for i in 0..MAX_SLOTS {
-        last = Some(
-            t.insert_with(&mut r, |_| i as u32)
-                .expect("below MAX_SLOTS"),
-        );
+fn fills_max_sessions_within_eight_slots_each() {
+    let mut t = IdTable::new(usize::MAX, u32::MAX - 1000);
+    for i in 0..MAX_SESSIONS {
+        t.insert_with(|_| i as u32).expect("below MAX_SESSIONS");
     }
-    let last = last.expect("MAX_SLOTS > 0");
-    assert_eq!(last.slot(), MAX_SLOTS - 1);
-    assert_eq!(last.get() & SLOT_MASK, SLOT_MASK);
-    assert_eq!(t.get(last), Some(&(MAX_SLOTS as u32 - 1)));
-    assert_eq!(t.insert_with(&mut r, |_| 0), Err(TableFull));
-    assert_eq!(t.len(), MAX_SLOTS);
-    assert_eq!(t.slots_created(), MAX_SLOTS);
+    assert_eq!(t.insert_with(|_| 0), Err(TableFull));
+    assert_eq!(t.len(), MAX_SESSIONS);
+    assert!(t.array_len() <= 8 * MAX_SESSIONS, "{}", t.array_len());
+    // The counter wrapped past 0 on the way: every id resolves to its own value.
+    let all: Vec<(SessionId, u32)> = t.iter().map(|(id, &v)| (id, v)).collect();
+    assert_eq!(all.len(), MAX_SESSIONS);
+    for (k, &(id, v)) in all.iter().enumerate() {
+        assert_eq!(v as usize, k, "iter() is oldest first");
+        assert_eq!(t.get(id), Some(&v));
+    }
 }
 
 #[test]
 fn stale_id_rejected_without_disturbing_live_entry() {
-    let mut r = rng(4);
-    let mut t = IdTable::new(1);
-    let old = t.insert_with(&mut r, |id| (id, "old")).expect("empty");
+    let mut t = IdTable::new(1, 7);
+    let old = t.insert_with(|id| (id, "old")).expect("empty");
     assert_eq!(t.get(old), Some(&(old, "old")));
     assert_eq!(t.remove(old), Some((old, "old")));
     assert_eq!(t.get(old), None);
     assert_eq!(t.remove(old), None);
 
-    let new = t.insert_with(&mut r, |id| (id, "new")).expect("slot freed");
-    assert_eq!(new.slot(), old.slot());
+    let new = t.insert_with(|id| (id, "new")).expect("room again");
     assert_ne!(new, old);
     assert_eq!(t.get(old), None);
     assert_eq!(t.get_mut(old), None);
     assert_eq!(t.remove(old), None);
     assert_eq!(t.len(), 1);
     assert_eq!(t.get(new), Some(&(new, "new")));
-    let ids: Vec<_> = t.iter().map(|(id, v)| (id, v.1)).collect();
-    assert_eq!(ids, vec![(new, "new")]);
-
-    // Ids from slots never created, and future generations, are rejected too.
-    assert_eq!(t.get(SessionId::new(1, new.generation())), None);
-    assert_eq!(t.remove(SessionId::new(MAX_SLOTS - 1, 0)), None);
-    let future = SessionId::new(new.slot(), new.generation() + 1);
-    assert_eq!(t.get(future), None);
-    assert_eq!(t.remove(future), None);
+    // Ids on the same array position as `new`, and future ids, are rejected too.
+    for raw in [
+        new.get() + 4,
+        new.get() + (1 << 20),
+        new.get() + 1,
+        u32::MAX,
+    ] {
+        let other = SessionId::from_raw(raw).expect("nonzero");
+        assert_eq!(t.get(other), None, "{other}");
+        assert_eq!(t.remove(other), None, "{other}");
+    }
     assert_eq!(t.get(new), Some(&(new, "new")));
 }
 
 #[test]
 fn arbitrary_raw_ids_never_panic() {
     let mut r = rng(5);
-    let mut t = IdTable::new(64);
-    let mut live = BTreeMap::new();
-    for i in 0..40u32 {
-        let id = t.insert_with(&mut r, |_| i).expect("below capacity");
-        live.insert(id.get(), i);
+    for bits in [4, 9, 32] {
+        let mut t = IdTable::with_id_bits(64, bits, r.next_u32());
+        let mut live = BTreeMap::new();
+        for i in 0..t.capacity() as u32 {
+            let id = t.insert_with(|_| i).expect("below capacity");
+            live.insert(id.get(), i);
+        }
+        let edges = [0, 1, 15, 16, 17, 1 << 17, u32::MAX, u32::MAX - 1];
+        let randoms: Vec<u32> = (0..50_000).map(|_| r.next_u32()).collect();
+        let live_raws: Vec<u32> = live.keys().copied().collect();
+        for &raw in edges.iter().chain(&randoms).chain(&live_raws) {
+            let Some(id) = SessionId::from_raw(raw) else {
+                assert_eq!(raw, 0);
+                continue;
+            };
+            assert_eq!(t.get(id), live.get(&raw));
+            assert_eq!(t.remove(id), live.remove(&raw));
+            assert_eq!(t.len(), live.len());
+        }
+        assert!(t.is_empty());
     }
-    let edges = [
-        0,
-        1,
-        SLOT_MASK,
-        SLOT_MASK + 1,
-        1 << SLOT_BITS,
-        u32::MAX,
-        u32::MAX - 1,
-    ];
-    let randoms: Vec<u32> = (0..50_000).map(|_| r.next_u32()).collect();
-    let live_raws: Vec<u32> = live.keys().copied().collect();
-    for &raw in edges.iter().chain(&randoms).chain(&live_raws) {
-        let Some(id) = SessionId::from_raw(raw) else {
-            assert_eq!(raw & SLOT_MASK, 0);
-            continue;
-        };
-        assert_eq!(t.get(id), live.get(&raw));
-        assert_eq!(t.remove(id), live.remove(&raw));
-        assert_eq!(t.len(), live.len());
-    }
-    assert!(t.is_empty());
 }
 
 #[test]
-fn panicking_constructor_leaves_table_unchanged() {
-    let mut r = rng(6);
-    let mut t = IdTable::new(2);
-    let a = t.insert_with(&mut r, |_| 1).expect("empty");
-    let reused = |t: &mut IdTable<i32>, r: &mut ChaCha20Rng| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _ = t.insert_with(r, |_| panic!("constructor failed"));
-        }))
-        .is_err()
-    };
-    // New-slot path.
-    assert!(reused(&mut t, &mut r));
-    assert_eq!((t.len(), t.slots_created()), (1, 1));
-    // Free-list path.
-    assert_eq!(t.remove(a), Some(1));
-    assert!(reused(&mut t, &mut r));
-    assert_eq!((t.len(), t.slots_created()), (0, 1));
-    let b = t.insert_with(&mut r, |_| 2).expect("slot still free");
-    assert_eq!(b.slot(), a.slot());
-    assert_eq!(b.generation(), (a.generation() + 1) & GENERATION_MASK);
+fn panicking_constructor_stores_nothing() {
+    let mut t = IdTable::new(2, 50);
+    let a = t.insert_with(|_| 1).expect("empty");
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = t.insert_with(|_| panic!("constructor failed"));
+    }))
+    .is_err();
+    assert!(panicked);
+    assert_eq!((t.len(), t.peak()), (1, 1));
+    assert_eq!(t.get(SessionId::from_raw(51).expect("nonzero")), None);
+    let b = t.insert_with(|_| 2).expect("still room");
+    assert_eq!(t.get(a), Some(&1));
+    assert_eq!(t.get(b), Some(&2));
+    assert_eq!(t.len(), 2);
 }
 
-/// Runs `ops` random allocate/release steps against a table of `capacity`, checking it
-/// against a model. Returns (most issues of any one slot, number of raw ids re-issued).
-fn churn(seed: u64, capacity: usize, ops: usize) -> (u64, u64) {
-    const RING: usize = 256;
-    let mut r = rng(seed);
-    let mut t: IdTable<u64> = IdTable::new(capacity);
+/// Issue #15: a plain sequential loop (open, close, open, close, ...) must not bring an id
+/// back: every id of millions of sessions is distinct, and a closed id never resolves again.
+/// (The former slot + generation table failed this at session 32,768: the first id came
+/// back and resolved to the new session.)
+#[test]
+fn sequential_open_close_never_repeats_an_id() {
+    let ops = ops(3_000_000);
+    let mut t: IdTable<usize> = IdTable::new(1000, rng(15).next_u32());
+    let mut ids = Vec::with_capacity(ops);
+    let mut first: Option<SessionId> = None;
+    let mut prev: Option<SessionId> = None;
+    for i in 0..ops {
+        let id = t.insert_with(|_| i).expect("one live at most");
+        for old in [first, prev].into_iter().flatten() {
+            assert_eq!(t.get(old), None, "closed {old} reaches session {i}");
+        }
+        first = first.or(Some(id));
+        assert_eq!(t.get(id), Some(&i));
+        assert_eq!(t.remove(id), Some(i));
+        ids.push(id.get());
+        prev = Some(id);
+    }
+    ids.sort_unstable();
+    let dup = ids.windows(2).find(|w| w[0] == w[1]);
+    assert_eq!(dup, None, "an id recurred within {ops} sequential sessions");
+    assert_eq!(t.skipped(), 0, "a sequential loop never skips");
+    assert_eq!(
+        t.array_len(),
+        MIN_ARRAY,
+        "one live session needs the smallest array"
+    );
+}
 
+/// In a narrowed space the sequential loop walks the whole space: an id recurs after exactly
+/// `2^bits - 2` other sessions, never sooner.
+#[test]
+fn sequential_recurs_after_exactly_the_space() {
+    for bits in [4, 5, 8, 13] {
+        let space = (1u64 << bits) - 1;
+        let mut t: IdTable<()> = IdTable::with_id_bits(1, bits, 3);
+        let mut last_seen: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut recurred = 0;
+        for n in 0..3 * space + 5 {
+            let id = t.insert_with(|_| ()).expect("empty");
+            assert!(u64::from(id.get()) <= space, "{id} outside {bits} bits");
+            if let Some(at) = last_seen.insert(id.get(), n) {
+                assert_eq!(n - at, space, "{id} came back after {} issues", n - at);
+                recurred += 1;
+            }
+            t.remove(id);
+        }
+        assert!(recurred > space, "bits {bits}: {recurred} recurrences");
+    }
+}
+
+/// The counter's wrap: after the largest id comes 1 (0 is not an id), at full width and in
+/// a narrowed space; an id still live when the counter comes round to it is skipped, and
+/// keeps resolving to its own session.
+#[test]
+fn counter_wraps_to_one_and_skips_a_live_id() {
+    let mut t: IdTable<u32> = IdTable::new(4, u32::MAX - 2);
+    let got: Vec<u32> = (0..5)
+        .map(|i| {
+            let id = t.insert_with(|_| i).expect("room");
+            t.remove(id);
+            id.get()
+        })
+        .collect();
+    assert_eq!(got, [u32::MAX - 2, u32::MAX - 1, u32::MAX, 1, 2]);
+    // A start of 0 means 1.
+    let mut t: IdTable<u32> = IdTable::new(4, 0);
+    assert_eq!(t.insert_with(|_| 0).map(SessionId::get), Ok(1));
+
+    // Five bits: ids 1..=31, at most 8 live. Keep 20..=26 live: the array grows to one slot
+    // per id, so the counter skips exactly the live ids as it comes round to them.
+    let mut t: IdTable<u32> = IdTable::with_id_bits(8, 5, 20);
+    let keep: Vec<SessionId> = (0..7)
+        .map(|i| t.insert_with(|_| 500 + i).expect("room"))
+        .collect();
+    assert_eq!(
+        keep.iter().map(|id| id.get()).collect::<Vec<_>>(),
+        (20..=26).collect::<Vec<_>>()
+    );
+    let mut issued = Vec::new();
+    for i in 0..60 {
+        let id = t.insert_with(|_| i).expect("room");
+        for (k, kept) in keep.iter().enumerate() {
+            assert_eq!(
+                t.get(*kept),
+                Some(&(500 + k as u32)),
+                "{kept} resolves to its own"
+            );
+        }
+        issued.push(id.get());
+        t.remove(id);
+    }
+    assert_eq!(t.array_len(), 32);
+    let turn: Vec<u32> = (27..=31).chain(1..=19).collect();
+    let want: Vec<u32> = turn.iter().cycle().take(60).copied().collect();
+    assert_eq!(
+        issued, want,
+        "31 wraps to 1, and the live 20..=26 are skipped"
+    );
+    assert_eq!(t.skipped(), 14, "seven skips per turn, two turns");
+}
+
+/// A random open/close workload of `ops` steps on a table with `bits` id bits, checked
+/// against a model. `pattern` sets how the number of live sessions moves.
+#[derive(Clone, Copy, Debug)]
+enum Pattern {
+    /// Open and close at random, equally likely.
+    Even,
+    /// Long runs of opens then long runs of closes.
+    Bursty,
+    /// Few long-lived sessions, fast churn beside them.
+    LongLived,
+    /// The table kept near its capacity.
+    Full,
+}
+
+struct Report {
+    issued: u64,
+    skipped: u64,
+    recurrences: u64,
+    /// Fewest other sessions between two issues of one id (u64::MAX if none recurred).
+    min_between: u64,
+}
+
+fn random_workload(seed: u64, bits: u32, capacity: usize, pattern: Pattern, ops: usize) -> Report {
+    let mut r = rng(seed);
+    let mut t: IdTable<u64> = IdTable::with_id_bits(capacity, bits, r.next_u32());
+    let capacity = t.capacity();
+    let space = u64::from(t.space);
     // Model.
     let mut live: Vec<(SessionId, u64)> = Vec::new();
-    let mut live_raw: BTreeSet<u32> = BTreeSet::new();
-    let mut issues: Vec<u64> = Vec::new(); // per slot: times issued
-    let mut last_generation: Vec<u32> = Vec::new(); // per slot: generation of last issue
-    let mut free: VecDeque<usize> = VecDeque::new(); // expected FIFO free list
-    // raw id -> issue count of its slot when it was (last) issued
-    let mut issued_at: BTreeMap<u32, u64> = BTreeMap::new();
-    let mut released: VecDeque<SessionId> = VecDeque::with_capacity(RING);
-    let mut reissued = 0u64;
-    let mut high_water = 0usize;
-    let mut next_value = 0u64;
+    let mut long: Vec<(SessionId, u64)> = Vec::new(); // Pattern::LongLived's long-lived ones
+    let mut issued = 0u64;
+    let mut pos = 0u64; // counter values passed (nonzero ones), unwrapped
+    let mut last: Option<u32> = None;
+    let mut at: BTreeMap<u32, (u64, u64)> = BTreeMap::new(); // id -> (pos, issued) of last issue
+    let mut released: Vec<SessionId> = Vec::new();
+    let mut recurrences = 0u64;
+    let mut min_between = u64::MAX;
+    let mut skipped = 0u64;
+    let mut opening = true;
 
     for step in 0..ops {
-        // One 32-bit draw per step, cut into 8-bit fields (ChaCha is slow in debug builds;
-        // the modulo bias of an 8-bit field is irrelevant here).
-        let bits = r.next_u32();
-        let field = |k: u32| ((bits >> (8 * k)) & 0xff) as usize;
-        let insert = if live.is_empty() {
+        let bits32 = r.next_u32();
+        let field = |k: u32| (bits32 >> (8 * k)) & 0xff;
+        let n = live.len() + long.len();
+        let open = if n == 0 {
             true
-        } else if live.len() == capacity {
-            field(0) % 16 == 0 // occasionally probe TableFull
         } else {
-            field(0) % 2 == 0
+            match pattern {
+                Pattern::Even => field(0) % 2 == 0,
+                Pattern::Bursty => {
+                    if field(0) == 0 || n >= capacity {
+                        opening = !opening;
+                    }
+                    opening
+                }
+                Pattern::LongLived | Pattern::Full => n < capacity && field(0) % 8 != 0,
+            }
         };
-
-        if insert {
-            let value = next_value;
-            next_value += 1;
-            let mut seen = None;
-            let result = t.insert_with(&mut r, |id| {
-                seen = Some(id);
-                value
-            });
-            if live.len() == capacity {
-                assert_eq!(result, Err(TableFull), "seed {seed} step {step}");
-                assert_eq!(seen, None);
+        let n = live.len() + long.len();
+        if open {
+            let value = step as u64;
+            let res = t.insert_with(|_| value);
+            if n >= capacity {
+                assert_eq!(res, Err(TableFull));
+                continue;
+            }
+            let id = res.expect("below capacity");
+            let raw = id.get();
+            assert!(u64::from(raw) <= space, "{id} outside the space");
+            // Counter order: the values passed since the last issue are all skipped ones,
+            // and each skipped value belongs to the turn of one live session.
+            let step_len = match last {
+                None => 1,
+                Some(prev) => {
+                    let d = (u64::from(raw) + space - u64::from(prev)) % space;
+                    if d == 0 { space } else { d }
+                }
+            };
+            let skips = step_len - 1;
+            assert!(
+                skips <= n as u64,
+                "{id} skipped {skips} values with only {n} live (seed {seed} step {step})"
+            );
+            skipped += skips;
+            pos += step_len;
+            // The horizon: a recurrence comes exactly one turn of the counter later.
+            if let Some((p, i)) = at.insert(raw, (pos, issued)) {
+                // One turn later, or more if it was still live when the counter came round.
+                assert!(
+                    pos > p && (pos - p).is_multiple_of(space),
+                    "{id} recurred {} values after its last issue, not whole turns later",
+                    pos - p
+                );
+                recurrences += 1;
+                min_between = min_between.min(issued - i - 1);
+            }
+            // Unique among live ids.
+            assert!(
+                live.iter().chain(&long).all(|(l, _)| *l != id),
+                "{id} issued while live"
+            );
+            issued += 1;
+            last = Some(raw);
+            let is_long = matches!(pattern, Pattern::LongLived) && long.len() < 3 && field(1) < 8;
+            if is_long {
+                long.push((id, value));
             } else {
-                let id = result.expect("below capacity");
-                assert_eq!(seen, Some(id), "f receives the id it is stored under");
-                let slot = id.slot();
-                // FIFO reuse, new slots only when the free list is empty.
-                match free.pop_front() {
-                    Some(expected) => {
-                        assert_eq!(slot, expected, "FIFO reuse, seed {seed} step {step}");
-                        assert_eq!(
-                            id.generation(),
-                            (last_generation[slot] + 1) & GENERATION_MASK
-                        );
-                        last_generation[slot] = id.generation();
-                    }
-                    None => {
-                        assert_eq!(slot, issues.len(), "new slots are appended");
-                        issues.push(0);
-                        last_generation.push(id.generation());
-                    }
-                }
-                issues[slot] += 1;
-                // (a) live ids are unique.
-                assert!(live_raw.insert(id.get()), "duplicate live id {id}");
-                // (b) the horizon.
-                if let Some(prev) = issued_at.insert(id.get(), issues[slot]) {
-                    reissued += 1;
-                    assert!(
-                        issues[slot] - prev >= u64::from(GENERATIONS),
-                        "{id} re-issued after only {} issues of its slot",
-                        issues[slot] - prev
-                    );
-                }
                 live.push((id, value));
-                high_water = high_water.max(live.len());
             }
         } else {
-            let i = field(1) % live.len();
-            let (id, value) = live.swap_remove(i);
+            let from_long = !long.is_empty() && live.is_empty();
+            let pool = if from_long { &mut long } else { &mut live };
+            let i = field(2) as usize % pool.len();
+            let (id, value) = pool.swap_remove(i);
             assert_eq!(t.remove(id), Some(value));
-            assert!(live_raw.remove(&id.get()));
-            free.push_back(id.slot());
-            if released.len() == RING {
-                released.pop_front();
+            released.push(id);
+            if released.len() > 256 {
+                released.swap_remove(field(3) as usize % 256);
             }
-            released.push_back(id);
         }
-
-        assert_eq!(t.len(), live.len());
-        assert_eq!(t.is_empty(), live.is_empty());
-        assert_eq!(
-            t.slots_created(),
-            high_water,
-            "slots only created when needed"
+        let n = live.len() + long.len();
+        assert_eq!(t.len(), n);
+        assert!(t.peak() <= capacity);
+        assert!(
+            t.array_len() <= (8 * t.peak()).max(MIN_ARRAY),
+            "array {} for a peak of {}",
+            t.array_len(),
+            t.peak()
         );
-        assert!(t.slots_created() <= capacity);
-
-        // (c) stale ids never resolve, and removing them changes nothing.
-        if !released.is_empty() {
-            let newest = released.len() - 1;
-            for k in [newest, field(2) % released.len()] {
-                let stale = released[k];
-                assert!(
-                    !live_raw.contains(&stale.get()),
-                    "{stale} recurred too soon"
-                );
-                assert_eq!(t.get(stale), None, "stale {stale} resolved");
-                assert_eq!(t.remove(stale), None, "stale {stale} removed");
-                assert_eq!(t.len(), live.len());
-            }
+        // Released ids never resolve unless they were issued again; live ones resolve to
+        // their own values.
+        if let Some(&stale) = released.get(field(3) as usize % released.len().max(1)) {
+            let owner = live.iter().chain(&long).find(|(l, _)| *l == stale);
+            assert_eq!(t.get(stale), owner.map(|(_, v)| v), "stale {stale}");
         }
-
-        // (d) live ids resolve to their own values: one at random every step, all of them
-        // (and iter()) periodically.
-        if !live.is_empty() {
-            let (id, value) = live[field(3) % live.len()];
-            assert_eq!(t.get(id), Some(&value));
+        if let Some(&(id, v)) = live.get(field(1) as usize % live.len().max(1)) {
+            assert_eq!(t.get(id), Some(&v));
         }
-        if step % 4096 == 0 || step + 1 == ops {
-            for &(id, value) in &live {
-                assert_eq!(t.get(id), Some(&value));
-            }
-            let mut expected: Vec<(SessionId, u64)> = live.clone();
-            expected.sort_by_key(|(id, _)| id.slot());
+        if step % 8192 == 0 {
+            let mut want: Vec<(SessionId, u64)> = live.iter().chain(&long).copied().collect();
+            want.sort_by_key(|&(_, v)| v);
             let got: Vec<(SessionId, u64)> = t.iter().map(|(id, &v)| (id, v)).collect();
-            assert_eq!(got, expected, "iter() is in slot order");
+            // Oldest first, unless an id lived through a whole turn of the counter.
+            if recurrences == 0 {
+                assert_eq!(got, want, "iter() is oldest first");
+            }
         }
     }
-    (issues.iter().copied().max().unwrap_or(0), reissued)
-}
-
-/// Runs `churn` for two seeds at `capacity`, 200,000 steps each; returns the most issues
-/// of any one slot and asserts every check inside `churn`.
-fn churn_two_seeds(capacity: usize) -> (u64, u64) {
-    let (mut max_reuse, mut reissued) = (0, 0);
-    for seed in [capacity as u64, 1000 + capacity as u64] {
-        let (reuse, again) = churn(seed, capacity, 200_000);
-        max_reuse = max_reuse.max(reuse);
-        reissued += again;
-    }
-    (max_reuse, reissued)
-}
-
-#[test]
-fn churn_capacity_1_wraps_generations() {
-    let (max_reuse, reissued) = churn_two_seeds(1);
-    // Generations must actually wrap for the horizon check to mean anything.
-    assert!(
-        max_reuse > 2 * u64::from(GENERATIONS),
-        "max reuse {max_reuse}"
-    );
-    assert!(reissued > 0);
-}
-
-#[test]
-fn churn_capacity_2_wraps_generations() {
-    let (max_reuse, reissued) = churn_two_seeds(2);
-    assert!(max_reuse > u64::from(GENERATIONS), "max reuse {max_reuse}");
-    assert!(reissued > 0);
-}
-
-#[test]
-fn churn_capacity_7() {
-    let (max_reuse, _) = churn_two_seeds(7);
-    assert!(max_reuse > 10_000, "max reuse {max_reuse}");
-}
-
-#[test]
-fn churn_capacity_64() {
-    let (max_reuse, _) = churn_two_seeds(64);
-    assert!(max_reuse > 1_000, "max reuse {max_reuse}");
-}
-
-#[test]
-fn narrow_generations_recur_after_exactly_their_count() {
-    let mut r = rng(9);
-    let mut t = IdTable::with_generation_bits(1, 3);
-    let first = t.insert_with(&mut r, |_| ()).expect("empty table");
-    assert!(first.generation() < 8);
-    t.remove(first);
-    let mut last = first;
-    for n in 1..=8u32 {
-        let id = t.insert_with(&mut r, |_| ()).expect("one free slot");
-        assert_eq!(id.slot(), first.slot());
-        assert_eq!(id.generation(), (last.generation() + 1) & 7);
-        assert_eq!(id == first, n == 8, "issue {n} after the first");
-        assert_eq!(t.get(last), None);
-        t.remove(id);
-        last = id;
-    }
-    // Clamped to at least one bit and at most fifteen.
-    assert_eq!(IdTable::<()>::with_generation_bits(1, 0).generation_mask, 1);
     assert_eq!(
-        IdTable::<()>::with_generation_bits(1, 40).generation_mask,
-        GENERATION_MASK
+        skipped,
+        t.skipped(),
+        "the model and the table count the same skips"
     );
+    Report {
+        issued,
+        skipped,
+        recurrences,
+        min_between,
+    }
+}
+
+/// Full width, millions of operations per pattern: no id recurs at all, stale ids never
+/// resolve, memory follows the peak, and skips stay rare.
+#[test]
+fn random_patterns_full_width_never_repeat() {
+    for (k, pattern) in [
+        Pattern::Even,
+        Pattern::Bursty,
+        Pattern::LongLived,
+        Pattern::Full,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for capacity in [1, 3, 64, 1000] {
+            let rep = random_workload(
+                k as u64 * 100 + capacity as u64,
+                32,
+                capacity,
+                pattern,
+                ops(600_000),
+            );
+            assert_eq!(rep.recurrences, 0, "{pattern:?} cap {capacity}");
+            assert!(
+                rep.skipped * 4 <= rep.issued + 64,
+                "{pattern:?} cap {capacity}: {} skips for {} issues",
+                rep.skipped,
+                rep.issued
+            );
+        }
+    }
+}
+
+/// Narrowed spaces wrap many times: every recurrence comes exactly one turn of the counter
+/// later, and in every pattern most of the space is issued in between.
+#[test]
+fn random_patterns_narrow_recur_only_after_a_full_turn() {
+    for (k, pattern) in [
+        Pattern::Even,
+        Pattern::Bursty,
+        Pattern::LongLived,
+        Pattern::Full,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for bits in [4, 6, 10] {
+            let space = (1u64 << bits) - 1;
+            let rep = random_workload(
+                k as u64 * 1000 + u64::from(bits),
+                bits,
+                usize::MAX,
+                pattern,
+                ops(400_000),
+            );
+            assert!(
+                rep.recurrences > 100,
+                "{pattern:?} bits {bits}: only {} recurrences",
+                rep.recurrences
+            );
+            // At most a quarter of the space is live, so at least half of a turn is issued.
+            assert!(
+                2 * rep.min_between >= space,
+                "{pattern:?} bits {bits}: an id recurred after only {} others",
+                rep.min_between
+            );
+        }
+    }
+}
+
+/// One long-lived session beside a sequential loop: the array stays small (the counter skips
+/// the long-lived id's position instead of growing), and the long-lived id keeps resolving.
+#[test]
+fn memory_follows_the_peak_not_the_churn() {
+    let mut t: IdTable<u32> = IdTable::new(1000, rng(8).next_u32());
+    let keep = t.insert_with(|_| u32::MAX).expect("empty");
+    for i in 0..ops(1_000_000) as u32 {
+        let id = t.insert_with(|_| i).expect("room");
+        t.remove(id);
+    }
+    assert_eq!(t.get(keep), Some(&u32::MAX));
+    assert_eq!(t.peak(), 2);
+    assert!(t.array_len() <= 16, "array {}", t.array_len());
+    // A burst to 500 live grows it once, to at most eight slots each.
+    let burst: Vec<_> = (0..499)
+        .map(|i| t.insert_with(|_| i).expect("room"))
+        .collect();
+    assert!(t.array_len() <= 8 * 500, "array {}", t.array_len());
+    for (i, id) in burst.iter().enumerate() {
+        assert_eq!(t.get(*id), Some(&(i as u32)));
+    }
 }

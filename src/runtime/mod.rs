@@ -52,8 +52,14 @@ pub trait Listener: Send + Sync + 'static {
 pub trait Runtime: Send + Sync + 'static {
     /// A short name for logs and status ("tokio", "turmoil").
     fn name(&self) -> &'static str;
-    /// Binds a listener to `addr` (`"host:port"`).
-    fn bind<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>>;
+    /// Binds a listener to `addr` (`"host:port"`, resolved; the first address that binds
+    /// wins), holding up to `backlog` connections the service has not accepted yet (where the
+    /// backend has a backlog: the simulator's does not).
+    fn bind<'a>(
+        &'a self,
+        addr: &'a str,
+        backlog: u32,
+    ) -> BoxFuture<'a, io::Result<Box<dyn Listener>>>;
     /// Opens a connection to `addr` (`"host:port"`); returns the stream and the peer address.
     fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<(BoxStream, SocketAddr)>>;
     /// Now, on this runtime's monotonic clock.
@@ -63,7 +69,7 @@ pub trait Runtime: Send + Sync + 'static {
     /// Runs `task` in the background on this runtime.
     fn spawn(&self, task: BoxFuture<'static, ()>);
     /// 32 bytes of seed material for a service whose configuration names no seed (its RNG
-    /// serves what is not secret: session id generations). Production backends read the OS;
+    /// serves what is not secret: where the session id counter starts). Production backends read the OS;
     /// the simulator derives them from its seed.
     fn entropy(&self) -> [u8; 32];
     /// Fills `out` with secret key material, once per handshake side (its random and its

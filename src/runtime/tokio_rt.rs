@@ -7,7 +7,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::{BoxFuture, BoxStream, Listener, Runtime};
 use crate::time::Instant;
@@ -47,6 +47,16 @@ pub(crate) fn spawn(task: BoxFuture<'static, ()>) {
 ///
 /// Create it (and the `Service` that owns it) inside a Tokio runtime with the `net` and
 /// `time` drivers enabled.
+///
+/// # Where the service's tasks run
+///
+/// Tasks are spawned with `tokio::spawn` on the runtime current where they start: a
+/// listener's accept loop on the runtime that called `Service::accept`, and the tasks of the
+/// sessions it accepts (and their encrypted handshakes) on that same runtime; a connected
+/// session's task on the runtime that called `Service::connect`; the idle sweep on the one
+/// that created the service. A session's callbacks (subscriptions) run on its task. On a
+/// multi-thread runtime sessions run in parallel, each on one task at a time. Dropping a
+/// runtime ends the tasks it holds: their sessions close with reason `Aborted`.
 #[derive(Debug)]
 pub struct TokioRuntime {
     clock: TokioClock,
@@ -65,6 +75,19 @@ impl Default for TokioRuntime {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A listening socket on `addr` with `backlog`.
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 struct TokioListener(TcpListener);
@@ -88,10 +111,24 @@ impl Runtime for TokioRuntime {
         "tokio"
     }
 
-    fn bind<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
+    fn bind<'a>(
+        &'a self,
+        addr: &'a str,
+        backlog: u32,
+    ) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
         Box::pin(async move {
-            let l = TcpListener::bind(addr).await?;
-            Ok(Box::new(TokioListener(l)) as Box<dyn Listener>)
+            // `TcpListener::bind` listens with a fixed backlog of 128; build the socket
+            // ourselves to pass the configured one (with SO_REUSEADDR, as `bind` sets it).
+            let mut last = None;
+            for a in tokio::net::lookup_host(addr).await? {
+                match listen(a, backlog) {
+                    Ok(l) => return Ok(Box::new(TokioListener(l)) as Box<dyn Listener>),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
+            }))
         })
     }
 
@@ -127,5 +164,38 @@ impl Runtime for TokioRuntime {
     fn fill_secret(&self, out: &mut [u8]) -> io::Result<()> {
         rand_core::TryRng::try_fill_bytes(&mut getrandom::SysRng, out)
             .map_err(|e| io::Error::other(format!("operating system RNG: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configured backlog reaches the kernel: more connects than the fixed default (128)
+    /// all complete while nobody accepts. With the default, those beyond it would wait for
+    /// SYN retransmits that find the queue still full, and the test would time out.
+    #[tokio::test]
+    async fn a_burst_beyond_the_default_backlog_completes_without_accepting() {
+        const BURST: usize = 300;
+        let rt = TokioRuntime::new();
+        let listener = rt.bind("127.0.0.1:0", BURST as u32 + 8).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects = (0..BURST).map(|_| tokio::spawn(TcpStream::connect(addr)));
+        let all = join_connects(connects.collect());
+        let streams = tokio::time::timeout(std::time::Duration::from_secs(30), all)
+            .await
+            .expect("every connect completed without an accept");
+        assert_eq!(streams.len(), BURST);
+        drop(listener);
+    }
+
+    async fn join_connects(
+        handles: Vec<tokio::task::JoinHandle<io::Result<TcpStream>>>,
+    ) -> Vec<TcpStream> {
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap().unwrap());
+        }
+        out
     }
 }

@@ -19,6 +19,26 @@ use crate::time::Instant;
 /// Create it (and the `Service` that owns it) inside a turmoil host or client future: each
 /// simulated host gets its own runtime handle and its own service. Bind with
 /// `"0.0.0.0:PORT"`; connect with `"hostname:PORT"`.
+///
+/// # Your own code must be deterministic too
+///
+/// A seed replays only if everything that runs in the simulation decides the same way every
+/// time. laxnet does; code you run next to it on a simulated host must as well:
+///
+/// - every `tokio::select!` with `biased;` (an unbiased one picks its branch with tokio's
+///   runtime RNG, which turmoil seeds only when the build has `--cfg tokio_unstable`: set it
+///   in `.cargo/config.toml` under `[build] rustflags`, and do not let a `RUSTFLAGS`
+///   environment variable replace it);
+/// - no iteration of a randomly seeded `HashMap`/`HashSet` where the order matters (use
+///   `BTreeMap`, or a fixed hasher);
+/// - no real time (`std::time::Instant::now`, `SystemTime`) and no OS randomness: take time
+///   from `Service::now` or `tokio::time` (virtual inside turmoil) and randomness from a
+///   generator seeded from the simulation's seed;
+/// - no threads of your own and no blocking I/O (the host's runtime is single-threaded and
+///   its time is paused).
+///
+/// `laxsim run --check-determinism` (and the same check in your own simulation tests) runs
+/// each seed twice and fails when the traces differ.
 #[derive(Debug)]
 pub struct TurmoilRuntime {
     clock: TokioClock,
@@ -68,7 +88,11 @@ impl Runtime for TurmoilRuntime {
         "turmoil"
     }
 
-    fn bind<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
+    fn bind<'a>(
+        &'a self,
+        addr: &'a str,
+        _backlog: u32, // turmoil's listeners have no backlog
+    ) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
         Box::pin(async move {
             let l = TcpListener::bind(addr.to_string()).await?;
             Ok(Box::new(TurmoilListener(l)) as Box<dyn Listener>)

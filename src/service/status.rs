@@ -80,8 +80,15 @@ pub struct Status {
     pub connected: u64,
     /// Connections refused at `max_sessions`.
     pub refused: u64,
-    /// Failed `connect` calls (timeouts, refused, ...).
+    /// `connect` calls that failed once they had started connecting: timeouts, I/O errors
+    /// (refused by the peer's host), failed handshakes (also in `handshake_failures`), and
+    /// connections this service dropped at once because it shut down or filled up meanwhile.
+    /// Calls refused before any I/O (`NotConfigured`, `Shutdown`, `TooManySessions` up front)
+    /// are not counted.
     pub connect_failures: u64,
+    /// Failed accepts on a listening socket (out of file descriptors and the like; the accept
+    /// loop backs off and goes on).
+    pub accept_errors: u64,
     /// Bytes received, all sessions since start.
     pub bytes_in: u64,
     /// Bytes sent.
@@ -115,7 +122,8 @@ pub struct Status {
     /// Stalled handshakes (no ClientHello yet, or a ClientFinished more than
     /// `Encryption::hello_timeout` late) dropped to make room for a new connection.
     pub handshakes_evicted: u64,
-    /// Id slots created (high-water mark of concurrent sessions).
+    /// The most sessions live at once (high-water mark); the id table's memory is
+    /// proportional to it.
     pub slots: usize,
     /// The buffer pool.
     pub pool: PoolStats,
@@ -169,6 +177,7 @@ impl Service {
             connected: c.connected.load(Relaxed),
             refused: c.refused.load(Relaxed),
             connect_failures: c.connect_failures.load(Relaxed),
+            accept_errors: c.accept_errors.load(Relaxed),
             bytes_in: bi,
             bytes_out: bo,
             msgs_in: mi,
@@ -188,12 +197,12 @@ impl Service {
             handshakes_refused: c.handshakes_refused.load(Relaxed),
             handshaking: inner.handshaking(),
             handshakes_evicted: c.handshakes_evicted.load(Relaxed),
-            slots: inner.slots_created(),
+            slots: inner.peak_sessions(),
             pool,
         }
     }
 
-    /// Every live session, in id-slot order.
+    /// Every live session, oldest first.
     pub fn sessions(&self) -> Vec<SessionInfo> {
         let now = self.now();
         self.inner()
@@ -229,11 +238,12 @@ impl fmt::Display for Status {
             writeln!(f, "{:<16} {:>8} {:>8}", p.protocol, p.open, p.closing)?;
         }
         writeln!(f, "{:<24} {:>14}", "counter", "value")?;
-        let rows: [(&str, u64); 19] = [
+        let rows: [(&str, u64); 20] = [
             ("accepted", self.accepted),
             ("connected", self.connected),
             ("refused", self.refused),
             ("connect failures", self.connect_failures),
+            ("accept errors", self.accept_errors),
             ("bytes in", self.bytes_in),
             ("bytes out", self.bytes_out),
             ("messages in", self.msgs_in),
@@ -248,7 +258,7 @@ impl fmt::Display for Status {
             ("handshakes refused", self.handshakes_refused),
             ("handshaking now", self.handshaking as u64),
             ("handshakes evicted", self.handshakes_evicted),
-            ("id slots", self.slots as u64),
+            ("peak sessions", self.slots as u64),
         ];
         for (k, v) in rows {
             writeln!(f, "{k:<24} {v:>14}")?;

@@ -779,6 +779,13 @@ impl Connection {
         }
     }
 
+    /// The record layer of an encrypted session (for `fuzz_api`, which queues a client's
+    /// Finished the way the service does after its handshake).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn sealed_mut(&mut self) -> Option<&mut Sealed> {
+        self.sealed.as_deref_mut()
+    }
+
     /// Gives every buffer back to the pool.
     pub(crate) fn release(&mut self) {
         self.inbound.release();

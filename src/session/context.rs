@@ -18,6 +18,7 @@ pub(crate) struct Counters {
     pub(crate) connected: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
     pub(crate) closes: [AtomicU64; CloseKind::ALL.len()],
     pub(crate) heartbeat_expiries: AtomicU64,
     pub(crate) queue_full: AtomicU64,

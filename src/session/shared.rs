@@ -59,8 +59,9 @@ pub(crate) enum Phase {
     Open,
     /// Closing for `reason`: no new sends; the driver flushes and shuts down.
     Closing(CloseReason),
-    /// The driver has finished and released the id. Refs are stale.
-    Destroyed,
+    /// The driver has finished and released the id; the session ended for this reason. Refs
+    /// are stale.
+    Destroyed(CloseReason),
 }
 
 /// The part protected by the session's lock.
@@ -187,8 +188,8 @@ impl SessionShared {
 /// A cheap, cloneable handle to send on a session or close it.
 ///
 /// A ref points at one session for its whole life: once that session is destroyed, the ref
-/// fails with [`SendError::Stale`] forever, even after the id's slot is reused by a new
-/// session. `send` takes the session's own lock; there is no table lookup per send.
+/// fails with [`SendError::Stale`] forever, even after its id is issued to a new session.
+/// `send` takes the session's own lock; there is no table lookup per send.
 #[derive(Clone)]
 pub struct SessionRef {
     pub(crate) shared: Arc<SessionShared>,
@@ -233,6 +234,42 @@ impl SessionRef {
         self.shared.phase() == Phase::Open
     }
 
+    /// Why the session is closing or closed, once it is: the reason its `Closed` event
+    /// carries (the first reason wins). `None` while it is open.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        match self.shared.phase() {
+            Phase::Open => None,
+            Phase::Closing(r) | Phase::Destroyed(r) => Some(r),
+        }
+    }
+
+    /// Resolves with the reason once the session is over: its `Closed` event was published,
+    /// its buffers are back in the pool and its id is released (at once if that already
+    /// happened). For a task that owns one session and must learn of its end without a
+    /// subscription:
+    ///
+    /// ```no_run
+    /// # async fn demo(session: laxnet::SessionRef) {
+    /// let reason = session.closed().await;
+    /// println!("session {} ended: {reason}", session.id());
+    /// # }
+    /// ```
+    ///
+    /// Cancel-safe; any number of tasks may wait at once.
+    pub async fn closed(&self) -> CloseReason {
+        let sh = &*self.shared;
+        loop {
+            let notified = sh.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check: the notification of the destroy is not lost.
+            notified.as_mut().enable();
+            if let Phase::Destroyed(r) = &sh.lock().phase {
+                return r.clone();
+            }
+            notified.await;
+        }
+    }
+
     /// Bytes queued by [`send`](Self::send) and not yet written to the socket, counted as
     /// [`Config::send_queue_limit`](crate::Config::send_queue_limit) counts them (wire bytes,
     /// record overhead included on encrypted sessions). For senders that pace themselves: a
@@ -241,7 +278,7 @@ impl SessionRef {
     pub fn queued_bytes(&self) -> usize {
         let sh = &*self.shared;
         let st = sh.lock();
-        if st.phase == Phase::Destroyed {
+        if matches!(st.phase, Phase::Destroyed(_)) {
             return 0;
         }
         sh.wire_len(st.queue.len()) + sh.in_flight.load(SeqCst)
@@ -281,7 +318,7 @@ impl SessionRef {
             match &st.phase {
                 Phase::Open => {}
                 Phase::Closing(r) => return Err(SendError::Closed(r.clone())),
-                Phase::Destroyed => return Err(SendError::Stale),
+                Phase::Destroyed(_) => return Err(SendError::Stale),
             }
             // The limit is a high-water mark: a send is refused while the queue is over it and
             // accepted whole below it, so any frame up to `max_frame` can be sent, and a
@@ -342,8 +379,10 @@ impl SessionRef {
 
     /// Waits until the session has room for more messages: returns at once while the bytes
     /// queued and in flight are at most half of [`Config::send_queue_limit`], otherwise when
-    /// the session's task has written enough to get there. Fails like [`send`](Self::send)
-    /// once the session is closing or destroyed.
+    /// the session's task has written enough to get there. Fails with
+    /// [`SendError::Closed`] and the session's close reason once it is closing, and also once
+    /// it is destroyed (where [`send`](Self::send) says `Stale`): a waiter learns why its
+    /// session ended.
     ///
     /// This is the async answer to [`SendError::QueueFull`]: a bulk sender sends until it
     /// gets `QueueFull`, then `ready().await?` and sends the same message again, instead of
@@ -361,8 +400,9 @@ impl SessionRef {
                 let st = sh.lock();
                 match &st.phase {
                     Phase::Open => {}
-                    Phase::Closing(r) => return Err(SendError::Closed(r.clone())),
-                    Phase::Destroyed => return Err(SendError::Stale),
+                    Phase::Closing(r) | Phase::Destroyed(r) => {
+                        return Err(SendError::Closed(r.clone()));
+                    }
                 }
                 sh.want_room.store(true, SeqCst);
                 let queued = sh.wire_len(st.queue.len()) + sh.in_flight.load(SeqCst);
@@ -396,7 +436,7 @@ impl SessionRef {
         match self.shared.phase() {
             Phase::Open => SendError::Closed(CloseReason::Local),
             Phase::Closing(r) => SendError::Closed(r),
-            Phase::Destroyed => SendError::Stale,
+            Phase::Destroyed(_) => SendError::Stale,
         }
     }
 }

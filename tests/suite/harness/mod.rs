@@ -26,7 +26,7 @@ mod log;
 pub(crate) use backends::{run_tokio, run_turmoil};
 pub(crate) use ctx::Ctx;
 pub(crate) use fixtures::{BITS, HPKE, Seq, client_encryption, raw_frame, server_encryption};
-pub(crate) use host::install_echo;
+pub(crate) use host::{Host, install_echo};
 pub(crate) use log::sessions_of;
 
 /// Locks `m`, also after a panic elsewhere poisoned it (a failing scenario must still tear

@@ -126,12 +126,16 @@ pub(crate) async fn bulk_send_waits_for_room(ctx: Arc<Ctx>) {
     .await;
     assert_eq!(ctx.server.msgs(srv), (0..sent).collect::<Vec<_>>());
     assert_eq!(ctx.server.closed(srv), Some(peer_normal()));
+    // Once destroyed, `ready()` still says why the session ended (a send says `Stale`).
     let c2 = c.clone();
     assert_eq!(
         ctx.client
-            .exec_async(|_| async move { c2.ready().await })
+            .exec_async(|_| async move { (c2.ready().await, c2.send(&Seq::new(0, 1))) })
             .await,
-        Err(SendError::Stale)
+        (
+            Err(SendError::Closed(CloseReason::Local)),
+            Err(SendError::Stale)
+        )
     );
     ctx.assert_no_leaks().await;
 }

@@ -46,6 +46,35 @@ async fn close_from(ctx: Arc<Ctx>, side: Side) {
         Side::Client => &ctx.client,
         Side::Server => &ctx.server,
     };
+    // `closed()` waiters started before the close resolve with the reason once the session
+    // is over, on the closing side and on the other.
+    let other_refs: Vec<SessionRef> = match side {
+        Side::Server => pairs.iter().map(|(c, _)| c.clone()).collect(),
+        Side::Client => {
+            let ids: Vec<SessionId> = pairs.iter().map(|(_, s)| *s).collect();
+            ctx.server
+                .exec(move |svc| ids.iter().map(|i| svc.acquire(*i).unwrap()).collect())
+                .await
+        }
+    };
+    let (local_host, other_host) = match side {
+        Side::Client => (&ctx.client, &ctx.server),
+        Side::Server => (&ctx.server, &ctx.client),
+    };
+    fn waits(
+        h: &crate::harness::Host,
+        refs: Vec<SessionRef>,
+    ) -> impl std::future::Future<Output = Vec<CloseReason>> + 'static {
+        h.spawn(move |_| async move {
+            let mut reasons = Vec::new();
+            for r in refs {
+                reasons.push(r.closed().await);
+            }
+            reasons
+        })
+    }
+    let local_closed = waits(local_host, refs.clone());
+    let other_closed = waits(other_host, other_refs.clone());
     let r2 = refs.clone();
     host.exec(move |_| {
         for s in &r2 {
@@ -111,6 +140,24 @@ async fn close_from(ctx: Arc<Ctx>, side: Side) {
         })
         .await;
     assert!(res.iter().all(|r| *r == Err(SendError::Stale)), "{res:?}");
+    assert_eq!(local_closed.await, vec![CloseReason::Local; SESSIONS]);
+    assert_eq!(other_closed.await, vec![peer_normal(); SESSIONS]);
+    // After the end, `closed()` answers at once, `close_reason()` and `ready()` say why.
+    let r2 = refs.clone();
+    let after = host
+        .exec_async(move |_| async move {
+            let mut out = Vec::new();
+            for s in &r2 {
+                out.push((s.closed().await, s.close_reason(), s.ready().await));
+            }
+            out
+        })
+        .await;
+    for (closed, reason, ready) in after {
+        assert_eq!(closed, CloseReason::Local);
+        assert_eq!(reason, Some(CloseReason::Local));
+        assert_eq!(ready, Err(SendError::Closed(CloseReason::Local)));
+    }
     let st = local.status().await;
     assert_eq!(st.closed(CloseKind::Local), SESSIONS as u64, "{st}");
     assert_eq!(st.linger_expired, 0, "{st}");

@@ -1,0 +1,6 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| laxnet_fuzz::TARGETS
+    .iter()
+    .find(|(name, _)| *name == "scenario")
+    .expect("a target")
+    .1(data));

@@ -1,0 +1,128 @@
+//! Handshake admission on encrypted servers: a connection is refused only when the
+//! handshakes in progress (overall or from its source) are at their limit with none stalled
+//! to evict, or the service is full; and a refusal says why (it never looks like a reset).
+
+use laxnet::wire;
+
+use crate::reasons::Cause;
+use crate::state::State;
+use crate::state::streams::StreamInfo;
+
+impl State {
+    /// Handshake admission on an encrypted server: `stream` (accepted by host `h`) is being
+    /// dropped. If the library never read from it, it refused the connection, which it may do
+    /// only when `max_handshakes` handshakes are in progress (or `max_handshakes_per_source`
+    /// from its source) or the service is full. The handshakes in progress are the other
+    /// accepted streams of this incarnation that are open and have not completed theirs.
+    pub fn check_admission(&mut self, stream: u64) {
+        self.check_refusal(stream);
+        let info = &self.streams[stream as usize];
+        let h = info.host;
+        let host = &self.hosts[h as usize];
+        // A refusal reads what the client sent after writing why; before that the library
+        // never read from the stream.
+        let refused =
+            info.head_out.starts_with(&wire::REFUSAL_MAGIC) && info.rops_at_first_write == Some(0);
+        if !info.hpke
+            || info.connected
+            || (info.rops > 0 && !refused)
+            || info.hs_done
+            || host.down
+            || host.draining
+            || !self.sc.is_server(h)
+        {
+            return;
+        }
+        let svc = &self.sc.side(h).service;
+        let max_hs = svc.max_handshakes.unwrap_or(256);
+        let per_source = svc.max_handshakes_per_source.unwrap_or(16);
+        let (inc, ip) = (info.inc, info.remote.ip());
+        let busy: Vec<&StreamInfo> = self
+            .streams
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                *i as u64 != stream
+                    && s.host == h
+                    && s.inc == inc
+                    && s.hpke
+                    && !s.connected
+                    && s.open
+                    && !s.hs_done
+            })
+            .map(|(_, s)| s)
+            .collect();
+        // A stalled attempt (no whole ClientHello yet) is evicted to make room rather than
+        // the newcomer refused.
+        let hello = wire::CLIENT_HELLO as u64
+            + if self.sc.client_auth {
+                wire::CLIENT_HELLO_KEY as u64
+            } else {
+                0
+            };
+        let stalled = |s: &&&StreamInfo| s.read_total < hello;
+        let same: Vec<&&StreamInfo> = busy.iter().filter(|s| s.remote.ip() == ip).collect();
+        let source_full = same.len() >= per_source;
+        let global_full = busy.len() >= max_hs;
+        let refusable = (source_full && !same.iter().any(&stalled))
+            || (global_full && !busy.iter().any(|s| stalled(&s)));
+        let full = host.open_now >= svc.max_sessions;
+        let (from_source, busy) = (same.len(), busy.len());
+        if (source_full || global_full) && !refusable && !full {
+            self.violation(
+                Some(h),
+                None,
+                format!(
+                    "a connection was refused although a stalled handshake (no ClientHello yet) held a place it could have taken ({busy} in progress, {from_source} from its source)"
+                ),
+            );
+        } else if busy < max_hs && from_source < per_source && !full {
+            self.violation(
+                Some(h),
+                None,
+                format!(
+                    "a connection was refused with only {busy} handshakes in progress (max_handshakes = {max_hs}) and {} of {} sessions open",
+                    host.open_now, svc.max_sessions
+                ),
+            );
+        }
+    }
+
+    /// A server stream dropped without a session: the library refused the connection, and a
+    /// refusal is typed: on "bits" the stream wrote a close frame (never an Open frame alone,
+    /// never nothing), on "bits-hpke" a refusal in place of the ServerHello if it dropped the
+    /// connection before reading from it. Injected resets, crashes and the end of the run
+    /// excuse it.
+    fn check_refusal(&mut self, stream: u64) {
+        let info = &self.streams[stream as usize];
+        let h = info.host;
+        let host = &self.hosts[h as usize];
+        if info.connected
+            || info.sess.is_some()
+            || info.hs_done
+            || info.reset
+            || info.crashed
+            || info.rogue.is_some()
+            || host.down
+            || host.draining
+            || !self.sc.is_server(h)
+            || matches!(info.cause, Some((_, Cause::Io(_), _)))
+        {
+            return;
+        }
+        let silent = if info.hpke {
+            info.rops == 0 && info.written == 0
+        } else {
+            info.written == 0
+        };
+        if silent {
+            let what = format!(
+                "the server dropped a connection from {} without a session and without saying why (a refusal that looks like a reset)",
+                info.remote
+            );
+            self.violation(Some(h), None, what);
+        } else {
+            self.edge("refusal-typed");
+        }
+    }
+}
