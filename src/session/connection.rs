@@ -130,6 +130,9 @@ pub(crate) struct Connection {
     unsent_open: usize,
     /// Why a write failed, if one did.
     write_error: Option<CloseReason>,
+    /// Application bytes an abortive close dropped, and that close's reason (a sender's
+    /// clean reason adopted afterwards does not make the ending lossless).
+    dropped: Option<(usize, CloseReason)>,
 }
 
 impl Connection {
@@ -176,6 +179,7 @@ impl Connection {
             close_frame_read: false,
             unsent_open: 0,
             write_error: None,
+            dropped: None,
         }
     }
 
@@ -246,9 +250,14 @@ impl Connection {
             self.stopped = true;
             self.read_done = true;
             self.write_done = true;
+            let before = self.unsent();
             self.out.clear();
             if let Some(s) = self.sealed.as_mut() {
                 s.wire_out.clear();
+            }
+            let dropped = before - self.unsent();
+            if dropped > 0 && self.dropped.is_none() {
+                self.dropped = Some((dropped, reason.clone()));
             }
         }
         if self.plants.on(Bug::NoFlushOnClose) && reason == CloseReason::Local {
@@ -336,9 +345,12 @@ impl Connection {
     /// closed abortively may reset the connection right after saying why).
     pub(crate) fn handle_read_error(&mut self, kind: ErrorKind) {
         self.read_done = true;
-        let reason = self
-            .peer_reason()
-            .unwrap_or_else(|| CloseReason::from_io_kind(kind));
+        let failed = CloseReason::from_io_kind(kind);
+        // Unless bytes are lost with the connection: then the failure is the reason.
+        let reason = match self.unsent() > 0 {
+            true => failed,
+            false => self.peer_reason().unwrap_or(failed),
+        };
         self.close(reason, None);
     }
 
@@ -735,14 +747,17 @@ impl Connection {
 
     /// The reason a session that ends with `reason` reports when `lost` more bytes (senders
     /// queued them after the connection last looked) are dropped with it: a clean reason
-    /// that loses bytes becomes the failed write's reason, or `LingerExpired`.
+    /// that loses bytes becomes the failed write's reason, or that of the abortive close that
+    /// dropped them (a sender's clean reason adopted after it), or `LingerExpired`.
     pub(crate) fn final_reason(&self, reason: CloseReason, lost: usize) -> CloseReason {
-        let unsent = self.unsent() + lost;
+        let dropped = self.dropped.as_ref().map_or(0, |(n, _)| *n);
+        let unsent = self.unsent() + dropped + lost;
         if !reason.is_clean() || unsent == 0 || self.plants.on(Bug::LingerExpiryClean) {
             return reason;
         }
         self.write_error
             .clone()
+            .or_else(|| self.dropped.as_ref().map(|(_, r)| r.clone()))
             .unwrap_or(CloseReason::LingerExpired {
                 unsent: unsent as u64,
             })
