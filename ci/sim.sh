@@ -44,7 +44,7 @@ heartbeat-ignored partition-heartbeat
 lost-ready-wakeup slow-consumer
 refuse-below-limit slow-consumer
 ready-not-told-of-close slow-consumer
-no-flush-after-peer-eof admission
+no-flush-after-peer-eof churn
 stale-heartbeat-on-records partition-heartbeat-hpke
 half-frame-on-too-large hostile-peers
 id-wrap-off-by-one churn

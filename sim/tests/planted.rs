@@ -40,7 +40,7 @@ const CASES: [(&str, &str, &str); 22] = [
         "slow-consumer",
         "although it left Open",
     ),
-    ("no-flush-after-peer-eof", "admission", "before its linger"),
+    ("no-flush-after-peer-eof", "churn", "before its linger"),
     (
         "stale-heartbeat-on-records",
         "partition-heartbeat-hpke",
@@ -52,7 +52,7 @@ const CASES: [(&str, &str, &str); 22] = [
         "nothing the oracle saw gave it a reason",
     ),
     ("id-wrap-off-by-one", "churn", "outside the 31 ids"),
-    ("no-close-record", "churn-hpke", "closed cleanly in time"),
+    ("no-close-record", "churn-hpke", "without sending its reason"),
     ("last-reason-wins", "admission", "changed what senders"),
     ("bytes-out-offered", "churn-hpke", "but its socket took"),
     (
