@@ -52,7 +52,11 @@ const CASES: [(&str, &str, &str); 22] = [
         "nothing the oracle saw gave it a reason",
     ),
     ("id-wrap-off-by-one", "churn", "outside the 31 ids"),
-    ("no-close-record", "churn-hpke", "without sending its reason"),
+    (
+        "no-close-record",
+        "churn-hpke",
+        "without sending its reason",
+    ),
     ("last-reason-wins", "admission", "changed what senders"),
     ("bytes-out-offered", "churn-hpke", "but its socket took"),
     (
