@@ -64,7 +64,7 @@ heartbeat-ignored partition-heartbeat
 lost-ready-wakeup slow-consumer
 refuse-below-limit slow-consumer
 ready-not-told-of-close slow-consumer
-no-flush-after-peer-eof admission
+no-flush-after-peer-eof churn
 stale-heartbeat-on-records partition-heartbeat-hpke
 half-frame-on-too-large hostile-peers
 id-wrap-off-by-one churn
@@ -74,6 +74,9 @@ bytes-out-offered churn-hpke
 handshake-slot-leak close-races-hpke
 refuse-instead-of-evict handshake-flood
 frame-limit-off-by-one hostile-peers
+reason-not-sent steady-echo
+refusal-looks-like-reset admission
+linger-expiry-clean slow-consumer
 BUGS
 
 step "laxsim stress: the lifecycle oracle on real sockets and threads (races the simulator cannot show)"

@@ -43,6 +43,18 @@ pub enum CloseReason {
     /// The session's task was dropped before it finished (its runtime shut down, or the
     /// simulated host crashed).
     Aborted,
+    /// The peer closed and said why (a close control frame on "bits", the payload of its
+    /// authenticated Close record on "bits-hpke"; see `docs/wire.md`). A peer that ends the
+    /// stream without a reason (an older peer, or one answering this side's close) gives
+    /// [`CloseReason::PeerClosed`].
+    Peer(PeerClose),
+    /// A clean close (`close()`, shutdown, the peer's close) ran out of linger time with
+    /// bytes still unsent: they were dropped, so the close is not clean.
+    LingerExpired {
+        /// Bytes queued and never written: frames not yet written and, on "bits-hpke",
+        /// sealed records not yet written (this side's own close message not counted).
+        unsent: u64,
+    },
 }
 
 impl CloseReason {
@@ -61,16 +73,27 @@ impl CloseReason {
             CloseReason::Panic => CloseKind::Panic,
             CloseReason::Crypto(_) => CloseKind::Crypto,
             CloseReason::Aborted => CloseKind::Aborted,
+            CloseReason::Peer(_) => CloseKind::Peer,
+            CloseReason::LingerExpired { .. } => CloseKind::LingerExpired,
         }
     }
 
     /// Who or what ended the session (see [`Fault`]): the peer for `PeerClosed`, `Protocol`
     /// and `Crypto` (except `CounterExhausted`, this side's configured usage limit); this
     /// side for `Local`, `Shutdown`, `Panic` and `Aborted`; the network for `Reset` and `Io`;
-    /// a timeout for `Heartbeat` and `Idle`. Together with [`CloseReason::is_clean`] it says
-    /// whether an ending was chosen or suffered.
+    /// a timeout for `Heartbeat`, `Idle` and `LingerExpired`. A reason the peer sent
+    /// ([`CloseReason::Peer`]) is the peer's choice ([`Fault::Peer`]), except that a peer that
+    /// timed this side out (heartbeat, idle) is a timeout and a peer that saw this side break
+    /// the protocol blames this side ([`Fault::Local`]). Together with
+    /// [`CloseReason::is_clean`] it says whether an ending was chosen or suffered.
     pub fn fault(&self) -> Fault {
         match self {
+            CloseReason::Peer(p) => match p.code {
+                CloseCode::Heartbeat | CloseCode::Idle => Fault::Timeout,
+                CloseCode::Protocol => Fault::Local,
+                _ => Fault::Peer,
+            },
+            CloseReason::LingerExpired { .. } => Fault::Timeout,
             CloseReason::PeerClosed | CloseReason::Protocol(_) => Fault::Peer,
             CloseReason::Crypto(CryptoError::CounterExhausted) => Fault::Local,
             CloseReason::Crypto(_) => Fault::Peer,
@@ -81,14 +104,52 @@ impl CloseReason {
         }
     }
 
-    /// True for endings that both sides agreed on (local close, peer close, shutdown): these
-    /// flush what was queued and wait for the peer's end of stream. Every other ending drops
-    /// the connection at once.
+    /// True for endings that both sides agreed on and that lost nothing: a local close, a
+    /// shutdown, the peer's close without a reason or with a normal one (its application
+    /// closed, or its service shut down). These flush what was queued and wait for the peer's
+    /// end of stream. A peer's close for any other reason (heartbeat, a violation, ...) is
+    /// flushed the same way but is not clean; every other ending drops the connection at
+    /// once (after sending its reason when it can, see `docs/wire.md`). A clean close that
+    /// runs out of linger time with bytes unsent ends as [`CloseReason::LingerExpired`].
     pub fn is_clean(&self) -> bool {
+        match self {
+            CloseReason::Local | CloseReason::PeerClosed | CloseReason::Shutdown => true,
+            CloseReason::Peer(p) => matches!(p.code, CloseCode::Normal | CloseCode::Shutdown),
+            _ => false,
+        }
+    }
+
+    /// The close sequence flushes what was queued and waits for the peer's end of stream:
+    /// the clean endings and every close of the peer's (the peer is still reading).
+    pub(crate) fn flushes(&self) -> bool {
+        self.is_clean() || matches!(self, CloseReason::Peer(_))
+    }
+
+    /// Abortive endings that still send their reason (best effort): the peer is there to
+    /// read it, this side only stops reading.
+    pub(crate) fn sends_reason(&self) -> bool {
         matches!(
             self,
-            CloseReason::Local | CloseReason::PeerClosed | CloseReason::Shutdown
+            CloseReason::Heartbeat
+                | CloseReason::Idle
+                | CloseReason::Protocol(_)
+                | CloseReason::Panic
         )
+    }
+
+    /// What this side tells the peer when it closes for this reason (with `app`, the
+    /// application's code and text from `SessionRef::close_with`): `None` for endings that
+    /// send nothing (the peer's own close, a broken connection).
+    pub(crate) fn code(&self) -> Option<(CloseCode, u16)> {
+        Some(match self {
+            CloseReason::Local => (CloseCode::Normal, 0),
+            CloseReason::Shutdown => (CloseCode::Shutdown, 0),
+            CloseReason::Heartbeat => (CloseCode::Heartbeat, 0),
+            CloseReason::Idle => (CloseCode::Idle, 0),
+            CloseReason::Protocol(v) => (CloseCode::Protocol, v.detail()),
+            CloseReason::Panic => (CloseCode::Panic, 0),
+            _ => return None,
+        })
     }
 
     /// The reason for a failed read or write.
@@ -116,6 +177,184 @@ impl fmt::Display for CloseReason {
             CloseReason::Panic => f.write_str("a subscriber panicked"),
             CloseReason::Crypto(e) => write!(f, "crypto: {e}"),
             CloseReason::Aborted => f.write_str("session task aborted"),
+            CloseReason::Peer(p) => write!(f, "the peer closed: {p}"),
+            CloseReason::LingerExpired { unsent } => write!(
+                f,
+                "linger time expired with {unsent} bytes unsent (dropped)"
+            ),
+        }
+    }
+}
+
+/// The code a peer closes with (see [`PeerClose`]). Codes this version does not know (from a
+/// newer peer) arrive as [`CloseCode::Unknown`], never as an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseCode {
+    /// Its application closed (`close()` or `SessionRef::close_with`).
+    Normal,
+    /// Its service shut down.
+    Shutdown,
+    /// It heard nothing from this side for longer than its heartbeat timeout.
+    Heartbeat,
+    /// It heard nothing from this side for longer than its idle timeout.
+    Idle,
+    /// This side broke the protocol (`PeerClose::detail` says how, see
+    /// [`ProtocolViolation::detail`]).
+    Protocol,
+    /// A subscriber callback panicked on its side.
+    Panic,
+    /// Refused: the service is at its maximum number of sessions.
+    Full,
+    /// Refused: the service is shutting down.
+    ShuttingDown,
+    /// Refused: the service has too many handshakes in progress.
+    Busy,
+    /// Refused: this client's key is not allowed.
+    NotAllowed,
+    /// A code this version does not know.
+    Unknown(u8),
+}
+
+impl CloseCode {
+    /// The code's byte on the wire.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            CloseCode::Normal => 0,
+            CloseCode::Shutdown => 1,
+            CloseCode::Heartbeat => 2,
+            CloseCode::Idle => 3,
+            CloseCode::Protocol => 4,
+            CloseCode::Panic => 5,
+            CloseCode::Full => 16,
+            CloseCode::ShuttingDown => 17,
+            CloseCode::Busy => 18,
+            CloseCode::NotAllowed => 19,
+            CloseCode::Unknown(b) => b,
+        }
+    }
+
+    /// The code for a byte from the wire (unknown bytes are kept as `Unknown`).
+    pub fn from_u8(b: u8) -> CloseCode {
+        match b {
+            0 => CloseCode::Normal,
+            1 => CloseCode::Shutdown,
+            2 => CloseCode::Heartbeat,
+            3 => CloseCode::Idle,
+            4 => CloseCode::Protocol,
+            5 => CloseCode::Panic,
+            16 => CloseCode::Full,
+            17 => CloseCode::ShuttingDown,
+            18 => CloseCode::Busy,
+            19 => CloseCode::NotAllowed,
+            b => CloseCode::Unknown(b),
+        }
+    }
+}
+
+impl fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseCode::Normal => f.write_str("closed by its application"),
+            CloseCode::Shutdown => f.write_str("its service shut down"),
+            CloseCode::Heartbeat => f.write_str("heartbeat timeout"),
+            CloseCode::Idle => f.write_str("idle timeout"),
+            CloseCode::Protocol => f.write_str("protocol violation by this side"),
+            CloseCode::Panic => f.write_str("a subscriber panicked"),
+            CloseCode::Full => f.write_str("service full"),
+            CloseCode::ShuttingDown => f.write_str("service shutting down"),
+            CloseCode::Busy => f.write_str("too many handshakes in progress"),
+            CloseCode::NotAllowed => f.write_str("not allowed"),
+            CloseCode::Unknown(b) => write!(f, "unknown code {b}"),
+        }
+    }
+}
+
+/// What a peer said when it closed ([`CloseReason::Peer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerClose {
+    /// Why.
+    pub code: CloseCode,
+    /// Details of `code` (for [`CloseCode::Protocol`], which violation: see
+    /// [`ProtocolViolation::detail`]); 0 otherwise.
+    pub detail: u16,
+    /// The application's code from `SessionRef::close_with` (0 if none).
+    pub app_code: u32,
+    /// The application's text from `SessionRef::close_with` (at most
+    /// [`PeerClose::MAX_TEXT`] bytes; empty if none).
+    pub text: String,
+}
+
+impl PeerClose {
+    /// Longest application text a close carries, in bytes of UTF-8.
+    pub const MAX_TEXT: usize = 64;
+
+    /// A close with `code` and nothing else.
+    pub fn new(code: CloseCode) -> PeerClose {
+        PeerClose {
+            code,
+            detail: 0,
+            app_code: 0,
+            text: String::new(),
+        }
+    }
+}
+
+impl fmt::Display for PeerClose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if self.code == CloseCode::Protocol && self.detail != 0 {
+            write!(f, " ({})", ProtocolViolation::describe_detail(self.detail))?;
+        }
+        if self.app_code != 0 || !self.text.is_empty() {
+            write!(f, " (application code {}", self.app_code)?;
+            if !self.text.is_empty() {
+                write!(f, ": {:?}", self.text)?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a server refused a connection ([`ConnectError::Refused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The service is at its maximum number of sessions.
+    Full,
+    /// The service is shutting down.
+    ShuttingDown,
+    /// The service has too many encrypted handshakes in progress (unauthenticated: see
+    /// `docs/wire.md`).
+    Busy,
+    /// The client's key is not allowed (unauthenticated: see `docs/wire.md`).
+    NotAllowed,
+    /// Another code (from a newer server, or a close code that is no refusal).
+    Other(CloseCode),
+}
+
+impl From<CloseCode> for Refusal {
+    fn from(code: CloseCode) -> Refusal {
+        match code {
+            CloseCode::Full => Refusal::Full,
+            CloseCode::ShuttingDown | CloseCode::Shutdown => Refusal::ShuttingDown,
+            CloseCode::Busy => Refusal::Busy,
+            CloseCode::NotAllowed => Refusal::NotAllowed,
+            c => Refusal::Other(c),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Full => f.write_str("service full"),
+            Refusal::ShuttingDown => f.write_str("service shutting down"),
+            Refusal::Busy => f.write_str("too many handshakes in progress"),
+            Refusal::NotAllowed => f.write_str("client not allowed"),
+            Refusal::Other(c) => write!(f, "{c}"),
         }
     }
 }
@@ -147,11 +386,15 @@ pub enum CloseKind {
     Crypto,
     /// [`CloseReason::Aborted`].
     Aborted,
+    /// [`CloseReason::Peer`].
+    Peer,
+    /// [`CloseReason::LingerExpired`].
+    LingerExpired,
 }
 
 impl CloseKind {
     /// Every kind, in declaration order (the order of [`Status::closes`](crate::Status::closes)).
-    pub const ALL: [CloseKind; 11] = [
+    pub const ALL: [CloseKind; 13] = [
         CloseKind::Local,
         CloseKind::PeerClosed,
         CloseKind::Reset,
@@ -163,6 +406,8 @@ impl CloseKind {
         CloseKind::Panic,
         CloseKind::Crypto,
         CloseKind::Aborted,
+        CloseKind::Peer,
+        CloseKind::LingerExpired,
     ];
 
     /// A stable short name (`"peer-closed"`), as the status table prints it.
@@ -179,6 +424,8 @@ impl CloseKind {
             CloseKind::Panic => "panic",
             CloseKind::Crypto => "crypto",
             CloseKind::Aborted => "aborted",
+            CloseKind::Peer => "peer",
+            CloseKind::LingerExpired => "linger-expired",
         }
     }
 
@@ -224,6 +471,37 @@ pub enum ProtocolViolation {
     },
     /// The stream ended in the middle of a frame.
     TruncatedFrame,
+    /// A control frame (or a Close record's payload) that does not parse, or a frame after
+    /// the peer's close (see `docs/wire.md`).
+    BadControl,
+}
+
+impl ProtocolViolation {
+    /// Which violation, as a close tells the peer ([`PeerClose::detail`]): 1 frame too
+    /// large, 2 frame too short, 3 unknown message, 4 undecodable, 5 truncated frame, 6 bad
+    /// control frame.
+    pub fn detail(&self) -> u16 {
+        match self {
+            ProtocolViolation::FrameTooLarge { .. } => 1,
+            ProtocolViolation::FrameTooShort { .. } => 2,
+            ProtocolViolation::UnknownMessage { .. } => 3,
+            ProtocolViolation::Undecodable { .. } => 4,
+            ProtocolViolation::TruncatedFrame => 5,
+            ProtocolViolation::BadControl => 6,
+        }
+    }
+
+    fn describe_detail(detail: u16) -> &'static str {
+        match detail {
+            1 => "frame too large",
+            2 => "frame too short",
+            3 => "unknown message",
+            4 => "undecodable message",
+            5 => "truncated frame",
+            6 => "bad control frame",
+            _ => "unknown detail",
+        }
+    }
 }
 
 impl fmt::Display for ProtocolViolation {
@@ -240,6 +518,9 @@ impl fmt::Display for ProtocolViolation {
                 write!(f, "message id {id} does not decode as {type_name}")
             }
             ProtocolViolation::TruncatedFrame => f.write_str("stream ended inside a frame"),
+            ProtocolViolation::BadControl => {
+                f.write_str("malformed control frame, or a frame after the close")
+            }
         }
     }
 }
@@ -310,6 +591,12 @@ pub enum ConnectError {
     Io(io::Error),
     /// The encrypted protocol's handshake failed (wrong server key, timeout, ...).
     Handshake(crate::crypto::HandshakeError),
+    /// The server refused the connection and said why. On "bits-hpke" a refusal before the
+    /// handshake (busy, not allowed, full) is unauthenticated (see `docs/wire.md`).
+    Refused(Refusal),
+    /// The server's first bytes on "bits" were not its Open control frame (an older or a
+    /// different server).
+    Protocol(ProtocolViolation),
 }
 
 impl fmt::Display for ConnectError {
@@ -323,6 +610,8 @@ impl fmt::Display for ConnectError {
             ConnectError::Shutdown => f.write_str("service is shut down"),
             ConnectError::Io(e) => write!(f, "connect failed: {e}"),
             ConnectError::Handshake(e) => write!(f, "handshake failed: {e}"),
+            ConnectError::Refused(r) => write!(f, "refused by the server: {r}"),
+            ConnectError::Protocol(v) => write!(f, "unexpected answer from the server: {v}"),
         }
     }
 }
@@ -386,6 +675,11 @@ pub enum SubscribeError {
     },
     /// The session is already gone (for close notifications keyed by session id).
     SessionGone,
+    /// The message id is reserved for the protocol's control frames (`u32::MAX`).
+    ReservedId {
+        /// The type that was refused.
+        refused: &'static str,
+    },
 }
 
 impl fmt::Display for SubscribeError {
@@ -400,6 +694,11 @@ impl fmt::Display for SubscribeError {
                 "message id {id} is already registered for {existing}; refused {refused}"
             ),
             SubscribeError::SessionGone => f.write_str("the session is already gone"),
+            SubscribeError::ReservedId { refused } => write!(
+                f,
+                "message id {} is reserved for control frames; refused {refused}",
+                u32::MAX
+            ),
         }
     }
 }
@@ -429,13 +728,15 @@ mod tests {
             CloseReason::Panic,
             CloseReason::Crypto(CryptoError::Truncated),
             CloseReason::Aborted,
+            CloseReason::Peer(PeerClose::new(CloseCode::Normal)),
+            CloseReason::LingerExpired { unsent: 1 },
         ];
         let kinds: Vec<CloseKind> = reasons.iter().map(CloseReason::kind).collect();
         assert_eq!(kinds, CloseKind::ALL);
         let faults: Vec<Fault> = reasons.iter().map(CloseReason::fault).collect();
         use Fault::*;
         #[rustfmt::skip]
-        let expected = [Local, Peer, Network, Network, Peer, Timeout, Timeout, Local, Local, Peer, Local];
+        let expected = [Local, Peer, Network, Network, Peer, Timeout, Timeout, Local, Local, Peer, Local, Peer, Timeout];
         assert_eq!(faults, expected);
         // A clean ending names the side that chose it.
         for r in reasons.iter().filter(|r| r.is_clean()) {
@@ -443,5 +744,31 @@ mod tests {
         }
         let limit = CloseReason::Crypto(CryptoError::CounterExhausted);
         assert_eq!(limit.fault(), Local, "this side's configured usage limit");
+        let peer = |c| CloseReason::Peer(PeerClose::new(c));
+        assert!(peer(CloseCode::Shutdown).is_clean());
+        assert!(!peer(CloseCode::Heartbeat).is_clean());
+        assert_eq!(peer(CloseCode::Heartbeat).fault(), Timeout);
+        assert_eq!(peer(CloseCode::Protocol).fault(), Local);
+        assert!(!CloseReason::LingerExpired { unsent: 1 }.is_clean());
+    }
+
+    #[test]
+    fn close_codes_round_trip_and_unknown_ones_are_kept() {
+        for b in 0..=u8::MAX {
+            assert_eq!(CloseCode::from_u8(b).to_u8(), b);
+        }
+        assert_eq!(CloseCode::from_u8(200), CloseCode::Unknown(200));
+        assert_eq!(Refusal::from(CloseCode::Full), Refusal::Full);
+        let text = CloseReason::Peer(PeerClose {
+            code: CloseCode::Normal,
+            detail: 0,
+            app_code: 7,
+            text: "bye".into(),
+        })
+        .to_string();
+        assert_eq!(
+            text,
+            "the peer closed: closed by its application (application code 7: \"bye\")"
+        );
     }
 }

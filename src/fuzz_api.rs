@@ -36,6 +36,28 @@ pub use crate::message::{HEADER_BYTES, LEN_BYTES, Message, Parsed, encode_frame,
 pub use crate::protocol::Protocol;
 pub use crate::time::Instant;
 
+/// The close message body this side sends when it closes for `reason` without an
+/// application code (`docs/wire.md`): `None` for endings that send none (the peer's close, a
+/// broken connection). On "bits" it goes out as a control frame ([`control_frame`]), on
+/// "bits-hpke" as the Close record's payload.
+pub fn close_message(reason: &CloseReason) -> Option<Vec<u8>> {
+    let (code, detail) = reason.code()?;
+    let mut pc = crate::error::PeerClose::new(code);
+    pc.detail = detail;
+    Some(crate::control::close_body(&pc))
+}
+
+/// Whether an abortive close for `reason` still writes its close message (and the frames
+/// already taken) before it ends.
+pub fn sends_reason(reason: &CloseReason) -> bool {
+    reason.sends_reason()
+}
+
+/// `body` as a "bits" control frame (message id `u32::MAX`).
+pub fn control_frame(body: &[u8]) -> Vec<u8> {
+    crate::control::frame(body)
+}
+
 // ---- frames ----------------------------------------------------------------------------
 
 /// The session's receive buffer and frame parser (`session::inbound`).
@@ -135,6 +157,7 @@ impl Decoders {
                 queue: SegmentQueue::new(core.pool.clone(), core.config.segment_size),
                 phase: Phase::Open,
                 waker: None,
+                app_close: None,
             }),
             want_room: Default::default(),
             room: Default::default(),
@@ -498,8 +521,8 @@ impl Conn {
         self.0.handle_read_error(kind)
     }
     /// See `Connection::handle_violation`.
-    pub fn handle_violation(&mut self, v: ProtocolViolation) {
-        self.0.handle_violation(v)
+    pub fn handle_violation(&mut self, v: ProtocolViolation, now: Instant) {
+        self.0.handle_violation(v, now)
     }
     /// See `Connection::handle_written`.
     pub fn handle_written(&mut self, n: usize) -> usize {

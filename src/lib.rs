@@ -78,6 +78,7 @@
 
 mod buffer;
 mod config;
+mod control;
 mod crypto;
 mod error;
 mod event;
@@ -104,7 +105,8 @@ pub use crypto::{
     Cipher, CryptoError, Encryption, HandshakeError, KeyError, KeyPair, PeerMisbehaved, PublicKey,
 };
 pub use error::{
-    AcceptError, CloseKind, CloseReason, ConnectError, ProtocolViolation, SendError, SubscribeError,
+    AcceptError, CloseCode, CloseKind, CloseReason, ConnectError, PeerClose, ProtocolViolation,
+    Refusal, SendError, SubscribeError,
 };
 pub use event::{AnyMessage, Event, Received, SessionEvent, SubId};
 pub use fault::Fault;

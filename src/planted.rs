@@ -61,11 +61,19 @@ pub enum Bug {
     RefuseInsteadOfEvict,
     /// A frame of exactly `max_frame` bytes is refused as too large.
     FrameLimitOffByOne,
+    /// A close sends no reason: no close control frame on "bits", an empty Close record on
+    /// "bits-hpke" (the peer sees `PeerClosed` instead of the reason).
+    ReasonNotSent,
+    /// A refusal at connect looks like a reset: the server drops the connection without
+    /// saying why.
+    RefusalLooksLikeReset,
+    /// A clean close whose linger time ran out with bytes unsent keeps its clean reason.
+    LingerExpiryClean,
 }
 
 impl Bug {
     /// Every planted bug, with its command-line name.
-    pub const ALL: [(Bug, &'static str); 20] = [
+    pub const ALL: [(Bug, &'static str); 23] = [
         (Bug::NoFlushOnClose, "no-flush-on-close"),
         (Bug::DoubleClosed, "double-closed"),
         (Bug::DeliverAfterClose, "deliver-after-close"),
@@ -86,6 +94,9 @@ impl Bug {
         (Bug::HandshakeSlotLeak, "handshake-slot-leak"),
         (Bug::RefuseInsteadOfEvict, "refuse-instead-of-evict"),
         (Bug::FrameLimitOffByOne, "frame-limit-off-by-one"),
+        (Bug::ReasonNotSent, "reason-not-sent"),
+        (Bug::RefusalLooksLikeReset, "refusal-looks-like-reset"),
+        (Bug::LingerExpiryClean, "linger-expiry-clean"),
     ];
 
     /// The command-line name.

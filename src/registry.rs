@@ -171,6 +171,9 @@ impl Registry {
         &self,
         sub: Option<(SubId, Protocol, Target<Received<T>>)>,
     ) -> Result<Registry, SubscribeError> {
+        if T::ID == crate::control::CONTROL_ID {
+            return Err(SubscribeError::ReservedId { refused: T::name() });
+        }
         let mut subs = match self.handlers.get(&T::ID) {
             None => Vec::new(),
             Some(h) => match h.as_any().downcast_ref::<Typed<T>>() {

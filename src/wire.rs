@@ -7,9 +7,13 @@
 //!   ClientFinished; the layout is in `src/crypto/handshake.rs`), then records
 //!   `len: u32 LE | AEAD(type: u8 ‖ payload) | tag[16]`, `len` counting everything after
 //!   itself (`src/crypto/record.rs`).
+//! - control messages (`src/control.rs`, `docs/wire.md`): on "bits" frames with the message
+//!   id [`CONTROL_ID`] — the Open frame a server writes first, the close frame a side writes
+//!   last —, on "bits-hpke" the close body as the Close record's payload; a server's refusal
+//!   before the handshake is [`REFUSAL`] bytes in place of the ServerHello.
 
 use crate::crypto::{handshake, record};
-use crate::message;
+use crate::{control, message};
 
 /// Bytes of a frame's length prefix.
 pub const FRAME_LEN_PREFIX: usize = message::LEN_BYTES;
@@ -57,6 +61,31 @@ pub const EMPTY_RECORD_LEN: usize = RECORD_TYPE + RECORD_TAG;
 
 const _: () = assert!(RECORD_OVERHEAD == RECORD_HEADER + EMPTY_RECORD_LEN);
 
+/// The message id of "bits" control frames (reserved: no message type may use it).
+pub const CONTROL_ID: u32 = control::CONTROL_ID;
+/// Bytes of the Open frame a "bits" server writes first on every connection it accepts (the
+/// connecting side reads it before its session exists; no byte counter counts it).
+pub const OPEN_FRAME: usize = control::OPEN_FRAME;
+/// Bytes of a close body without application text (the payload of a Close record that
+/// carries a reason).
+pub const CLOSE_BODY: usize = control::CLOSE_FIXED;
+/// Longest application text a close body carries.
+pub const CLOSE_TEXT_MAX: usize = control::MAX_TEXT;
+/// Bytes of a "bits" close frame with `text` bytes of application text.
+pub const fn close_frame(text: usize) -> usize {
+    FRAME_HEADER + CLOSE_BODY + text
+}
+/// Bytes of a "bits-hpke" Close record with a reason and `text` bytes of application text (a
+/// Close record without a reason is [`RECORD_OVERHEAD`] bytes).
+pub const fn close_record(text: usize) -> usize {
+    RECORD_OVERHEAD + CLOSE_BODY + text
+}
+/// Bytes of a "bits-hpke" server's refusal before the handshake: [`REFUSAL_MAGIC`] and a
+/// close code.
+pub const REFUSAL: usize = handshake::REFUSAL_LEN;
+/// The first four bytes of a refusal (in place of [`HANDSHAKE_MAGIC`]).
+pub const REFUSAL_MAGIC: [u8; 4] = handshake::REFUSAL_MAGIC;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +107,9 @@ mod tests {
         );
         assert_eq!((RECORD_HEADER, RECORD_TYPE, RECORD_TAG), (4, 1, 16));
         assert_eq!((RECORD_OVERHEAD, EMPTY_RECORD_LEN), (21, 17));
+        assert_eq!(CONTROL_ID, u32::MAX);
+        assert_eq!((OPEN_FRAME, CLOSE_BODY, CLOSE_TEXT_MAX), (10, 9, 64));
+        assert_eq!((close_frame(0), close_record(0)), (17, 30));
+        assert_eq!((&REFUSAL_MAGIC, REFUSAL), (b"LXNR", 5));
     }
 }

@@ -128,7 +128,11 @@ async fn encrypted_echo_both_ciphers_and_clean_close() {
         }
         s.close();
         let l = wait_for(&log, |l| l.iter().any(|x| x.starts_with("closed"))).await;
-        assert_eq!(l.last().unwrap(), "closed: PeerClosed", "{cipher:?}: {l:?}");
+        assert_eq!(
+            l.last().unwrap(),
+            "closed: Peer(PeerClose { code: Normal, detail: 0, app_code: 0, text: \"\" })",
+            "{cipher:?}: {l:?}"
+        );
         assert_eq!(l.iter().filter(|x| *x == "opened").count(), 1);
         srv.shutdown().await;
         client.shutdown().await;
@@ -157,7 +161,8 @@ async fn a_client_refused_after_its_handshake_finishes_it_and_closes_cleanly() {
         other => panic!("one connect must be refused after its handshake: {other:?}"),
     };
     let l = wait_for(&log, |l| l.iter().any(|x| x.starts_with("closed"))).await;
-    assert_eq!(l, ["opened", "opened", "closed: PeerClosed"]);
+    let full = "closed: Peer(PeerClose { code: Full, detail: 0, app_code: 0, text: \"\" })";
+    assert_eq!(l, ["opened", "opened", full]);
     let st = srv.status();
     assert_eq!((st.handshakes, st.handshake_failures), (2, 0), "{st}");
     assert_eq!(client.status().handshakes, 2);
@@ -493,10 +498,18 @@ async fn garbage_and_silent_handshakes_fail_without_state() {
     let st = srv.status();
     assert_eq!(st.handshakes_evicted, 2, "pre-auth cap: {st:?}");
     assert_eq!(st.handshakes_refused, 0, "{st:?}");
+    // Each evicted attempt is told why (busy, unauthenticated) and its connection closed.
     let mut closed = 0;
     for s in &mut silent[..2] {
-        let mut b = [0u8; 1];
-        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(100), s.read(&mut b)).await {
+        let mut b = Vec::new();
+        let read = tokio::time::timeout(Duration::from_millis(100), s.read_to_end(&mut b)).await;
+        if let Ok(Ok(_)) = read
+            && b == laxnet::wire::REFUSAL_MAGIC
+                .iter()
+                .chain(&[18])
+                .copied()
+                .collect::<Vec<_>>()
+        {
             closed += 1;
         }
     }

@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["crypto"],
     &["error"],
     &["message"],
+    &["control"],
     &["wire", "config", "id"],
     &["session"],
     &["event"],

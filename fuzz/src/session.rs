@@ -18,10 +18,14 @@
 //! - one close: at most one `Closing`, `ProtocolError` and `LingerExpired` event each; the
 //!   connection's reason is always the one senders see (the first wins); every input
 //!   sequence ends in `is_done` by the linger deadline at the latest;
-//! - output: the bytes written are a prefix of the frames sent (encrypted: the client's
-//!   Finished, then records whose payloads are that prefix, then at most one Close record,
-//!   last); nothing is written after an abortive close or the shutdown; a clean close shuts
-//!   the write side down only once everything accepted before it is written;
+//! - output: the bytes written are a prefix of the frames sent, then, once closing, the close
+//!   message for the connection's reason ("bits": a control frame, after a whole frame;
+//!   encrypted: the client's Finished, then records whose payloads are that prefix, then at
+//!   most one Close record, last, whose payload is the close message or empty when the
+//!   reason sends none); nothing is written after an abortive close that sends no reason,
+//!   nor after the shutdown; a clean close shuts the write side down only once everything
+//!   accepted before it and its close message are written; one that sends its reason, only
+//!   after that reason;
 //! - bounds: sends are refused over the send-queue limit, the bytes queued and in flight
 //!   stay under the limit plus one frame plus the records being written, the buffers held
 //!   stay bounded, and every buffer is back in the pool after `release`.
@@ -35,7 +39,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use laxnet::fuzz_api::{
     BufferPool, CF_LEN, Cipher, CloseReason, Conn, ConnEvent, CryptoError, Instant, Limits,
     PoolConfig, ProtocolViolation, RECORD_HEADER, RECORD_OVERHEAD, RECORD_TAG, RecordSealer,
-    SealedParams, SegmentQueue, encode_frame,
+    SealedParams, SegmentQueue, close_message, control_frame, encode_frame, sends_reason,
 };
 
 use crate::records::null_keys;
@@ -301,6 +305,8 @@ pub struct Harness {
     written: Vec<u8>,
     /// Bytes written when the writing had to stop (abortive close, shutdown).
     write_frozen: Option<usize>,
+    /// A write failed (or wrote nothing).
+    write_failed: bool,
     closing_events: usize,
     /// The reason of the connection's own `Closing` event.
     closing_reason: Option<CloseReason>,
@@ -355,6 +361,7 @@ impl Harness {
             sent: Vec::new(),
             written: Vec::new(),
             write_frozen: None,
+            write_failed: false,
             closing_events: 0,
             closing_reason: None,
             drained: false,
@@ -397,9 +404,7 @@ impl Harness {
             && self.conn.reason().is_none()
         {
             self.conn.handle_close(r.clone(), self.now);
-            if !r.is_clean() {
-                self.stop();
-            }
+            self.stop_for(&r);
         }
     }
 
@@ -423,6 +428,19 @@ impl Harness {
         self.freeze_writes();
     }
 
+    /// An abortive close for `reason` stops the delivery, and the writing unless it still
+    /// sends its reason (the frames already taken, then its close message).
+    fn stop_for(&mut self, reason: &CloseReason) {
+        if reason.is_clean() {
+            return;
+        }
+        if sends_reason(reason) {
+            self.stop_delivery();
+        } else {
+            self.stop();
+        }
+    }
+
     /// The driver's `events`.
     fn events(&mut self) {
         while let Some(ev) = self.conn.poll_event() {
@@ -431,9 +449,7 @@ impl Harness {
                     self.closing_events += 1;
                     self.closing_reason = Some(reason.clone());
                     assert_eq!(self.closing_events, 1, "a second Closing event");
-                    if !reason.is_clean() {
-                        self.stop();
-                    }
+                    self.stop_for(&reason);
                     if !self.request_close(reason.clone())
                         && let Some(first) = self.phase.clone()
                         && first != reason
@@ -461,8 +477,10 @@ impl Harness {
                 Ok(None) => break,
                 Ok(Some(f)) => {
                     if !known(f.id()) {
-                        self.conn
-                            .handle_violation(ProtocolViolation::UnknownMessage { id: f.id() });
+                        self.conn.handle_violation(
+                            ProtocolViolation::UnknownMessage { id: f.id() },
+                            self.now,
+                        );
                         break;
                     }
                     assert!(
@@ -473,7 +491,7 @@ impl Harness {
                     self.conn.consume(&f);
                 }
                 Err(v) => {
-                    self.conn.handle_violation(v);
+                    self.conn.handle_violation(v, self.now);
                     break;
                 }
             }
@@ -588,6 +606,7 @@ impl Harness {
         let counted = self.conn.handle_written(n);
         assert!(counted <= n);
         if n == 0 {
+            self.write_failed = true;
             self.stop();
         }
         self.check_output(false);
@@ -598,6 +617,7 @@ impl Harness {
             return;
         }
         self.conn.handle_write_error(io_kind(k));
+        self.write_failed = true;
         self.stop();
     }
 
@@ -766,6 +786,7 @@ impl Harness {
         let mut plain = Vec::new();
         let mut closed = false;
         let mut partial = false;
+        let mut close_payload = 0;
         if self.setup.encrypted {
             while w.len() >= RECORD_HEADER {
                 assert!(!closed, "bytes after the Close record");
@@ -779,9 +800,15 @@ impl Harness {
                 }
                 let payload = &body[1.min(body.len())..body.len().min(len - RECORD_TAG)];
                 if closed {
-                    assert!(payload.is_empty(), "a Close record with a payload");
+                    let want = self.close_body().unwrap_or_default();
+                    assert!(
+                        want.starts_with(payload),
+                        "the Close record's payload is not the reason's close message"
+                    );
+                    close_payload = payload.len();
+                } else {
+                    plain.extend_from_slice(payload);
                 }
-                plain.extend_from_slice(payload);
                 if total > w.len() {
                     partial = true;
                     w = &[];
@@ -796,29 +823,76 @@ impl Harness {
         } else {
             plain.extend_from_slice(w);
         }
-        assert!(
-            plain.len() <= self.sent.len() && plain[..] == self.sent[..plain.len()],
-            "written bytes are not the frames sent"
-        );
+        // "bits": the frames sent (a prefix), then, at a frame boundary, the close frame.
+        let close_frame = match (self.setup.encrypted, self.close_body()) {
+            (false, Some(b)) => control_frame(&b),
+            _ => Vec::new(),
+        };
+        let is_prefix = plain.len() <= self.sent.len() && plain[..] == self.sent[..plain.len()];
+        let frames = if is_prefix {
+            plain.len()
+        } else {
+            self.frame_ends()
+                .into_iter()
+                .filter(|&b| b <= plain.len() && plain[..b] == self.sent[..b])
+                .find(|&b| !close_frame.is_empty() && close_frame.starts_with(&plain[b..]))
+                .expect("written bytes are not the frames sent (then the close frame)")
+        };
         if flushed {
-            assert_eq!(
-                plain.len(),
-                self.sent.len(),
-                "shut down before everything was written"
-            );
+            let clean = self.conn.reason().is_some_and(|r| !sends_reason(r));
+            if clean {
+                assert_eq!(
+                    frames,
+                    self.sent.len(),
+                    "shut down before everything was written"
+                );
+            }
             if self.setup.encrypted {
                 assert!(
                     closed && w.is_empty() && !partial,
                     "shut down without the Close record"
                 );
+                let want = self.close_body().unwrap_or_default();
+                assert_eq!(close_payload, want.len(), "shut down without the reason");
+            } else {
+                assert_eq!(
+                    plain.len() - frames,
+                    close_frame.len(),
+                    "shut down without the close frame"
+                );
             }
         }
     }
 
+    /// The close message the connection's reason sends, if any.
+    fn close_body(&self) -> Option<Vec<u8>> {
+        self.conn.reason().and_then(close_message)
+    }
+
+    /// Where the frames sent end (0 included): a close frame starts at one of them.
+    fn frame_ends(&self) -> Vec<usize> {
+        let mut ends = vec![0];
+        let mut at = 0;
+        while at + 4 <= self.sent.len() {
+            let s = &self.sent;
+            at += 4 + u32::from_le_bytes([s[at], s[at + 1], s[at + 2], s[at + 3]]) as usize;
+            ends.push(at);
+        }
+        ends
+    }
+
     fn check(&self) {
-        // The connection's reason is the senders' (the first reason wins).
+        // The connection's reason is the senders' (the first reason wins), except that a
+        // clean close that loses bytes is not clean: its linger ran out (`LingerExpired`) or
+        // a write failed (that failure's reason).
         if let Some(r) = self.conn.reason() {
-            assert_eq!(Some(r), self.phase.as_ref(), "the close reasons differ");
+            let clean = self.phase.as_ref().is_some_and(CloseReason::is_clean);
+            let expired = matches!(r, CloseReason::LingerExpired { unsent } if *unsent > 0)
+                && self.linger_events == 1;
+            let failed = matches!(r, CloseReason::Io(_) | CloseReason::Reset) && self.write_failed;
+            if !(clean && (expired || failed)) {
+                assert_eq!(Some(r), self.phase.as_ref(), "the close reasons differ");
+            }
         }
         if let Some(at) = self.write_frozen {
             assert_eq!(self.written.len(), at, "written after the writing stopped");

@@ -39,14 +39,33 @@ pub enum Cause {
     Io(ErrorKind),
     /// A hostile peer's bytes that the protocol forbids, now read far enough to be seen.
     Violation(ProtocolViolation),
+    /// The stream read its peer's whole close message with a reason (its code on "bits"; on
+    /// "bits-hpke" the oracle cannot see it, `None`), then its end or a failed read.
+    PeerSaid {
+        /// The close code, when the oracle could read it.
+        code: Option<u8>,
+        /// The read or write that failed after it, if one did: a session that lost bytes to
+        /// that failure reports it instead.
+        io: Option<ErrorKind>,
+    },
+}
+
+/// A clean ending may end up `LingerExpired` instead: the linger ran out with bytes unsent.
+fn or_linger(clean: &CloseReason, reason: &CloseReason) -> bool {
+    reason == clean || matches!(reason, CloseReason::LingerExpired { unsent } if *unsent > 0)
 }
 
 impl Cause {
     /// True if a session whose first cause is `self` may report `reason`.
     pub fn allows(&self, reason: &CloseReason) -> bool {
         match self {
-            Cause::CloseCalled => *reason == CloseReason::Local,
-            Cause::Shutdown => *reason == CloseReason::Shutdown,
+            Cause::CloseCalled => or_linger(&CloseReason::Local, reason),
+            Cause::Shutdown => or_linger(&CloseReason::Shutdown, reason),
+            Cause::PeerSaid { code, io } => {
+                matches!(reason, CloseReason::Peer(p) if code.is_none_or(|c| p.code.to_u8() == c))
+                    || matches!(reason, CloseReason::LingerExpired { unsent } if *unsent > 0)
+                    || io.is_some_and(|k| io_reason(k) == *reason)
+            }
             Cause::Heartbeat => *reason == CloseReason::Heartbeat,
             Cause::Crash => *reason == CloseReason::Aborted,
             Cause::Eof {
@@ -57,7 +76,7 @@ impl Cause {
                 if *mid_frame {
                     *reason == CloseReason::Protocol(ProtocolViolation::TruncatedFrame)
                 } else {
-                    *reason == CloseReason::PeerClosed
+                    or_linger(&CloseReason::PeerClosed, reason)
                 }
             }
             Cause::Eof {
@@ -66,7 +85,7 @@ impl Cause {
                 ..
             } => {
                 if *close_record {
-                    *reason == CloseReason::PeerClosed
+                    or_linger(&CloseReason::PeerClosed, reason)
                 } else {
                     *reason == CloseReason::Crypto(CryptoError::Truncated)
                 }
@@ -97,6 +116,10 @@ impl Cause {
             Cause::Eof { .. } => CloseReason::Crypto(CryptoError::Truncated).to_string(),
             Cause::Io(kind) => io_reason(*kind).to_string(),
             Cause::Violation(v) => CloseReason::Protocol(v.clone()).to_string(),
+            Cause::PeerSaid { code: Some(c), .. } => {
+                format!("the peer closed: {}", laxnet::CloseCode::from_u8(*c))
+            }
+            Cause::PeerSaid { code: None, .. } => "the peer closed: <its reason>".into(),
         }
     }
 
@@ -117,7 +140,7 @@ impl Cause {
                     close_record: true,
                     ..
                 }
-        )
+        ) || matches!(self, Cause::PeerSaid { code, .. } if code.is_none_or(|c| c <= 1))
     }
 }
 

@@ -18,7 +18,7 @@ fn scenario(name: &str) -> Arc<Scenario> {
 
 /// Each bug with a scenario meant to catch it and what the report must say. (The race
 /// `buffers-after-release` needs threads: `laxsim stress`, tests/stress.rs.)
-const CASES: [(&str, &str, &str); 19] = [
+const CASES: [(&str, &str, &str); 22] = [
     ("no-flush-on-close", "steady-echo", "lost messages"),
     ("double-closed", "steady-echo", "Closed published 2 times"),
     ("deliver-after-close", "close-races", "after its Closed"),
@@ -40,7 +40,7 @@ const CASES: [(&str, &str, &str); 19] = [
         "slow-consumer",
         "although it left Open",
     ),
-    ("no-flush-after-peer-eof", "admission", "lost messages"),
+    ("no-flush-after-peer-eof", "churn", "before its linger"),
     (
         "stale-heartbeat-on-records",
         "partition-heartbeat-hpke",
@@ -52,7 +52,11 @@ const CASES: [(&str, &str, &str); 19] = [
         "nothing the oracle saw gave it a reason",
     ),
     ("id-wrap-off-by-one", "churn", "outside the 31 ids"),
-    ("no-close-record", "churn-hpke", "closed cleanly in time"),
+    (
+        "no-close-record",
+        "churn-hpke",
+        "without sending its reason",
+    ),
     ("last-reason-wins", "admission", "changed what senders"),
     ("bytes-out-offered", "churn-hpke", "but its socket took"),
     (
@@ -70,6 +74,17 @@ const CASES: [(&str, &str, &str); 19] = [
         "hostile-peers",
         "exceeds the maximum of 4095",
     ),
+    (
+        "reason-not-sent",
+        "steady-echo",
+        "without sending its reason",
+    ),
+    (
+        "refusal-looks-like-reset",
+        "admission",
+        "a refusal that looks like a reset",
+    ),
+    ("linger-expiry-clean", "slow-consumer", "closed cleanly"),
 ];
 
 #[test]

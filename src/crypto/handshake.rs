@@ -91,6 +91,11 @@ pub(crate) use server::{ServerKeys, server_finish, server_respond};
 /// The protocol version, first on the wire: v3 binds the client's static key to the server's
 /// ephemeral one (`K3`) and the context into the transcript.
 pub(crate) const MAGIC: [u8; 4] = *b"LXN3";
+/// A server's refusal in place of its ServerHello: these four bytes, then a one-byte close
+/// code (`CloseCode`). Unauthenticated (see `docs/wire.md`).
+pub(crate) const REFUSAL_MAGIC: [u8; 4] = *b"LXNR";
+/// Bytes of a refusal.
+pub(crate) const REFUSAL_LEN: usize = 5;
 /// Bytes of the ClientHello header (magic, cipher, flags, reserved).
 pub(crate) const CH_HEADER: usize = 8;
 /// Bytes of a ClientHello without a client key.

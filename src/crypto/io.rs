@@ -14,7 +14,8 @@ use zeroize::Zeroizing;
 
 use super::admission::Ticket;
 use super::handshake::{
-    self, CF_LEN, CH_HEADER, CH_MAX, ClientKeys, Fresh, SH_LEN, ServerKeys, SessionKeys,
+    self, CF_LEN, CH_HEADER, CH_MAX, ClientKeys, Fresh, REFUSAL_LEN, REFUSAL_MAGIC, SH_LEN,
+    ServerKeys, SessionKeys,
 };
 use super::record::{self, Opener, RecordType, Sealer};
 use super::{Encryption, HandshakeError, PublicKey};
@@ -123,7 +124,14 @@ pub(crate) async fn client(
         let (pending, hello) = handshake::client_hello(fresh(rt)?, enc.cipher, keys)?;
         stream.write_all(&hello).await.map_err(io_err)?;
         let mut sh = [0u8; SH_LEN];
-        stream.read_exact(&mut sh).await.map_err(io_err)?;
+        stream.read_exact(&mut sh[..4]).await.map_err(io_err)?;
+        if sh[..4] == REFUSAL_MAGIC {
+            // The server's refusal instead of its ServerHello.
+            let mut code = [0u8; REFUSAL_LEN - 4];
+            stream.read_exact(&mut code).await.map_err(io_err)?;
+            return Err(HandshakeError::Refused(code[0]));
+        }
+        stream.read_exact(&mut sh[4..]).await.map_err(io_err)?;
         Ok(handshake::client_finish(pending, keys, &sh)?)
     })
     .await
@@ -168,13 +176,31 @@ pub(crate) async fn server(
     .await
 }
 
+/// The refusal a server writes instead of its ServerHello (see [`client`]).
+pub(crate) fn refusal(code: u8) -> [u8; REFUSAL_LEN] {
+    let mut r = [0u8; REFUSAL_LEN];
+    r[..4].copy_from_slice(&REFUSAL_MAGIC);
+    r[4] = code;
+    r
+}
+
 /// Ends an established encrypted connection that gets no session (the service is full or shut
-/// down) with an authenticated Close record, after what is already queued (a client's
-/// Finished), so the peer sees a clean close (`PeerClosed`) instead of a truncation. Bounded by
-/// the handshake timeout; errors are ignored (the stream is dropped next anyway).
-pub(crate) async fn refuse(rt: &dyn Runtime, stream: &mut BoxStream, sealed: &mut Sealed) {
-    let mut rec = [0u8; record::OVERHEAD];
-    let Ok(n) = sealed.sealer.seal(RecordType::Close, &mut rec, 0) else {
+/// down) with an authenticated Close record carrying `reason` (a close body, see
+/// `docs/wire.md`), after what is already queued (a client's Finished), so the peer learns
+/// why instead of seeing a truncation. Bounded by the handshake timeout; errors are ignored
+/// (the stream is dropped next anyway).
+pub(crate) async fn refuse(
+    rt: &dyn Runtime,
+    stream: &mut BoxStream,
+    sealed: &mut Sealed,
+    reason: &[u8],
+) {
+    let mut rec = vec![0u8; record::OVERHEAD + reason.len()];
+    rec[record::HEADER + 1..record::HEADER + 1 + reason.len()].copy_from_slice(reason);
+    let Ok(n) = sealed
+        .sealer
+        .seal(RecordType::Close, &mut rec, reason.len())
+    else {
         return;
     };
     // A rare path: one small copy keeps it a single write.
@@ -215,6 +241,11 @@ impl Sealed {
         debug_assert!(self.wire_out.is_empty(), "the Finished goes first");
         self.wire_out.push(cf);
         self.unsent_finished = CF_LEN;
+    }
+
+    /// Bytes of the client's Finished not yet written.
+    pub(crate) fn unsent_finished(&self) -> usize {
+        self.unsent_finished
     }
 
     /// How many of `written` bytes, just written from the front of `wire_out`, were records

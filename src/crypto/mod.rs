@@ -373,8 +373,13 @@ pub enum HandshakeError {
     Timeout,
     /// A server only: the attempt was stalled when a new connection found the handshake places
     /// full, and was dropped to make room for it (see [`Encryption::max_handshakes`]; counted
-    /// in `Status::handshakes_evicted`). Its client sees [`HandshakeError::Closed`].
+    /// in `Status::handshakes_evicted`). Its client sees a refusal (`Busy`).
     Busy,
+    /// A client only: the server refused before the handshake and sent this close code
+    /// (`CloseCode::to_u8`) instead of its ServerHello; `Service::connect` reports it as
+    /// `ConnectError::Refused`. Unauthenticated: an on-path attacker could forge it, as it
+    /// could a reset.
+    Refused(u8),
 }
 
 impl HandshakeError {
@@ -385,7 +390,9 @@ impl HandshakeError {
     /// [`Busy`](HandshakeError::Busy) (this server's admission limits).
     pub fn fault(&self) -> Fault {
         match self {
-            HandshakeError::Peer(_) | HandshakeError::Closed => Fault::Peer,
+            HandshakeError::Peer(_) | HandshakeError::Closed | HandshakeError::Refused(_) => {
+                Fault::Peer
+            }
             HandshakeError::Io(_) => Fault::Network,
             HandshakeError::Timeout => Fault::Timeout,
             HandshakeError::Busy => Fault::Local,
@@ -407,6 +414,7 @@ impl fmt::Display for HandshakeError {
             HandshakeError::Io(k) => write!(f, "I/O error during the handshake: {k}"),
             HandshakeError::Timeout => f.write_str("handshake timed out"),
             HandshakeError::Busy => f.write_str("dropped for a newer handshake (too many at once)"),
+            HandshakeError::Refused(c) => write!(f, "refused by the server (code {c})"),
         }
     }
 }

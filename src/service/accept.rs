@@ -7,9 +7,10 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use tokio::sync::watch;
 
-use super::{Service, ServiceInner, spawn_guarded};
+use super::{Service, ServiceInner, close_body, spawn_guarded};
+use crate::control;
 use crate::crypto::{self, HandshakeError};
-use crate::error::AcceptError;
+use crate::error::{AcceptError, CloseCode};
 use crate::planted::Bug;
 use crate::protocol::Protocol;
 use crate::runtime::{BoxStream, Listener};
@@ -90,16 +91,22 @@ async fn accept_loop(
             Ok((stream, peer)) if protocol.is_encrypted() => {
                 start_server_handshake(&inner, stream, peer)
             }
+            Ok((stream, _)) if inner.is_shut_down() => {
+                let refusal = control::frame(&close_body(CloseCode::ShuttingDown));
+                refuse(&inner, stream, &refusal);
+            }
             Ok((stream, peer)) => {
-                if inner
-                    .open_session(stream, peer, protocol, Direction::Accepted, None)
-                    .is_err()
+                if let Err((stream, _)) =
+                    inner.open_session(stream, peer, protocol, Direction::Accepted, None)
                 {
-                    // At max_sessions: the stream is dropped here, which closes it.
+                    // At max_sessions: the client learns why instead of its `connect`
+                    // succeeding.
                     core.counters.refused.fetch_add(1, Relaxed);
                     if core.logging() {
                         tracing::warn!(target: "laxnet", %peer, "refused: max sessions reached");
                     }
+                    let refusal = control::frame(&close_body(CloseCode::Full));
+                    refuse(&inner, stream, &refusal);
                 }
             }
             Err(e) => {
@@ -125,7 +132,8 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
     };
     if inner.is_full() {
         core.counters.refused.fetch_add(1, Relaxed);
-        return; // dropping the stream closes it
+        let code = CloseCode::Full.to_u8();
+        return refuse(inner, stream, &crypto::io::refusal(code));
     }
     let source = crypto::admission::Source::of(peer.ip());
     let mut limits = enc.admission_limits();
@@ -140,7 +148,8 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
     }
     let Some(mut ticket) = admitted.ticket else {
         core.counters.handshakes_refused.fetch_add(1, Relaxed);
-        return;
+        let code = CloseCode::Busy.to_u8();
+        return refuse(inner, stream, &crypto::io::refusal(code));
     };
     let inner2 = inner.clone();
     let mut stream = stream;
@@ -181,8 +190,9 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
                     let mut sealed = Box::new(inner.sealed(&keys, false, enc));
                     drop(keys);
                     if inner.is_shut_down() {
-                        // Authenticated close: the client sees `PeerClosed`, not `Truncated`.
-                        crypto::io::refuse(rt, &mut stream, &mut sealed).await;
+                        // Authenticated close: the client learns why, it sees no truncation.
+                        let body = close_body(CloseCode::ShuttingDown);
+                        crypto::io::refuse(rt, &mut stream, &mut sealed, &body).await;
                         return;
                     }
                     if let Err((mut stream, Some(mut sealed))) = inner.open_session(
@@ -193,18 +203,68 @@ fn start_server_handshake(inner: &Arc<ServiceInner>, stream: BoxStream, peer: So
                         Some(sealed),
                     ) {
                         counters.refused.fetch_add(1, Relaxed);
-                        crypto::io::refuse(rt, &mut stream, &mut sealed).await;
+                        let body = close_body(CloseCode::Full);
+                        crypto::io::refuse(rt, &mut stream, &mut sealed, &body).await;
                     }
                 }
-                // Evicted (counted when it happened): the stream is dropped.
-                Err(HandshakeError::Busy) => {}
+                // Evicted (counted when it happened).
+                Err(HandshakeError::Busy) => {
+                    let code = CloseCode::Busy.to_u8();
+                    refuse(&inner, stream, &crypto::io::refusal(code));
+                }
                 Err(e) => {
+                    if matches!(
+                        e,
+                        HandshakeError::Peer(crypto::PeerMisbehaved::UnknownClientKey)
+                    ) {
+                        let code = CloseCode::NotAllowed.to_u8();
+                        refuse(&inner, stream, &crypto::io::refusal(code));
+                    }
                     counters.handshake_failures.fetch_add(1, Relaxed);
                     if inner.core.logging() {
                         tracing::info!(target: "laxnet", %peer, error = %e, "handshake failed");
                     }
                 }
             }
+        }),
+    );
+}
+
+/// Refusals written at once, at most: each holds a connection (and a small task) for up to
+/// the linger time; beyond it a flood of connections is dropped without a word.
+const MAX_REFUSING: usize = 1024;
+
+/// Refuses a connection that gets no session: writes `refusal`, shuts the write side down,
+/// and reads what the client sends until it closes (a close over unread bytes would reset
+/// the connection, and a reset can overtake the refusal), all bounded by the linger time,
+/// in a task of its own. Beyond [`MAX_REFUSING`] refusals at once (a flood), the stream is
+/// dropped instead, which closes it: a refusal is best effort, a client may see a reset.
+pub(super) fn refuse(inner: &Arc<ServiceInner>, stream: BoxStream, refusal: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let core = &inner.core;
+    if core.config.plants().on(Bug::RefusalLooksLikeReset)
+        || inner.refusing.load(Relaxed) >= MAX_REFUSING
+    {
+        return;
+    }
+    inner.refusing.fetch_add(1, Relaxed);
+    let refusing = inner.refusing.clone();
+    let rt = core.runtime.clone();
+    let linger = core.config.linger;
+    let refusal = refusal.to_vec();
+    let mut stream = stream;
+    spawn_guarded(
+        core,
+        Box::pin(async move {
+            let io = async {
+                stream.write_all(&refusal).await?;
+                stream.shutdown().await?;
+                let mut buf = [0u8; 512];
+                while stream.read(&mut buf).await? > 0 {}
+                Ok::<_, std::io::Error>(())
+            };
+            let _ = crate::runtime::timeout(&*rt, linger, io).await;
+            refusing.fetch_sub(1, Relaxed);
         }),
     );
 }

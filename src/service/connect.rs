@@ -2,10 +2,12 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{Service, lock};
-use crate::crypto;
-use crate::error::ConnectError;
+use super::{Service, close_body, lock};
+use crate::control::{self, Control};
+use crate::crypto::{self, HandshakeError};
+use crate::error::{CloseCode, ConnectError, ProtocolViolation, Refusal};
 use crate::protocol::Protocol;
+use crate::runtime::BoxStream;
 use crate::session::{Direction, SessionRef};
 
 impl Service {
@@ -40,7 +42,15 @@ impl Service {
         }
         let rt = &inner.core.runtime;
         let timeout = inner.core.config.connect_timeout;
-        let res = crate::runtime::timeout(&**rt, timeout, rt.connect(addr)).await;
+        // "bits": the server's Open frame (or its refusal) is part of connecting.
+        let connecting = async {
+            let (mut stream, peer) = rt.connect(addr).await.map_err(ConnectError::Io)?;
+            if hpke.is_none() {
+                read_open(&mut stream).await?;
+            }
+            Ok((stream, peer))
+        };
+        let res = crate::runtime::timeout(&**rt, timeout, connecting).await;
         let (mut stream, peer) = match res {
             None => {
                 inner.core.counters.connect_failures.fetch_add(1, Relaxed);
@@ -48,7 +58,7 @@ impl Service {
             }
             Some(Err(e)) => {
                 inner.core.counters.connect_failures.fetch_add(1, Relaxed);
-                return Err(ConnectError::Io(e));
+                return Err(e);
             }
             Some(Ok(x)) => x,
         };
@@ -61,6 +71,11 @@ impl Service {
                     sealed.queue_finished(&finished);
                     Some(sealed)
                 }
+                Err(HandshakeError::Refused(code)) => {
+                    inner.core.counters.connect_failures.fetch_add(1, Relaxed);
+                    let code = CloseCode::from_u8(code);
+                    return Err(ConnectError::Refused(Refusal::from(code)));
+                }
                 Err(e) => {
                     inner.core.counters.handshake_failures.fetch_add(1, Relaxed);
                     inner.core.counters.connect_failures.fetch_add(1, Relaxed);
@@ -72,7 +87,8 @@ impl Service {
         };
         if inner.is_shut_down() {
             if let Some(mut s) = sealed {
-                crypto::io::refuse(&**rt, &mut stream, &mut s).await;
+                let body = close_body(CloseCode::ShuttingDown);
+                crypto::io::refuse(&**rt, &mut stream, &mut s, &body).await;
             }
             inner.core.counters.connect_failures.fetch_add(1, Relaxed);
             return Err(ConnectError::Shutdown);
@@ -81,11 +97,34 @@ impl Service {
             Ok(s) => Ok(s),
             Err((mut stream, sealed)) => {
                 if let Some(mut s) = sealed {
-                    crypto::io::refuse(&**rt, &mut stream, &mut s).await;
+                    let body = close_body(CloseCode::Full);
+                    crypto::io::refuse(&**rt, &mut stream, &mut s, &body).await;
                 }
                 inner.core.counters.connect_failures.fetch_add(1, Relaxed);
                 Err(ConnectError::TooManySessions)
             }
         }
+    }
+}
+
+/// Reads a "bits" server's first frame: its Open frame, or its refusal (a close frame).
+/// Reads exactly that frame, so no application byte is taken before the session exists.
+async fn read_open(stream: &mut BoxStream) -> Result<(), ConnectError> {
+    use tokio::io::AsyncReadExt;
+    let mut header = [0u8; crate::message::HEADER_BYTES];
+    stream
+        .read_exact(&mut header)
+        .await
+        .map_err(ConnectError::Io)?;
+    let len = control::header_body_len(&header).map_err(ConnectError::Protocol)?;
+    let mut body = [0u8; control::MAX_BODY];
+    stream
+        .read_exact(&mut body[..len])
+        .await
+        .map_err(ConnectError::Io)?;
+    match control::decode(&body[..len]).map_err(ConnectError::Protocol)? {
+        Control::Open { .. } => Ok(()),
+        Control::Close(pc) => Err(ConnectError::Refused(Refusal::from(pc.code))),
+        Control::Unknown => Err(ConnectError::Protocol(ProtocolViolation::BadControl)),
     }
 }

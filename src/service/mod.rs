@@ -19,7 +19,7 @@ pub(crate) mod topic;
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand_chacha::ChaCha20Rng;
@@ -27,10 +27,11 @@ use rand_core::{Rng, SeedableRng};
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::control;
 use crate::crypto::handshake::SessionKeys;
 use crate::crypto::io::Sealed;
 use crate::crypto::{self, Encryption};
-use crate::error::CloseReason;
+use crate::error::{CloseCode, CloseReason, PeerClose};
 use crate::id::{IdTable, SessionId};
 use crate::registry::Registry;
 use crate::runtime::{BoxFuture, Runtime, TokioRuntime};
@@ -61,6 +62,8 @@ pub(crate) struct ServiceInner {
     /// Encrypted connections still in their handshake (pre-authentication), and who may start
     /// one.
     admission: Arc<crypto::admission::Admission>,
+    /// Refusals still being written (see [`accept::refuse`]).
+    refusing: Arc<AtomicUsize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -133,6 +136,7 @@ impl Service {
             shutdown: watch::Sender::new(false),
             live: watch::Sender::new(0),
             admission: Default::default(),
+            refusing: Default::default(),
             core,
         });
         let svc = Service { inner };
@@ -174,6 +178,11 @@ impl std::fmt::Debug for Service {
             .field("runtime", &self.inner.core.runtime.name())
             .finish()
     }
+}
+
+/// A close body with `code` and nothing else (`docs/wire.md`).
+fn close_body(code: CloseCode) -> Vec<u8> {
+    control::close_body(&PeerClose::new(code))
 }
 
 /// Spawns a service task; a panic in it is counted and logged instead of vanishing.

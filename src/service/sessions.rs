@@ -60,6 +60,7 @@ impl ServiceInner {
                         queue: SegmentQueue::new(core.pool.clone(), core.config.segment_size),
                         phase: Phase::Open,
                         waker: None,
+                        app_close: None,
                     }),
                     want_room: Default::default(),
                     room: Default::default(),

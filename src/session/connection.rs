@@ -3,8 +3,14 @@
 //! It owns everything a session does with bytes — the receive buffer and frame parser
 //! ([`Inbound`]), the frames taken from the send queue, the record layer of an encrypted
 //! session ([`Sealed`]) — and the close sequence: which reason ended it, whether the close is
-//! clean (flush, then shut the write side down, then wait for the peer's end of stream, all
-//! bounded by the linger time) or abortive (drop everything), and when it is over. It never
+//! clean (flush, then the close message, then shut the write side down, then wait for the
+//! peer's end of stream, all bounded by the linger time) or abortive (stop reading and drop
+//! what was not yet taken for writing; the endings that can still write finish the frames
+//! taken and send their close message, bounded by the linger time), and when it is over.
+//! It also speaks the control messages ([`crate::control`]): the Open frame a "bits" server
+//! writes first, the close message with this side's reason (a control frame on "bits", the
+//! Close record's payload on "bits-hpke"), and the peer's, which becomes
+//! [`CloseReason::Peer`] at its end of stream. It never
 //! touches a socket, a clock, a task or the service: bytes, time and requests come in as
 //! values, and what to write, when to wake and what happened go out as values. The session's
 //! task ([`super::driver`]) is a loop that feeds it.
@@ -38,10 +44,11 @@ use std::io::{ErrorKind, IoSlice};
 use std::time::Duration;
 
 use crate::buffer::{BufferPool, SegmentQueue};
+use crate::control::{self, CONTROL_ID, Control};
 use crate::crypto::CryptoError;
 use crate::crypto::io::Sealed;
 use crate::crypto::record::{self, Opener, RecordType};
-use crate::error::{CloseReason, ProtocolViolation};
+use crate::error::{CloseReason, PeerClose, ProtocolViolation};
 use crate::planted::{Bug, Plants};
 use crate::session::inbound::{FrameRef, Inbound};
 use crate::time::Instant;
@@ -57,7 +64,8 @@ pub(crate) enum Event {
     Closing(CloseReason),
     /// The peer broke the protocol (counted by the service).
     ProtocolError,
-    /// The linger time ran out before the close sequence finished.
+    /// The linger time ran out before the close sequence finished (the reason is
+    /// `CloseReason::LingerExpired` from now on if a clean close left bytes unsent).
     LingerExpired,
 }
 
@@ -103,6 +111,28 @@ pub(crate) struct Connection {
     closing: Option<CloseReason>,
     protocol_error: bool,
     linger_event: bool,
+    /// The close message (with this side's reason, if it has one to give) is queued.
+    close_queued: bool,
+    /// Bytes of the close message queued at the end of `wire_out` (encrypted).
+    close_len: usize,
+    /// The application's code and text for its close (`SessionRef::close_with`).
+    app_close: Option<(u32, String)>,
+    /// Frames may still be taken from the shared queue (not after an abortive close).
+    take_more: bool,
+    /// Bytes left in the shared queue at the last [`Connection::handle_queued`].
+    queue_left: usize,
+    /// The peer's close message, once read.
+    peer_close: Option<PeerClose>,
+    /// "bits": the peer's close frame was read; no frame may follow it.
+    close_frame_read: bool,
+    /// Bytes of the Open frame not yet written (not session traffic: the client reads it
+    /// before its session exists).
+    unsent_open: usize,
+    /// Why a write failed, if one did.
+    write_error: Option<CloseReason>,
+    /// Application bytes an abortive close dropped, and that close's reason (a sender's
+    /// clean reason adopted afterwards does not make the ending lossless).
+    dropped: Option<(usize, CloseReason)>,
 }
 
 impl Connection {
@@ -140,7 +170,31 @@ impl Connection {
             closing: None,
             protocol_error: false,
             linger_event: false,
+            close_queued: false,
+            close_len: 0,
+            app_close: None,
+            take_more: true,
+            queue_left: 0,
+            peer_close: None,
+            close_frame_read: false,
+            unsent_open: 0,
+            write_error: None,
+            dropped: None,
         }
+    }
+
+    /// A "bits" server's connection: the Open frame goes first, before any frame a sender
+    /// queues (a connecting client waits for it, see `docs/wire.md`).
+    pub(crate) fn queue_open(&mut self) {
+        debug_assert!(self.out.is_empty() && self.sealed.is_none());
+        self.out.push(&control::open_frame());
+        self.unsent_open = control::OPEN_FRAME;
+    }
+
+    /// The application's code and text for the close message of a local close
+    /// (`SessionRef::close_with`).
+    pub(crate) fn set_app_close(&mut self, code: u32, text: String) {
+        self.app_close = Some((code, text));
     }
 
     // ---- inputs ------------------------------------------------------------------------
@@ -149,17 +203,24 @@ impl Connection {
     /// queue is swapped out, so senders keep filling an empty one. Returns whether it took
     /// any.
     pub(crate) fn handle_queued(&mut self, queue: &mut SegmentQueue) -> bool {
+        if !self.take_more {
+            self.more_queued = false;
+            return false;
+        }
         let took = self.out.is_empty() && !queue.is_empty();
         if took {
             std::mem::swap(&mut self.out, queue);
         }
         self.more_queued = !queue.is_empty();
+        self.queue_left = queue.len();
         took
     }
 
-    /// Starts the close sequence for `reason` (the first reason wins): a clean reason flushes
-    /// and waits for the peer's end of stream until `now` + linger; any other drops
-    /// everything at once.
+    /// Starts the close sequence for `reason` (the first reason wins): a clean reason (or the
+    /// peer's close) flushes and waits for the peer's end of stream until `now` + linger; an
+    /// abortive one that can still write (heartbeat, idle, a violation, a panic) stops
+    /// reading, finishes the frames already taken and sends its reason, until `now` +
+    /// linger; any other drops everything at once.
     pub(crate) fn handle_close(&mut self, reason: CloseReason, now: Instant) {
         self.begin(reason, Some(now));
     }
@@ -170,24 +231,42 @@ impl Connection {
         if self.reason.is_some() {
             return;
         }
-        if reason.is_clean() {
-            debug_assert!(now.is_some(), "a clean close needs the time");
-            self.deadline = now.map(|n| n + self.linger);
+        // (Without the time, after a failed read, even the peer's close is abortive.)
+        if let Some(now) = now.filter(|_| reason.flushes()) {
+            self.deadline = Some(now + self.linger);
+        } else if let Some(now) = now.filter(|_| reason.sends_reason() && !self.write_done) {
+            // Abortive, but the peer can still be told why: the frames already taken are
+            // finished (a frame is never cut), nothing more is taken, nothing more is read.
+            self.stopped = true;
+            self.read_done = true;
+            self.take_more = false;
+            self.more_queued = false;
+            self.deadline = Some(now + self.linger);
+            // Nothing more is read or delivered: a session waiting to send its reason holds
+            // no read memory.
+            self.release_reads();
         } else {
             // Abortive: the peer is gone or hostile; flushing to it is pointless.
             self.stopped = true;
             self.read_done = true;
             self.write_done = true;
+            let before = self.unsent();
             self.out.clear();
             if let Some(s) = self.sealed.as_mut() {
                 s.wire_out.clear();
+            }
+            let dropped = before - self.unsent();
+            if dropped > 0 && self.dropped.is_none() {
+                self.dropped = Some((dropped, reason.clone()));
             }
         }
         if self.plants.on(Bug::NoFlushOnClose) && reason == CloseReason::Local {
             self.out.clear();
             self.more_queued = false;
         }
-        if self.plants.on(Bug::NoFlushAfterPeerEof) && reason == CloseReason::PeerClosed {
+        if self.plants.on(Bug::NoFlushAfterPeerEof)
+            && matches!(reason, CloseReason::PeerClosed | CloseReason::Peer(_))
+        {
             self.write_done = true;
         }
         self.reason = Some(reason);
@@ -239,37 +318,54 @@ impl Connection {
     }
 
     /// The peer's end of stream: clean only at a frame boundary and, when encrypted, after
-    /// its authenticated close.
+    /// its authenticated close. With the peer's close message read, the reason is the
+    /// peer's ([`CloseReason::Peer`]); without, [`CloseReason::PeerClosed`].
     pub(crate) fn handle_eof(&mut self, now: Instant) {
         self.read_done = true;
         if let Some(s) = &self.sealed
             && (!s.close_received || !s.wire_in.is_empty())
         {
-            return self.peer_misbehaved(CloseReason::Crypto(CryptoError::Truncated));
+            return self.peer_misbehaved(CloseReason::Crypto(CryptoError::Truncated), None);
         }
         match self.inbound.finish() {
-            Ok(()) => self.close(CloseReason::PeerClosed, Some(now)),
-            Err(v) => self.handle_violation(v),
+            Ok(()) => {
+                let reason = self.peer_reason().unwrap_or(CloseReason::PeerClosed);
+                self.close(reason, Some(now));
+            }
+            Err(v) => self.handle_violation(v, now),
         }
     }
 
-    /// A read failed.
+    /// The peer's reason, if its close message was read (once).
+    fn peer_reason(&mut self) -> Option<CloseReason> {
+        self.peer_close.take().map(CloseReason::Peer)
+    }
+
+    /// A read failed. After the peer's close message the peer's reason stands (a peer that
+    /// closed abortively may reset the connection right after saying why).
     pub(crate) fn handle_read_error(&mut self, kind: ErrorKind) {
         self.read_done = true;
-        self.close(CloseReason::from_io_kind(kind), None);
+        let failed = CloseReason::from_io_kind(kind);
+        // Unless bytes are lost with the connection: then the failure is the reason.
+        let reason = match self.unsent() > 0 {
+            true => failed,
+            false => self.peer_reason().unwrap_or(failed),
+        };
+        self.close(reason, None);
     }
 
     /// The peer broke the protocol (a frame could not be parsed or dispatched): stop reading
-    /// and close abortively.
-    pub(crate) fn handle_violation(&mut self, v: ProtocolViolation) {
-        self.peer_misbehaved(CloseReason::Protocol(v));
+    /// and close abortively, telling the peer why (best effort, until `now` + linger).
+    pub(crate) fn handle_violation(&mut self, v: ProtocolViolation, now: Instant) {
+        self.peer_misbehaved(CloseReason::Protocol(v), Some(now));
     }
 
-    fn peer_misbehaved(&mut self, reason: CloseReason) {
+    fn peer_misbehaved(&mut self, reason: CloseReason, now: Option<Instant>) {
         self.stopped = true;
         self.read_done = true;
         self.protocol_error = true;
-        self.close(reason, None);
+        self.close(reason, now);
+        self.release_reads();
     }
 
     /// `n` bytes of [`Connection::poll_transmit`]'s slices were written. Returns how many of
@@ -283,7 +379,11 @@ impl Connection {
         self.transmit_queue().advance(n);
         let counted = match self.sealed.as_mut() {
             Some(s) => s.record_bytes(n),
-            None => n,
+            None => {
+                let open = n.min(self.unsent_open);
+                self.unsent_open -= open;
+                n - open
+            }
         };
         if self.plants.on(Bug::BytesOutOffered) {
             offered
@@ -298,6 +398,18 @@ impl Connection {
     }
 
     fn write_failed(&mut self, reason: CloseReason) {
+        // A clean close under way loses what it had not written: it is not clean any more.
+        let lost = self.unsent() > 0;
+        if self.reason.as_ref().is_some_and(CloseReason::is_clean) && lost {
+            self.reason = Some(reason.clone());
+        }
+        self.write_error = Some(reason.clone());
+        // After the peer's close message its reason stands (the peer is gone on purpose),
+        // unless bytes were lost: then the failure is the reason.
+        let reason = match lost {
+            true => reason,
+            false => self.peer_reason().unwrap_or(reason),
+        };
         self.write_done = true;
         self.read_done = true;
         self.out.clear();
@@ -312,7 +424,9 @@ impl Connection {
         self.write_done = true;
     }
 
-    /// Time passed: a clean close still under way at its deadline is over.
+    /// Time passed: a close still under way at its deadline is over. A clean one that leaves
+    /// bytes unsent is not clean after all: its reason becomes
+    /// [`CloseReason::LingerExpired`].
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if let Some(d) = self.deadline
             && now >= d
@@ -321,6 +435,36 @@ impl Connection {
             self.linger_expired = true;
             self.linger_event = true;
             self.deadline = None;
+            let unsent = self.unsent();
+            if unsent > 0
+                && self.reason.as_ref().is_some_and(CloseReason::is_clean)
+                && !self.plants.on(Bug::LingerExpiryClean)
+            {
+                self.reason = Some(CloseReason::LingerExpired {
+                    unsent: unsent as u64,
+                });
+            }
+        }
+    }
+
+    /// Application bytes queued and not yet written: frames taken and not written (or not
+    /// sealed), frames still in the shared queue and, encrypted, sealed records not yet
+    /// written; the handshake's Finished and this side's close message are not counted.
+    pub(crate) fn unsent(&self) -> usize {
+        let queued = if self.more_queued { self.queue_left } else { 0 };
+        match &self.sealed {
+            // The close frame is queued only once every frame is written.
+            None if self.close_queued => queued,
+            None => self.out.len() - self.unsent_open + queued,
+            Some(s) => {
+                let close = if self.close_queued { self.close_len } else { 0 };
+                let records = s
+                    .wire_out
+                    .len()
+                    .saturating_sub(close.min(s.wire_out.len()))
+                    .saturating_sub(s.unsent_finished());
+                self.out.len() + queued + records
+            }
         }
     }
 
@@ -337,7 +481,8 @@ impl Connection {
             return Ok(None);
         }
         match self.inbound.poll_frame()? {
-            Some(f) => Ok(Some(f)),
+            Some(f) if f.id != CONTROL_ID && !self.close_frame_read => Ok(Some(f)),
+            Some(f) => self.poll_control(f),
             None => self.poll_records(),
         }
     }
@@ -347,11 +492,37 @@ impl Connection {
     #[inline(never)]
     fn poll_records(&mut self) -> Result<Option<FrameRef>, ProtocolViolation> {
         while !self.stopped && self.open_record() {
-            if let Some(f) = self.inbound.poll_frame()? {
-                return Ok(Some(f));
+            match self.inbound.poll_frame()? {
+                Some(f) if f.id != CONTROL_ID && !self.close_frame_read => return Ok(Some(f)),
+                Some(f) => return self.poll_control(f),
+                None => {}
             }
         }
         Ok(None)
+    }
+
+    /// A control frame (or any frame after the peer's close frame): taken in here, never
+    /// delivered; then the next frame.
+    #[inline(never)]
+    fn poll_control(&mut self, f: FrameRef) -> Result<Option<FrameRef>, ProtocolViolation> {
+        if self.close_frame_read || f.id != CONTROL_ID {
+            return Err(ProtocolViolation::BadControl);
+        }
+        match control::decode(self.inbound.body(&f))? {
+            // Only a client reads the Open frame, before its session exists.
+            Control::Open { .. } => return Err(ProtocolViolation::BadControl),
+            Control::Close(pc) => {
+                // On "bits-hpke" the reason travels in the Close record, not in a frame.
+                if self.sealed.is_some() {
+                    return Err(ProtocolViolation::BadControl);
+                }
+                self.peer_close = Some(pc);
+                self.close_frame_read = true;
+            }
+            Control::Unknown => {}
+        }
+        self.inbound.consume(&f);
+        self.poll_frame()
     }
 
     /// Opens the next complete record into the inbound buffer. Returns whether it did.
@@ -366,7 +537,7 @@ impl Connection {
             Ok(Some(t)) => t,
             Ok(None) => return false,
             Err(e) => {
-                self.peer_misbehaved(CloseReason::Crypto(e));
+                self.peer_misbehaved(CloseReason::Crypto(e), None);
                 return false;
             }
         };
@@ -377,14 +548,30 @@ impl Connection {
         let record = &mut s.wire_in.data_mut()[..total];
         match s.opener.open(record) {
             Err(e) => {
-                self.peer_misbehaved(CloseReason::Crypto(e));
+                self.peer_misbehaved(CloseReason::Crypto(e), None);
                 return false;
             }
             Ok(_) if s.close_received => {
-                self.peer_misbehaved(CloseReason::Crypto(CryptoError::BadRecord));
+                self.peer_misbehaved(CloseReason::Crypto(CryptoError::BadRecord), None);
                 return false;
             }
-            Ok((RecordType::Close, _)) => s.close_received = true,
+            Ok((RecordType::Close, range)) => {
+                s.close_received = true;
+                // An empty payload: a peer that gives no reason (or an older one).
+                match control::decode(&record[range.clone()]) {
+                    _ if range.is_empty() => {}
+                    Ok(Control::Close(pc)) => self.peer_close = Some(pc),
+                    Ok(Control::Unknown) => {}
+                    Ok(Control::Open { .. }) | Err(_) => {
+                        // Authenticated but malformed: the peer's own bug, not tampering.
+                        self.peer_misbehaved(
+                            CloseReason::Protocol(ProtocolViolation::BadControl),
+                            None,
+                        );
+                        return false;
+                    }
+                }
+            }
             Ok((RecordType::Data, range)) => {
                 let n = range.len();
                 self.inbound.spare_for(n)[..n].copy_from_slice(&record[range]);
@@ -418,7 +605,7 @@ impl Connection {
     }
 
     /// The bytes to write next, as up to `slices.len()` slices (seals queued frames into
-    /// records first, and queues the authenticated Close when a clean close has flushed
+    /// records first, and queues the close message when a closing session has flushed
     /// everything). Returns how many slices it filled; 0: nothing to write.
     pub(crate) fn poll_transmit<'a>(&'a mut self, slices: &mut [IoSlice<'a>]) -> usize {
         if self.write_done {
@@ -428,8 +615,27 @@ impl Connection {
         if self.write_done {
             return 0;
         }
-        self.queue_close_record();
+        self.queue_close();
         self.transmit_queue().io_slices(slices)
+    }
+
+    /// This side's close message body (`docs/wire.md`), or `None` when it has no reason to
+    /// give (it answers the peer's close).
+    fn close_body(&self) -> Option<Vec<u8>> {
+        let (code, detail) = self.reason.as_ref()?.code()?;
+        let (app_code, text) = match (&self.app_close, self.reason.as_ref()) {
+            (Some((c, t)), Some(CloseReason::Local)) => (*c, t.clone()),
+            _ => (0, String::new()),
+        };
+        if self.plants.on(Bug::ReasonNotSent) {
+            return None;
+        }
+        Some(control::close_body(&PeerClose {
+            code,
+            detail,
+            app_code,
+            text,
+        }))
     }
 
     /// Seals queued frames into records, many frames per record, while fewer than a few
@@ -458,42 +664,54 @@ impl Connection {
         }
     }
 
-    /// When an encrypted session is closing cleanly and everything queued is sealed, queues
-    /// the authenticated end of stream (once), so it leaves with the same write as the
-    /// records before it.
-    fn queue_close_record(&mut self) {
-        let Some(s) = self.sealed.as_mut() else {
-            return;
-        };
-        // (An abortive close has set `write_done`.)
+    /// When a session is closing and everything queued is written (plaintext) or sealed
+    /// (encrypted), queues its close message (once): on "bits" a close control frame with
+    /// this side's reason, if it has one; on "bits-hpke" the authenticated Close record,
+    /// with the reason as its payload, so it leaves with the same write as the records
+    /// before it.
+    fn queue_close(&mut self) {
+        // (An abortive close that cannot write has set `write_done`.)
         if self.reason.is_none()
-            || s.close_sent
+            || self.close_queued
             || self.write_done
             || !self.out.is_empty()
             || self.more_queued
         {
             return;
         }
+        self.close_queued = true;
+        let body = self.close_body();
+        let Some(s) = self.sealed.as_mut() else {
+            if let Some(body) = body {
+                self.out.push(&control::frame(&body));
+            }
+            return;
+        };
         s.close_sent = true;
         if self.plants.on(Bug::NoCloseRecord) {
             return;
         }
-        let mut block = self.pool.take(record::OVERHEAD);
-        match s.sealer.seal(RecordType::Close, &mut block, 0) {
-            Ok(total) => s.wire_out.push(&block[..total]),
+        let body = body.unwrap_or_default();
+        let mut block = self.pool.take(record::OVERHEAD + body.len());
+        block[record::HEADER + 1..record::HEADER + 1 + body.len()].copy_from_slice(&body);
+        match s.sealer.seal(RecordType::Close, &mut block, body.len()) {
+            Ok(total) => {
+                s.wire_out.push(&block[..total]);
+                self.close_len = total;
+            }
             Err(_) => s.wire_out.clear(),
         }
     }
 
-    /// True when the write side should be shut down now: the session is closing cleanly and
-    /// everything, the authenticated Close included, is written.
+    /// True when the write side should be shut down now: the session is closing and
+    /// everything, its close message included, is written.
     pub(crate) fn wants_shutdown(&self) -> bool {
         if self.reason.is_none() || self.write_done || self.linger_expired {
             return false;
         }
-        let flushed = self.out.is_empty() && !self.more_queued;
+        let flushed = self.out.is_empty() && !self.more_queued && self.close_queued;
         match &self.sealed {
-            Some(s) => flushed && s.close_sent && s.wire_out.is_empty(),
+            Some(s) => flushed && s.wire_out.is_empty(),
             None => flushed,
         }
     }
@@ -527,6 +745,24 @@ impl Connection {
         self.reason.as_ref()
     }
 
+    /// The reason a session that ends with `reason` reports when `lost` more bytes (senders
+    /// queued them after the connection last looked) are dropped with it: a clean reason
+    /// that loses bytes becomes the failed write's reason, or that of the abortive close that
+    /// dropped them (a sender's clean reason adopted after it), or `LingerExpired`.
+    pub(crate) fn final_reason(&self, reason: CloseReason, lost: usize) -> CloseReason {
+        let dropped = self.dropped.as_ref().map_or(0, |(n, _)| *n);
+        let unsent = self.unsent() + dropped + lost;
+        if !reason.is_clean() || unsent == 0 || self.plants.on(Bug::LingerExpiryClean) {
+            return reason;
+        }
+        self.write_error
+            .clone()
+            .or_else(|| self.dropped.as_ref().map(|(_, r)| r.clone()))
+            .unwrap_or(CloseReason::LingerExpired {
+                unsent: unsent as u64,
+            })
+    }
+
     /// No more reads are wanted.
     pub(crate) fn read_done(&self) -> bool {
         self.read_done
@@ -547,7 +783,15 @@ impl Connection {
     /// sealed records waiting for the socket (the send-queue limit's measure).
     pub(crate) fn in_flight(&self, wire_len: impl Fn(usize) -> usize) -> usize {
         let sealed = self.sealed.as_ref().map_or(0, |s| s.wire_out.len());
-        wire_len(self.out.len()) + sealed
+        wire_len(self.out.len() - self.unsent_open) + sealed
+    }
+
+    /// Gives the read buffers back to the pool (nothing more is read).
+    fn release_reads(&mut self) {
+        self.inbound.release();
+        if let Some(s) = self.sealed.as_mut() {
+            s.wire_in.release();
+        }
     }
 
     /// The record layer of an encrypted session (for `fuzz_api`, which queues a client's

@@ -33,7 +33,7 @@ use crate::error::CloseReason;
 use crate::planted::{Bug, Plants};
 use crate::runtime::{BoxFuture, BoxStream};
 use crate::session::connection::{Connection, Event, Limits};
-use crate::session::shared::{Phase, SessionRef, SessionShared};
+use crate::session::shared::{Direction, Phase, SessionRef, SessionShared};
 use crate::session::{Handlers, SessionHost};
 use crate::time::Instant;
 
@@ -59,6 +59,8 @@ pub(crate) struct Driver {
     /// when it is about to sleep (see `park`).
     waker: Option<Waker>,
     plants: Plants,
+    /// A subscriber panicked: the session only sends its reason now, then finishes.
+    panicked: bool,
     finished: bool,
     /// `Closed` was already published (only early under a planted bug).
     closed_published: bool,
@@ -82,7 +84,12 @@ impl Driver {
             read_buffer_max: c.read_buffer_max,
             segment_size: c.segment_size,
         };
-        let conn = Connection::new(core.pool.clone(), limits, sealed, plants);
+        let encrypted = sealed.is_some();
+        let mut conn = Connection::new(core.pool.clone(), limits, sealed, plants);
+        if shared.direction == Direction::Accepted && !encrypted {
+            // A "bits" client waits for it before its `connect` returns.
+            conn.queue_open();
+        }
         let (handlers_version, handlers) = host.handlers();
         let span = if core.logging() {
             tracing::debug_span!(target: "laxnet", "session", id = %shared.id, peer = %shared.peer, protocol = %shared.protocol)
@@ -102,6 +109,7 @@ impl Driver {
             timer: None,
             waker: None,
             plants,
+            panicked: false,
             finished: false,
             closed_published: false,
             span,
@@ -178,6 +186,11 @@ impl Driver {
                 Phase::Closing(r) if self.conn.reason().is_none() => Some(r.clone()),
                 _ => None,
             };
+            if closing.is_some()
+                && let Some((code, text)) = st.app_close.take()
+            {
+                self.conn.set_app_close(code, text);
+            }
             (took, closing)
         };
         if took {
@@ -285,12 +298,18 @@ impl Driver {
             c.unhandled.fetch_add(unhandled, Relaxed);
         }
         if let Err(v) = outcome {
-            self.conn.handle_violation(v);
+            let now = self.now();
+            self.conn.handle_violation(v, now);
         }
     }
 
     /// Step 3: one vectored write of what the connection has to write.
     fn write(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.conn.reason().is_some() && self.stream.is_some() {
+            // Closing: frames that callbacks queued during this turn's reads (before the
+            // close) go out before the close message, which must come last.
+            self.sync();
+        }
         let Some(stream) = self.stream.as_mut() else {
             return false;
         };
@@ -395,6 +414,9 @@ impl Driver {
         }
         self.finished = true;
         self.stream = None;
+        // A clean ending that drops bytes is not clean (see `Connection::final_reason`).
+        let lost = self.shared.lock().queue.len();
+        let reason = self.conn.final_reason(reason, lost);
         let late = self.plants.on(Bug::BuffersAfterRelease);
         if !late {
             self.conn.release();
@@ -432,9 +454,23 @@ impl Driver {
                     self.finish(reason);
                     Poll::Ready(())
                 }
-                Err(_) => {
+                Err(_) if !self.panicked && self.conn.reason().is_none() => {
+                    // The panic left the connection intact (it came from a subscriber): the
+                    // session stops reading and tells the peer why, bounded by the linger.
+                    self.panicked = true;
                     self.shared.core.counters.panics.fetch_add(1, Relaxed);
                     tracing::error!(target: "laxnet", id = %self.shared.id, "a subscriber panicked; closing the session");
+                    self.shared.request_close(CloseReason::Panic);
+                    self.begin_close(CloseReason::Panic);
+                    self.events();
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                Err(_) => {
+                    if !self.panicked {
+                        self.shared.core.counters.panics.fetch_add(1, Relaxed);
+                        tracing::error!(target: "laxnet", id = %self.shared.id, "a subscriber panicked; closing the session");
+                    }
                     self.finish(CloseReason::Panic);
                     Poll::Ready(())
                 }

@@ -14,7 +14,7 @@ use crate::buffer::SegmentQueue;
 use crate::crypto::PublicKey;
 use crate::error::{CloseReason, SendError};
 use crate::id::SessionId;
-use crate::message::{Message, encode_frame};
+use crate::message::{HEADER_BYTES, LEN_BYTES, Message, encode_frame};
 use crate::planted::Bug;
 use crate::protocol::Protocol;
 use crate::session::context::{Context, SessionCounters};
@@ -71,6 +71,8 @@ pub(crate) struct SendState {
     pub(crate) phase: Phase,
     /// The driver's waker, taken by a send that makes the queue non-empty and by `close`.
     pub(crate) waker: Option<Waker>,
+    /// The application's code and text for the peer (`SessionRef::close_with`).
+    pub(crate) app_close: Option<(u32, String)>,
 }
 
 /// One session's state shared by its driver and its refs.
@@ -117,6 +119,15 @@ impl SessionShared {
     /// Requests the close sequence with `reason` (the first reason wins). Returns true if this
     /// call started it.
     pub(crate) fn request_close(&self, reason: CloseReason) -> bool {
+        self.request_close_with(reason, None)
+    }
+
+    /// [`SessionShared::request_close`], with the application's code and text for the peer.
+    pub(crate) fn request_close_with(
+        &self,
+        reason: CloseReason,
+        app: Option<(u32, String)>,
+    ) -> bool {
         let waker = {
             let mut st = self.lock();
             if st.phase != Phase::Open {
@@ -128,6 +139,7 @@ impl SessionShared {
                 return false;
             }
             st.phase = Phase::Closing(reason);
+            st.app_close = app;
             st.waker.take()
         };
         if !self.core.config.plants().on(Bug::ReadyNotToldOfClose) {
@@ -313,6 +325,15 @@ impl SessionRef {
             // sender that `ready()` let through always finds room.
             let queued = sh.wire_len(st.queue.len()) + sh.in_flight.load(Relaxed);
             if over_limit(queued, core.config.send_queue_limit) {
+                // A message that could never be sent says so first: `TooLarge` whatever the
+                // queue holds, so a sender that waits for room never waits for nothing.
+                let max = core.config.max_frame;
+                let len = borsh::object_length(msg)
+                    .map_err(|e| SendError::Encode(e.to_string()))?
+                    + (HEADER_BYTES - LEN_BYTES);
+                if len > max {
+                    return Err(SendError::TooLarge { len, max });
+                }
                 core.counters.queue_full.fetch_add(1, Relaxed);
                 return Err(SendError::QueueFull {
                     queued,
@@ -398,6 +419,17 @@ impl SessionRef {
     /// Idempotent; callable from any task.
     pub fn close(&self) {
         self.shared.request_close(CloseReason::Local);
+    }
+
+    /// [`close`](Self::close), telling the peer an application code and a short text (at
+    /// most 64 bytes of UTF-8; a longer text is cut at a character boundary). The peer's
+    /// `Closed` event carries them in [`CloseReason::Peer`](crate::CloseReason::Peer) (code
+    /// [`CloseCode::Normal`](crate::CloseCode::Normal)). Like `close`, only the first close
+    /// request counts.
+    pub fn close_with(&self, code: u32, text: &str) {
+        let text = crate::control::clip(text).to_owned();
+        self.shared
+            .request_close_with(CloseReason::Local, Some((code, text)));
     }
 
     fn closed_error(&self) -> SendError {

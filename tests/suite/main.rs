@@ -67,6 +67,7 @@ suite! {
         many_sessions,
         close_from_server,
         close_from_client,
+        close_with_reaches_the_peer,
         close_with_queued_data,
         peer_crash,
         heartbeat_silent_peer,
@@ -91,6 +92,7 @@ suite! {
         many_sessions,
         close_from_server,
         close_from_client,
+        close_with_reaches_the_peer,
         close_with_queued_data,
         peer_crash,
         heartbeat_silent_peer,
@@ -104,8 +106,9 @@ suite! {
         bulk_send_waits_for_room,
         a_message_larger_than_the_queue_limit_is_sent,
         // A session refused after its handshake completed (the refusing side is full): the
-        // refusing side closes it with an authenticated Close record, so its peer sees a clean
-        // `PeerClosed`, never `Crypto(Truncated)` (the scenarios assert exactly that).
+        // refusing side closes it with an authenticated Close record carrying its reason, so
+        // its peer sees the refusal (service full), never `Crypto(Truncated)` (the scenarios
+        // assert exactly that).
         server_refuses_after_handshake,
         client_refuses_after_handshake,
     ],

@@ -303,7 +303,11 @@ impl AsyncWrite for FaultyStream {
                 return r;
             }
         }
-        this.inner().poll_shutdown(cx)
+        let r = this.inner().poll_shutdown(cx);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            lock(&this.ctl.shared).shut_down(this.id);
+        }
+        r
     }
 }
 

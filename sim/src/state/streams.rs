@@ -23,7 +23,16 @@ pub struct FrameTrack {
     hdr: [u8; 4],
     have: usize,
     left: u64,
+    /// The current frame's first bytes (its id, and a control frame's body).
+    head: Vec<u8>,
+    /// Its length.
+    len: u64,
+    /// "bits": the code of the last close control frame completed, if any.
+    pub close_code: Option<u8>,
 }
+
+/// Bytes of a frame kept to parse control frames: the id and a close body with its text.
+const HEAD_KEEP: usize = 4 + wire::CLOSE_BODY + wire::CLOSE_TEXT_MAX;
 
 impl FrameTrack {
     /// A tracker that first lets `skip` bytes (a handshake) pass.
@@ -43,18 +52,34 @@ impl FrameTrack {
                 b = &b[k..];
             } else if self.left > 0 {
                 let k = (self.left as usize).min(b.len());
+                let keep = HEAD_KEEP.saturating_sub(self.head.len()).min(k);
+                self.head.extend_from_slice(&b[..keep]);
                 self.left -= k as u64;
                 b = &b[k..];
+                if self.left == 0 {
+                    self.frame_done();
+                }
             } else {
                 self.hdr[self.have] = b[0];
                 self.have += 1;
                 b = &b[1..];
                 if self.have == 4 {
                     self.left = u32::from_le_bytes(self.hdr) as u64;
+                    self.len = self.left;
+                    self.head.clear();
                     self.have = 0;
                 }
             }
         }
+    }
+
+    /// A frame is complete: a close control frame records its code.
+    fn frame_done(&mut self) {
+        let h = &self.head;
+        if self.skip == 0 && h.len() >= 6 && h[..4] == wire::CONTROL_ID.to_le_bytes() && h[4] == 1 {
+            self.close_code = Some(h[5]);
+        }
+        let _ = self.len;
     }
 
     /// True if the bytes so far end inside a frame (or inside the handshake).
@@ -110,6 +135,17 @@ pub struct StreamInfo {
     pub cause: Option<(u64, Cause, u64)>,
     /// Encrypted: this side wrote its whole `Close` record.
     pub close_record: bool,
+    /// This side wrote a close message with a reason: a close control frame ("bits", with
+    /// its code) or a Close record with a payload ("bits-hpke", code unknown to the oracle).
+    pub reason_sent: Option<Option<u8>>,
+    /// The library shut this side's write half down (after its close message, if any).
+    pub shut_down: bool,
+    /// The first bytes written (to recognise a refusal).
+    pub head_out: Vec<u8>,
+    /// The last failed read or write (whatever the stream's first cause).
+    pub io_error: Option<std::io::ErrorKind>,
+    /// Read polls before the first write (a refusal at accept: none).
+    pub rops_at_first_write: Option<u64>,
     /// A hostile host's end: the attack it sends.
     pub rogue: Option<RogueInfo>,
     /// The host of this stream or of its peer crashed while it was open.
@@ -221,6 +257,11 @@ impl State {
             reset_ord: None,
             cause: None,
             close_record: false,
+            reason_sent: None,
+            shut_down: false,
+            head_out: Vec::new(),
+            io_error: None,
+            rops_at_first_write: None,
             rogue: None,
             crashed: false,
             hs_done: false,
@@ -243,8 +284,9 @@ impl State {
             }
         }
         self.streams.push(info);
-        if !hpke {
-            // Encrypted: the session opens when the handshake completes (see below).
+        if !hpke && !connected {
+            // Encrypted: the session opens when the handshake completes (see below); a
+            // "bits" client's when it has read the server's Open frame.
             self.hosts[host as usize].last_stream = Some(id);
         }
         id
@@ -270,8 +312,29 @@ impl State {
     }
 
     /// A read or write on `stream` failed with `kind` (injected, or the simulated network's).
+    /// After reading the peer's whole close message the session keeps the peer's reason.
     pub fn stream_error(&mut self, stream: u64, kind: std::io::ErrorKind) {
-        self.stream_cause(stream, Cause::Io(kind));
+        self.streams[stream as usize].io_error = Some(kind);
+        let info = &self.streams[stream as usize];
+        let said = info.peer.and_then(|p| {
+            let peer = &self.streams[p as usize];
+            peer.reason_sent.filter(|_| info.read_total >= peer.written)
+        });
+        match said {
+            Some(code) => self.stream_cause(
+                stream,
+                Cause::PeerSaid {
+                    code,
+                    io: Some(kind),
+                },
+            ),
+            None => self.stream_cause(stream, Cause::Io(kind)),
+        }
+    }
+
+    /// The library shut `stream`'s write half down.
+    pub fn shut_down(&mut self, stream: u64) {
+        self.streams[stream as usize].shut_down = true;
     }
 
     /// The hostile peer at the other end of `stream`, if any.
@@ -301,14 +364,23 @@ impl State {
             // The end of the stream: clean at a frame (record) boundary, and on "bits-hpke"
             // only after the peer's whole Close record.
             let close_record = peer.is_some_and(|p| self.streams[p as usize].close_record);
-            self.stream_cause(
-                stream,
-                Cause::Eof {
-                    mid_frame,
-                    hpke,
-                    close_record,
-                },
-            );
+            let said = peer.and_then(|p| self.streams[p as usize].reason_sent);
+            match said {
+                Some(code) if !mid_frame && (!hpke || close_record) => {
+                    self.stream_cause(stream, Cause::PeerSaid { code, io: None })
+                }
+                _ => {
+                    self.check_reason_sent(stream);
+                    self.stream_cause(
+                        stream,
+                        Cause::Eof {
+                            mid_frame,
+                            hpke,
+                            close_record,
+                        },
+                    )
+                }
+            }
         }
         if let Some((at, v)) = self.rogue_peer(stream).and_then(|r| r.expect.clone())
             && before < at
@@ -317,6 +389,10 @@ impl State {
             self.stream_cause(stream, Cause::Violation(v));
         }
         if !hpke {
+            let open = wire::OPEN_FRAME as u64;
+            if connected && before < open && total >= open && self.rogue_peer(stream).is_none() {
+                self.handshake_done(stream);
+            }
             return;
         }
         let hello_in = if connected {
@@ -354,6 +430,16 @@ impl State {
         let info = &mut self.streams[stream as usize];
         info.written += buf.len() as u64;
         info.wf.feed(buf);
+        if info.rops_at_first_write.is_none() {
+            info.rops_at_first_write = Some(info.rops);
+        }
+        let keep = 8usize.saturating_sub(info.head_out.len()).min(buf.len());
+        info.head_out.extend_from_slice(&buf[..keep]);
+        if !info.hpke
+            && let Some(code) = info.wf.close_code
+        {
+            info.reason_sent = Some(Some(code));
+        }
     }
 
     /// Registers the stream a hostile host (`h`) opened with raw sockets, carrying `plan`.
@@ -391,7 +477,7 @@ impl State {
         if act == IoAct::Reset && self.streams[stream as usize].reset_ord.is_none() {
             let o = self.next_ord();
             self.streams[stream as usize].reset_ord = Some(o);
-            self.stream_cause(stream, Cause::Io(std::io::ErrorKind::ConnectionReset));
+            self.stream_error(stream, std::io::ErrorKind::ConnectionReset);
         }
         let (host, mid) = {
             let s = &self.streams[stream as usize];
@@ -417,7 +503,13 @@ impl State {
     pub(crate) fn counted_bytes(&self, stream: u64) -> (u64, u64) {
         let info = &self.streams[stream as usize];
         if !info.hpke {
-            return (info.written, info.read_total);
+            // A "bits" server's Open frame is read by `connect`, before the session exists.
+            let open = wire::OPEN_FRAME as u64;
+            return if info.connected {
+                (info.written, info.read_total.saturating_sub(open))
+            } else {
+                (info.written.saturating_sub(open), info.read_total)
+            };
         }
         let (out, inn) = if info.connected {
             (self.client_out(), wire::SERVER_HANDSHAKE as u64)

@@ -12,7 +12,7 @@ use crate::buffer::{BufferPool, PoolConfig, SegmentQueue};
 use crate::crypto::handshake::SessionKeys;
 use crate::crypto::io::Sealed;
 use crate::crypto::{Cipher, CryptoError, Encryption, KeyPair};
-use crate::error::{CloseReason, ProtocolViolation};
+use crate::error::{CloseCode, CloseReason, PeerClose, ProtocolViolation};
 use crate::message::encode_frame;
 use crate::planted::Plants;
 use crate::time::Instant;
@@ -127,7 +127,7 @@ fn feed(to: &mut Connection, mut bytes: &[u8]) -> Vec<u32> {
                 }
                 Ok(None) => break,
                 Err(v) => {
-                    to.handle_violation(v);
+                    to.handle_violation(v, at(0));
                     break;
                 }
             }
@@ -182,8 +182,8 @@ fn a_close_flushes_what_was_queued_in_both_directions() {
         );
         assert!(c.is_done() && s.is_done());
         assert_eq!(c.reason(), Some(&CloseReason::Local));
-        assert_eq!(s.reason(), Some(&CloseReason::PeerClosed));
-        assert_eq!(events(&mut s), [Event::Closing(CloseReason::PeerClosed)]);
+        assert_eq!(s.reason(), Some(&peer(CloseCode::Normal)));
+        assert_eq!(events(&mut s), [Event::Closing(peer(CloseCode::Normal))]);
         assert_eq!(events(&mut c), []);
         c.release();
         s.release();
@@ -210,7 +210,7 @@ fn frames_left_in_the_send_queue_are_flushed_before_the_shutdown() {
         assert_eq!(got, (5..9).collect::<Vec<_>>());
         assert_eq!(
             s.reason(),
-            Some(&CloseReason::PeerClosed),
+            Some(&peer(CloseCode::Normal)),
             "the end came last"
         );
     }
@@ -236,6 +236,11 @@ fn the_linger_bounds_a_close_the_peer_never_answers() {
     assert!(c.is_done());
     assert_eq!(events(&mut c), [Event::LingerExpired]);
     assert_eq!(c.poll_timeout(), None);
+    assert_eq!(
+        c.reason(),
+        Some(&CloseReason::Local),
+        "everything was written: only the peer's end is missing"
+    );
 }
 
 #[test]
@@ -281,22 +286,186 @@ fn the_peers_end_inside_a_frame_is_a_violation() {
             [Event::Closing(want), Event::ProtocolError],
             "encrypted: {encrypted}"
         );
-        assert!(
-            s.is_done(),
-            "abortive: nothing to flush, nothing more to read"
+        if encrypted {
+            assert!(
+                s.is_done(),
+                "a truncation: nothing to send, nothing to read"
+            );
+        } else {
+            // A violation is told to the peer (which may still read) before the end.
+            assert!(!s.is_done());
+            assert_eq!(pipe(&mut s, &mut c), Vec::<u32>::new());
+            assert!(s.wants_shutdown());
+            s.handle_shutdown();
+            assert!(s.is_done());
+            c.handle_eof(at(1));
+            let mut told = PeerClose::new(CloseCode::Protocol);
+            told.detail = ProtocolViolation::TruncatedFrame.detail();
+            assert_eq!(c.reason(), Some(&CloseReason::Peer(told)));
+        }
+    }
+}
+
+#[test]
+fn an_abortive_close_that_cannot_write_drops_what_was_queued() {
+    let (mut c, _s, pool) = pair(true);
+    assert!(c.handle_queued(&mut queue(&pool, 0..10, 500)));
+    c.handle_close(CloseReason::Aborted, at(0));
+    assert!(c.is_done());
+    assert_eq!(c.in_flight(|p| p), 0);
+    let mut slices = [IoSlice::new(&[]); 4];
+    assert_eq!(c.poll_transmit(&mut slices), 0);
+}
+
+fn peer(code: CloseCode) -> CloseReason {
+    CloseReason::Peer(PeerClose::new(code))
+}
+
+/// Runs `c`'s close to its shutdown and `s`'s read of it; returns the frames `s` got.
+fn close_to(c: &mut Connection, s: &mut Connection, now: Instant) -> Vec<u32> {
+    let got = pipe(c, s);
+    assert!(c.wants_shutdown(), "the close message is written");
+    c.handle_shutdown();
+    s.handle_eof(now);
+    got
+}
+
+#[test]
+fn an_abortive_close_finishes_the_frames_taken_and_tells_the_peer_why() {
+    for encrypted in [false, true] {
+        let (mut c, mut s, pool) = pair(encrypted);
+        assert!(c.handle_queued(&mut queue(&pool, 0..10, 500)));
+        // The first write stops inside a frame: the rest of that frame still goes.
+        let first = transmit(&mut c, 700);
+        c.handle_close(CloseReason::Heartbeat, at(0));
+        assert!(!c.is_done() && c.read_done());
+        assert_eq!(
+            c.poll_timeout(),
+            Some(at(0) + LINGER),
+            "bounded by the linger"
+        );
+        // Nothing more is taken from the send queue.
+        assert!(!c.handle_queued(&mut queue(&pool, 10..12, 10)));
+        let mut got = feed(&mut s, &first);
+        got.extend(close_to(&mut c, &mut s, at(1)));
+        assert_eq!(got, (0..10).collect::<Vec<_>>(), "encrypted: {encrypted}");
+        assert!(c.is_done(), "it does not wait for the peer's end");
+        assert_eq!(s.reason(), Some(&peer(CloseCode::Heartbeat)));
+        assert!(!s.reason().unwrap().is_clean());
+    }
+}
+
+#[test]
+fn the_application_code_and_text_reach_the_peer() {
+    for encrypted in [false, true] {
+        let (mut c, mut s, _pool) = pair(encrypted);
+        c.set_app_close(42, "going away".into());
+        c.handle_close(CloseReason::Local, at(0));
+        close_to(&mut c, &mut s, at(1));
+        let want = PeerClose {
+            code: CloseCode::Normal,
+            detail: 0,
+            app_code: 42,
+            text: "going away".into(),
+        };
+        assert_eq!(
+            s.reason(),
+            Some(&CloseReason::Peer(want)),
+            "encrypted: {encrypted}"
+        );
+        assert_eq!(s.reason().unwrap().fault(), crate::Fault::Peer);
+    }
+}
+
+#[test]
+fn a_peer_that_gives_no_reason_is_peer_closed() {
+    for encrypted in [false, true] {
+        let (mut c, mut s, _pool) = pair(encrypted);
+        // A side answering its peer's close sends no reason (on "bits-hpke": an empty Close
+        // record), as every peer did before close reasons.
+        c.handle_close(CloseReason::PeerClosed, at(0));
+        close_to(&mut c, &mut s, at(1));
+        assert_eq!(
+            s.reason(),
+            Some(&CloseReason::PeerClosed),
+            "encrypted: {encrypted}"
         );
     }
 }
 
 #[test]
-fn an_abortive_close_drops_what_was_queued() {
-    let (mut c, _s, pool) = pair(true);
-    assert!(c.handle_queued(&mut queue(&pool, 0..10, 500)));
-    c.handle_close(CloseReason::Heartbeat, at(0));
-    assert!(c.is_done());
-    assert_eq!(c.in_flight(|p| p), 0);
-    let mut slices = [IoSlice::new(&[]); 4];
-    assert_eq!(c.poll_transmit(&mut slices), 0);
+fn after_the_peers_close_message_a_reset_keeps_its_reason() {
+    for encrypted in [false, true] {
+        let (mut c, mut s, _pool) = pair(encrypted);
+        c.handle_close(CloseReason::Shutdown, at(0));
+        pipe(&mut c, &mut s);
+        s.handle_read_error(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            s.reason(),
+            Some(&peer(CloseCode::Shutdown)),
+            "encrypted: {encrypted}"
+        );
+    }
+}
+
+#[test]
+fn malformed_control_frames_and_frames_after_the_close_are_violations() {
+    let bad = CloseReason::Protocol(ProtocolViolation::BadControl);
+    // A control frame whose body does not parse.
+    let (_c, mut s, _pool) = pair(false);
+    feed(&mut s, &crate::control::frame(&[1, 0]));
+    assert_eq!(s.reason(), Some(&bad));
+    // An Open frame inside a session.
+    let (_c, mut s, _pool) = pair(false);
+    feed(&mut s, &crate::control::open_frame());
+    assert_eq!(s.reason(), Some(&bad));
+    // A frame after the peer's close frame.
+    let (mut c, mut s, pool) = pair(false);
+    c.handle_close(CloseReason::Local, at(0));
+    let mut bytes = transmit(&mut c, usize::MAX);
+    let mut q = queue(&pool, 0..1, 10);
+    bytes.extend(q.chunks().flatten().copied().collect::<Vec<u8>>());
+    q.clear();
+    assert_eq!(feed(&mut s, &bytes), Vec::<u32>::new());
+    assert_eq!(s.reason(), Some(&bad));
+    // An unknown control kind (a newer peer) is ignored.
+    let (mut c, mut s, pool) = pair(false);
+    assert!(c.handle_queued(&mut queue(&pool, 0..1, 10)));
+    let mut bytes = crate::control::frame(&[9, 9, 9]);
+    bytes.extend(transmit(&mut c, usize::MAX));
+    assert_eq!(feed(&mut s, &bytes), vec![0]);
+    assert_eq!(s.reason(), None);
+}
+
+#[test]
+fn a_clean_close_whose_linger_expires_with_bytes_unsent_is_not_clean() {
+    for encrypted in [false, true] {
+        let (mut c, mut s, pool) = pair(encrypted);
+        let q = queue(&pool, 0..10, 300);
+        let total = q.len();
+        let mut q = q;
+        assert!(c.handle_queued(&mut q));
+        let mut more = queue(&pool, 10..12, 300);
+        let more_len = more.len();
+        assert!(!c.handle_queued(&mut more));
+        c.handle_close(CloseReason::Local, at(0));
+        // The peer reads only the first 1000 bytes, then nothing.
+        let first = transmit(&mut c, 1000);
+        feed(&mut s, &first);
+        c.handle_timeout(at(500));
+        assert!(c.is_done());
+        let Some(CloseReason::LingerExpired { unsent }) = c.reason().cloned() else {
+            panic!("{:?}", c.reason());
+        };
+        if encrypted {
+            // Sealed records count in wire bytes, unsealed frames in frame bytes.
+            assert!(unsent as usize > total + more_len - 1000, "{unsent}");
+        } else {
+            assert_eq!(unsent as usize, total + more_len - 1000);
+        }
+        assert!(!c.reason().unwrap().is_clean());
+        assert_eq!(events(&mut c), [Event::LingerExpired]);
+    }
 }
 
 #[test]
@@ -351,7 +520,7 @@ fn the_peers_close_record_while_data_is_queued_still_flushes_it() {
     assert!(c.wants_shutdown());
     c.handle_shutdown();
     s.handle_eof(at(1));
-    assert_eq!(s.reason(), Some(&CloseReason::PeerClosed));
+    assert_eq!(s.reason(), Some(&peer(CloseCode::Normal)));
     assert!(!s.is_done(), "the server still has its queue to flush");
     // The server flushes all of it, then its own Close record, then shuts down.
     assert_eq!(pipe(&mut s, &mut c), (0..30).collect::<Vec<_>>());

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use laxnet::{CloseReason, Config, SendError, SessionId, SessionRef};
 
-use super::server_session;
+use super::{peer_normal, server_session};
 use crate::harness::{Ctx, Seq};
 
 /// Starts both services, the client's with a send-queue limit of `limit` bytes, and opens one
@@ -94,6 +94,13 @@ pub(crate) async fn bulk_send_waits_for_room(ctx: Arc<Ctx>) {
                     Err(e) => panic!("send {q}: {e}"),
                 }
             }
+            // A message over the frame limit is refused as too large even with the queue
+            // full: it could never be sent, and waiting for room would wait for nothing.
+            let huge = Seq::new(q, Config::default().max_frame);
+            assert!(
+                matches!(c2.send(&huge), Err(SendError::TooLarge { .. })),
+                "a message over max_frame while the queue is full"
+            );
             // The session's task has not run since (same thread, no await): no room yet.
             let mut first = std::pin::pin!(c2.ready());
             let mut second = std::pin::pin!(c2.ready());
@@ -118,7 +125,7 @@ pub(crate) async fn bulk_send_waits_for_room(ctx: Arc<Ctx>) {
     })
     .await;
     assert_eq!(ctx.server.msgs(srv), (0..sent).collect::<Vec<_>>());
-    assert_eq!(ctx.server.closed(srv), Some(CloseReason::PeerClosed));
+    assert_eq!(ctx.server.closed(srv), Some(peer_normal()));
     // Once destroyed, `ready()` still says why the session ended (a send says `Stale`).
     let c2 = c.clone();
     assert_eq!(

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use laxnet::{CloseKind, CloseReason, Config, SendError, SessionId, SessionRef};
 
-use super::{send_all, server_session, setup_echo};
+use super::{peer_normal, send_all, server_session, setup_echo};
 use crate::harness::{Ctx, Seq};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -111,12 +111,7 @@ async fn close_from(ctx: Arc<Ctx>, side: Side) {
         );
     }
     for s in remote.sessions().values() {
-        assert_eq!(
-            s.closed,
-            Some(CloseReason::PeerClosed),
-            "other side, {}",
-            s.id
-        );
+        assert_eq!(s.closed, Some(peer_normal()), "other side, {}", s.id);
     }
     // The messages queued right before close() all arrived.
     for (c, s) in &pairs {
@@ -146,7 +141,7 @@ async fn close_from(ctx: Arc<Ctx>, side: Side) {
         .await;
     assert!(res.iter().all(|r| *r == Err(SendError::Stale)), "{res:?}");
     assert_eq!(local_closed.await, vec![CloseReason::Local; SESSIONS]);
-    assert_eq!(other_closed.await, vec![CloseReason::PeerClosed; SESSIONS]);
+    assert_eq!(other_closed.await, vec![peer_normal(); SESSIONS]);
     // After the end, `closed()` answers at once, `close_reason()` and `ready()` say why.
     let r2 = refs.clone();
     let after = host

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use laxnet::{CloseKind, CloseReason, Config, CryptoError, SendError, Service, SessionRef};
+use laxnet::{
+    CloseCode, CloseKind, CloseReason, Config, PeerClose, SendError, Service, SessionRef, wire,
+};
 
 use super::{close_client_session, read_to_end, round_trip, server_session, setup_echo};
 use crate::harness::{Ctx, Seq};
@@ -126,16 +128,27 @@ pub(crate) async fn heartbeat_silent_peer(ctx: Arc<Ctx>) {
     let silent = match silent {
         Silent::Raw(mut raw) => {
             let (bytes, clean) = read_to_end(&ctx, &mut raw).await;
+            // The server's Open frame, the probe, and the server's reason in a close frame.
+            let mut heartbeat = vec![0u8; 17];
+            heartbeat[..4].copy_from_slice(&13u32.to_le_bytes());
+            heartbeat[4..8].copy_from_slice(&wire::CONTROL_ID.to_le_bytes());
+            heartbeat[8..10].copy_from_slice(&[1, 2]); // close, code 2: heartbeat
+            assert_eq!(
+                bytes[..wire::OPEN_FRAME],
+                [6, 0, 0, 0, 255, 255, 255, 255, 0, 1]
+            );
+            assert!(bytes.ends_with(&heartbeat), "{bytes:?}");
             if probed_in_time {
-                assert_eq!(bytes, Seq::new(7, 0).frame());
+                let probe = Seq::new(7, 0).frame();
+                assert_eq!(bytes[wire::OPEN_FRAME..bytes.len() - 17], probe);
             }
             assert!(clean, "the stream of the expired session was reset");
             Some(raw)
         }
         Silent::Session(s) => {
-            // A heartbeat expiry is abortive: the server drops the connection without an
-            // authenticated Close record, so the client must see a truncated stream (an end
-            // of stream, not a reset: the server had read everything the client sent).
+            // A heartbeat expiry is abortive, but the server still tells the client why in
+            // its authenticated Close record (the server had read everything the client
+            // sent, so no reset spoils it).
             let id = s.id();
             ctx.wait_for("the silent client's Closed", || {
                 ctx.client.closed(id).is_some()
@@ -143,7 +156,7 @@ pub(crate) async fn heartbeat_silent_peer(ctx: Arc<Ctx>) {
             .await;
             assert_eq!(
                 ctx.client.closed(id),
-                Some(CloseReason::Crypto(CryptoError::Truncated))
+                Some(CloseReason::Peer(PeerClose::new(CloseCode::Heartbeat)))
             );
             let got = ctx.client.msgs(id);
             if probed_in_time {
@@ -156,7 +169,7 @@ pub(crate) async fn heartbeat_silent_peer(ctx: Arc<Ctx>) {
             }
             assert_eq!(ctx.server.msgs(silent_id), [SILENT_BEFORE]);
             let c = ctx.client.status().await;
-            assert_eq!(c.closed(CloseKind::Crypto), 1, "{c}");
+            assert_eq!(c.closed(CloseKind::Peer), 1, "{c}");
             None
         }
     };

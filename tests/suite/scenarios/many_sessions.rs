@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use laxnet::{CloseKind, CloseReason, Config, Service, SessionRef};
 
-use super::setup_echo;
+use super::{peer_normal, setup_echo};
 use crate::harness::{Ctx, Seq};
 
 pub(crate) async fn many_sessions(ctx: Arc<Ctx>) {
@@ -81,9 +81,9 @@ pub(crate) async fn many_sessions(ctx: Arc<Ctx>) {
         assert_eq!(s.closed, Some(CloseReason::Local), "{}", s.id);
     }
     for s in ctx.server.sessions().values() {
-        assert_eq!(s.closed, Some(CloseReason::PeerClosed), "{}", s.id);
+        assert_eq!(s.closed, Some(peer_normal()), "{}", s.id);
     }
     ctx.assert_no_leaks().await;
     let st = ctx.server.status().await;
-    assert_eq!(st.closed(CloseKind::PeerClosed), sessions as u64, "{st}");
+    assert_eq!(st.closed(CloseKind::Peer), sessions as u64, "{st}");
 }

@@ -26,7 +26,7 @@
 //! This module holds the helpers that more than one scenario uses; a helper that only one
 //! scenario uses lives in its file.
 
-use laxnet::{CloseReason, Config, SessionId, SessionRef};
+use laxnet::{CloseCode, CloseReason, Config, PeerClose, SessionId, SessionRef};
 use tokio::io::AsyncReadExt;
 
 use crate::harness::{Ctx, Seq, install_echo};
@@ -35,6 +35,7 @@ mod back_pressure;
 mod bad_handshakes;
 mod bad_input;
 mod close_from_either_side;
+mod close_reasons;
 mod close_with_queued_data;
 mod duplicate_message_ids;
 mod echo;
@@ -56,6 +57,7 @@ pub(crate) use back_pressure::{
 pub(crate) use bad_handshakes::bad_handshake;
 pub(crate) use bad_input::bad_input;
 pub(crate) use close_from_either_side::{close_from_client, close_from_server};
+pub(crate) use close_reasons::close_with_reaches_the_peer;
 pub(crate) use close_with_queued_data::close_with_queued_data;
 pub(crate) use duplicate_message_ids::duplicate_message_id;
 pub(crate) use echo::echo;
@@ -124,7 +126,17 @@ async fn close_client_session(ctx: &Ctx, s: &SessionRef, server_id: SessionId) {
     })
     .await;
     assert_eq!(ctx.client.closed(id), Some(CloseReason::Local));
-    assert_eq!(ctx.server.closed(server_id), Some(CloseReason::PeerClosed));
+    assert_eq!(ctx.server.closed(server_id), Some(peer_normal()));
+}
+
+/// What a side sees when its peer's application closed (without a code or text).
+fn peer_normal() -> CloseReason {
+    CloseReason::Peer(PeerClose::new(CloseCode::Normal))
+}
+
+/// What a side sees when its peer's service shut down.
+fn peer_shutdown() -> CloseReason {
+    CloseReason::Peer(PeerClose::new(CloseCode::Shutdown))
 }
 
 /// Endings a side sees when its peer vanished or dropped it.
@@ -134,6 +146,9 @@ fn peer_gone(r: &CloseReason) -> bool {
         CloseReason::PeerClosed | CloseReason::Reset | CloseReason::Io(_)
     )
 }
+
+/// Bytes of a close body without text (a Close record's payload when it carries a reason).
+const CLOSE_BODY: u64 = laxnet::wire::CLOSE_BODY as u64;
 
 /// Bytes a "bits-hpke" record adds around its payload: length, type, tag.
 const RECORD_OVERHEAD: u64 = laxnet::wire::RECORD_OVERHEAD as u64;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use laxnet::{CloseReason, Config, ConnectError, Service};
+use laxnet::{CloseCode, CloseReason, Config, ConnectError, PeerClose, Service};
 
 use super::{close_client_session, round_trip, server_session, setup_echo};
 use crate::harness::{Ctx, HPKE};
@@ -10,9 +10,10 @@ use crate::harness::{Ctx, HPKE};
 /// Two clients complete their handshakes at once with a server that has room for one session
 /// (both pass the capacity check it makes before the handshake). The one that does not fit
 /// is refused like any connection beyond `max_sessions`, and its client, whose `connect`
-/// succeeded, must see a clean refusal (`PeerClosed`, as over "bits"), not an end of stream
-/// without an authenticated close (`Crypto(Truncated)`, the documented sign of a truncation
-/// attack): the server holds the session keys and can close authentically.
+/// succeeded, must see the refusal's reason in the authenticated Close record (the peer
+/// closed: service full), not an end of stream without an authenticated close
+/// (`Crypto(Truncated)`, the documented sign of a truncation attack): the server holds the
+/// session keys and can close authentically.
 pub(crate) async fn server_refuses_after_handshake(ctx: Arc<Ctx>) {
     let sc = Config::default().with_max_sessions(1);
     let addr = setup_echo(&ctx, sc, Config::default()).await;
@@ -43,7 +44,7 @@ pub(crate) async fn server_refuses_after_handshake(ctx: Arc<Ctx>) {
     };
     assert_eq!(
         ctx.client.closed(refused.id()),
-        Some(CloseReason::PeerClosed),
+        Some(CloseReason::Peer(PeerClose::new(CloseCode::Full))),
         "the client of a session refused after its handshake"
     );
     round_trip(&ctx, &admitted, 1).await;
@@ -56,9 +57,9 @@ pub(crate) async fn server_refuses_after_handshake(ctx: Arc<Ctx>) {
 /// The client-side twin of [`server_refuses_after_handshake`]: a client with room for one
 /// session connects twice at once; both handshakes complete (its capacity check, too, comes
 /// before the handshake) and the second `connect` fails with `TooManySessions`. The server,
-/// which opened that session when the handshake completed, must see a clean close
-/// (`PeerClosed`), not `Crypto(Truncated)`: the client holds the keys and can close
-/// authentically.
+/// which opened that session when the handshake completed, must see the client's reason
+/// (service full) in its authenticated Close, not `Crypto(Truncated)`: the client holds the
+/// keys and can close authentically.
 pub(crate) async fn client_refuses_after_handshake(ctx: Arc<Ctx>) {
     let cc = Config::default().with_max_sessions(1);
     let addr = setup_echo(&ctx, Config::default(), cc).await;
@@ -82,7 +83,7 @@ pub(crate) async fn client_refuses_after_handshake(ctx: Arc<Ctx>) {
     let (dropped, srv): (Vec<_>, Vec<_>) = server.values().partition(|s| s.closed.is_some());
     assert_eq!(
         dropped[0].closed,
-        Some(CloseReason::PeerClosed),
+        Some(CloseReason::Peer(PeerClose::new(CloseCode::Full))),
         "the server session of a connect refused by its client after the handshake"
     );
     let srv = srv[0].id;

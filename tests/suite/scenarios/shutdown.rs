@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use laxnet::{AcceptError, CloseKind, CloseReason, Config, ConnectError, Service};
 
-use super::{read_to_end, round_trip, server_session, setup_echo};
+use super::{peer_shutdown, read_to_end, round_trip, server_session, setup_echo};
 use crate::harness::{Ctx, Seq};
 
 pub(crate) async fn shutdown(ctx: Arc<Ctx>) {
@@ -62,7 +62,7 @@ pub(crate) async fn shutdown(ctx: Arc<Ctx>) {
         let mut want = vec![0];
         want.extend(1000..1000 + QUEUED);
         assert_eq!(ctx.client.msgs(c.id()), want, "{}", c.id());
-        assert_eq!(ctx.client.closed(c.id()), Some(CloseReason::PeerClosed));
+        assert_eq!(ctx.client.closed(c.id()), Some(peer_shutdown()));
     }
     // The listener is gone: a new connection is refused or dropped, never admitted.
     if let Ok(mut raw) = ctx.raw_connect().await {

@@ -2,6 +2,8 @@
 //! bytes against what the sockets moved, the buffer pool's counters, no pooled buffer held
 //! once nothing moves, and the service's totals at quiescence.
 
+use laxnet::wire;
+
 use crate::log::fmt_id;
 use crate::state::State;
 
@@ -37,7 +39,8 @@ impl State {
                 ));
             }
             if !stream.hpke && info.state == laxnet::SessionState::Open {
-                let unsent = s.enq_bytes.saturating_sub(stream.written);
+                // (`out`: the server's Open frame is no session traffic.)
+                let unsent = s.enq_bytes.saturating_sub(out);
                 if info.queued as u64 != unsent {
                     bad.push((
                         idx,
@@ -99,7 +102,8 @@ impl State {
     }
 
     /// After the workload stopped: if nothing moves on host `h` any more (no session has
-    /// bytes queued, bytes on their way to it, or half a frame read), its service must hold
+    /// bytes queued, its Open frame unwritten, bytes on their way to it, or half a frame
+    /// read), its service must hold
     /// no pooled buffer (idle sessions give back their read blocks and send segments).
     /// Returns true once it could check.
     pub fn check_quiet(&mut self, h: u16) -> bool {
@@ -128,9 +132,13 @@ impl State {
                 }
                 None => peer.rogue.is_none(),
             };
+            // A "bits" server's Open frame is no message (`queued_bytes` leaves it out) but
+            // waits in the session's send queue until it is written (a stalled write).
+            let open_written = st.hpke || st.connected || st.written >= wire::OPEN_FRAME as u64;
             // A closing session is finishing, not idle (its Close record may wait for a
             // stalled write, its read block for an end of stream that already came).
             l.sref.is_open()
+                && open_written
                 && l.sref.queued_bytes() == 0
                 && peer_done
                 && peer.written == st.read_total

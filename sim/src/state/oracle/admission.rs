@@ -1,9 +1,10 @@
 //! Handshake admission on encrypted servers: a connection is refused only when the
 //! handshakes in progress (overall or from its source) are at their limit with none stalled
-//! to evict, or the service is full.
+//! to evict, or the service is full; and a refusal says why (it never looks like a reset).
 
 use laxnet::wire;
 
+use crate::reasons::Cause;
 use crate::state::State;
 use crate::state::streams::StreamInfo;
 
@@ -14,12 +15,17 @@ impl State {
     /// from its source) or the service is full. The handshakes in progress are the other
     /// accepted streams of this incarnation that are open and have not completed theirs.
     pub fn check_admission(&mut self, stream: u64) {
+        self.check_refusal(stream);
         let info = &self.streams[stream as usize];
         let h = info.host;
         let host = &self.hosts[h as usize];
+        // A refusal reads what the client sent after writing why; before that the library
+        // never read from the stream.
+        let refused =
+            info.head_out.starts_with(&wire::REFUSAL_MAGIC) && info.rops_at_first_write == Some(0);
         if !info.hpke
             || info.connected
-            || info.rops > 0
+            || (info.rops > 0 && !refused)
             || info.hs_done
             || host.down
             || host.draining
@@ -79,6 +85,44 @@ impl State {
                     host.open_now, svc.max_sessions
                 ),
             );
+        }
+    }
+
+    /// A server stream dropped without a session: the library refused the connection, and a
+    /// refusal is typed: on "bits" the stream wrote a close frame (never an Open frame alone,
+    /// never nothing), on "bits-hpke" a refusal in place of the ServerHello if it dropped the
+    /// connection before reading from it. Injected resets, crashes and the end of the run
+    /// excuse it.
+    fn check_refusal(&mut self, stream: u64) {
+        let info = &self.streams[stream as usize];
+        let h = info.host;
+        let host = &self.hosts[h as usize];
+        if info.connected
+            || info.sess.is_some()
+            || info.hs_done
+            || info.reset
+            || info.crashed
+            || info.rogue.is_some()
+            || host.down
+            || host.draining
+            || !self.sc.is_server(h)
+            || matches!(info.cause, Some((_, Cause::Io(_), _)))
+        {
+            return;
+        }
+        let silent = if info.hpke {
+            info.rops == 0 && info.written == 0
+        } else {
+            info.written == 0
+        };
+        if silent {
+            let what = format!(
+                "the server dropped a connection from {} without a session and without saying why (a refusal that looks like a reset)",
+                info.remote
+            );
+            self.violation(Some(h), None, what);
+        } else {
+            self.edge("refusal-typed");
         }
     }
 }

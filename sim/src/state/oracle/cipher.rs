@@ -41,7 +41,21 @@ impl State {
     /// a record cannot carry frames that were never sent, and the `Close` record comes after
     /// every frame that was.
     pub fn record_written(&mut self, stream: u64, payload: u64, close: bool) {
+        // A Close record carries the reason (a close body) or nothing. The oracle cannot see
+        // a record's type: the record after all the session's frames, with a payload of a
+        // close body's size, is its Close record.
+        let enq = self.streams[stream as usize]
+            .sess
+            .map(|i| self.sessions[i].enq_bytes);
         let info = &mut self.streams[stream as usize];
+        let reasoned = (wire::CLOSE_BODY as u64..=(wire::CLOSE_BODY + wire::CLOSE_TEXT_MAX) as u64)
+            .contains(&payload);
+        let (payload, close) = if !close && reasoned && enq == Some(info.plain_written) {
+            info.reason_sent = Some(None);
+            (0, true)
+        } else {
+            (payload, close)
+        };
         info.plain_written += payload;
         info.close_record |= close;
         let plain = info.plain_written;

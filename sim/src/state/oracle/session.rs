@@ -1,10 +1,10 @@
 //! The session lifecycle oracle: every session opens on a new stream with the peer key its
 //! handshake proved and a well-formed id (generations advance by one per slot, ids recur
 //! only past the horizon), is closed exactly once with the reason its first cause implies
-//! (and the one its senders were told), and delivers only its peer's messages, in order and
-//! intact.
+//! (and the one its senders were told; a clean one lost no bytes, and its peer was told why),
+//! and delivers only its peer's messages, in order and intact.
 
-use laxnet::{CloseReason, SessionRef};
+use laxnet::{CloseReason, SessionRef, wire};
 
 use crate::log::{Ev, fmt_id};
 use crate::msg::{self, Body};
@@ -282,6 +282,7 @@ impl State {
         }
         self.check_reason(h, idx, reason);
         if let Some(st) = stream {
+            self.check_lossless(h, idx, st, enq, reason);
             self.check_crypto_close(h, idx, st, reason);
             let (written, peer) = {
                 let info = &self.streams[st as usize];
@@ -309,6 +310,64 @@ impl State {
                 sref: l.sref,
                 sess: idx,
             });
+        }
+    }
+
+    /// `stream` read its peer's clean end of stream without a close message: a peer that shut
+    /// down cleanly after deciding to close on its own (`close()`, its shutdown), not answering
+    /// this side's close, must have sent its reason first.
+    pub(crate) fn check_reason_sent(&mut self, stream: u64) {
+        let Some(p) = self.streams[stream as usize].peer else {
+            return;
+        };
+        let peer = &self.streams[p as usize];
+        if !peer.shut_down || peer.reset || peer.crashed || peer.reason_sent.is_some() {
+            return;
+        }
+        let Some(pidx) = peer.sess else { return };
+        let (ph, pid) = (peer.host, self.sessions[pidx].id);
+        if let Some((_, cause @ (Cause::CloseCalled | Cause::Shutdown), _)) = self.first_cause(pidx)
+        {
+            self.violation(
+                Some(ph),
+                Some(pidx),
+                format!(
+                    "{} closed for {cause:?} and shut its stream down cleanly without sending its reason",
+                    fmt_id(pid)
+                ),
+            );
+        } else {
+            self.edge("reason-sent-checked");
+        }
+    }
+
+    /// A clean ending lost nothing: every message the session sent was written (a close whose
+    /// linger ran out with bytes unsent is `LingerExpired`, never clean).
+    fn check_lossless(&mut self, h: u16, idx: usize, st: u64, enq: u64, reason: &CloseReason) {
+        if !reason.is_clean() {
+            return;
+        }
+        let info = &self.streams[st as usize];
+        let app = if info.hpke {
+            info.plain_written
+        } else if info.connected {
+            info.written
+        } else {
+            info.written.saturating_sub(wire::OPEN_FRAME as u64)
+        };
+        if app < enq {
+            let id = self.sessions[idx].id;
+            self.violation(
+                Some(h),
+                Some(idx),
+                format!(
+                    "{} closed cleanly (\"{reason}\") with {} of its {enq} bytes of messages unsent",
+                    fmt_id(id),
+                    enq - app
+                ),
+            );
+        } else {
+            self.edge("clean-close-lossless");
         }
     }
 
@@ -366,8 +425,12 @@ impl State {
         if crashed && *reason == CloseReason::Aborted {
             return;
         }
+        // A clean close that lost bytes (its linger ran out, or its stream failed) is not
+        // clean in the end, whatever its senders were told.
+        let linger_after_clean = |t: &CloseReason| t.is_clean() && !reason.is_clean();
         if let Some(t) = s.told.clone()
             && t != *reason
+            && !linger_after_clean(&t)
         {
             self.violation(
                 Some(h),
@@ -394,6 +457,30 @@ impl State {
         let idle = self.sc.side(h).service.idle_timeout_ms.is_some();
         if idle && *reason == CloseReason::Idle {
             return;
+        }
+        // A clean close whose stream then failed with bytes unsent reports the failure.
+        let io_error = s.stream.and_then(|st| self.streams[st as usize].io_error);
+        if io_error.is_some_and(|k| Cause::Io(k).allows(reason))
+            && self.first_cause(idx).is_some_and(|(_, c, _)| c.clean())
+        {
+            self.edge("reason-checked");
+            return;
+        }
+        // `LingerExpired` only once the linger time has passed since the close began.
+        if let CloseReason::LingerExpired { .. } = reason
+            && let Some((_, _, t)) = self.first_cause(idx)
+        {
+            let linger_us = self.sc.side(h).service.linger_ms * 1000;
+            if self.now_us < t + linger_us {
+                let what = format!(
+                    "{} closed with \"{reason}\" {:.3}ms after its close began, before its linger of {}ms ran out",
+                    fmt_id(id),
+                    (self.now_us - t) as f64 / 1000.0,
+                    linger_us / 1000
+                );
+                self.violation(Some(h), Some(idx), what);
+                return;
+            }
         }
         match self.first_cause(idx) {
             Some((_, cause, t)) if !cause.allows(reason) => {
