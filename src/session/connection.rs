@@ -251,7 +251,7 @@ impl Connection {
             self.read_done = true;
             self.write_done = true;
             let before = self.unsent();
-            self.out.clear();
+            self.clear_out();
             if let Some(s) = self.sealed.as_mut() {
                 s.wire_out.clear();
             }
@@ -261,7 +261,7 @@ impl Connection {
             }
         }
         if self.plants.on(Bug::NoFlushOnClose) && reason == CloseReason::Local {
-            self.out.clear();
+            self.clear_out();
             self.more_queued = false;
         }
         if self.plants.on(Bug::NoFlushAfterPeerEof)
@@ -412,7 +412,7 @@ impl Connection {
         };
         self.write_done = true;
         self.read_done = true;
-        self.out.clear();
+        self.clear_out();
         if let Some(s) = self.sealed.as_mut() {
             s.wire_out.clear();
         }
@@ -801,10 +801,17 @@ impl Connection {
         self.sealed.as_deref_mut()
     }
 
+    /// Drops every plaintext frame taken and not written, the Open frame's unwritten part
+    /// with them (its count must never exceed what `out` holds).
+    fn clear_out(&mut self) {
+        self.out.clear();
+        self.unsent_open = 0;
+    }
+
     /// Gives every buffer back to the pool.
     pub(crate) fn release(&mut self) {
         self.inbound.release();
-        self.out.clear();
+        self.clear_out();
         if let Some(s) = self.sealed.as_mut() {
             s.wire_in.release();
             s.wire_out.clear();

@@ -530,3 +530,27 @@ fn the_peers_close_record_while_data_is_queued_still_flushes_it() {
     assert!(s.is_done() && c.is_done());
     assert_eq!(c.reason(), Some(&CloseReason::Local));
 }
+
+#[test]
+fn a_server_whose_open_frame_is_not_written_yet_can_fail_and_close() {
+    // The Open frame's unwritten bytes are not session traffic; dropping them with the
+    // rest of `out` must leave the counts consistent (a write error or a close before the
+    // Open frame left once underflowed `unsent`).
+    for how in 0..3 {
+        let (_c, mut s, _pool) = pair(false);
+        s.queue_open();
+        match how {
+            0 => s.handle_write_error(std::io::ErrorKind::BrokenPipe),
+            1 => s.handle_read_error(std::io::ErrorKind::ConnectionReset),
+            _ => {
+                s.handle_write_error(std::io::ErrorKind::BrokenPipe);
+                s.handle_close(CloseReason::Local, at(1));
+            }
+        }
+        assert_eq!(s.unsent(), 0);
+        assert_eq!(s.in_flight(|p| p), 0);
+        assert!(s.is_done());
+        s.release();
+        assert_eq!(s.unsent(), 0);
+    }
+}
