@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The simulation suite (release builds): every scenario over 100 seeds (two shards, merged), the
+# The simulation suite (optimized builds with overflow checks, the `sim-checked` profile: an
+# arithmetic slip in the library panics and fails its seed instead of wrapping into a wrong
+# count that looks plausible): every scenario over 100 seeds (two shards, merged), the
 # suite as a test binary (sim/tests/sweep_blocks.rs), a determinism check,
 # proof that the oracle catches every planted library bug, the multi-thread stress run on real
 # sockets (and the planted race only it can catch) and, with the library's null cipher, every
@@ -15,15 +17,15 @@ mkdir -p "$out"
 
 step "laxsim: every scenario, seeds 0..100, as two shards merged (docs/simulation-ci.md)"
 for k in 1 2; do
-  cargo run --release -p laxnet-sim -- run --seeds 0..100 --shard "$k/2" --jobs 2 --no-progress \
+  cargo run --profile sim-checked -p laxnet-sim -- run --seeds 0..100 --shard "$k/2" --jobs 2 --no-progress \
     --json --junit "$out/laxsim-shard-$k.xml" > "$out/laxsim-shard-$k.json"
 done
-cargo run --release -p laxnet-sim -- merge "$out/laxsim-shard-1.json" "$out/laxsim-shard-2.json"
+cargo run --profile sim-checked -p laxnet-sim -- merge "$out/laxsim-shard-1.json" "$out/laxsim-shard-2.json"
 
 step "laxsim as a test binary (the nextest route): blocks of seeds; a planted bug's block fails with its replay command"
-LAXSIM_BLOCK_SEEDS=0..4 LAXSIM_BLOCK_SIZE=2 cargo test --release -p laxnet-sim --test sweep_blocks
+LAXSIM_BLOCK_SEEDS=0..4 LAXSIM_BLOCK_SIZE=2 cargo test --profile sim-checked -p laxnet-sim --test sweep_blocks
 set +e
-LAXSIM_BLOCK_PLANT=leak-slot cargo test --release -p laxnet-sim --features planted-bugs \
+LAXSIM_BLOCK_PLANT=leak-slot cargo test --profile sim-checked -p laxnet-sim --features planted-bugs \
   --test sweep_blocks -- admission:: > "$out/sweep-blocks-plant.txt" 2>&1
 code=$?
 set -e
@@ -35,16 +37,16 @@ fi
 echo "sweep_blocks: the planted bug's block failed with its replay command"
 
 step "laxsim: determinism (every seed twice, same trace hash)"
-cargo run --release -p laxnet-sim -- run --check-determinism --seeds 0..10 --jobs 2 --no-progress
+cargo run --profile sim-checked -p laxnet-sim -- run --check-determinism --seeds 0..10 --jobs 2 --no-progress
 
 step "laxsim: the oracle catches every planted bug"
-cargo test --release -p laxnet-sim --features planted-bugs --test planted
+cargo test --profile sim-checked -p laxnet-sim --features planted-bugs --test planted
 # Every planted bug but buffers-after-release (a race between threads: the stress run below),
 # each with the scenario meant to catch it (the same pairs as sim/tests/planted.rs): it must
 # fail within 200 seeds.
 while read -r bug scenario; do
   set +e
-  cargo run --release -p laxnet-sim --features planted-bugs -- \
+  cargo run --profile sim-checked -p laxnet-sim --features planted-bugs -- \
     run --plant "$bug" --scenario "$scenario" --seeds 0..200 --jobs 2 --fail-fast --no-progress --json \
     > "$out/laxsim-plant-$bug.json" < /dev/null
   code=$?
@@ -80,15 +82,15 @@ linger-expiry-clean slow-consumer
 BUGS
 
 step "laxsim stress: the lifecycle oracle on real sockets and threads (races the simulator cannot show)"
-LAXSIM_STRESS_ROUNDS=40 cargo test --release -p laxnet-sim --test stress
+LAXSIM_STRESS_ROUNDS=40 cargo test --profile sim-checked -p laxnet-sim --test stress
 # The race the stress run exists for: the destroy must give the buffers back before the id.
 LAXSIM_STRESS_PLANT=buffers-after-release \
-  cargo test --release -p laxnet-sim --features planted-bugs --test stress stress_catches_planted_bugs
+  cargo test --profile sim-checked -p laxnet-sim --features planted-bugs --test stress stress_catches_planted_bugs
 
 step "laxsim --real: every scenario's socket and record faults on real loopback sockets (a few seeds)"
-cargo run --release -p laxnet-sim -- run --real --seeds 0..3 --no-progress
-cargo test --release -p laxnet-sim --features planted-bugs --test real
+cargo run --profile sim-checked -p laxnet-sim -- run --real --seeds 0..3 --no-progress
+cargo test --profile sim-checked -p laxnet-sim --features planted-bugs --test real
 
 step "laxsim: the oracle catches ciphertext faults that nothing authenticates (null cipher)"
-cargo test --release -p laxnet-sim --features null-cipher --test null_cipher
+cargo test --profile sim-checked -p laxnet-sim --features null-cipher --test null_cipher
 echo "ci/sim.sh: simulation suite passed"

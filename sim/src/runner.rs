@@ -69,6 +69,9 @@ impl Outcome {
 thread_local! {
     static IN_SIM: RefCell<bool> = const { RefCell::new(false) };
     static PANICS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// What runs on this thread (scenario and seed), for the one report a panic that aborts
+    /// the process gets.
+    static RUN: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// Installs (once) a panic hook that records panics raised while a sim runs on this thread,
@@ -80,7 +83,24 @@ fn install_hook() {
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let in_sim = IN_SIM.with(|f| *f.borrow());
-            if in_sim {
+            // A panic while unwinding from another (in a destructor) or out of a function
+            // that cannot unwind: the process aborts right after this hook, so nothing
+            // downstream can report the run. Say here which run it was and what panicked
+            // first. (`PanicHookInfo::can_unwind` is unstable: the message tells.)
+            let text = info.to_string();
+            let aborts = text.contains("panic in a destructor during cleanup")
+                || text.contains("panic in a function that cannot unwind");
+            if in_sim && aborts {
+                let run = RUN.with(|r| r.borrow().clone());
+                eprintln!("laxsim: {run}: a panic while unwinding aborts the process");
+                PANICS.with(|p| {
+                    for (i, earlier) in p.borrow().iter().enumerate() {
+                        eprintln!("  panic {}: {earlier}", i + 1);
+                    }
+                });
+                eprintln!("  then: {text}");
+                prev(info);
+            } else if in_sim {
                 PANICS.with(|p| p.borrow_mut().push(info.to_string()));
                 if std::env::var_os("LAXSIM_PANIC_TRACE").is_some() {
                     prev(info);
@@ -166,10 +186,15 @@ fn host_index(st: &State, name: &str) -> Option<u16> {
         .map(|i| i as u16)
 }
 
-/// Runs `f` (one simulated run) on this thread, collecting the panics raised inside it,
-/// including those something downstream caught.
-pub fn catch_sim_panics<R>(f: impl FnOnce() -> R) -> (std::thread::Result<R>, Vec<String>) {
+/// Runs `f` (one simulated run, named by `run`: scenario and seed) on this thread,
+/// collecting the panics raised inside it, including those something downstream caught. A
+/// panic that aborts the process (one raised while unwinding) is printed with `run` first.
+pub fn catch_sim_panics<R>(
+    run: &str,
+    f: impl FnOnce() -> R,
+) -> (std::thread::Result<R>, Vec<String>) {
     install_hook();
+    RUN.with(|r| *r.borrow_mut() = run.to_string());
     IN_SIM.with(|f| *f.borrow_mut() = true);
     PANICS.with(|p| p.borrow_mut().clear());
     let res = catch_unwind(AssertUnwindSafe(f));
@@ -188,7 +213,8 @@ pub fn run_seed(sc: &Arc<Scenario>, opts: &RunOpts) -> Outcome {
     state.echo = opts.echo;
     let plan = state.rec.plan(sc, opts.schedule.as_deref());
     let shared: Shared = Arc::new(Mutex::new(state));
-    let (res, panics) = catch_sim_panics(|| drive(sc, opts, &plan, &shared));
+    let run = format!("{} seed {}", sc.name, opts.seed);
+    let (res, panics) = catch_sim_panics(&run, || drive(sc, opts, &plan, &shared));
     let sim_time = match res {
         Ok(t) => t,
         Err(_) => Duration::from_micros(lock(&shared).now_us),

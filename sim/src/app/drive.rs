@@ -177,7 +177,8 @@ pub(crate) fn run_seed(def: &Def, seed: u64, schedule: Option<&[Fault]>) -> Seed
         }),
         seed,
     });
-    let (res, panics) = catch_sim_panics(|| drive(def, &world, &plan, schedule.is_some()));
+    let run = format!("{} seed {seed}", def.sc.name);
+    let (res, panics) = catch_sim_panics(&run, || drive(def, &world, &plan, schedule.is_some()));
     let sim_time = match res {
         Ok(t) => t,
         Err(_) => Duration::from_micros(lock(&shared).now_us),
