@@ -81,6 +81,17 @@ if [ "$rooms_code" -eq 0 ] || ! grep -q 'LAXSIM_SEED=' <<< "$rooms_out"; then
 fi
 echo "caught: $(grep -m1 -o 'LAXSIM_SEED=[0-9]*' <<< "$rooms_out")"
 
+step "a user's crate outside the workspace (ci/outside-user: public API only, its own lock)"
+# Built by path from a workspace of its own, so its simulation test reaches only what laxnet
+# and laxnet-sim make public. Its Cargo.lock started as a copy of the workspace's: when
+# laxnet or laxnet-sim gain a dependency, --locked fails here until that lock is updated
+# (one `cargo test --manifest-path ci/outside-user/Cargo.toml` without --locked adds only
+# what is missing). It still reads this repo's .cargo/config.toml (`tokio_unstable`, which
+# docs/simulation.md tells users to set in their own). A target directory of its own inside
+# the workspace's keeps its artifacts between runs without touching the workspace's.
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/outside" \
+  cargo test --quiet --locked --manifest-path ci/outside-user/Cargo.toml
+
 step "examples and the perf harness"
 cargo run --quiet --example chat > /dev/null
 cargo run --quiet --example encryption > /dev/null
