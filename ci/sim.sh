@@ -40,7 +40,7 @@ step "laxsim: determinism (every seed twice, same trace hash)"
 cargo run --profile sim-checked -p laxnet-sim -- run --check-determinism --seeds 0..10 --jobs 2 --no-progress
 
 step "laxsim: the oracle catches every planted bug"
-cargo test --profile sim-checked -p laxnet-sim --features planted-bugs --test planted
+cargo test --profile sim-checked -p laxnet-sim --features planted-bugs --test planted --test app_planted
 # Every planted bug but buffers-after-release (a race between threads: the stress run below),
 # each with the scenario meant to catch it (the same pairs as sim/tests/planted.rs): it must
 # fail within 200 seeds.

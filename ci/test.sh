@@ -79,7 +79,30 @@ if [ "$rooms_code" -eq 0 ] || ! grep -q 'LAXSIM_SEED=' <<< "$rooms_out"; then
   echo "ci/test.sh: the rooms simulation did not catch the planted bug (exit $rooms_code)" >&2
   exit 1
 fi
-echo "caught: $(grep -m1 -o 'LAXSIM_SEED=[0-9]*' <<< "$rooms_out")"
+rooms_seed=$(grep -m1 -o 'LAXSIM_SEED=[0-9]*' <<< "$rooms_out")
+echo "caught: $rooms_seed"
+# Its replay command also shrinks the seed's fault schedule and names the file to replay.
+set +e
+shrink_out=$(env "$rooms_seed" LAXSIM_SHRINK=1 cargo test --quiet -p laxnet-rooms \
+  --features planted-bug --test sim -- rooms_under_faults --exact --nocapture 2>&1)
+set -e
+if ! grep -q '^replay it: LAXSIM_SCHEDULE=' <<< "$shrink_out"; then
+  printf '%s\n' "$shrink_out" | tail -n 30 >&2
+  echo "ci/test.sh: LAXSIM_SHRINK did not shrink the rooms seed" >&2
+  exit 1
+fi
+grep -m1 '^shrunk ' <<< "$shrink_out"
+
+step "a user's crate outside the workspace (ci/outside-user: public API only, its own lock)"
+# Built by path from a workspace of its own, so its simulation test reaches only what laxnet
+# and laxnet-sim make public. Its Cargo.lock started as a copy of the workspace's: when
+# laxnet or laxnet-sim gain a dependency, --locked fails here until that lock is updated
+# (one `cargo test --manifest-path ci/outside-user/Cargo.toml` without --locked adds only
+# what is missing). It still reads this repo's .cargo/config.toml (`tokio_unstable`, which
+# docs/simulation.md tells users to set in their own). A target directory of its own inside
+# the workspace's keeps its artifacts between runs without touching the workspace's.
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/outside" \
+  cargo test --quiet --locked --manifest-path ci/outside-user/Cargo.toml
 
 step "examples and the perf harness"
 cargo run --quiet --example chat > /dev/null

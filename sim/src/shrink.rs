@@ -1,6 +1,8 @@
 //! Shrinking a failing seed's fault schedule: drop faults (in halves, quarters, ... then one
 //! by one) and weaken the rest (shorter partitions and holds, shorter stalls, larger short
-//! reads, less latency) for as long as the run still fails the same way.
+//! reads, less latency) for as long as the run still fails the same way. [`minimize`] is the
+//! search over any engine's runs; [`shrink`] runs it over laxsim's scenarios, `Sim::shrink`
+//! over a user's test.
 
 use std::sync::Arc;
 
@@ -55,7 +57,7 @@ pub fn shrink(
         return Err(format!("{} seed {seed} passes: nothing to shrink", sc.name));
     };
     let sig = signature(v0);
-    let mut faults = first.records.clone();
+    let faults = first.records.clone();
     let original = faults.len();
     let mut runs = 1;
     let try_run = |faults: &[Fault], runs: &mut usize| -> bool {
@@ -75,52 +77,7 @@ pub fn shrink(
         );
     }
     progress(&format!("{original} fault decisions; preserving: {sig}"));
-    // Removal, ddmin style.
-    let mut n = 2usize;
-    while !faults.is_empty() && runs < max_runs {
-        let chunk = faults.len().div_ceil(n);
-        let mut removed = false;
-        let mut start = 0;
-        while start < faults.len() && runs < max_runs {
-            let end = (start + chunk).min(faults.len());
-            let cand: Vec<Fault> = faults[..start]
-                .iter()
-                .chain(&faults[end..])
-                .cloned()
-                .collect();
-            if try_run(&cand, &mut runs) {
-                faults = cand;
-                removed = true;
-                progress(&format!("{} faults left", faults.len()));
-            } else {
-                start = end;
-            }
-        }
-        if !removed {
-            if chunk <= 1 {
-                break;
-            }
-            n = (n * 2).min(faults.len().max(1));
-        } else {
-            n = n.saturating_sub(1).max(2);
-        }
-    }
-    // Weakening.
-    let mut i = 0;
-    while i < faults.len() && runs < max_runs {
-        match faults[i].weaken() {
-            Some(w) => {
-                let mut cand = faults.clone();
-                cand[i] = w;
-                if try_run(&cand, &mut runs) {
-                    faults = cand;
-                    continue;
-                }
-                i += 1;
-            }
-            None => i += 1,
-        }
-    }
+    let faults = minimize(faults, max_runs, &mut runs, try_run, progress);
     let last = run_seed(
         sc,
         &RunOpts {
@@ -141,4 +98,64 @@ pub fn shrink(
         signature: sig,
         first_violation: last.violations.first().cloned().unwrap_or_default(),
     })
+}
+
+/// Drops faults from `faults` (ddmin style: halves, quarters, ... then one by one) and
+/// weakens the rest for as long as `fails` says a run with the candidate schedule still fails
+/// the same way. `fails` counts its runs in the counter it gets; shrinking stops at
+/// `max_runs`. The engine-independent half of [`shrink`] (users' tests use it too).
+pub fn minimize(
+    mut faults: Vec<Fault>,
+    max_runs: usize,
+    runs: &mut usize,
+    mut fails: impl FnMut(&[Fault], &mut usize) -> bool,
+    mut progress: impl FnMut(&str),
+) -> Vec<Fault> {
+    // Removal, ddmin style.
+    let mut n = 2usize;
+    while !faults.is_empty() && *runs < max_runs {
+        let chunk = faults.len().div_ceil(n);
+        let mut removed = false;
+        let mut start = 0;
+        while start < faults.len() && *runs < max_runs {
+            let end = (start + chunk).min(faults.len());
+            let cand: Vec<Fault> = faults[..start]
+                .iter()
+                .chain(&faults[end..])
+                .cloned()
+                .collect();
+            if fails(&cand, runs) {
+                faults = cand;
+                removed = true;
+                progress(&format!("{} faults left", faults.len()));
+            } else {
+                start = end;
+            }
+        }
+        if !removed {
+            if chunk <= 1 {
+                break;
+            }
+            n = (n * 2).min(faults.len().max(1));
+        } else {
+            n = n.saturating_sub(1).max(2);
+        }
+    }
+    // Weakening.
+    let mut i = 0;
+    while i < faults.len() && *runs < max_runs {
+        match faults[i].weaken() {
+            Some(w) => {
+                let mut cand = faults.clone();
+                cand[i] = w;
+                if fails(&cand, runs) {
+                    faults = cand;
+                    continue;
+                }
+                i += 1;
+            }
+            None => i += 1,
+        }
+    }
+    faults
 }

@@ -228,3 +228,101 @@ fn profiles_and_scenario_files_load() {
     .unwrap();
     assert_eq!(f.name(), "partition-heartbeat");
 }
+
+/// A server that drops a member only when its session ends in an orderly close: one cut by
+/// a reset stays a member. Socket faults (resets) are what break it.
+fn reset_forgetful() -> Sim {
+    Sim::new("reset-forgetful")
+        .server("server", |ctx| async move {
+            let svc = ctx.service(Config::default());
+            ctx.watch::<Ping>(&svc, Protocol::Bits);
+            let members: Arc<Mutex<Vec<laxnet::SessionRef>>> = Arc::default();
+            let m = members.clone();
+            svc.sub(
+                Topic::sessions(Protocol::Bits),
+                move |ev: &laxnet::SessionEvent| {
+                    let mut m = m.lock().unwrap();
+                    match ev {
+                        laxnet::SessionEvent::Opened { session, .. } => m.push(session.clone()),
+                        laxnet::SessionEvent::Closed { id, reason }
+                            if !matches!(
+                                reason,
+                                laxnet::CloseReason::Reset | laxnet::CloseReason::Io(_)
+                            ) =>
+                        {
+                            m.retain(|s| s.id() != *id)
+                        }
+                        _ => {}
+                    }
+                },
+            )?;
+            ctx.always("members are open sessions", move || {
+                match members.lock().unwrap().iter().find(|s| !s.is_open()) {
+                    Some(s) => Err(Broken::new(format!("{} is closed", s.id())).session(s.id())),
+                    None => Ok(()),
+                }
+            });
+            let _acceptor = svc.accept("0.0.0.0:7000", Protocol::Bits).await?;
+            std::future::pending::<()>().await;
+            Ok(())
+        })
+        .client("client", |ctx| async move {
+            let svc = ctx.service(Config::default());
+            for round in 0..20u32 {
+                let Ok(s) = svc.connect("server:7000", Protocol::Bits).await else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                for i in 0..5 {
+                    let _ = s.send(&Ping(round * 10 + i));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                s.close();
+            }
+            Ok(())
+        })
+        .faults(Faults::profile("socket-chaos").unwrap())
+        .time_limit(Duration::from_secs(20))
+        .drain(Duration::from_secs(1))
+}
+
+#[test]
+fn a_shrunk_schedule_has_fewer_faults_and_fails_the_same_way() {
+    let sim = reset_forgetful();
+    let r = reset_forgetful().seeds(0..30).check();
+    let seed = r
+        .failing()
+        .next()
+        .unwrap_or_else(|| panic!("no seed failed: {r}"))
+        .seed;
+    let s = sim.shrink(seed, 300, |_| {}).unwrap();
+    println!(
+        "seed {seed}: {} -> {} faults in {} runs",
+        s.original,
+        s.schedule.faults.len(),
+        s.runs
+    );
+    assert!(s.schedule.faults.len() < s.original, "nothing shrunk");
+    assert!(
+        s.signature
+            .contains("invariant \"members are open sessions\""),
+        "{}",
+        s.signature
+    );
+    // The shrunk schedule, replayed (also through its JSON file form), fails the same way.
+    let text = serde_json::to_string(&s.schedule).unwrap();
+    let back = laxnet_sim::app::Schedule::parse(&text).unwrap();
+    let o = sim.run_schedule(&back);
+    assert!(
+        o.violations
+            .iter()
+            .any(|v| laxnet_sim::shrink::signature(v) == s.signature),
+        "{:?}",
+        o.violations
+    );
+    // Without any socket fault the same seed passes: the faults left are what it needs.
+    let mut none = back.clone();
+    none.faults
+        .retain(|f| !matches!(f, laxnet_sim::app::Fault::Io { .. }));
+    assert!(sim.run_schedule(&none).passed());
+}

@@ -3,8 +3,10 @@
 //! [`Ctx`]), applies the fault profile's planned network faults (partitions, holds, spikes,
 //! server crashes and restarts), checks the user's `always` invariants after every step,
 //! waits for the clients to finish and the services to go quiet, then runs the end-of-run
-//! checks: every session closed exactly once, no ref or id reaching past its `Closed`, no
-//! session, buffer or handshake left, no panic counted.
+//! checks: every session closed exactly once, no ref or id reaching past its `Closed`, close
+//! reasons that match across each connection not cut by a fault, no session, buffer or
+//! handshake left, no panic counted. (Heartbeat honesty is checked at each `Closed`, in
+//! [`crate::app::world`].)
 // SystemTime: only the fixed turmoil epoch; Instant: the wall time a seed took, reported only.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
@@ -14,7 +16,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use laxnet::{CloseReason, Service, SessionRef};
+use laxnet::{CloseCode, CloseReason, Service, SessionRef};
 
 use crate::app::world::{App, AppHost, Ctx, World};
 use crate::faulty::Graveyard;
@@ -516,9 +518,92 @@ fn probe_closed(world: &World) {
     }
 }
 
-/// The end of the run: sessions never closed, panics counted by a service, refs and ids.
+/// The code (and detail) a session closing for `r` sends its peer, and whether it surely
+/// arrives (a clean close flushes it before the end of stream; the abortive ones send it at
+/// best effort before dropping the connection). `None`: it sends none.
+fn code_sent(r: &CloseReason) -> Option<(CloseCode, u16, bool)> {
+    Some(match r {
+        CloseReason::Local => (CloseCode::Normal, 0, true),
+        CloseReason::Shutdown => (CloseCode::Shutdown, 0, true),
+        CloseReason::Heartbeat => (CloseCode::Heartbeat, 0, false),
+        CloseReason::Idle => (CloseCode::Idle, 0, false),
+        CloseReason::Protocol(v) => (CloseCode::Protocol, v.detail(), false),
+        CloseReason::Panic => (CloseCode::Panic, 0, false),
+        _ => return None,
+    })
+}
+
+/// A session's stream was cut or spoiled by a fault (a reset or I/O error, a crash, a
+/// ciphertext fault): what its peer reports need not match what it sent.
+fn faulted(s: &crate::state::streams::StreamInfo) -> bool {
+    s.reset || s.io_error.is_some() || s.crashed || s.ct.is_some() || s.landed.is_some()
+}
+
+/// Close reasons across a connection: when neither end was cut by a fault, the reason one
+/// side reports for the peer's close matches what the peer sent. A peer that closed cleanly
+/// (`close()`, `close_with`, shutdown) sends its reason before its end of stream, so a side
+/// that read everything the peer wrote reports `Peer` with the peer's code, never
+/// `PeerClosed`; and a side that reports `Peer` reports the code of the peer's own reason.
+fn check_reasons(world: &World) {
+    let mut bad = Vec::new();
+    {
+        let app = world.app();
+        let st = lock(&world.shared);
+        for &idx in app.followed.keys() {
+            let a = &st.sessions[idx];
+            let (Some(ra), Some(sa)) = (a.reason.as_ref(), a.stream) else {
+                continue;
+            };
+            let sa_info = &st.streams[sa as usize];
+            let Some(sb) = sa_info.peer else { continue };
+            let sb_info = &st.streams[sb as usize];
+            let Some(b_idx) = sb_info.sess else { continue };
+            let b = &st.sessions[b_idx];
+            let Some(rb) = b.reason.as_ref() else {
+                continue;
+            };
+            if faulted(sa_info) || faulted(sb_info) {
+                continue;
+            }
+            let Some((code, detail, sure)) = code_sent(rb) else {
+                continue;
+            };
+            let peer = format!("{} on {}", fmt_id(b.id), st.hosts[b.host as usize].name);
+            match ra {
+                CloseReason::PeerClosed if sure && sa_info.read_total >= sb_info.written => {
+                    bad.push((
+                        a.host,
+                        idx,
+                        format!(
+                            "{} reports \"{ra}\" (no reason), but its peer {peer} closed with \"{rb}\", which sends its reason ({code:?}), and nothing it wrote was lost",
+                            fmt_id(a.id)
+                        ),
+                    ));
+                }
+                CloseReason::Peer(pc) if pc.code != code || pc.detail != detail => {
+                    bad.push((
+                        a.host,
+                        idx,
+                        format!(
+                            "{} reports \"{ra}\", but its peer {peer} closed with \"{rb}\", which sends {code:?}",
+                            fmt_id(a.id)
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    for (h, idx, what) in bad {
+        lock(&world.shared).violation(Some(h), Some(idx), what);
+    }
+}
+
+/// The end of the run: sessions never closed, panics counted by a service, refs and ids,
+/// close reasons across each connection.
 fn end_checks(world: &World) {
     probe_closed(world);
+    check_reasons(world);
     let never: Vec<(usize, u16, u32)> = {
         let app = world.app();
         let st = lock(&world.shared);

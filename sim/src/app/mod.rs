@@ -37,7 +37,11 @@
 //! `N` alone and prints its per-session timeline; `LAXSIM_TIMELINE=FILE.html` also writes
 //! the timeline picture; `LAXSIM_SEEDS=A..B` replaces the seed range (CI runs more);
 //! `LAXSIM_THREADS=N` the worker threads; `LAXSIM_CHECK_DETERMINISM=1` runs every seed twice
-//! and fails a seed whose two runs differ, showing the first differing event.
+//! and fails a seed whose two runs differ, showing the first differing event;
+//! `LAXSIM_SHRINK=1` (with `LAXSIM_SEED`) shrinks the failing seed's fault schedule
+//! ([`Sim::shrink`]), writes it to a file (`LAXSIM_SHRINK=FILE` names it) and prints the
+//! command that replays it: `LAXSIM_SCHEDULE=FILE` runs the seed with that schedule instead
+//! of the faults its seed draws ([`Sim::run_schedule`]).
 //!
 //! The parts: [`faults`] the profiles; [`world`] the shared state of a run, [`Ctx`], and the
 //! lifecycle oracle over user sessions; [`drive`] one seed; [`seeds`] many seeds, the
@@ -48,18 +52,30 @@ pub mod faults;
 pub mod seeds;
 pub mod world;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::schedule::{Fault, Schedule};
+pub use crate::shrink::Shrunk;
 pub use drive::{BoxError, SeedOutcome};
 pub use faults::Faults;
 pub use seeds::{NONDETERMINISM_CAUSES, Report, SeedReport, first_difference};
 pub use world::{Broken, Ctx};
 
 use drive::{Def, HostDef};
+
+/// How many runs `LAXSIM_SHRINK` may take (as `laxsim shrink`'s default).
+const SHRINK_RUNS: usize = 300;
+
+/// Reads a schedule file (JSON, as `LAXSIM_SHRINK` and `laxsim shrink` write it).
+fn load_schedule(path: &Path) -> Result<Schedule, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    Schedule::parse(&text)
+}
 
 /// A simulation test: hosts, faults, seeds, goals. See the [module docs](self).
 pub struct Sim {
@@ -308,16 +324,30 @@ impl Sim {
         cmd
     }
 
-    /// Runs the test and returns its report (prints nothing). The environment variables of
-    /// the [module docs](self) apply.
+    /// Runs the test and returns its report (prints nothing but what `LAXSIM_SEED`,
+    /// `LAXSIM_SHRINK` and `LAXSIM_SCHEDULE` ask for). The environment variables of the
+    /// [module docs](self) apply.
     pub fn check(&self) -> Report {
         if let Err(e) = self.validate() {
             panic!("{e}");
         }
         let def = self.def();
-        let single = std::env::var("LAXSIM_SEED")
+        let schedule = std::env::var_os("LAXSIM_SCHEDULE").map(|p| {
+            let p = PathBuf::from(p);
+            load_schedule(&p).unwrap_or_else(|e| panic!("LAXSIM_SCHEDULE={}: {e}", p.display()))
+        });
+        let env_seed = std::env::var("LAXSIM_SEED")
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok());
+        if let (Some(s), Some(e)) = (&schedule, env_seed)
+            && s.seed != e
+        {
+            panic!(
+                "LAXSIM_SCHEDULE is a schedule of seed {}, LAXSIM_SEED says {e}",
+                s.seed
+            );
+        }
+        let single = schedule.as_ref().map(|s| s.seed).or(env_seed);
         let seeds: Vec<u64> = match single {
             Some(s) => vec![s],
             None => std::env::var("LAXSIM_SEEDS")
@@ -333,14 +363,24 @@ impl Sim {
             .clamp(1, seeds.len().max(1));
         let twice = self.determinism || env_flag("LAXSIM_CHECK_DETERMINISM");
         let start = seeds::now();
-        let (reports, mut goals, first_fail) = seeds::run_seeds(&def, seeds, threads, twice);
+        let (reports, mut goals, first_fail) = match &schedule {
+            Some(sched) => {
+                let o = drive::run_seed(&def, sched.seed, Some(&sched.faults));
+                let goals: BTreeMap<String, u64> = o
+                    .reached
+                    .iter()
+                    .map(|(g, n)| (g.clone(), u64::from(*n > 0)))
+                    .collect();
+                let r = seeds::summarize(&o, None);
+                let keep = (!o.passed()).then_some(o);
+                (vec![r], goals, keep)
+            }
+            None => seeds::run_seeds(&def, seeds, threads, twice),
+        };
         for g in &self.goals {
             goals.entry(g.clone()).or_default();
         }
-        if let Some(seed) = single {
-            self.show_single(&def, seed, first_fail.as_ref());
-        }
-        Report {
+        let mut report = Report {
             name: self.name.clone(),
             profile: self.faults.name().to_string(),
             seeds: reports,
@@ -348,17 +388,158 @@ impl Sim {
             goals_checked: single.is_none(),
             threads,
             elapsed: start.elapsed(),
-            replay: self.replay_template(),
+            replay: match std::env::var_os("LAXSIM_SCHEDULE") {
+                Some(p) if schedule.is_some() => format!(
+                    "LAXSIM_SCHEDULE={} {}",
+                    Path::new(&p).display(),
+                    self.replay_template()
+                ),
+                _ => self.replay_template(),
+            },
+        };
+        if let Some(seed) = single {
+            let script = schedule.as_ref().map(|s| s.faults.as_slice());
+            self.show_single(&def, seed, first_fail.as_ref(), script);
+            if schedule.is_some() {
+                println!(
+                    "(seed {seed} ran with the fault schedule of LAXSIM_SCHEDULE, not its own faults)"
+                );
+            } else if let Some(target) =
+                std::env::var_os("LAXSIM_SHRINK").filter(|v| !v.is_empty() && v != "0")
+            {
+                self.shrink_and_show(seed, first_fail.is_some(), &target, &report);
+            }
+        }
+        report.elapsed = start.elapsed();
+        report
+    }
+
+    /// Runs `seed` with `schedule`'s fault decisions instead of drawing its own (the
+    /// schedule's seed still drives latencies, your code's randomness and the library's).
+    /// Ignores the environment.
+    pub fn run_schedule(&self, schedule: &Schedule) -> SeedOutcome {
+        if let Err(e) = self.validate() {
+            panic!("{e}");
+        }
+        drive::run_seed(&self.def(), schedule.seed, Some(&schedule.faults))
+    }
+
+    /// Shrinks the fault schedule of failing `seed`: drops and weakens fault decisions for
+    /// as long as the run still fails with the same first failure (numbers and ids aside),
+    /// in at most `max_runs` runs; `progress` hears how it goes. `Err` if the seed passes or
+    /// its recorded schedule does not reproduce the failure. Ignores the environment.
+    pub fn shrink(
+        &self,
+        seed: u64,
+        max_runs: usize,
+        mut progress: impl FnMut(&str),
+    ) -> Result<Shrunk, String> {
+        if let Err(e) = self.validate() {
+            panic!("{e}");
+        }
+        let def = self.def();
+        let first = drive::run_seed(&def, seed, None);
+        let Some(v0) = first.violations.first() else {
+            return Err(format!(
+                "{} seed {seed} passes: nothing to shrink",
+                self.name
+            ));
+        };
+        let sig = crate::shrink::signature(v0);
+        let faults = first.records.clone();
+        drop(first);
+        let original = faults.len();
+        let mut runs = 1;
+        let fails = |f: &[Fault], runs: &mut usize| -> bool {
+            *runs += 1;
+            let o = drive::run_seed(&def, seed, Some(f));
+            o.violations
+                .iter()
+                .any(|v| crate::shrink::signature(v) == sig)
+        };
+        if !fails(&faults, &mut runs) {
+            return Err(
+                "the recorded schedule does not reproduce the failure (nondeterminism?)".into(),
+            );
+        }
+        progress(&format!("{original} fault decisions; preserving: {sig}"));
+        let faults = crate::shrink::minimize(faults, max_runs, &mut runs, fails, progress);
+        let last = drive::run_seed(&def, seed, Some(&faults));
+        runs += 1;
+        Ok(Shrunk {
+            schedule: Schedule {
+                scenario: self.name.clone(),
+                seed,
+                plant: None,
+                faults,
+            },
+            original,
+            runs,
+            signature: sig,
+            first_violation: last.violations.first().cloned().unwrap_or_default(),
+        })
+    }
+
+    /// `LAXSIM_SHRINK`: shrinks `seed`, writes the schedule to `target` (`1`: a file in the
+    /// temporary directory) and prints it with the command that replays it.
+    fn shrink_and_show(&self, seed: u64, failed: bool, target: &std::ffi::OsStr, r: &Report) {
+        if !failed {
+            println!("LAXSIM_SHRINK: seed {seed} passed, nothing to shrink");
+            return;
+        }
+        let path = if target == "1" {
+            let stem: String = self
+                .name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            std::env::temp_dir().join(format!("laxsim-{stem}-seed{seed}.schedule.json"))
+        } else {
+            PathBuf::from(target)
+        };
+        println!("shrinking the fault schedule of seed {seed} (at most {SHRINK_RUNS} runs)");
+        let s = match self.shrink(seed, SHRINK_RUNS, |m| println!("shrink: {m}")) {
+            Ok(s) => s,
+            Err(e) => {
+                println!("LAXSIM_SHRINK: {e}");
+                return;
+            }
+        };
+        println!(
+            "shrunk {} fault decisions to {} in {} runs; still fails with: {}",
+            s.original,
+            s.schedule.faults.len(),
+            s.runs,
+            s.first_violation.lines().next().unwrap_or("")
+        );
+        for f in &s.schedule.faults {
+            println!("  {f:?}");
+        }
+        let text = serde_json::to_string_pretty(&s.schedule).unwrap_or_default();
+        match std::fs::write(&path, text + "\n") {
+            Ok(()) => println!(
+                "schedule written to {}\nreplay it: LAXSIM_SCHEDULE={} {}",
+                path.display(),
+                path.display(),
+                r.replay_command(seed)
+            ),
+            Err(e) => println!("cannot write {}: {e}", path.display()),
         }
     }
 
     /// `LAXSIM_SEED`: the seed's timeline as text, and as HTML with `LAXSIM_TIMELINE`.
-    fn show_single(&self, def: &Def, seed: u64, failed: Option<&SeedOutcome>) {
+    fn show_single(
+        &self,
+        def: &Def,
+        seed: u64,
+        failed: Option<&SeedOutcome>,
+        script: Option<&[Fault]>,
+    ) {
         let rerun;
         let o = match failed {
             Some(o) => o,
             None => {
-                rerun = drive::run_seed(def, seed, None);
+                rerun = drive::run_seed(def, seed, script);
                 &rerun
             }
         };

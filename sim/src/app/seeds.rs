@@ -228,7 +228,7 @@ pub fn first_difference(a: &SeedOutcome, b: &SeedOutcome) -> Option<String> {
     Some(out)
 }
 
-fn summarize(o: &SeedOutcome, extra: Option<String>) -> SeedReport {
+pub(crate) fn summarize(o: &SeedOutcome, extra: Option<String>) -> SeedReport {
     let mut failures = o.violations.clone();
     let mut count = o.violation_count;
     if let Some(e) = extra {

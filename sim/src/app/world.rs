@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use laxnet::{
-    CloseReason, Config, Direction, Message, Protocol, Received, Service, SessionEvent, SessionId,
-    SessionRef, Topic,
+    CloseReason, Config, Direction, Message, Protocol, Received, Runtime, Service, SessionEvent,
+    SessionId, SessionRef, Topic,
 };
 
 use crate::faulty::{FaultyRuntime, Graveyard};
@@ -77,6 +77,8 @@ pub(crate) struct Svc {
     pub inc: u16,
     /// `None` once its host crashed (the handle is dropped with the incarnation).
     pub svc: Option<Service>,
+    /// Its configured heartbeat timeout.
+    pub heartbeat: Option<Duration>,
 }
 
 /// One host of the test.
@@ -101,8 +103,9 @@ pub(crate) struct App {
     pub followed: BTreeMap<usize, Followed>,
     /// (service, raw id) → the open session with that id.
     pub open: BTreeMap<(u32, u32), usize>,
-    /// `Closed` events held while their host crashes: (service, id, reason).
-    pub held: Vec<(u32, u32, CloseReason)>,
+    /// `Closed` events held while their host crashes: (service, id, reason, the service's
+    /// clock in ns).
+    pub held: Vec<(u32, u32, CloseReason, u64)>,
     /// Coverage goals: name → times reached in this run.
     pub reached: BTreeMap<String, u64>,
 }
@@ -215,13 +218,14 @@ impl World {
     }
 
     /// `Closed` on service `svc` of host `h` (held while the host crashes).
-    fn closed(&self, svc: u32, h: u16, id: u32, reason: &CloseReason) {
+    /// `now_ns` is the service's clock (its streams' read times are on it).
+    fn closed(&self, svc: u32, h: u16, id: u32, reason: &CloseReason, now_ns: u64) {
         let mut app = self.app();
         if app.hosts[h as usize].down {
-            app.held.push((svc, id, reason.clone()));
+            app.held.push((svc, id, reason.clone(), now_ns));
             return;
         }
-        closed_now(&mut app, &self.shared, svc, h, id, reason);
+        closed_now(&mut app, &self.shared, svc, h, id, reason, now_ns);
     }
 
     /// Processes the `Closed` events held during a crash, in (service, id) order: tokio drops
@@ -229,14 +233,14 @@ impl World {
     pub fn flush_held(&self) {
         let mut app = self.app();
         let mut held = std::mem::take(&mut app.held);
-        held.sort_by_key(|(svc, id, _)| (*svc, *id));
-        for (svc, id, reason) in held {
+        held.sort_by_key(|(svc, id, _, _)| (*svc, *id));
+        for (svc, id, reason, now_ns) in held {
             let h = app
                 .services
                 .iter()
                 .find(|s| s.no == svc)
                 .map_or(0, |s| s.host);
-            closed_now(&mut app, &self.shared, svc, h, id, &reason);
+            closed_now(&mut app, &self.shared, svc, h, id, &reason, now_ns);
         }
     }
 
@@ -280,7 +284,15 @@ impl World {
     }
 }
 
-fn closed_now(app: &mut App, shared: &Shared, svc: u32, h: u16, id: u32, reason: &CloseReason) {
+fn closed_now(
+    app: &mut App,
+    shared: &Shared,
+    svc: u32,
+    h: u16,
+    id: u32,
+    reason: &CloseReason,
+    now_ns: u64,
+) {
     let mut st = lock(shared);
     st.log(
         h,
@@ -308,6 +320,34 @@ fn closed_now(app: &mut App, shared: &Shared, svc: u32, h: u16, id: u32, reason:
     s.closed += 1;
     s.closed_us = Some(now);
     s.reason = Some(reason.clone());
+    let stream = s.stream;
+    if *reason == CloseReason::Heartbeat {
+        // Heartbeat honesty: the session heard nothing for its heartbeat timeout. The
+        // `Closed` comes after the decision, so the silence measured here is at least the
+        // one the library saw (bytes read at the socket count as heard).
+        let hb = app
+            .services
+            .iter()
+            .find(|x| x.no == svc)
+            .and_then(|x| x.heartbeat);
+        let silent = stream.map(|st_no| {
+            Duration::from_nanos(now_ns.saturating_sub(st.streams[st_no as usize].last_read_ns))
+        });
+        let what = match (hb, silent) {
+            (None, _) => Some(format!(
+                "{} closed by heartbeat with no heartbeat configured",
+                fmt_id(id)
+            )),
+            (Some(hb), Some(silent)) if silent < hb => Some(format!(
+                "{} closed by heartbeat (timeout {hb:?}) although it read bytes {silent:?} before",
+                fmt_id(id)
+            )),
+            _ => None,
+        };
+        if let Some(what) = what {
+            st.violation(Some(h), Some(idx), what);
+        }
+    }
 }
 
 /// What a host's function gets: its name, the seed, services on the simulated network with
@@ -384,15 +424,22 @@ impl Ctx {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(rt.graveyard());
+        let heartbeat = config.heartbeat;
+        let clock = rt.clock();
         let svc = Service::with_runtime(config, rt);
         for proto in Protocol::ALL {
             let world = self.world.clone();
             let h = self.host;
+            let clock = clock.clone();
             let r = svc.sub(Topic::sessions(proto), move |ev: &SessionEvent| match ev {
                 SessionEvent::Opened { session, direction } => {
                     world.opened(no, h, session, *direction)
                 }
-                SessionEvent::Closed { id, reason } => world.closed(no, h, id.get(), reason),
+                SessionEvent::Closed { id, reason } => {
+                    let now_ns = clock.now().since_origin().as_nanos();
+                    let now_ns = u64::try_from(now_ns).unwrap_or(u64::MAX);
+                    world.closed(no, h, id.get(), reason, now_ns)
+                }
                 _ => {}
             });
             if let Err(e) = r {
@@ -409,6 +456,7 @@ impl Ctx {
             host: self.host,
             inc: self.inc,
             svc: Some(svc.clone()),
+            heartbeat,
         });
         svc
     }

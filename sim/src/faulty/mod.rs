@@ -78,6 +78,11 @@ impl FaultyRuntime {
         }
     }
 
+    /// The clock of this runtime (the one its streams' read times are on).
+    pub fn clock(&self) -> Arc<TurmoilRuntime> {
+        self.inner.clone()
+    }
+
     /// The crash guard for this host incarnation (see [`Graveyard`]).
     pub fn graveyard(&self) -> Graveyard {
         Graveyard(self.ctl.clone())
