@@ -56,6 +56,7 @@ pub const EDGES: &[&str] = &[
     "quiet-checked",
     "listener-paused",
     "handshake-evicted",
+    "refused-after-hello",
     "close-while-closing",
     "closing-at-shutdown",
     "late-subscriber",

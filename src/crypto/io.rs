@@ -233,6 +233,9 @@ pub(crate) struct Sealed {
     handshake_timeout: std::time::Duration,
     /// Bytes of the client's Finished still at the front of `wire_out`.
     unsent_finished: usize,
+    /// A client that has opened no record yet: the server may still answer with its plaintext
+    /// refusal (see [`Sealed::take_refusal`]).
+    refusal_possible: bool,
 }
 
 impl Sealed {
@@ -292,6 +295,35 @@ impl Sealed {
             close_received: false,
             handshake_timeout: enc.handshake_timeout,
             unsent_finished: 0,
+            refusal_possible: is_client,
         }
+    }
+
+    /// A client's first bytes from the server after the handshake may be the server's
+    /// plaintext refusal instead of a record: a server evicts an attempt whose ClientFinished
+    /// it has waited for too long (`crypto::admission`), and the client, whose `connect`
+    /// returned once it wrote its Finished, learns of it only now. Returns `Ok(Some(code))`
+    /// for a refusal (consumed from `wire_in`), `Ok(None)` when the bytes are a record (or
+    /// none can be a refusal any more), `Err(())` while too few bytes tell. Unauthenticated,
+    /// like the refusal before a ServerHello; the refusal's magic is never a valid record
+    /// header at the record sizes this accepts.
+    pub(crate) fn take_refusal(&mut self) -> Result<Option<u8>, ()> {
+        if !self.refusal_possible {
+            return Ok(None);
+        }
+        let data = self.wire_in.data();
+        let n = data.len().min(REFUSAL_MAGIC.len());
+        let as_len = u32::from_le_bytes(REFUSAL_MAGIC) as usize;
+        if data[..n] != REFUSAL_MAGIC[..n] || as_len <= self.max_record + 1 + record::TAG {
+            self.refusal_possible = false;
+            return Ok(None);
+        }
+        if data.len() < REFUSAL_LEN {
+            return Err(());
+        }
+        let code = data[REFUSAL_LEN - 1];
+        self.wire_in.consume(REFUSAL_LEN);
+        self.refusal_possible = false;
+        Ok(Some(code))
     }
 }

@@ -106,6 +106,16 @@ pub struct PeerClose {
 }
 
 impl PeerClose {
+    /// A refusal's close: its code alone.
+    pub(crate) fn refused(code: CloseCode) -> PeerClose {
+        PeerClose {
+            code,
+            detail: 0,
+            app_code: 0,
+            text: String::new(),
+        }
+    }
+
     /// Longest application text a close carries, in bytes of UTF-8.
     pub const MAX_TEXT: usize = 64;
 

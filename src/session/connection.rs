@@ -51,7 +51,7 @@ use crate::control::{self, CONTROL_ID, Control};
 use crate::crypto::CryptoError;
 use crate::crypto::io::Sealed;
 use crate::crypto::record::{self, Opener, RecordType};
-use crate::error::{CloseReason, PeerClose, ProtocolViolation};
+use crate::error::{CloseCode, CloseReason, PeerClose, ProtocolViolation};
 use crate::planted::{Bug, Plants};
 use crate::session::inbound::{FrameRef, Inbound};
 use crate::time::Instant;

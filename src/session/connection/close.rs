@@ -145,6 +145,16 @@ impl Connection {
         if self.read_done {
             return false;
         }
+        match s.take_refusal() {
+            Ok(None) => {}
+            Err(()) => return false,
+            Ok(Some(code)) => {
+                // Read as the server's close: its end of stream follows.
+                s.close_received = true;
+                self.peer_close = Some(PeerClose::refused(CloseCode::from_u8(code)));
+                return true;
+            }
+        }
         let total = match Opener::record_len(s.wire_in.data(), s.max_record) {
             Ok(Some(t)) => t,
             Ok(None) => return false,

@@ -554,3 +554,38 @@ fn a_server_whose_open_frame_is_not_written_yet_can_fail_and_close() {
         assert_eq!(s.unsent(), 0);
     }
 }
+
+#[test]
+fn a_servers_refusal_after_the_handshake_is_its_reason_not_a_bad_record() {
+    // A server that evicts a handshake after its ServerHello writes its plaintext refusal
+    // where the client expects its first record; it arrives in pieces here.
+    let refusal = crate::crypto::io::refusal(CloseCode::Busy.to_u8());
+    for split in 1..refusal.len() {
+        let (mut c, _s, _pool) = pair(true);
+        assert!(feed(&mut c, &refusal[..split]).is_empty());
+        assert_eq!(c.reason(), None, "split at {split}");
+        assert!(feed(&mut c, &refusal[split..]).is_empty());
+        c.handle_eof(at(1));
+        assert_eq!(
+            c.reason(),
+            Some(&CloseReason::Peer(PeerClose::refused(CloseCode::Busy))),
+            "split at {split}"
+        );
+    }
+    // Only a client reads it, and only as its first bytes: a server (or a client after a
+    // record) treats the same bytes as a record, which is too large.
+    let (_c, mut s, _pool) = pair(true);
+    assert!(feed(&mut s, &refusal).is_empty());
+    assert_eq!(
+        s.reason(),
+        Some(&CloseReason::Crypto(CryptoError::RecordTooLarge))
+    );
+    let (mut c, mut s, pool) = pair(true);
+    assert!(s.handle_queued(&mut queue(&pool, 0..1, 8)));
+    assert_eq!(pipe(&mut s, &mut c), [0]);
+    assert!(feed(&mut c, &refusal).is_empty());
+    assert_eq!(
+        c.reason(),
+        Some(&CloseReason::Crypto(CryptoError::RecordTooLarge))
+    );
+}

@@ -4,7 +4,7 @@
 //! (and the one its senders were told; a clean one lost no bytes, and its peer was told why),
 //! and delivers only its peer's messages, in order and intact.
 
-use laxnet::{CloseReason, SessionRef, wire};
+use laxnet::{CloseCode, CloseReason, SessionRef, wire};
 
 use crate::log::{Ev, fmt_id};
 use crate::msg::{self, Body};
@@ -452,6 +452,25 @@ impl State {
                     .is_some_and(|m| !m.cancelled)
             });
         if ct_fault {
+            return;
+        }
+        // A server that evicted this client's handshake after its ServerHello (it waited too
+        // long for the Finished) answers with its plaintext refusal, which the client, open
+        // since its Finished went out, reads as the server's close. The server's stream then
+        // carries no session and wrote exactly its ServerHello and the refusal.
+        let refused_after_hello = s.stream.is_some_and(|st| {
+            let mine = &self.streams[st as usize];
+            mine.peer.is_some_and(|p| {
+                let server = &self.streams[p as usize];
+                server.sess.is_none()
+                    && server.written == (wire::SERVER_HELLO + wire::REFUSAL) as u64
+                    && mine.read_total >= server.written
+            })
+        });
+        if refused_after_hello
+            && matches!(reason, CloseReason::Peer(p) if p.code == CloseCode::Busy)
+        {
+            self.edge("refused-after-hello");
             return;
         }
         let idle = self.sc.side(h).service.idle_timeout_ms.is_some();
