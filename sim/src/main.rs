@@ -261,9 +261,9 @@ struct SoakArgs {
     /// server's plaintext acceptor either way).
     #[arg(long, value_name = "P", default_value = "bits", value_parser = ["bits", "bits-hpke"])]
     protocol: String,
-    /// Progress and memory samples this often.
-    #[arg(long, value_name = "D", default_value = "5s", value_parser = soak::parse_duration)]
-    interval: std::time::Duration,
+    /// Progress and memory samples this often [default: a fifteenth of --duration, 1s to 5s].
+    #[arg(long, value_name = "D", value_parser = soak::parse_duration)]
+    interval: Option<std::time::Duration>,
     /// Spread the first connects over this long [default: a sixth of --duration, at most 10s].
     #[arg(long, value_name = "D", value_parser = soak::parse_duration)]
     ramp: Option<std::time::Duration>,
@@ -280,6 +280,9 @@ struct SoakArgs {
     /// Print the report as one JSON document instead of text.
     #[arg(long)]
     json: bool,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json_file: Option<PathBuf>,
     /// No progress lines on stderr.
     #[arg(long)]
     no_progress: bool,
@@ -589,7 +592,12 @@ fn cmd_soak(a: &SoakArgs) -> ExitCode {
         } else {
             laxnet::Protocol::Bits
         },
-        interval: a.interval,
+        interval: a.interval.unwrap_or_else(|| {
+            (a.duration / 15).clamp(
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(5),
+            )
+        }),
         ramp: a
             .ramp
             .unwrap_or_else(|| (a.duration / 6).min(std::time::Duration::from_secs(10))),
@@ -609,6 +617,11 @@ fn cmd_soak(a: &SoakArgs) -> ExitCode {
         progress: !a.no_progress,
     };
     let r = soak::soak(&opts);
+    if let Some(p) = &a.json_file
+        && let Err(e) = std::fs::write(p, serde_json::to_string_pretty(&r).unwrap_or_default())
+    {
+        eprintln!("laxsim soak: {}: {e}", p.display());
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
