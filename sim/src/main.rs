@@ -615,6 +615,7 @@ fn cmd_soak(a: &SoakArgs) -> ExitCode {
         plant: a.plant.clone(),
         seed: a.seed,
         progress: !a.no_progress,
+        leak_per_session: 0,
     };
     let r = soak::soak(&opts);
     if let Some(p) = &a.json_file

@@ -115,6 +115,10 @@ pub struct SoakOpts {
     pub seed: u64,
     /// Print progress lines on stderr.
     pub progress: bool,
+    /// A test hook: leak this many bytes (written, so resident) every time a client session
+    /// ends, to prove the plateau check fires (`tests/soak.rs`). 0 in every real run.
+    #[doc(hidden)]
+    pub leak_per_session: usize,
 }
 
 impl Default for SoakOpts {
@@ -133,6 +137,7 @@ impl Default for SoakOpts {
             plant: None,
             seed: 1,
             progress: true,
+            leak_per_session: 0,
         }
     }
 }
@@ -838,6 +843,12 @@ async fn slot_task(cl: Arc<Client>, addr: String, proto: Protocol, opts: SoakOpt
             }
         };
         cl.c.closed.fetch_add(1, Relaxed);
+        if opts.leak_per_session > 0 {
+            // black_box: an allocation nothing reads may be optimised away.
+            std::hint::black_box(Box::leak(
+                vec![0x5au8; opts.leak_per_session].into_boxed_slice(),
+            ));
+        }
         let st = lock(&cl.sessions).remove(&id);
         let expected = if flags & CLOSE_REQ != 0 {
             matches!(reason, CloseReason::PeerClosed)
