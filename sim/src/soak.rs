@@ -575,13 +575,8 @@ pub fn serve(
         hpke: hpke.local_addr().to_string(),
     });
     let rss = || if rss_of_own_process { rss_bytes() } else { 0 };
-    loop {
-        match stop.recv_timeout(interval) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                emit(ServerMsg::Stats(server_stats(&svc, &book, rss())));
-            }
-            _ => break,
-        }
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
+        emit(ServerMsg::Stats(server_stats(&svc, &book, rss())));
     }
     let done = rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(30), svc.shutdown())
