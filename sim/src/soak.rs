@@ -21,11 +21,11 @@
 //!
 //! Checked while it runs: every message (both directions) arrives in order, without gaps,
 //! uncorrupted, on its own session, never after `Closed`; a session that ended cleanly on the
-//! receiving side got everything up to the sender's last message ([`Lost`]); honest sessions
-//! end only with the reasons their ending implies, destroyers' with a reset, hostile ones with
-//! the violation their attack implies (and are closed at all, within a timeout). At the end:
-//! both services shut down with nothing live and no pooled byte in use, no panics, and memory
-//! plateaued ([`plateau`]). Thread timing is not seeded: a run is not reproducible.
+//! receiving side got everything up to the sender's last message; honest sessions end only
+//! with the reasons their ending implies (or `LingerExpired`, which is not clean),
+//! destroyers' with a reset, hostile ones with the violation their attack implies (and are
+//! closed at all, within a timeout). At the end: both services shut down with nothing live
+//! and no pooled byte in use, no panics, and memory plateaued ([`plateau`]). Thread timing is not seeded: a run is not reproducible.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // real time and sockets: the point
 
 use std::collections::{BTreeMap, VecDeque};
