@@ -126,7 +126,8 @@ pub(crate) struct Connection {
     /// "bits": the peer's close frame was read; no frame may follow it.
     close_frame_read: bool,
     /// Bytes of the Open frame not yet written (not session traffic: the client reads it
-    /// before its session exists).
+    /// before its session exists). Reset with every clearing of `out`, which takes the
+    /// unwritten Open frame with it: `unsent` subtracts it from `out`'s length.
     unsent_open: usize,
     /// Why a write failed, if one did.
     write_error: Option<CloseReason>,
@@ -252,6 +253,7 @@ impl Connection {
             self.write_done = true;
             let before = self.unsent();
             self.out.clear();
+            self.unsent_open = 0;
             if let Some(s) = self.sealed.as_mut() {
                 s.wire_out.clear();
             }
@@ -262,6 +264,7 @@ impl Connection {
         }
         if self.plants.on(Bug::NoFlushOnClose) && reason == CloseReason::Local {
             self.out.clear();
+            self.unsent_open = 0;
             self.more_queued = false;
         }
         if self.plants.on(Bug::NoFlushAfterPeerEof)
@@ -413,6 +416,7 @@ impl Connection {
         self.write_done = true;
         self.read_done = true;
         self.out.clear();
+        self.unsent_open = 0;
         if let Some(s) = self.sealed.as_mut() {
             s.wire_out.clear();
         }
@@ -805,6 +809,7 @@ impl Connection {
     pub(crate) fn release(&mut self) {
         self.inbound.release();
         self.out.clear();
+        self.unsent_open = 0;
         if let Some(s) = self.sealed.as_mut() {
             s.wire_in.release();
             s.wire_out.clear();

@@ -530,3 +530,18 @@ fn the_peers_close_record_while_data_is_queued_still_flushes_it() {
     assert!(s.is_done() && c.is_done());
     assert_eq!(c.reason(), Some(&CloseReason::Local));
 }
+
+#[test]
+fn an_abortive_close_before_the_open_frame_is_written_counts_nothing_unsent() {
+    // A "bits" server whose peer resets the connection before its Open frame went out: the
+    // cleared Open frame must not be subtracted from an empty queue (an underflow).
+    for reason in [CloseReason::Reset, CloseReason::Aborted] {
+        let (_c, mut s, _pool) = pair(false);
+        s.queue_open();
+        assert_eq!(s.unsent(), 0, "the Open frame is not session traffic");
+        s.handle_close(reason, at(0));
+        assert!(s.is_done());
+        assert_eq!(s.unsent(), 0);
+        assert_eq!(s.in_flight(|p| p), 0);
+    }
+}
