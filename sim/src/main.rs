@@ -271,6 +271,11 @@ struct SoakArgs {
     /// file-descriptor limit), in-process, child.
     #[arg(long, value_name = "WHERE", default_value = "auto", value_parser = ["auto", "in-process", "child"])]
     server: String,
+    /// The server's handshake admission limits (`Encryption::max_handshakes` and
+    /// `max_handshakes_per_source`) [default: the library's, 256 and 16]. Every client connects
+    /// from 127.0.0.1, one source.
+    #[arg(long, value_name = "N")]
+    server_handshakes: Option<usize>,
     /// Seed of the workload's choices (thread timing is not seeded).
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
@@ -296,6 +301,8 @@ struct SoakServerArgs {
     interval_ms: u64,
     #[arg(long, value_parser = parse_plant)]
     plant: Option<String>,
+    #[arg(long)]
+    handshakes: Option<usize>,
 }
 
 /// A duration, or 0 (zero: none).
@@ -389,6 +396,7 @@ fn main() -> ExitCode {
             let ok = soak::serve_child(
                 a.max_sessions,
                 a.plant.as_deref(),
+                a.handshakes,
                 std::time::Duration::from_millis(a.interval_ms.max(10)),
             );
             return if ok {
@@ -613,6 +621,7 @@ fn cmd_soak(a: &SoakArgs) -> ExitCode {
             _ => soak::ServerPlace::Auto,
         },
         plant: a.plant.clone(),
+        server_handshakes: a.server_handshakes,
         seed: a.seed,
         progress: !a.no_progress,
         leak_per_session: 0,

@@ -111,6 +111,9 @@ pub struct SoakOpts {
     pub server: ServerPlace,
     /// A planted library bug for both services (`laxnet::planted` names; needs the feature).
     pub plant: Option<String>,
+    /// The server's `Encryption::max_handshakes` and `max_handshakes_per_source` (`None`:
+    /// the library's defaults). Every honest client connects from 127.0.0.1: one source.
+    pub server_handshakes: Option<usize>,
     /// Seed of the workload's choices.
     pub seed: u64,
     /// Print progress lines on stderr.
@@ -135,6 +138,7 @@ impl Default for SoakOpts {
             ramp: Duration::from_secs(10),
             server: ServerPlace::Auto,
             plant: None,
+            server_handshakes: None,
             seed: 1,
             progress: true,
             leak_per_session: 0,
@@ -298,6 +302,10 @@ pub struct ServerStats {
     pub destroyed: u64,
     /// Encrypted handshakes that failed (the encrypted acceptor's hostile peers).
     pub handshake_failures: u64,
+    /// Connections dropped at once because too many handshakes were in progress.
+    pub handshakes_refused: u64,
+    /// Stalled handshakes dropped to make room.
+    pub handshakes_evicted: u64,
     /// Sessions that ended cleanly on the server without the client's last message.
     pub lost_sessions: u64,
     /// Panics caught by the service.
@@ -378,12 +386,16 @@ fn plant(_c: &mut Config, _plant: Option<&str>) {
 /// The server's idle timeout (closes silent hostile peers).
 pub const SERVER_IDLE: Duration = Duration::from_secs(10);
 
-fn server_config(max_sessions: usize, plant_name: Option<&str>) -> Config {
+fn server_config(max_sessions: usize, plant_name: Option<&str>, hs: Option<usize>) -> Config {
+    let mut enc = Encryption::server(key());
+    if let Some(n) = hs {
+        enc = enc.with_max_handshakes(n).with_max_handshakes_per_source(n);
+    }
     let mut c = Config::default()
         .with_max_sessions(max_sessions)
         .with_idle_timeout(SERVER_IDLE)
         .with_listen_backlog(4096)
-        .with_encryption(Encryption::server(key()))
+        .with_encryption(enc)
         .with_logging(false);
     plant(&mut c, plant_name);
     c
@@ -404,6 +416,8 @@ fn server_stats(svc: &Service, book: &Mutex<ServerBook>, rss: u64) -> ServerStat
         hostile_ok: b.hostile_ok.clone(),
         destroyed: b.destroyed,
         handshake_failures: s.handshake_failures,
+        handshakes_refused: s.handshakes_refused,
+        handshakes_evicted: s.handshakes_evicted,
         lost_sessions: b.lost_sessions,
         panics: s.panics,
         violations: b.violations,
@@ -546,6 +560,7 @@ fn server_subscribe(svc: &Service, book: &Arc<Mutex<ServerBook>>, proto: Protoco
 pub fn serve(
     max_sessions: usize,
     plant_name: Option<&str>,
+    handshakes: Option<usize>,
     interval: Duration,
     stop: mpsc::Receiver<()>,
     mut emit: impl FnMut(ServerMsg),
@@ -556,7 +571,8 @@ pub fn serve(
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
-    let svc = rt.block_on(async { Service::new(server_config(max_sessions, plant_name)) });
+    let svc =
+        rt.block_on(async { Service::new(server_config(max_sessions, plant_name, handshakes)) });
     let book = Arc::new(Mutex::new(ServerBook::default()));
     for p in [Protocol::Bits, Protocol::BitsHpke] {
         server_subscribe(&svc, &book, p);
@@ -595,7 +611,12 @@ pub fn serve(
 }
 
 /// `laxsim soak-server`: [`serve`] with JSON lines on stdout; stops when stdin ends.
-pub fn serve_child(max_sessions: usize, plant_name: Option<&str>, interval: Duration) -> bool {
+pub fn serve_child(
+    max_sessions: usize,
+    plant_name: Option<&str>,
+    handshakes: Option<usize>,
+    interval: Duration,
+) -> bool {
     raise_fd_limit();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -607,6 +628,7 @@ pub fn serve_child(max_sessions: usize, plant_name: Option<&str>, interval: Dura
     let res = serve(
         max_sessions,
         plant_name,
+        handshakes,
         interval,
         rx,
         |m| {
@@ -1140,6 +1162,10 @@ pub struct SoakReport {
     pub hostile_ok: BTreeMap<String, u64>,
     /// Server handshake failures (encrypted hostile peers).
     pub handshake_failures: u64,
+    /// Server: connections refused / stalled handshakes evicted by handshake admission.
+    pub handshakes_refused: u64,
+    /// Evicted.
+    pub handshakes_evicted: u64,
     /// Samples over time.
     pub samples: Vec<Sample>,
     /// Plateau verdicts.
@@ -1182,6 +1208,9 @@ fn start_server(
         if let Some(p) = &opts.plant {
             cmd.arg("--plant").arg(p);
         }
+        if let Some(n) = opts.server_handshakes {
+            cmd.arg("--handshakes").arg(n.to_string());
+        }
         let mut ch = cmd.spawn().map_err(|e| format!("{}: {e}", exe.display()))?;
         let out = ch.stdout.take().ok_or("no stdout")?;
         std::thread::spawn(move || {
@@ -1200,11 +1229,12 @@ fn start_server(
         Ok((ServerHandle::Child(ch), rx))
     } else {
         let (stop_tx, stop_rx) = mpsc::channel();
-        let (plant, interval) = (opts.plant.clone(), opts.interval);
+        let (plant, interval, hs) = (opts.plant.clone(), opts.interval, opts.server_handshakes);
         let h = std::thread::spawn(move || {
             if let Err(e) = serve(
                 max_sessions,
                 plant.as_deref(),
+                hs,
                 interval,
                 stop_rx,
                 |m| {
@@ -1516,6 +1546,8 @@ pub fn soak(opts: &SoakOpts) -> SoakReport {
     rep.hostile_closed = c.hostile_closed.load(Relaxed);
     rep.hostile_ok = sf.hostile_ok.clone();
     rep.handshake_failures = sf.handshake_failures;
+    rep.handshakes_refused = sf.handshakes_refused;
+    rep.handshakes_evicted = sf.handshakes_evicted;
     let (cv, cfirst) = lock(&cl.violations).clone();
     rep.violations = cv + sf.violations;
     rep.first_violations = cfirst.into_iter().chain(sf.first_violations).collect();
@@ -1642,11 +1674,14 @@ pub fn print_report(r: &SoakReport) {
         r.destroyer_conns, r.destroyer_msgs, r.destroyed
     );
     println!(
-        "hostile: {} started, {} closed by the server; with the reason their attack implies: {}; handshake failures {}",
+        "hostile: {} started, {} closed by the server; with the reason their attack implies: {}",
         r.hostile_started,
         r.hostile_closed,
         join(&mut r.hostile_ok.clone().into_iter()),
-        r.handshake_failures
+    );
+    println!(
+        "server handshakes: {} failed, {} refused, {} evicted",
+        r.handshake_failures, r.handshakes_refused, r.handshakes_evicted
     );
     println!(
         "\n{:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10}",

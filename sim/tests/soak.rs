@@ -54,10 +54,17 @@ fn an_encrypted_short_soak_passes() {
     let r = run(&SoakOpts {
         protocol: laxnet::Protocol::BitsHpke,
         hostile_every: Some(Duration::from_millis(50)),
+        // Every client connects from 127.0.0.1: with the default per-source admission limit
+        // (16 handshakes in progress) a burst of connects gets handshakes evicted after the
+        // client's `connect` returned (docs/simulation-ci.md, "Soak", findings).
+        server_handshakes: Some(4096),
+        // Fewer connects, spread wider: a debug build's handshakes are slow.
+        sessions: 100,
+        ramp: Duration::from_secs(1),
         ..small()
     });
     assert!(r.passed(), "{:#?}\n{:#?}", r.failures, r.first_violations);
-    assert!(r.received > 1000, "{r:?}");
+    assert!(r.received > 200 && r.connect_failures == 0, "{r:?}");
     assert!(
         r.handshake_failures > 0,
         "no attack on the handshake: {r:?}"
