@@ -4,8 +4,8 @@
 # count that looks plausible): every scenario over 100 seeds (two shards, merged), the
 # suite as a test binary (sim/tests/sweep_blocks.rs), a determinism check,
 # proof that the oracle catches every planted library bug, the multi-thread stress run on real
-# sockets (and the planted race only it can catch) and, with the library's null cipher, every
-# ciphertext fault. Called by ci/test.sh.
+# sockets (and the planted race only it can catch), a 30 s soak of 10,000 sessions and, with the
+# library's null cipher, every ciphertext fault. Called by ci/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unset RUSTFLAGS # would replace .cargo/config.toml's --cfg tokio_unstable
@@ -90,6 +90,13 @@ LAXSIM_STRESS_PLANT=buffers-after-release \
 step "laxsim --real: every scenario's socket and record faults on real loopback sockets (a few seeds)"
 cargo run --profile sim-checked -p laxnet-sim -- run --real --seeds 0..3 --no-progress
 cargo test --profile sim-checked -p laxnet-sim --features planted-bugs --test real
+
+step "laxsim soak: 10,000 sessions on loopback for 30 s (churn, resets, hostile peers; docs/simulation-ci.md, Soak)"
+# The server side runs in a child process (both ends' sockets do not fit in one process's
+# file-descriptor limit). The small soaks, and proof that the loss and plateau checks fire:
+cargo test --release -p laxnet-sim --features planted-bugs --test soak
+cargo run --release -p laxnet-sim -- soak --sessions 10000 --duration 30s --no-progress \
+  --json-file "$out/laxsim-soak.json"
 
 step "laxsim: the oracle catches ciphertext faults that nothing authenticates (null cipher)"
 cargo test --profile sim-checked -p laxnet-sim --features null-cipher --test null_cipher

@@ -107,7 +107,8 @@ pub struct Plan {
 /// Bytes of the fixed fields of a [`Body`] (borsh: host, inc, sid, seq, flags, payload length).
 const BODY_FIXED: usize = 21;
 
-fn frame(id: u32, body: &[u8]) -> Vec<u8> {
+/// A frame of message `id` with `body` (the plaintext wire format).
+pub fn frame(id: u32, body: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(wire::FRAME_HEADER + body.len());
     f.extend_from_slice(&((wire::FRAME_ID + body.len()) as u32).to_le_bytes());
     f.extend_from_slice(&id.to_le_bytes());

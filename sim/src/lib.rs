@@ -24,7 +24,9 @@
 //! - [`suite`]: many seeds on several threads, the summary table; [`shrink`]: minimising a
 //!   failing fault schedule.
 //! - [`sweep`]: sweeps split over machines: shards, seed blocks, the JUnit report, merging
-//!   shards' JSON summaries; [`real`]: the scenarios on loopback (`laxsim run --real`).
+//!   shards' JSON summaries; [`real`]: the scenarios on loopback (`laxsim run --real`);
+//!   [`soak`]: thousands of sessions on loopback for a long time, with churn and hostile
+//!   peers (`laxsim soak`).
 //! - [`app`]: simulation tests of users' own services ([`Sim`], [`Ctx`], [`Faults`]): their
 //!   hosts on the same runtime, fault layer, event log and timeline, with the lifecycle
 //!   oracle on their sessions, their invariants and coverage goals, a replay command per
@@ -60,6 +62,7 @@ pub mod runner;
 pub mod scenario;
 pub mod schedule;
 pub mod shrink;
+pub mod soak;
 pub mod state;
 pub mod stress;
 pub mod suite;

@@ -9,6 +9,9 @@
 //! laxsim replay   --scenario NAME --seed N [--schedule FILE] [--trace] [--timeline FILE.html]
 //!                 [--plant BUG] [--fingerprint FP]
 //! laxsim shrink   --scenario NAME --seed N --out FILE [--plant BUG] [--max-runs N]
+//! laxsim soak     [--sessions N] [--duration 30s|30m] [--rate R] [--churn F] [--protocol P]
+//!                 [--destroyers N] [--hostile-every D] [--server auto|in-process|child]
+//!                 [--plant BUG] [--json]
 //! laxsim completions SHELL
 //! ```
 //! `laxsim help COMMAND` (or `COMMAND --help`) says what each option does. `--jobs` defaults
@@ -32,7 +35,7 @@ use laxnet_sim::schedule::Schedule;
 use laxnet_sim::state::lock;
 use laxnet_sim::suite::{self, SuiteOpts};
 use laxnet_sim::sweep::{self, Coverage, Shard};
-use laxnet_sim::{shrink, timeline};
+use laxnet_sim::{shrink, soak, timeline};
 
 /// Seeded simulation suites for laxnet: the real library on turmoil's simulated network, under
 /// seeded faults, every run checked by an oracle.
@@ -76,6 +79,22 @@ enum Cmd {
     ///
     /// Exits 1 when the seed does not fail.
     Shrink(ShrinkArgs),
+    /// Hold thousands of sessions on real loopback sockets for a long time: steady echoed
+    /// traffic, churn (client closes, server closes, resets) and hostile raw peers, with
+    /// progress lines and a final report (messages lost, close reasons, memory and p99
+    /// latency over time).
+    ///
+    /// Exits 1 when a check fails: a message lost on a clean close, a sequence gap or
+    /// corruption, a session closed with a reason its ending does not imply, a hostile peer
+    /// not closed with its typed reason, memory still growing in the last third of the run
+    /// (over the middle third's maximum by more than 10 % + 16 MiB for RSS, 10 % + 2 MiB for
+    /// pool bytes), anything live or pooled after shutdown. With more sessions than fit in
+    /// one process's file-descriptor limit, the server runs in a child process.
+    Soak(SoakArgs),
+    /// The server side of `soak` in a child process (reports JSON lines on stdout; stops when
+    /// stdin ends).
+    #[command(hide = true)]
+    SoakServer(SoakServerArgs),
     /// Print a shell completion script to stdout.
     ///
     /// For example `laxsim completions bash > ~/.local/share/bash-completion/completions/laxsim`
@@ -215,6 +234,85 @@ struct ShrinkArgs {
     dir: Dir,
 }
 
+#[derive(Args)]
+struct SoakArgs {
+    /// Concurrent client sessions.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u16).range(1..60_000))]
+    sessions: u16,
+    /// How long the traffic runs (30s, 30m, 2h, 500ms).
+    #[arg(long, value_name = "D", default_value = "30s", value_parser = soak::parse_duration)]
+    duration: std::time::Duration,
+    /// Messages per second each session sends (each is echoed back).
+    #[arg(long, value_name = "R", default_value_t = 1.0)]
+    rate: f64,
+    /// Fraction of the sessions that end and reconnect per second (half close themselves, half
+    /// ask the server to close).
+    #[arg(long, value_name = "F", default_value_t = 0.02)]
+    churn: f64,
+    /// Raw TCP peers that send valid plaintext frames and end each connection with a reset
+    /// [default: 1 % of --sessions].
+    #[arg(long, value_name = "N")]
+    destroyers: Option<usize>,
+    /// One hostile raw connection (garbage, oversized or truncated frames, half handshakes,
+    /// silence) this often; 0 for none.
+    #[arg(long, value_name = "D", default_value = "1s", value_parser = parse_opt_duration)]
+    hostile_every: std::time::Duration,
+    /// The clients' protocol: bits or bits-hpke (destroyers and most hostile peers use the
+    /// server's plaintext acceptor either way).
+    #[arg(long, value_name = "P", default_value = "bits", value_parser = ["bits", "bits-hpke"])]
+    protocol: String,
+    /// Progress and memory samples this often [default: a fifteenth of --duration, 1s to 5s].
+    #[arg(long, value_name = "D", value_parser = soak::parse_duration)]
+    interval: Option<std::time::Duration>,
+    /// Spread the first connects over this long [default: a sixth of --duration, at most 10s].
+    #[arg(long, value_name = "D", value_parser = soak::parse_duration)]
+    ramp: Option<std::time::Duration>,
+    /// Where the server runs: auto (a child process when both ends' sockets do not fit in the
+    /// file-descriptor limit), in-process, child.
+    #[arg(long, value_name = "WHERE", default_value = "auto", value_parser = ["auto", "in-process", "child"])]
+    server: String,
+    /// The server's handshake admission limits (`Encryption::max_handshakes` and
+    /// `max_handshakes_per_source`) [default: the library's, 256 and 16]. Every client connects
+    /// from 127.0.0.1, one source.
+    #[arg(long, value_name = "N")]
+    server_handshakes: Option<usize>,
+    /// Seed of the workload's choices (thread timing is not seeded).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
+    /// Plant a deliberate library bug in both services (a build with feature planted-bugs).
+    #[arg(long, value_name = "BUG", value_parser = parse_plant)]
+    plant: Option<String>,
+    /// Print the report as one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json_file: Option<PathBuf>,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct SoakServerArgs {
+    #[arg(long, default_value_t = 11_000)]
+    max_sessions: usize,
+    #[arg(long, default_value_t = 5000)]
+    interval_ms: u64,
+    #[arg(long, value_parser = parse_plant)]
+    plant: Option<String>,
+    #[arg(long)]
+    handshakes: Option<usize>,
+}
+
+/// A duration, or 0 (zero: none).
+fn parse_opt_duration(s: &str) -> Result<std::time::Duration, String> {
+    if s.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    soak::parse_duration(s)
+}
+
 /// `A..B` (B excluded, not empty), `A..=B` or `N`.
 fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
     let num = |x: &str| {
@@ -293,6 +391,20 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Cmd::Merge(a) => return cmd_merge(a),
+        Cmd::Soak(a) => return cmd_soak(a),
+        Cmd::SoakServer(a) => {
+            let ok = soak::serve_child(
+                a.max_sessions,
+                a.plant.as_deref(),
+                a.handshakes,
+                std::time::Duration::from_millis(a.interval_ms.max(10)),
+            );
+            return if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
+        }
         Cmd::List(a) => (&a.dir, a.scenarios.clone()),
         Cmd::Run(a) => (&a.dir, a.scenarios.clone()),
         Cmd::Replay(a) => (&a.dir, vec![a.scenario.clone()]),
@@ -318,7 +430,9 @@ fn main() -> ExitCode {
         Cmd::Run(a) => cmd_run(a, &scs),
         Cmd::Replay(a) => cmd_replay(a, &scs[0]),
         Cmd::Shrink(a) => cmd_shrink(a, &scs[0]),
-        Cmd::Completions { .. } | Cmd::Merge(_) => ExitCode::SUCCESS, // done above
+        Cmd::Completions { .. } | Cmd::Merge(_) | Cmd::Soak(_) | Cmd::SoakServer(_) => {
+            ExitCode::SUCCESS // done above
+        }
     }
 }
 
@@ -470,6 +584,67 @@ fn cmd_run_real(a: &RunArgs, scs: &[Arc<Scenario>]) -> ExitCode {
     }
     println!("\nlaxsim --real: all seeds passed");
     ExitCode::SUCCESS
+}
+
+fn cmd_soak(a: &SoakArgs) -> ExitCode {
+    let sessions = usize::from(a.sessions);
+    let opts = soak::SoakOpts {
+        sessions,
+        duration: a.duration,
+        rate: a.rate,
+        churn: a.churn,
+        destroyers: a.destroyers.unwrap_or(sessions / 100),
+        hostile_every: (!a.hostile_every.is_zero()).then_some(a.hostile_every),
+        protocol: if a.protocol == "bits-hpke" {
+            laxnet::Protocol::BitsHpke
+        } else {
+            laxnet::Protocol::Bits
+        },
+        interval: a.interval.unwrap_or_else(|| {
+            (a.duration / 15).clamp(
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(5),
+            )
+        }),
+        ramp: a
+            .ramp
+            .unwrap_or_else(|| (a.duration / 6).min(std::time::Duration::from_secs(10))),
+        server: match a.server.as_str() {
+            "in-process" => soak::ServerPlace::InProcess,
+            "child" => match std::env::current_exe() {
+                Ok(p) => soak::ServerPlace::Child(p),
+                Err(e) => {
+                    eprintln!("laxsim soak: cannot find this program to re-run it: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            _ => soak::ServerPlace::Auto,
+        },
+        plant: a.plant.clone(),
+        server_handshakes: a.server_handshakes,
+        seed: a.seed,
+        progress: !a.no_progress,
+        leak_per_session: 0,
+    };
+    let r = soak::soak(&opts);
+    if let Some(p) = &a.json_file
+        && let Err(e) = std::fs::write(p, serde_json::to_string_pretty(&r).unwrap_or_default())
+    {
+        eprintln!("laxsim soak: {}: {e}", p.display());
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        soak::print_report(&r);
+    }
+    if r.passed() {
+        ExitCode::SUCCESS
+    } else {
+        for f in &r.failures {
+            eprintln!("laxsim soak: FAILED: {f}");
+        }
+        ExitCode::from(1)
+    }
 }
 
 fn cmd_merge(a: &MergeArgs) -> ExitCode {

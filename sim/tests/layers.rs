@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["rogue"],
     &["runner", "timeline", "stress"],
     &["shrink", "suite"],
-    &["sweep", "real", "app"],
+    &["sweep", "real", "soak", "app"],
     &["lib"],
 ];
 
