@@ -94,8 +94,8 @@ cargo test --profile sim-checked -p laxnet-sim --features planted-bugs --test re
 step "laxsim soak: 10,000 sessions on loopback for 30 s (churn, resets, hostile peers; docs/simulation-ci.md, Soak)"
 # The server side runs in a child process (both ends' sockets do not fit in one process's
 # file-descriptor limit). The small soaks, and proof that the loss and plateau checks fire:
-cargo test --release -p laxnet-sim --features planted-bugs --test soak
-cargo run --release -p laxnet-sim -- soak --sessions 10000 --duration 30s --no-progress \
+cargo test --profile sim-checked -p laxnet-sim --features planted-bugs --test soak
+cargo run --profile sim-checked -p laxnet-sim -- soak --sessions 10000 --duration 30s --no-progress \
   --json-file "$out/laxsim-soak.json"
 
 step "laxsim: the oracle catches ciphertext faults that nothing authenticates (null cipher)"
