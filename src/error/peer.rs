@@ -89,7 +89,7 @@ impl fmt::Display for CloseCode {
     }
 }
 
-/// What a peer said when it closed ([`CloseReason::Peer`]).
+/// What a peer said when it closed ([`CloseReason::Peer`](crate::CloseReason::Peer)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PeerClose {
@@ -147,7 +147,7 @@ impl fmt::Display for PeerClose {
     }
 }
 
-/// Why a server refused a connection ([`ConnectError::Refused`]).
+/// Why a server refused a connection ([`ConnectError::Refused`](crate::ConnectError::Refused)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Refusal {
