@@ -17,13 +17,15 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::attack::{Attack, Plan, plan};
+use crate::engine::{BoxError, Ctx};
 use crate::rng::Rng;
 use crate::state::{Shared, lock};
 use crate::workload::PORT;
 
 /// The software of rogue host `h`: until the workload phase ends, opens hostile connections
 /// to the servers in turn, at most `parallel` at once, then waits for them to end.
-pub async fn rogue_main(shared: Shared, h: u16, seed: u64) -> turmoil::Result {
+pub async fn rogue_main(ctx: Ctx) -> Result<(), BoxError> {
+    let (shared, h, seed) = (ctx.shared().clone(), ctx.host(), ctx.seed());
     let (cfg, servers, max_frame, end_us) = {
         let st = lock(&shared);
         (
