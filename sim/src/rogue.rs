@@ -22,7 +22,7 @@ use crate::rng::Rng;
 use crate::state::{Shared, lock};
 use crate::workload::PORT;
 
-/// The software of rogue host `h`: until the workload phase ends, opens hostile connections
+/// The software of a rogue host (an engine host function): until the workload phase ends, opens hostile connections
 /// to the servers in turn, at most `parallel` at once, then waits for them to end.
 pub async fn rogue_main(ctx: Ctx) -> Result<(), BoxError> {
     let (shared, h, seed) = (ctx.shared().clone(), ctx.host(), ctx.seed());
@@ -64,7 +64,6 @@ pub async fn rogue_main(ctx: Ctx) -> Result<(), BoxError> {
     while active.load(std::sync::atomic::Ordering::Relaxed) > 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    lock(&shared).hosts[h as usize].done = true;
     Ok(())
 }
 

@@ -57,9 +57,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::engine::{BoxError, Broken, Ctx, SeedOutcome};
 pub use crate::schedule::{Fault, Schedule};
 pub use crate::shrink::Shrunk;
-pub use crate::engine::{BoxError, Broken, Ctx, SeedOutcome};
 pub use faults::Faults;
 pub use seeds::{NONDETERMINISM_CAUSES, Report, SeedReport, first_difference};
 

@@ -38,8 +38,8 @@ use crate::state::{Shared, State, lock};
 use checks::{end_checks, probe_closed, quiet, run_checks};
 use net::{actions, apply};
 pub use panics::catch_sim_panics;
-pub use world::{Broken, Ctx};
 pub(crate) use world::{App, AppHost, World};
+pub use world::{Broken, Ctx};
 
 /// The error a host function may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -406,9 +406,16 @@ fn drive(def: &Def, world: &Arc<World>, plan: &[Fault], scripted: bool) -> Durat
                     h.map(|h| h as u16),
                     None,
                     &[],
+                    // A user's clients run their function; a workload host drains itself.
                     format!(
-                        "{} did not finish within {:?} of simulated time",
+                        "{} {} {} within {:?} of simulated time",
+                        if def.workload { "host(s)" } else { "client(s)" },
                         waiting.join(", "),
+                        if def.workload {
+                            "did not finish draining"
+                        } else {
+                            "did not finish"
+                        },
                         def.time_limit
                     ),
                 );

@@ -84,7 +84,13 @@ fn host_of(def: &Def, plan_name: &str) -> Option<(u16, String)> {
         .map(|i| (i, def.hosts[i as usize].name.clone()))
 }
 
-pub(crate) fn apply(sim: &mut turmoil::Sim<'_>, def: &Def, world: &World, act: &Action, base_max: u64) {
+pub(crate) fn apply(
+    sim: &mut turmoil::Sim<'_>,
+    def: &Def,
+    world: &World,
+    act: &Action,
+    base_max: u64,
+) {
     let net = |world: &World, a: &str, b: &str, what: &'static str, edge: Option<&'static str>| {
         let (Some((ia, _)), Some((ib, _))) = (host_of(def, a), host_of(def, b)) else {
             return;

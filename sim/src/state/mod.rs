@@ -81,7 +81,7 @@ pub struct State {
     pub violation_count: u64,
     /// Coverage counters, by name: laxsim's lifecycle edges ([`crate::edges::EDGES`]) and
     /// the coverage goals of a simulation test ([`crate::app::Ctx::sometimes`]), counted by
-    /// one mechanism and checked as goals by the engine ([`crate::app::drive`]).
+    /// one mechanism and checked as goals by the engine ([`crate::engine`]).
     pub edges: BTreeMap<Cow<'static, str>, u64>,
     /// Fault decisions.
     pub rec: Recorder,

@@ -19,9 +19,9 @@ mod step;
 
 use laxnet::{Config, Encryption, Service};
 
+use crate::engine::{BoxError, Ctx};
 use crate::faulty::FaultyRuntime;
 use crate::keys::{client_key, server_key};
-use crate::engine::{BoxError, Ctx};
 use crate::state::{State, lock};
 use drain::drain;
 use events::{late_subscriber, subscribe, wait_room};
@@ -116,7 +116,6 @@ pub async fn host_main(ctx: Ctx, opts: HostOpts) -> Result<(), BoxError> {
         let host = &mut st.hosts[h as usize];
         host.svc = Some(svc.clone());
         host.draining = false;
-        host.done = false;
         let server = host.server;
         (
             svc,
