@@ -16,9 +16,13 @@
 //!   short reads/writes, stalls and resets into turmoil's sockets, and ciphertext faults
 //!   (corrupted, duplicated, reordered, spliced, dropped records) into encrypted streams;
 //!   [`chaos`]: the same socket faults in real Tokio streams.
-//! - [`workload`]: what the simulated servers and clients do.
+//! - [`engine`]: the one driver: a seed of a test (hosts as async functions of a
+//!   [`Ctx`], network faults, coverage goals), start to verdict, with the lifecycle oracle
+//!   over users' sessions; users' tests and laxsim's scenarios both run on it.
+//! - [`workload`]: what the simulated servers and clients of laxsim's scenarios do (engine
+//!   host functions that feed the oracle in [`state`]).
 //! - [`rogue`]: hostile hosts that send what no honest peer sends.
-//! - [`runner`]: one seed, start to verdict; [`timeline`]: the per-session timeline, as
+//! - [`runner`]: a scenario as an engine test, one seed of it; [`timeline`]: the per-session timeline, as
 //!   text and as HTML/SVG; [`stress`]: the lifecycle oracle on real sockets and a
 //!   multi-thread runtime, for the races between threads that the simulator cannot show.
 //! - [`suite`]: many seeds on several threads, the summary table; [`shrink`]: minimising a
@@ -27,10 +31,9 @@
 //!   shards' JSON summaries; [`real`]: the scenarios on loopback (`laxsim run --real`);
 //!   [`soak`]: thousands of sessions on loopback for a long time, with churn and hostile
 //!   peers (`laxsim soak`).
-//! - [`app`]: simulation tests of users' own services ([`Sim`], [`Ctx`], [`Faults`]): their
-//!   hosts on the same runtime, fault layer, event log and timeline, with the lifecycle
-//!   oracle on their sessions, their invariants and coverage goals, a replay command per
-//!   failing seed and the determinism guard.
+//! - [`app`]: simulation tests of users' own services ([`Sim`], [`Ctx`], [`Faults`]): the
+//!   public face of the engine, with their invariants and coverage goals, a replay command
+//!   per failing seed and the determinism guard.
 //!
 //! Determinism: a run's trace hash is FNV-1a over its ordered event log (sim time, host,
 //! event); collections are `BTreeMap`/`Vec` only; every RNG is seeded from the run's seed. Two
@@ -49,6 +52,7 @@ pub mod app;
 pub mod attack;
 pub mod chaos;
 pub mod edges;
+pub mod engine;
 pub mod faulty;
 pub mod fingerprint;
 pub mod keys;

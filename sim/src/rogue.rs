@@ -17,13 +17,15 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::attack::{Attack, Plan, plan};
+use crate::engine::{BoxError, Ctx};
 use crate::rng::Rng;
 use crate::state::{Shared, lock};
 use crate::workload::PORT;
 
-/// The software of rogue host `h`: until the workload phase ends, opens hostile connections
+/// The software of a rogue host (an engine host function): until the workload phase ends, opens hostile connections
 /// to the servers in turn, at most `parallel` at once, then waits for them to end.
-pub async fn rogue_main(shared: Shared, h: u16, seed: u64) -> turmoil::Result {
+pub async fn rogue_main(ctx: Ctx) -> Result<(), BoxError> {
+    let (shared, h, seed) = (ctx.shared().clone(), ctx.host(), ctx.seed());
     let (cfg, servers, max_frame, end_us) = {
         let st = lock(&shared);
         (
@@ -62,7 +64,6 @@ pub async fn rogue_main(shared: Shared, h: u16, seed: u64) -> turmoil::Result {
     while active.load(std::sync::atomic::Ordering::Relaxed) > 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    lock(&shared).hosts[h as usize].done = true;
     Ok(())
 }
 

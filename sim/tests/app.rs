@@ -69,6 +69,43 @@ fn echo_passes_under_socket_chaos() {
 }
 
 #[test]
+fn per_seed_goals_fail_the_seeds_that_miss_them_and_lifecycle_edges_are_goals() {
+    // Without faults every echo comes back: at least once per seed holds in every seed, four
+    // times (more than the client's three rounds) in none.
+    let r = echo("goals", false)
+        .seeds(0..4)
+        .at_least("echo came back", 1)
+        .check();
+    assert!(r.passed(), "{r}");
+    let r = echo("goals", false)
+        .seeds(0..4)
+        .at_least("echo came back", 4)
+        .check();
+    assert_eq!(r.failing().count(), 4, "{r}");
+    for s in r.failing() {
+        assert!(
+            s.failures
+                .iter()
+                .any(|f| f.contains("coverage goal echo came back reached 3 times, at least 4")),
+            "{r}"
+        );
+    }
+    // A lifecycle edge laxsim's oracle counts is a goal like the test's own: socket faults
+    // make short reads; a run without faults has none, and the suite says so.
+    let r = echo("edges", false)
+        .faults(Faults::profile("socket-chaos").unwrap())
+        .seeds(0..4)
+        .sometimes("short-read")
+        .check();
+    assert!(r.passed() && r.goals["short-read"] > 0, "{r}");
+    let r = echo("edges", false)
+        .seeds(0..4)
+        .sometimes("short-read")
+        .check();
+    assert_eq!(r.missing_goals(), vec!["short-read"], "{r}");
+}
+
+#[test]
 fn a_session_left_open_is_reported_with_a_replay_command() {
     let r = echo("leaky", true).seeds(0..3).check();
     assert!(!r.passed());

@@ -21,6 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["log"],
     &["state"],
     &["faulty", "chaos"],
+    &["engine"],
     &["workload"],
     &["rogue"],
     &["runner", "timeline", "stress"],

@@ -43,14 +43,12 @@
 //! command that replays it: `LAXSIM_SCHEDULE=FILE` runs the seed with that schedule instead
 //! of the faults its seed draws ([`Sim::run_schedule`]).
 //!
-//! The parts: [`faults`] the profiles; [`world`] the shared state of a run, [`Ctx`], and the
-//! lifecycle oracle over user sessions; [`drive`] one seed; [`seeds`] many seeds, the
-//! determinism guard, the [`Report`].
+//! The parts: [`faults`] the profiles; [`seeds`] many seeds, the determinism guard, the
+//! [`Report`]. One seed runs on [`crate::engine`], the one engine laxsim's own scenarios run
+//! on too ([`Ctx`], the lifecycle oracle over user sessions, the driver loop).
 
-pub mod drive;
 pub mod faults;
 pub mod seeds;
-pub mod world;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -59,14 +57,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::engine::{BoxError, Broken, Ctx, SeedOutcome};
 pub use crate::schedule::{Fault, Schedule};
 pub use crate::shrink::Shrunk;
-pub use drive::{BoxError, SeedOutcome};
 pub use faults::Faults;
 pub use seeds::{NONDETERMINISM_CAUSES, Report, SeedReport, first_difference};
-pub use world::{Broken, Ctx};
 
-use drive::{Def, HostDef};
+use crate::engine::{self as drive, Def, Goal, HostDef};
 
 /// How many runs `LAXSIM_SHRINK` may take (as `laxsim shrink`'s default).
 const SHRINK_RUNS: usize = 300;
@@ -87,7 +84,7 @@ pub struct Sim {
     threads: usize,
     time_limit: Duration,
     drain: Duration,
-    goals: Vec<String>,
+    goals: Vec<Goal>,
     replay: Option<String>,
     cargo_args: String,
     determinism: bool,
@@ -130,6 +127,7 @@ impl Sim {
         HostDef {
             name: name.to_string(),
             client,
+            finish: client,
             f: Arc::new(move |ctx| Box::pin(f(ctx))),
         }
     }
@@ -190,8 +188,24 @@ impl Sim {
 
     /// Declares a coverage goal that [`Ctx::sometimes`] must reach in at least one seed
     /// (goals only named by `Ctx::sometimes` are declared when first called).
+    /// laxsim's lifecycle edges count in the same counters (`laxnet_sim::edges::EDGES`:
+    /// `host-restart`, `heartbeat-expiry`, ...), so they can be goals too.
     pub fn sometimes(mut self, goal: &str) -> Sim {
-        self.goals.push(goal.to_string());
+        self.goals.push(Goal {
+            name: goal.to_string(),
+            per_seed: 0,
+        });
+        self
+    }
+
+    /// Declares a coverage goal that every seed must reach at least `n` times (a seed that
+    /// reaches it fewer times fails; laxsim's scenario files say this with `expect_min`). It
+    /// is reached by [`Ctx::sometimes`] or, for a lifecycle edge, by laxsim's oracle.
+    pub fn at_least(mut self, goal: &str, n: u64) -> Sim {
+        self.goals.push(Goal {
+            name: goal.to_string(),
+            per_seed: n,
+        });
         self
     }
 
@@ -237,6 +251,9 @@ impl Sim {
             sc: Arc::new(sc),
             time_limit: self.time_limit,
             drain: self.drain,
+            goals: self.goals.clone(),
+            workload: false,
+            echo: false,
         }
     }
 
@@ -378,7 +395,7 @@ impl Sim {
             None => seeds::run_seeds(&def, seeds, threads, twice),
         };
         for g in &self.goals {
-            goals.entry(g.clone()).or_default();
+            goals.entry(g.name.clone()).or_default();
         }
         let mut report = Report {
             name: self.name.clone(),

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::app::drive::{Def, SeedOutcome, log_lines, run_seed};
+use crate::engine::{Def, SeedOutcome, log_lines, run_seed};
 use crate::log::{ev_id, fmt_id};
 use crate::state::lock;
 

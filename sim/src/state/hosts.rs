@@ -74,8 +74,6 @@ pub struct HostState {
     pub connecting: usize,
     /// The stream the runtime created last (taken by the next `Opened`).
     pub last_stream: Option<u64>,
-    /// Drained and checked.
-    pub done: bool,
     /// Currently crashed.
     pub down: bool,
     /// Next connect attempt (sim µs).
@@ -119,7 +117,6 @@ impl HostState {
             peak_open: 0,
             connecting: 0,
             last_stream: None,
-            done: false,
             down: false,
             next_connect_us: 0,
             next_probe_us: 0,
@@ -156,7 +153,6 @@ impl State {
         host.peak_open = 0;
         host.connecting = 0;
         host.last_stream = None;
-        host.done = false;
         host.draining = false;
         host.paused = false;
         host.late_sub = None;

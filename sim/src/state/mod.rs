@@ -20,6 +20,7 @@ pub mod hosts;
 pub mod oracle;
 pub mod streams;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -78,8 +79,10 @@ pub struct State {
     pub violations: Vec<Violation>,
     /// All failed invariants, counted.
     pub violation_count: u64,
-    /// Edge counters.
-    pub edges: BTreeMap<&'static str, u64>,
+    /// Coverage counters, by name: laxsim's lifecycle edges ([`crate::edges::EDGES`]) and
+    /// the coverage goals of a simulation test ([`crate::app::Ctx::sometimes`]), counted by
+    /// one mechanism and checked as goals by the engine ([`crate::engine`]).
+    pub edges: BTreeMap<Cow<'static, str>, u64>,
     /// Fault decisions.
     pub rec: Recorder,
     /// Messages delivered.
@@ -172,7 +175,26 @@ impl State {
     /// Counts an edge.
     pub fn edge(&mut self, name: &'static str) {
         debug_assert!(EDGES.contains(&name), "unknown edge {name}");
-        *self.edges.entry(name).or_default() += 1;
+        match self.edges.get_mut(name) {
+            Some(n) => *n += 1,
+            None => {
+                self.edges.insert(Cow::Borrowed(name), 1);
+            }
+        }
+    }
+
+    /// A coverage goal named by a test: counted when `hit`, and known (at zero) either way.
+    pub fn goal(&mut self, name: &str, hit: bool) {
+        let n = match self.edges.get_mut(name) {
+            Some(n) => n,
+            None => self.edges.entry(Cow::Owned(name.to_string())).or_default(),
+        };
+        *n += u64::from(hit);
+    }
+
+    /// How many times the edge or goal `name` was reached in this run.
+    pub fn reached(&self, name: &str) -> u64 {
+        self.edges.get(name).copied().unwrap_or(0)
     }
 
     /// Records a violation.

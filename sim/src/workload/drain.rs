@@ -230,5 +230,4 @@ pub(super) async fn drain(shared: &Shared, h: u16, svc: &Service) {
             panics: status.panics,
         },
     );
-    st.hosts[h as usize].done = true;
 }

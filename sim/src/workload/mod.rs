@@ -19,10 +19,10 @@ mod step;
 
 use laxnet::{Config, Encryption, Service};
 
+use crate::engine::{BoxError, Ctx};
 use crate::faulty::FaultyRuntime;
 use crate::keys::{client_key, server_key};
-use crate::log::Ev;
-use crate::state::{Shared, State, lock};
+use crate::state::{State, lock};
 use drain::drain;
 use events::{late_subscriber, subscribe, wait_room};
 use step::{connect, step};
@@ -101,16 +101,12 @@ fn config(st: &State, h: u16, inc: u16, opts: &HostOpts) -> Config {
     c
 }
 
-/// The software of host `h`: one incarnation per call (turmoil calls it again on restart).
-pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Result {
+/// The software of a workload host, as the engine runs it: one incarnation per call (the
+/// engine calls it again on restart, with the incarnation in `ctx`).
+pub async fn host_main(ctx: Ctx, opts: HostOpts) -> Result<(), BoxError> {
+    let (shared, h, inc) = (ctx.shared().clone(), ctx.host(), ctx.incarnation());
     let (svc, server, tick, _grave, proto) = {
         let mut st = lock(&shared);
-        let inc = {
-            let host = &mut st.hosts[h as usize];
-            host.inc = host.starts;
-            host.starts += 1;
-            host.inc
-        };
         let cfg = config(&st, h, inc, &opts);
         let io = st.sc.side(h).io.clone();
         let hpke = st.sc.protocol.encrypted();
@@ -120,9 +116,7 @@ pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Resul
         let host = &mut st.hosts[h as usize];
         host.svc = Some(svc.clone());
         host.draining = false;
-        host.done = false;
         let server = host.server;
-        st.log(h, Ev::Start { inc });
         (
             svc,
             server,
@@ -131,6 +125,7 @@ pub async fn host_main(shared: Shared, h: u16, opts: HostOpts) -> turmoil::Resul
             st.sc.protocol.lib(),
         )
     };
+    ctx.adopt(&svc);
     subscribe(&shared, &svc, h, proto);
     // The logging switch is the service's own, and reads back what was set.
     let logging = svc.logging();

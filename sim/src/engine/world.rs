@@ -6,7 +6,7 @@
 //! Lock order: `World::app` before the state's lock, never the other way round, and neither
 //! is held while user code or a library call that may publish events runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -85,8 +85,10 @@ pub(crate) struct Svc {
 pub(crate) struct AppHost {
     /// Its function returned (clients: their work is done).
     pub finished: bool,
-    /// A client (else a server).
+    /// A client (else a server): its services get the client side's socket faults.
     pub client: bool,
+    /// The run's work is done only when this host's function has returned.
+    pub finish: bool,
     /// Crashed and not yet restarted: `Closed` events are held.
     pub down: bool,
     /// `always` checks of the current incarnation: (name, check, failed already).
@@ -106,8 +108,9 @@ pub(crate) struct App {
     /// `Closed` events held while their host crashes: (service, id, reason, the service's
     /// clock in ns).
     pub held: Vec<(u32, u32, CloseReason, u64)>,
-    /// Coverage goals: name → times reached in this run.
-    pub reached: BTreeMap<String, u64>,
+    /// Coverage goals named by `Ctx::sometimes` in this run (their counts are in the
+    /// state's counters, with laxsim's edges).
+    pub named: BTreeSet<String>,
 }
 
 /// Everything one run shares.
@@ -562,12 +565,41 @@ impl Ctx {
     /// A coverage goal: `name` must be reached (`cond` true here) in at least one seed of
     /// the test, or the test fails. Declare goals that might never be called at all with
     /// `Sim::sometimes`.
+    ///
+    /// Goals count in the same counters as the lifecycle edges laxsim's oracle counts (such as
+    /// `host-restart`, `heartbeat-expiry`; the list is `laxnet_sim::edges::EDGES`), so a test
+    /// may also declare one of those with `Sim::sometimes` or `Sim::at_least`.
     pub fn sometimes(&self, name: &str, cond: bool) {
-        let mut app = self.world.app();
-        let n = app.reached.entry(name.to_string()).or_default();
-        if cond {
-            *n += 1;
+        if !self.world.app().named.contains(name) {
+            self.world.app().named.insert(name.to_string());
         }
+        lock(&self.world.shared).goal(name, cond);
+    }
+
+    /// Registers `svc`, made by laxsim's own workload (not by [`Ctx::service`], and followed
+    /// by the workload oracle, not by this one), with the engine: a crash of this host drops
+    /// it with the incarnation and checks that none of its sessions is left live, and the run
+    /// waits for it to go quiet.
+    pub(crate) fn adopt(&self, svc: &Service) {
+        let mut app = self.world.app();
+        let no = app.services.len() as u32;
+        app.services.push(Svc {
+            no,
+            host: self.host,
+            inc: self.inc,
+            svc: Some(svc.clone()),
+            heartbeat: svc.config().heartbeat,
+        });
+    }
+
+    /// The run's shared state (the workload hooks write their observations into it).
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.world.shared
+    }
+
+    /// This host's index in the run.
+    pub(crate) fn host(&self) -> u16 {
+        self.host
     }
 
     fn last_service(&self) -> Option<u32> {
