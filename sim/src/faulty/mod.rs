@@ -95,6 +95,7 @@ impl FaultyRuntime {
         let (id, client_out) = {
             let mut st = lock(&self.ctl.shared);
             let id = st.new_stream(self.ctl.host, connected, local, peer, now);
+            st.note_accepted(id);
             (id, st.client_out())
         };
         let ct = self.ctl.hpke.then(|| {

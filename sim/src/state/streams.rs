@@ -146,6 +146,11 @@ pub struct StreamInfo {
     pub io_error: Option<std::io::ErrorKind>,
     /// Read polls before the first write (a refusal at accept: none).
     pub rops_at_first_write: Option<u64>,
+    /// Encrypted servers: when accepted, a refusal of this stream was allowed (the handshakes
+    /// in progress or the sessions open were at their limit). The library decides then; the
+    /// refused stream is dropped (and checked) later, when a handshake may have finished or
+    /// a session closed meanwhile (see [`State::note_accepted`]).
+    pub refusable_at_accept: bool,
     /// A hostile host's end: the attack it sends.
     pub rogue: Option<RogueInfo>,
     /// The host of this stream or of its peer crashed while it was open.
@@ -236,6 +241,7 @@ impl State {
             (peer, local)
         };
         let mut info = StreamInfo {
+            refusable_at_accept: false,
             host,
             inc,
             connected,

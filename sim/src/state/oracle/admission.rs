@@ -30,9 +30,30 @@ impl State {
             || host.down
             || host.draining
             || !self.sc.is_server(h)
+            || info.refusable_at_accept
         {
             return;
         }
+        if let Some(what) = self.admission_violation(stream) {
+            self.violation(Some(h), None, what);
+        }
+    }
+
+    /// An encrypted server accepted `stream`: notes whether refusing it would be allowed now,
+    /// when the library decides (see [`StreamInfo::refusable_at_accept`]).
+    pub fn note_accepted(&mut self, stream: u64) {
+        let info = &self.streams[stream as usize];
+        if info.hpke && !info.connected && self.sc.is_server(info.host) {
+            let ok = self.admission_violation(stream).is_none();
+            self.streams[stream as usize].refusable_at_accept = ok;
+        }
+    }
+
+    /// What refusing `stream` now would violate, if anything (see [`State::check_admission`]).
+    fn admission_violation(&self, stream: u64) -> Option<String> {
+        let info = &self.streams[stream as usize];
+        let h = info.host;
+        let host = &self.hosts[h as usize];
         let svc = &self.sc.side(h).service;
         let max_hs = svc.max_handshakes.unwrap_or(256);
         let per_source = svc.max_handshakes_per_source.unwrap_or(16);
@@ -69,22 +90,16 @@ impl State {
         let full = host.open_now >= svc.max_sessions;
         let (from_source, busy) = (same.len(), busy.len());
         if (source_full || global_full) && !refusable && !full {
-            self.violation(
-                Some(h),
-                None,
-                format!(
-                    "a connection was refused although a stalled handshake (no ClientHello yet) held a place it could have taken ({busy} in progress, {from_source} from its source)"
-                ),
-            );
+            Some(format!(
+                "a connection was refused although a stalled handshake (no ClientHello yet) held a place it could have taken ({busy} in progress, {from_source} from its source)"
+            ))
         } else if busy < max_hs && from_source < per_source && !full {
-            self.violation(
-                Some(h),
-                None,
-                format!(
-                    "a connection was refused with only {busy} handshakes in progress (max_handshakes = {max_hs}) and {} of {} sessions open",
-                    host.open_now, svc.max_sessions
-                ),
-            );
+            Some(format!(
+                "a connection was refused with only {busy} handshakes in progress (max_handshakes = {max_hs}) and {} of {} sessions open",
+                host.open_now, svc.max_sessions
+            ))
+        } else {
+            None
         }
     }
 

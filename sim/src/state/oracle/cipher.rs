@@ -43,10 +43,14 @@ impl State {
     pub fn record_written(&mut self, stream: u64, payload: u64, close: bool) {
         // A Close record carries the reason (a close body) or nothing. The oracle cannot see
         // a record's type: the record after all the session's frames, with a payload of a
-        // close body's size, is its Close record.
-        let enq = self.streams[stream as usize]
-            .sess
-            .map(|i| self.sessions[i].enq_bytes);
+        // close body's size, is its Close record. A stream without a session writes no
+        // frames: its only record is the Close record of a refusal after the handshake (the
+        // service is full or shutting down; either side).
+        let enq = Some(
+            self.streams[stream as usize]
+                .sess
+                .map_or(0, |i| self.sessions[i].enq_bytes),
+        );
         let info = &mut self.streams[stream as usize];
         let reasoned = (wire::CLOSE_BODY as u64..=(wire::CLOSE_BODY + wire::CLOSE_TEXT_MAX) as u64)
             .contains(&payload);
