@@ -16,6 +16,8 @@
 //! - [`session`]: the sans-IO session state machine driven by a sequence of socket, clock
 //!   and application events decoded with `arbitrary`, its invariants checked after each step.
 //! - [`files`]: key files and laxsim's hand-written inputs (scenarios, fault schedules).
+//! - [`sim`](fn@sim): the whole stack in the simulator, a workload and fault schedule decoded
+//!   with `arbitrary`, every run checked by laxsim's full oracle (`laxnet_sim::fuzz`).
 //! - [`seeds`]: the seed corpus, generated (`cargo run -p laxnet-fuzz --example gen_corpus`).
 
 pub mod decode;
@@ -26,6 +28,15 @@ pub mod records;
 pub mod seeds;
 pub mod session;
 mod tape;
+
+/// The whole-stack target: runs the input's simulation (`laxnet_sim::fuzz::run`) and panics
+/// with the oracle's violations if it fails. Not in [`TARGETS`]: one input is a whole
+/// simulated run, so `tests/replay.rs` gives it its own, smaller budget of random inputs.
+pub fn sim(data: &[u8]) {
+    if let Err(v) = laxnet_sim::fuzz::run(data) {
+        panic!("{v}");
+    }
+}
 
 /// A target's function.
 pub type Target = fn(&[u8]);

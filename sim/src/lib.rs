@@ -26,7 +26,8 @@
 //!   text and as HTML/SVG; [`stress`]: the lifecycle oracle on real sockets and a
 //!   multi-thread runtime, for the races between threads that the simulator cannot show.
 //! - [`suite`]: many seeds on several threads, the summary table; [`shrink`]: minimising a
-//!   failing fault schedule.
+//!   failing fault schedule; [`fuzz`]: one fuzz input (`arbitrary`) as a scenario and a fault
+//!   schedule, run with the full oracle (the `sim` fuzz target, `laxsim fuzz-input`).
 //! - [`sweep`]: sweeps split over machines: shards, seed blocks, the JUnit report, merging
 //!   shards' JSON summaries; [`real`]: the scenarios on loopback (`laxsim run --real`);
 //!   [`soak`]: thousands of sessions on loopback for a long time, with churn and hostile
@@ -55,6 +56,7 @@ pub mod edges;
 pub mod engine;
 pub mod faulty;
 pub mod fingerprint;
+pub mod fuzz;
 pub mod keys;
 pub mod log;
 pub mod msg;

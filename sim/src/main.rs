@@ -12,6 +12,7 @@
 //! laxsim soak     [--sessions N] [--duration 30s|30m] [--rate R] [--churn F] [--protocol P]
 //!                 [--destroyers N] [--hostile-every D] [--server auto|in-process|child]
 //!                 [--plant BUG] [--json]
+//! laxsim fuzz-input FILE [--out DIR] [--plant BUG]
 //! laxsim completions SHELL
 //! ```
 //! `laxsim help COMMAND` (or `COMMAND --help`) says what each option does. `--jobs` defaults
@@ -95,6 +96,12 @@ enum Cmd {
     /// stdin ends).
     #[command(hide = true)]
     SoakServer(SoakServerArgs),
+    /// Turn an input of the `sim` fuzz target (a crash libFuzzer wrote, a corpus file) into a
+    /// scenario file and a fault schedule, run it, and print the `laxsim replay` command that
+    /// reruns it (with --trace, --timeline, ...).
+    ///
+    /// Exits 0 when the run passes, 1 when it fails, 2 on errors.
+    FuzzInput(FuzzInputArgs),
     /// Print a shell completion script to stdout.
     ///
     /// For example `laxsim completions bash > ~/.local/share/bash-completion/completions/laxsim`
@@ -313,6 +320,20 @@ fn parse_opt_duration(s: &str) -> Result<std::time::Duration, String> {
     soak::parse_duration(s)
 }
 
+#[derive(Args)]
+struct FuzzInputArgs {
+    /// The fuzz input (raw bytes).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Where to write the scenario (NAME.toml, alone there) and schedule (NAME.schedule.json)
+    /// [default: FILE.laxsim/].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Plant a deliberate library bug (a build with feature planted-bugs).
+    #[arg(long, value_name = "BUG", value_parser = parse_plant)]
+    plant: Option<String>,
+}
+
 /// `A..B` (B excluded, not empty), `A..=B` or `N`.
 fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
     let num = |x: &str| {
@@ -405,6 +426,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             };
         }
+        Cmd::FuzzInput(a) => return cmd_fuzz_input(a),
         Cmd::List(a) => (&a.dir, a.scenarios.clone()),
         Cmd::Run(a) => (&a.dir, a.scenarios.clone()),
         Cmd::Replay(a) => (&a.dir, vec![a.scenario.clone()]),
@@ -433,6 +455,7 @@ fn main() -> ExitCode {
         Cmd::Completions { .. } | Cmd::Merge(_) | Cmd::Soak(_) | Cmd::SoakServer(_) => {
             ExitCode::SUCCESS // done above
         }
+        Cmd::Completions { .. } | Cmd::Merge(_) | Cmd::FuzzInput(_) => ExitCode::SUCCESS, // done above
     }
 }
 
@@ -829,6 +852,59 @@ fn cmd_replay(a: &ReplayArgs, sc: &Arc<Scenario>) -> ExitCode {
     }
     println!("build: {}", Fingerprint::current());
     println!("trace-hash: {:016x}", o.hash);
+    if o.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn cmd_fuzz_input(a: &FuzzInputArgs) -> ExitCode {
+    let data = match std::fs::read(&a.file) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("laxsim: {}: {e}", a.file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let case = laxnet_sim::fuzz::Case::new(&data, a.plant.as_deref());
+    let dir = a.out.clone().unwrap_or_else(|| {
+        let mut d = a.file.clone().into_os_string();
+        d.push(".laxsim");
+        PathBuf::from(d)
+    });
+    let sched = match case.write(&dir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("laxsim: {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    let o = case.run();
+    println!(
+        "scenario {} written to {}, its fault schedule ({} faults) to {}",
+        case.schedule.scenario,
+        dir.join(format!("{}.toml", case.schedule.scenario))
+            .display(),
+        case.schedule.faults.len(),
+        sched.display()
+    );
+    println!(
+        "{} sessions, {} messages, {} faults, {:.3}s simulated",
+        o.sessions,
+        o.messages,
+        o.faults,
+        o.sim_time.as_secs_f64()
+    );
+    if !o.violations.is_empty() {
+        println!("\n{} violation(s):", o.violation_count);
+        for v in &o.violations {
+            println!("- {v}");
+        }
+    }
+    println!("build: {}", Fingerprint::current());
+    println!("trace-hash: {:016x}", o.hash);
+    println!("replay: {}", case.replay_command(&dir));
     if o.passed() {
         ExitCode::SUCCESS
     } else {

@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["workload"],
     &["rogue"],
     &["runner", "timeline", "stress"],
-    &["shrink", "suite"],
+    &["shrink", "suite", "fuzz"],
     &["sweep", "real", "soak", "app"],
     &["lib"],
 ];

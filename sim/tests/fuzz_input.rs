@@ -1,0 +1,123 @@
+//! A fuzz input of the `sim` target converts into files `laxsim replay` reruns: the run of the
+//! input in this process, `laxsim fuzz-input FILE` and the `laxsim replay` command it prints
+//! all give the same trace hash.
+
+use std::path::Path;
+use std::process::Command;
+
+use laxnet_sim::fuzz::Case;
+use laxnet_sim::schedule::Fault;
+
+/// Pseudo-random bytes (a fixed xorshift stream).
+fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key:?} line in:\n{out}"))
+        .trim()
+}
+
+fn laxsim(args: &[&str]) -> (String, Option<i32>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_laxsim"))
+        .args(args)
+        .output()
+        .expect("laxsim runs");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code(),
+    )
+}
+
+/// The first of `seeds`' inputs whose schedule holds a fault of each of `kinds`.
+fn input_with(kinds: &[&str]) -> Vec<u8> {
+    (1..500u64)
+        .map(|s| bytes(s, 600))
+        .find(|d| {
+            let c = Case::new(d, None);
+            kinds
+                .iter()
+                .all(|k| c.schedule.faults.iter().any(|f| f.kind().starts_with(k)))
+        })
+        .unwrap_or_else(|| panic!("no input of the first 500 has faults {kinds:?}"))
+}
+
+fn check(data: &[u8], dir: &Path) {
+    let case = Case::new(data, None);
+    let o = case.run();
+    std::fs::create_dir_all(dir).unwrap();
+    let file = dir.join("input");
+    std::fs::write(&file, data).unwrap();
+    let out_dir = dir.join("case");
+    let (out, code) = laxsim(&[
+        "fuzz-input",
+        file.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        code,
+        Some(if o.passed() { 0 } else { 1 }),
+        "fuzz-input's exit code:\n{out}"
+    );
+    let hash = format!("{:016x}", o.hash);
+    assert_eq!(field(&out, "trace-hash:"), hash, "fuzz-input's run:\n{out}");
+    let replay = field(&out, "replay: laxsim ");
+    let args: Vec<&str> = replay.split(' ').collect();
+    assert_eq!(args[0], "replay");
+    let (again, code2) = laxsim(&args);
+    assert_eq!(code2, code, "replay's exit code:\n{again}");
+    assert_eq!(field(&again, "trace-hash:"), hash, "the replay:\n{again}");
+    // The scenario file is what the run used.
+    let toml =
+        std::fs::read_to_string(out_dir.join(format!("{}.toml", case.schedule.scenario))).unwrap();
+    assert_eq!(toml, case.toml);
+}
+
+#[test]
+fn a_fuzz_input_replays_with_laxsim() {
+    let tmp = std::env::temp_dir().join(format!("laxsim-fuzz-input-{}", std::process::id()));
+    // Network faults and socket faults; then the encrypted protocol with record faults.
+    check(&input_with(&["partition", "crash", "io-"]), &tmp.join("a"));
+    let ct = input_with(&["ct-", "hold"]);
+    assert!(Case::new(&ct, None).scenario.protocol.encrypted());
+    check(&ct, &tmp.join("b"));
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn inputs_map_into_bounded_valid_cases() {
+    for s in 0..300u64 {
+        let d = bytes(s + 1000, (s as usize * 7) % 900);
+        let c = Case::new(&d, None);
+        let sc = &c.scenario;
+        assert!(sc.duration_ms <= laxnet_sim::fuzz::MAX_DURATION_MS);
+        assert!(sc.host_count() <= 6);
+        for f in &c.schedule.faults {
+            let end = match f {
+                Fault::Partition { at_ms, dur_ms, .. }
+                | Fault::Hold { at_ms, dur_ms, .. }
+                | Fault::Spike { at_ms, dur_ms, .. }
+                | Fault::Crash {
+                    at_ms,
+                    down_ms: dur_ms,
+                    ..
+                } => at_ms + dur_ms,
+                _ => 0,
+            };
+            assert!(end <= sc.duration_ms - 50, "{f:?} ends after the workload");
+        }
+        // The same bytes, the same case.
+        assert_eq!(Case::new(&d, None).toml, c.toml);
+    }
+}
