@@ -70,6 +70,9 @@ impl State {
                     && !s.connected
                     && s.open
                     && !s.hs_done
+                    // A refused connection stays open while its refusal is written and the
+                    // client's bytes drained, but holds no place.
+                    && !s.head_out.starts_with(&wire::REFUSAL_MAGIC)
             })
             .map(|(_, s)| s)
             .collect();
