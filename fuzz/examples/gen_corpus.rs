@@ -4,7 +4,8 @@
 
 fn main() -> std::io::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    for (target, _) in laxnet_fuzz::TARGETS {
+    let names = laxnet_fuzz::TARGETS.iter().map(|(t, _)| *t).chain(["sim"]);
+    for target in names {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir)?;
         for e in std::fs::read_dir(&dir)? {

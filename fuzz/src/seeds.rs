@@ -503,5 +503,53 @@ pub fn all() -> Vec<Seed> {
         });
     }
     files_seeds(&mut out);
+    sim_seeds(&mut out);
     out
+}
+
+/// Pseudo-random bytes (a fixed xorshift stream): inputs of the `sim` target, which maps any
+/// bytes into a valid case.
+pub fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The first xorshift input whose case has a fault of each of `kinds` (`Fault::kind`
+/// prefixes) and, if `encrypted`, runs "bits-hpke".
+pub fn sim_input_with(kinds: &[&str], encrypted: bool) -> Vec<u8> {
+    (1..2000u64)
+        .map(|s| xorshift_bytes(s, 600))
+        .find(|d| {
+            let c = laxnet_sim::fuzz::Case::new(d, None);
+            c.scenario.protocol.encrypted() == encrypted
+                && kinds
+                    .iter()
+                    .all(|k| c.schedule.faults.iter().any(|f| f.kind().starts_with(k)))
+        })
+        .expect("an input with these faults")
+}
+
+fn sim_seeds(out: &mut Vec<Seed>) {
+    let mut add = |name: &str, bytes: Vec<u8>| {
+        out.push(Seed {
+            target: "sim",
+            name: name.into(),
+            bytes,
+        })
+    };
+    // All zeros: one server, one client, "bits", no faults.
+    add("quiet", vec![0; 64]);
+    add(
+        "network-and-sockets",
+        sim_input_with(&["partition", "crash", "io-"], false),
+    );
+    add("records", sim_input_with(&["ct-", "hold"], true));
+    add("spikes-hpke", sim_input_with(&["spike", "io-"], true));
 }

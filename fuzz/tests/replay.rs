@@ -1,6 +1,7 @@
 //! The fuzz targets on stable, so they cannot rot: every committed corpus file (seeds, inputs
 //! the fuzzer kept, and past crashes, which stay regression tests), then seeded random inputs
-//! per target (a fixed seed: the same inputs every run).
+//! per target (a fixed seed: the same inputs every run). The whole-stack target `sim` (one
+//! simulated run per input) gets its own, smaller count.
 
 use std::path::{Path, PathBuf};
 
@@ -135,4 +136,51 @@ fn mutate(rng: &mut ChaCha8Rng, d: &mut Vec<u8>) {
             d.truncate(n.max(1).min(d.len()));
         }
     }
+}
+
+#[test]
+fn sim_corpus_replays() {
+    let files = corpus("sim");
+    assert!(
+        files.iter().any(|p| p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("seed-")),
+        "sim has no seeds"
+    );
+    for p in files {
+        let data = std::fs::read(&p).unwrap();
+        if let Err(v) = laxnet_sim::fuzz::run(&data) {
+            panic!("sim: {} fails: {v}", p.display());
+        }
+    }
+}
+
+/// Generated inputs for the `sim` target: random bytes (any bytes map to a valid case) of
+/// 16 to 800 bytes, so that the fault schedules range from none to dozens of faults. Fixed
+/// seed; `LAXNET_FUZZ_SIM_CASES` changes the count.
+#[test]
+fn sim_generated_inputs() {
+    let cases: usize = std::env::var("LAXNET_FUZZ_SIM_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let mut rng = ChaCha8Rng::seed_from_u64(0x0051_0017);
+    let mut faults = 0;
+    for i in 0..cases {
+        let mut d = vec![0u8; 16 + (rng.next_u32() % 785) as usize];
+        rng.fill_bytes(&mut d);
+        let case = laxnet_sim::fuzz::Case::new(&d, None);
+        faults += case.schedule.faults.len();
+        if let Err(v) = laxnet_sim::fuzz::run(&d) {
+            panic!("sim: case {i} fails: {v}\ninput {d:02x?}");
+        }
+    }
+    // Every case has its latency record; the rest are partitions, holds, spikes, crashes,
+    // socket and record faults.
+    assert!(
+        faults > 3 * cases / 2,
+        "the generated inputs hold few faults ({faults})"
+    );
 }
