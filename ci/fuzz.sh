@@ -4,7 +4,7 @@
 # from crates.io if it is missing. The stable replay of the corpora is part of
 # `cargo test --workspace` (fuzz/tests/replay.rs); this is the coverage-guided part.
 #
-#   FUZZ_SECONDS=20   seconds per target (default 20)
+#   FUZZ_SECONDS=20   seconds per target (default 20; ci/test.sh passes 15)
 #   FUZZ_TARGETS="frames session"   which targets (default: all)
 #   FUZZ_JOBS=1       libFuzzer -fork jobs per target (default 1: the machine is shared)
 #

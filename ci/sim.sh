@@ -41,6 +41,10 @@ cargo run --profile sim-checked -p laxnet-sim -- run --check-determinism --seeds
 
 step "laxsim: the oracle catches every planted bug"
 cargo test --profile sim-checked -p laxnet-sim --features planted-bugs --test planted --test app_planted
+# The whole-stack fuzz target finds planted bugs from generated inputs, and (optimized, so many
+# more than the workspace tests' 50) 1000 generated inputs pass without a plant.
+cargo test --profile sim-checked -p laxnet-fuzz --features planted-bugs --test planted
+LAXNET_FUZZ_SIM_CASES=1000 cargo test --profile sim-checked -p laxnet-fuzz --test replay sim_
 # Every planted bug but buffers-after-release (a race between threads: the stress run below),
 # each with the scenario meant to catch it (the same pairs as sim/tests/planted.rs): it must
 # fail within 200 seeds.

@@ -104,6 +104,18 @@ step "a user's crate outside the workspace (ci/outside-user: public API only, it
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/outside" \
   cargo test --quiet --locked --manifest-path ci/outside-user/Cargo.toml
 
+step "fuzzing: every libFuzzer target briefly (where a nightly toolchain is installed)"
+# The stable replay of every corpus and of generated inputs ran with the workspace tests; this
+# is the coverage-guided part: FUZZ_SECONDS per target (11 targets), a crash fails CI. The
+# nightly AddressSanitizer build has a target directory of its own (nothing of the stable
+# builds is reused): cold it is the longest step here (docs/fuzzing.md has the figures), so
+# CI should keep target/x86_64-unknown-linux-gnu/ between runs. LAXNET_CI_FUZZ=0 skips it.
+if [ "${LAXNET_CI_FUZZ:-1}" != 0 ]; then
+  FUZZ_SECONDS=${FUZZ_SECONDS:-15} bash ci/fuzz.sh
+else
+  echo "skipped (LAXNET_CI_FUZZ=0)"
+fi
+
 step "examples and the perf harness"
 cargo run --quiet --example chat > /dev/null
 cargo run --quiet --example encryption > /dev/null

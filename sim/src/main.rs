@@ -452,10 +452,11 @@ fn main() -> ExitCode {
         Cmd::Run(a) => cmd_run(a, &scs),
         Cmd::Replay(a) => cmd_replay(a, &scs[0]),
         Cmd::Shrink(a) => cmd_shrink(a, &scs[0]),
-        Cmd::Completions { .. } | Cmd::Merge(_) | Cmd::Soak(_) | Cmd::SoakServer(_) => {
-            ExitCode::SUCCESS // done above
-        }
-        Cmd::Completions { .. } | Cmd::Merge(_) | Cmd::FuzzInput(_) => ExitCode::SUCCESS, // done above
+        Cmd::Completions { .. }
+        | Cmd::Merge(_)
+        | Cmd::Soak(_)
+        | Cmd::SoakServer(_)
+        | Cmd::FuzzInput(_) => ExitCode::SUCCESS, // done above
     }
 }
 

@@ -121,3 +121,36 @@ fn inputs_map_into_bounded_valid_cases() {
         assert_eq!(Case::new(&d, None).toml, c.toml);
     }
 }
+
+/// Regression (found by the `sim` fuzz target): a server evicted an attempt whose
+/// ClientFinished was overdue and wrote its refusal after the ServerHello, which the client,
+/// already holding a session, read as a record header ("crypto: record larger than the
+/// maximum"). The case needs handshake admission limits (`max_handshakes = 1`, a short
+/// `hello_timeout`), which the fuzz mapping does not apply yet, so it is kept as files. The
+/// same run also shows the open admission finding (docs/fuzzing.md), which this test leaves
+/// to `fuzz/crashes-open/`.
+#[test]
+fn an_attempt_evicted_after_its_server_hello_is_no_bad_record() {
+    use laxnet_sim::runner::{RunOpts, run_seed};
+    use laxnet_sim::scenario::Scenario;
+    use laxnet_sim::schedule::Schedule;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let sc = std::sync::Arc::new(Scenario::parse(&read("evicted-after-hello.toml")).unwrap());
+    let s = Schedule::parse(&read("evicted-after-hello.schedule.json")).unwrap();
+    let o = run_seed(
+        &sc,
+        &RunOpts {
+            seed: s.seed,
+            schedule: Some(s.faults),
+            ..Default::default()
+        },
+    );
+    assert!(
+        !o.violations
+            .iter()
+            .any(|v| v.contains("record larger than the maximum")),
+        "{:#?}",
+        o.violations
+    );
+}
