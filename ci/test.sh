@@ -22,6 +22,11 @@ features=laxnet/sim,laxnet/bench-internals,laxnet-perf/sim,laxnet-perf/bench-int
 step "clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --features "$features" -- -D warnings
 
+step "ci/outside-user's own lock has every crate the workspace now needs (its tests run later)"
+# Checked here, not only at its step near the end: a dependency added to laxnet or laxnet-sim
+# without updating that lock should fail CI in seconds, not after the whole suite.
+cargo metadata --quiet --locked --format-version 1 --manifest-path ci/outside-user/Cargo.toml > /dev/null
+
 # The X25519 backend this CPU runs in the workspace's build (.cargo/config.toml compiles
 # curve25519-dalek's avx512 backend, which multiplies with AVX-512 IFMA where the CPU has it,
 # else with AVX2): crypto::x25519's backend test checks the build really runs it.
