@@ -188,8 +188,13 @@ impl Book {
             return self.bad(format!("{side:?} {id:#x}: Closed published {n} times"));
         }
         r.reason = Some(reason.clone());
+        // A clean close that lost bytes (its stream failed during the flush, or its linger ran
+        // out) is not clean in the end, whatever its senders were told while it flushed: the
+        // same rule as the simulator's oracle (`State::check_reason`).
+        let lost_after_clean = |t: &CloseReason| t.is_clean() && !reason.is_clean();
         if let Some(t) = r.told.clone()
             && t != *reason
+            && !lost_after_clean(&t)
         {
             self.bad(format!(
                 "{side:?} {id:#x}: Closed says \"{reason}\" but senders were told \"{t}\""
@@ -705,4 +710,33 @@ pub fn stress(opts: &StressOpts) -> StressReport {
         }
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use laxnet::CloseReason;
+
+    use super::{Book, Side};
+
+    /// What senders were told against what `Closed` says, for one session.
+    fn violations(told: CloseReason, closed: CloseReason) -> Vec<String> {
+        let mut b = Book::default();
+        let idx = b.opened(Side::Client, 7);
+        b.told(idx, &told);
+        b.closed(Side::Client, 7, &closed);
+        b.violations
+    }
+
+    #[test]
+    fn a_clean_close_that_lost_bytes_may_end_abortively() {
+        let reset = CloseReason::Reset;
+        assert!(violations(CloseReason::Local, reset.clone()).is_empty());
+        assert!(violations(CloseReason::Local, CloseReason::Local).is_empty());
+        // Never the other way, nor one clean reason for another.
+        assert_eq!(violations(reset, CloseReason::Local).len(), 1);
+        assert_eq!(
+            violations(CloseReason::Local, CloseReason::PeerClosed).len(),
+            1
+        );
+    }
 }
