@@ -124,8 +124,9 @@ impl State {
             return;
         };
         self.check_accounting(h);
-        let pool = svc.status().pool;
-        self.check_pool(h, &svc.config().pool, &pool, false);
+        let status = svc.status();
+        self.check_status(h, &svc, &status);
+        self.check_pool(h, &svc.config().pool, &status.pool, false);
         let kept: Vec<(SessionRef, usize)> = self.hosts[h as usize]
             .kept
             .iter()

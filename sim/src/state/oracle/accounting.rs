@@ -186,8 +186,86 @@ impl State {
         true
     }
 
-    /// At quiescence: the service's totals are the sums of what its sessions' sockets moved
-    /// and of the messages the oracle saw sent and delivered.
+    /// Mid-run, at a probe (between the library's polls, when its counters are settled):
+    /// `Status` against what the oracle saw on this incarnation. The live sessions per
+    /// protocol are the sessions with an `Opened` and no `Closed` yet, split into open and
+    /// closing as [`laxnet::Service::sessions`] lists them; `accepted` / `connected` count the
+    /// `Opened` events per side; the closes per kind count the `Closed` events' reasons; the
+    /// totals (bytes, messages) are those of [`State::check_totals`], exact here too (live
+    /// sessions' counters plus the destroyed sessions' sums); every encrypted session
+    /// completed a handshake, so `handshakes` is at least their number.
+    pub fn check_status(&mut self, h: u16, svc: &laxnet::Service, status: &laxnet::Status) {
+        let inc = self.hosts[h as usize].inc;
+        let (mut accepted, mut connected, mut live, mut hpke) = (0u64, 0u64, 0usize, 0u64);
+        let mut closes: Vec<(laxnet::CloseKind, u64)> =
+            status.closes.iter().map(|&(k, _)| (k, 0)).collect();
+        for s in self.sessions.iter().filter(|s| s.host == h && s.inc == inc) {
+            if s.connected {
+                connected += 1;
+            } else {
+                accepted += 1;
+            }
+            hpke += s
+                .stream
+                .is_some_and(|st| self.streams[st as usize].hpke) as u64;
+            match &s.reason {
+                Some(r) if s.closed > 0 => {
+                    if let Some(c) = closes.iter_mut().find(|(k, _)| *k == r.kind()) {
+                        c.1 += 1;
+                    }
+                }
+                _ => live += 1,
+            }
+        }
+        let listed = svc.sessions();
+        let mut bad = Vec::new();
+        for row in &status.sessions {
+            let of = |state| {
+                listed
+                    .iter()
+                    .filter(|i| i.protocol == row.protocol && i.state == state)
+                    .count()
+            };
+            let (open, closing) = (of(laxnet::SessionState::Open), of(laxnet::SessionState::Closing));
+            if (row.open, row.closing) != (open, closing) {
+                bad.push(format!(
+                    "status counts {} open / {} closing {} sessions, the session list has {open} / {closing}",
+                    row.open, row.closing, row.protocol
+                ));
+            }
+        }
+        if status.live() != live {
+            bad.push(format!(
+                "status counts {} live sessions, the oracle saw {live} opened and not closed",
+                status.live()
+            ));
+        }
+        if (status.accepted, status.connected) != (accepted, connected) {
+            bad.push(format!(
+                "status counts {} accepted / {} connected, the oracle saw {accepted} / {connected} Opened",
+                status.accepted, status.connected
+            ));
+        }
+        if status.closes != closes {
+            bad.push(format!(
+                "status counts closes {:?}, the oracle saw Closed with {closes:?}",
+                status.closes
+            ));
+        }
+        if status.handshakes < hpke {
+            bad.push(format!(
+                "status counts {} handshakes, but {hpke} encrypted sessions opened",
+                status.handshakes
+            ));
+        }
+        for what in bad {
+            self.violation(Some(h), None, what);
+        }
+        self.check_totals(h, status);
+    }
+
+    /// The service's totals are the sums of what its sessions' sockets moved and of the
+    /// messages the oracle saw sent and delivered (at quiescence, and at every probe).
     pub fn check_totals(&mut self, h: u16, status: &laxnet::Status) {
         let inc = self.hosts[h as usize].inc;
         let (mut out, mut inn, mut sent, mut got) = (0, 0, 0, 0);
