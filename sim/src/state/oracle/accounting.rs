@@ -61,7 +61,9 @@ impl State {
     }
 
     /// The pool's counters are consistent: every block allocated is in use, retained or
-    /// freed; the retained bytes stay within the budget; blocks and bytes agree. At
+    /// freed; the retained bytes stay within the budget; blocks and bytes agree; the bytes are
+    /// those of blocks of the size classes and no block is oversize (the pool's efficiency:
+    /// what it hands out and keeps is class-sized and reusable). At
     /// quiescence (after the shutdown's trim) nothing is in use or retained.
     pub fn check_pool(
         &mut self,
@@ -83,6 +85,30 @@ impl State {
             bad.push(format!(
                 "pool retains {} bytes, over its budget of {}",
                 p.retained_bytes, cfg.keep_total
+            ));
+        }
+        // Every block but an oversize one is of a class: a power of two from `min_class` to
+        // `max_class`, so (the classes being multiples of the smallest) the bytes of any set
+        // of blocks are a multiple of `min_class`, between `min_class` and `max_class` times
+        // their number. The library never asks for more than a frame or a record with its
+        // headers (1 MiB and 16 KiB by default, `max_frame` in the scenarios) nor more than a
+        // segment, all far below the default `max_class` (16 MiB): a run makes no oversize
+        // block, and every block taken comes from a class and can be retained and reused.
+        let (min, max) = (cfg.min_class, cfg.max_class);
+        for (what, blocks, bytes) in [
+            ("in use", p.in_use_blocks, p.in_use_bytes),
+            ("retained", p.retained_blocks, p.retained_bytes),
+        ] {
+            if bytes % min != 0 || bytes < blocks * min || bytes > blocks * max {
+                bad.push(format!(
+                    "pool: {blocks} blocks {what} hold {bytes} bytes, not a sum of size classes ({min}..={max} bytes, powers of two)"
+                ));
+            }
+        }
+        if p.oversize_allocations != 0 {
+            bad.push(format!(
+                "pool: {} oversize blocks, but nothing asked for more than the largest class ({max} bytes)",
+                p.oversize_allocations
             ));
         }
         if (p.in_use_blocks == 0) != (p.in_use_bytes == 0)
@@ -205,9 +231,7 @@ impl State {
             } else {
                 accepted += 1;
             }
-            hpke += s
-                .stream
-                .is_some_and(|st| self.streams[st as usize].hpke) as u64;
+            hpke += s.stream.is_some_and(|st| self.streams[st as usize].hpke) as u64;
             match &s.reason {
                 Some(r) if s.closed > 0 => {
                     if let Some(c) = closes.iter_mut().find(|(k, _)| *k == r.kind()) {
@@ -226,7 +250,10 @@ impl State {
                     .filter(|i| i.protocol == row.protocol && i.state == state)
                     .count()
             };
-            let (open, closing) = (of(laxnet::SessionState::Open), of(laxnet::SessionState::Closing));
+            let (open, closing) = (
+                of(laxnet::SessionState::Open),
+                of(laxnet::SessionState::Closing),
+            );
             if (row.open, row.closing) != (open, closing) {
                 bad.push(format!(
                     "status counts {} open / {} closing {} sessions, the session list has {open} / {closing}",
@@ -246,7 +273,7 @@ impl State {
                 status.accepted, status.connected
             ));
         }
-        if status.closes != closes {
+        if status.closes != closes || closes.iter().any(|&(k, n)| status.closed(k) != n) {
             bad.push(format!(
                 "status counts closes {:?}, the oracle saw Closed with {closes:?}",
                 status.closes
