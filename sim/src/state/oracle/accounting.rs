@@ -1,6 +1,7 @@
 //! The library's accounting against what the run observed: per-session bytes and queued
-//! bytes against what the sockets moved, the buffer pool's counters, no pooled buffer held
-//! once nothing moves, and the service's totals at quiescence.
+//! bytes against what the sockets moved, the buffer pool's counters and size classes, no
+//! pooled buffer held once nothing moves, `Status` at every probe, and the service's totals
+//! at every probe and at quiescence.
 
 use laxnet::wire;
 
