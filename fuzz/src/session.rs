@@ -14,7 +14,8 @@
 //!   model's reason after every frame before it, and nothing is delivered after a violation
 //!   or an abortive close;
 //! - end of stream: clean (`PeerClosed`) exactly at a frame boundary and, encrypted, after
-//!   the peer's Close record with nothing after it;
+//!   the peer's Close record with nothing after it; a Close record whose payload is not a
+//!   close body (docs/wire.md) is `BadControl`;
 //! - one close: at most one `Closing`, `ProtocolError` and `LingerExpired` event each; the
 //!   connection's reason is always the one senders see (the first wins); every input
 //!   sequence ends in `is_done` by the linger deadline at the latest;
@@ -238,7 +239,7 @@ fn model(fed: &[u8], encrypted: bool, max_frame: usize, max_record: usize) -> Mo
         if let Some(e) = record_error {
             return Model {
                 frames: f.frames,
-                error: Some(CloseReason::Crypto(e)),
+                error: Some(e),
                 clean_end: false,
             };
         }
@@ -251,11 +252,11 @@ fn model(fed: &[u8], encrypted: bool, max_frame: usize, max_record: usize) -> Mo
         }
         let len = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize;
         if len > max_record + 1 + RECORD_TAG {
-            record_error = Some(CryptoError::RecordTooLarge);
+            record_error = Some(CloseReason::Crypto(CryptoError::RecordTooLarge));
             continue;
         }
         if len < 1 + RECORD_TAG {
-            record_error = Some(CryptoError::BadRecord);
+            record_error = Some(CloseReason::Crypto(CryptoError::BadRecord));
             continue;
         }
         if w.len() < RECORD_HEADER + len {
@@ -266,15 +267,44 @@ fn model(fed: &[u8], encrypted: bool, max_frame: usize, max_record: usize) -> Mo
             };
         }
         if close_seen || w[RECORD_HEADER] > 1 {
-            record_error = Some(CryptoError::BadRecord);
+            record_error = Some(CloseReason::Crypto(CryptoError::BadRecord));
             continue;
         }
         if w[RECORD_HEADER] == 1 {
             close_seen = true;
+            if !close_payload_ok(&w[RECORD_HEADER + 1..RECORD_HEADER + len - RECORD_TAG]) {
+                record_error = Some(CloseReason::Protocol(ProtocolViolation::BadControl));
+                continue;
+            }
         } else {
             plain.extend_from_slice(&w[RECORD_HEADER + 1..RECORD_HEADER + len - RECORD_TAG]);
         }
         w = &w[RECORD_HEADER + len..];
+    }
+}
+
+/// A Close record's payload as docs/wire.md defines it: empty (no reason given), or a control
+/// body of at most 128 bytes whose kind is not Open; a Close body (kind 1) holds its 9 fixed
+/// bytes and then `text_len` (at most 64) bytes of UTF-8. Anything else is `BadControl`.
+fn close_payload_ok(p: &[u8]) -> bool {
+    if p.is_empty() {
+        return true;
+    }
+    if p.len() > 128 {
+        return false;
+    }
+    match p[0] {
+        0 => false,
+        1 => {
+            let Some(&text_len) = p.get(8) else {
+                return false;
+            };
+            let text_len = usize::from(text_len);
+            text_len <= 64
+                && p.get(9..9 + text_len)
+                    .is_some_and(|t| std::str::from_utf8(t).is_ok())
+        }
+        _ => true,
     }
 }
 
