@@ -138,14 +138,13 @@ pub struct SideIn {
     pub segment_size: u8,
     /// One of 32, 8, 5, 4 (raised until `max_sessions` fits).
     pub id_bits: u8,
-    /// Encrypted servers: 1 + this % 8 handshakes at once. Not applied yet (see
-    /// [`Case::from_input`]'s source).
+    /// Encrypted servers: 1 + this % 8 handshakes at once.
     pub max_handshakes: Option<u8>,
     /// Encrypted: 20 + 4 × this ms for the whole handshake.
     pub handshake_timeout: Option<u8>,
     /// Encrypted servers: 10 + 2 × this ms for the ClientHello.
     pub hello_timeout: Option<u8>,
-    /// Encrypted servers: 1 + this % 4 handshakes per source. Not applied yet.
+    /// Encrypted servers: 1 + this % 4 handshakes per source.
     pub per_source: Option<u8>,
     /// Socket faults on in this role (scheduled ones apply; `laxsim run` of the scenario
     /// draws them with these probabilities / 1024).
@@ -292,15 +291,10 @@ fn service(s: &SideIn, max_frame: usize) -> ServiceCfg {
         connect_timeout_ms: 20 + 2 * u64::from(s.connect_timeout),
         segment_size: pick(s.segment_size, &[512, 4096, 16384]),
         id_bits,
-        // Handshake admission limits stay at their defaults (256 in all, 16 per source: never
-        // reached by these few hosts): when an admitted attempt is evicted before its task
-        // read anything, the oracle cannot tell its refusal from a newcomer's and flags it
-        // (fuzz/crashes-open/, docs/fuzzing.md). The input keeps `max_handshakes` and
-        // `per_source` so that its layout stays the same once they apply.
-        max_handshakes: None,
+        max_handshakes: s.max_handshakes.map(|x| 1 + usize::from(x % 8)),
         handshake_timeout_ms: s.handshake_timeout.map(|x| 20 + 4 * u64::from(x)),
         hello_timeout_ms: s.hello_timeout.map(|x| 10 + 2 * u64::from(x)),
-        max_handshakes_per_source: None,
+        max_handshakes_per_source: s.per_source.map(|x| 1 + usize::from(x % 4)),
     }
 }
 

@@ -151,6 +151,11 @@ pub struct StreamInfo {
     /// refused stream is dropped (and checked) later, when a handshake may have finished or
     /// a session closed meanwhile (see [`State::note_accepted`]).
     pub refusable_at_accept: bool,
+    /// Encrypted servers: a later connection was accepted while the handshake places (all of
+    /// them, or its source's) were full and this attempt, admitted, had read nothing: the
+    /// library may have evicted it to make room (it evicts its oldest stalled attempt), and
+    /// an evicted attempt that read nothing writes the same refusal as a refused newcomer.
+    pub evictable: bool,
     /// A hostile host's end: the attack it sends.
     pub rogue: Option<RogueInfo>,
     /// The host of this stream or of its peer crashed while it was open.
@@ -242,6 +247,7 @@ impl State {
         };
         let mut info = StreamInfo {
             refusable_at_accept: false,
+            evictable: false,
             host,
             inc,
             connected,

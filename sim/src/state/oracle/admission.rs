@@ -6,7 +6,6 @@ use laxnet::wire;
 
 use crate::reasons::Cause;
 use crate::state::State;
-use crate::state::streams::StreamInfo;
 
 impl State {
     /// Handshake admission on an encrypted server: `stream` (accepted by host `h`) is being
@@ -34,31 +33,54 @@ impl State {
         {
             return;
         }
+        if info.evictable {
+            // Admitted, then evicted for a newcomer that found the places full while it
+            // waited for its ClientHello (see `note_accepted`).
+            return;
+        }
         if let Some(what) = self.admission_violation(stream) {
             self.violation(Some(h), None, what);
         }
     }
 
     /// An encrypted server accepted `stream`: notes whether refusing it would be allowed now,
-    /// when the library decides (see [`StreamInfo::refusable_at_accept`]).
+    /// when the library decides (see [`StreamInfo::refusable_at_accept`]), and which
+    /// attempts in progress it may evict to take a place (see [`StreamInfo::evictable`]).
     pub fn note_accepted(&mut self, stream: u64) {
         let info = &self.streams[stream as usize];
         if info.hpke && !info.connected && self.sc.is_server(info.host) {
             let ok = self.admission_violation(stream).is_none();
             self.streams[stream as usize].refusable_at_accept = ok;
+            let places = self.places(stream, true);
+            // Where a limit is reached the library evicts its oldest stalled attempt there; of
+            // those the oracle checks only the ones that read nothing (`check_admission`), so
+            // each of them may be the one.
+            let mut evictable: Vec<usize> = Vec::new();
+            if places.source_full {
+                evictable.extend(places.same.iter().copied());
+            }
+            if places.global_full {
+                evictable.extend(places.busy.iter().copied());
+            }
+            for i in evictable {
+                if self.streams[i].rops == 0 {
+                    self.streams[i].evictable = true;
+                }
+            }
         }
     }
 
-    /// What refusing `stream` now would violate, if anything (see [`State::check_admission`]).
-    fn admission_violation(&self, stream: u64) -> Option<String> {
+    /// The handshake places on `stream`'s server as `stream` finds them: the other accepted
+    /// streams of its incarnation that are open and have not completed their handshake (in
+    /// all, and from its source), and whether either limit is reached.
+    fn places(&self, stream: u64, pending: bool) -> Places {
         let info = &self.streams[stream as usize];
         let h = info.host;
-        let host = &self.hosts[h as usize];
         let svc = &self.sc.side(h).service;
         let max_hs = svc.max_handshakes.unwrap_or(256);
         let per_source = svc.max_handshakes_per_source.unwrap_or(16);
         let (inc, ip) = (info.inc, info.remote.ip());
-        let busy: Vec<&StreamInfo> = self
+        let busy: Vec<usize> = self
             .streams
             .iter()
             .enumerate()
@@ -73,9 +95,41 @@ impl State {
                     // A refused connection stays open while its refusal is written and the
                     // client's bytes drained, but holds no place.
                     && !s.head_out.starts_with(&wire::REFUSAL_MAGIC)
+                    // One the library may have refused but has not written to yet: with
+                    // `pending`, counted as holding a place.
+                    && (pending || !(s.refusable_at_accept && s.rops == 0 && s.written == 0))
             })
-            .map(|(_, s)| s)
+            .map(|(i, _)| i)
             .collect();
+        let same: Vec<usize> = busy
+            .iter()
+            .copied()
+            .filter(|&i| self.streams[i].remote.ip() == ip)
+            .collect();
+        Places {
+            source_full: same.len() >= per_source,
+            global_full: busy.len() >= max_hs,
+            max_hs,
+            busy,
+            same,
+        }
+    }
+
+    /// What refusing `stream` now would violate, if anything (see [`State::check_admission`]).
+    /// An attempt accepted just before may be refused or admitted (the oracle learns which
+    /// only when it writes): refusing `stream` violates admission only if it does either way.
+    fn admission_violation(&self, stream: u64) -> Option<String> {
+        let with = self.refusal_violation(stream, &self.places(stream, true))?;
+        self.refusal_violation(stream, &self.places(stream, false))
+            .map(|_| with)
+    }
+
+    /// What refusing `stream` would violate with the handshake places `p`.
+    fn refusal_violation(&self, stream: u64, p: &Places) -> Option<String> {
+        let info = &self.streams[stream as usize];
+        let h = info.host;
+        let host = &self.hosts[h as usize];
+        let svc = &self.sc.side(h).service;
         // A stalled attempt (no whole ClientHello yet) is evicted to make room rather than
         // the newcomer refused.
         let hello = wire::CLIENT_HELLO as u64
@@ -84,22 +138,19 @@ impl State {
             } else {
                 0
             };
-        let stalled = |s: &&&StreamInfo| s.read_total < hello;
-        let same: Vec<&&StreamInfo> = busy.iter().filter(|s| s.remote.ip() == ip).collect();
-        let source_full = same.len() >= per_source;
-        let global_full = busy.len() >= max_hs;
-        let refusable = (source_full && !same.iter().any(&stalled))
-            || (global_full && !busy.iter().any(|s| stalled(&s)));
+        let stalled = |i: &usize| self.streams[*i].read_total < hello;
+        let refusable = (p.source_full && !p.same.iter().any(stalled))
+            || (p.global_full && !p.busy.iter().any(stalled));
         let full = host.open_now >= svc.max_sessions;
-        let (from_source, busy) = (same.len(), busy.len());
-        if (source_full || global_full) && !refusable && !full {
+        let (from_source, busy) = (p.same.len(), p.busy.len());
+        if (p.source_full || p.global_full) && !refusable && !full {
             Some(format!(
                 "a connection was refused although a stalled handshake (no ClientHello yet) held a place it could have taken ({busy} in progress, {from_source} from its source)"
             ))
-        } else if busy < max_hs && from_source < per_source && !full {
+        } else if !p.global_full && !p.source_full && !full {
             Some(format!(
-                "a connection was refused with only {busy} handshakes in progress (max_handshakes = {max_hs}) and {} of {} sessions open",
-                host.open_now, svc.max_sessions
+                "a connection was refused with only {busy} handshakes in progress (max_handshakes = {}) and {} of {} sessions open",
+                p.max_hs, host.open_now, svc.max_sessions
             ))
         } else {
             None
@@ -143,4 +194,15 @@ impl State {
             self.edge("refusal-typed");
         }
     }
+}
+
+/// The handshake places on a server as a new connection finds them ([`State::places`]).
+struct Places {
+    /// Streams holding a place, by index.
+    busy: Vec<usize>,
+    /// Those of them from the new connection's source.
+    same: Vec<usize>,
+    source_full: bool,
+    global_full: bool,
+    max_hs: usize,
 }
