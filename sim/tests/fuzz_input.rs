@@ -155,14 +155,3 @@ fn an_attempt_evicted_after_its_server_hello_is_no_bad_record() {
     let v = regression("evicted-after-hello");
     assert!(v.is_empty(), "{v:#?}");
 }
-
-/// Regression (found by the `sim` fuzz target; an oracle false positive): an admitted attempt
-/// evicted before its task read anything writes the same refusal as a refused newcomer, and
-/// the oracle flagged it as a newcomer refused with places free ("refused with only 0
-/// handshakes in progress"). The oracle now notes which attempts a later newcomer may have
-/// evicted (`State::note_accepted`).
-#[test]
-fn an_attempt_evicted_before_it_read_anything_is_no_wrong_refusal() {
-    let v = regression("evicted-before-read");
-    assert!(v.is_empty(), "{v:#?}");
-}
