@@ -14,8 +14,9 @@
 //!   model's reason after every frame before it, and nothing is delivered after a violation
 //!   or an abortive close;
 //! - end of stream: clean (`PeerClosed`) exactly at a frame boundary and, encrypted, after
-//!   the peer's Close record with nothing after it; a Close record whose payload is not a
-//!   close body (docs/wire.md) is `BadControl`;
+//!   the peer's Close record with nothing after it (or, on a client, the server's refusal in
+//!   place of its first record), as `Peer(..)` when that close gave a reason; a Close record
+//!   whose payload is not a close body (docs/wire.md) is `BadControl`;
 //! - one close: at most one `Closing`, `ProtocolError` and `LingerExpired` event each; the
 //!   connection's reason is always the one senders see (the first wins); every input
 //!   sequence ends in `is_done` by the linger deadline at the latest;
@@ -211,21 +212,42 @@ struct Model {
     frames: Vec<(u32, Vec<u8>)>,
     error: Option<CloseReason>,
     clean_end: bool,
+    /// The peer's close gave a reason (a Close body, or a server's refusal): a clean end is
+    /// `Peer(..)`, not `PeerClosed`.
+    said: bool,
 }
 
-fn model(fed: &[u8], encrypted: bool, max_frame: usize, max_record: usize) -> Model {
+fn model(fed: &[u8], encrypted: bool, client: bool, max_frame: usize, max_record: usize) -> Model {
     if !encrypted {
         let f = model_frames(fed, max_frame);
         return Model {
             clean_end: f.error.is_none() && f.partial == 0,
             frames: f.frames,
             error: f.error.map(CloseReason::Protocol),
+            said: false,
         };
     }
     let mut w = fed;
     let mut plain = Vec::new();
     let mut close_seen = false;
+    let mut said = false;
     let mut record_error = None;
+    // A client may find the server's refusal (docs/wire.md: "LXNR" and a code byte) where its
+    // first record should be: an admission that evicted it after its ServerHello. It reads
+    // as the server's close, with a reason; until five bytes are in, nothing is decided.
+    if client && REFUSAL.starts_with(fed) {
+        return Model {
+            frames: Vec::new(),
+            error: None,
+            clean_end: false,
+            said: false,
+        };
+    }
+    if client && fed.len() >= 5 && fed[..4] == REFUSAL[..] {
+        w = &fed[5..];
+        close_seen = true;
+        said = true;
+    }
     loop {
         // Frames are checked after every record, before the next one is opened.
         let f = model_frames(&plain, max_frame);
@@ -234,6 +256,7 @@ fn model(fed: &[u8], encrypted: bool, max_frame: usize, max_record: usize) -> Mo
                 frames: f.frames,
                 error: Some(CloseReason::Protocol(e)),
                 clean_end: false,
+                said,
             };
         }
         if let Some(e) = record_error {
@@ -241,6 +264,7 @@ fn model(fed: &[u8], encrypted: bool, max_frame: usize, max_record: usize) -> Mo
                 frames: f.frames,
                 error: Some(e),
                 clean_end: false,
+                said,
             };
         }
         if w.len() < RECORD_HEADER {
@@ -248,6 +272,7 @@ fn model(fed: &[u8], encrypted: bool, max_frame: usize, max_record: usize) -> Mo
                 clean_end: close_seen && w.is_empty() && f.partial == 0,
                 frames: f.frames,
                 error: None,
+                said,
             };
         }
         let len = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize;
@@ -264,6 +289,7 @@ fn model(fed: &[u8], encrypted: bool, max_frame: usize, max_record: usize) -> Mo
                 clean_end: false,
                 frames: f.frames,
                 error: None,
+                said,
             };
         }
         if close_seen || w[RECORD_HEADER] > 1 {
@@ -272,6 +298,7 @@ fn model(fed: &[u8], encrypted: bool, max_frame: usize, max_record: usize) -> Mo
         }
         if w[RECORD_HEADER] == 1 {
             close_seen = true;
+            said = close_payload_says(&w[RECORD_HEADER + 1..RECORD_HEADER + len - RECORD_TAG]);
             if !close_payload_ok(&w[RECORD_HEADER + 1..RECORD_HEADER + len - RECORD_TAG]) {
                 record_error = Some(CloseReason::Protocol(ProtocolViolation::BadControl));
                 continue;
@@ -307,6 +334,14 @@ fn close_payload_ok(p: &[u8]) -> bool {
         _ => true,
     }
 }
+
+/// A valid Close record payload that gives the peer's reason (a Close body, kind 1).
+fn close_payload_says(p: &[u8]) -> bool {
+    close_payload_ok(p) && p.first() == Some(&1)
+}
+
+/// The refusal's magic (docs/wire.md).
+const REFUSAL: &[u8; 4] = b"LXNR";
 
 /// A connection and everything around it that its task and its peer would be.
 pub struct Harness {
@@ -726,6 +761,7 @@ impl Harness {
         let m = model(
             &self.fed,
             self.setup.encrypted,
+            self.setup.client,
             self.max_frame,
             self.max_record,
         );
@@ -762,12 +798,18 @@ impl Harness {
         let m = model(
             &self.fed,
             self.setup.encrypted,
+            self.setup.client,
             self.max_frame,
             self.max_record,
         );
         {
             let reason = self.conn.reason().cloned();
-            if m.clean_end {
+            if m.clean_end && m.said {
+                assert!(
+                    matches!(reason, Some(CloseReason::Peer(_))),
+                    "the peer's close gave a reason, the session closed with {reason:?}"
+                );
+            } else if m.clean_end {
                 assert_eq!(reason, Some(CloseReason::PeerClosed));
             } else {
                 assert!(
@@ -787,6 +829,7 @@ impl Harness {
         let m = model(
             &self.fed,
             self.setup.encrypted,
+            self.setup.client,
             self.max_frame,
             self.max_record,
         );
