@@ -46,6 +46,9 @@ impl State {
     /// An encrypted server accepted `stream`: notes whether refusing it would be allowed now,
     /// when the library decides (see [`StreamInfo::refusable_at_accept`]), and which
     /// attempts in progress it may evict to take a place (see [`StreamInfo::evictable`]).
+    ///
+    /// [`StreamInfo::refusable_at_accept`]: crate::state::streams::StreamInfo::refusable_at_accept
+    /// [`StreamInfo::evictable`]: crate::state::streams::StreamInfo::evictable
     pub fn note_accepted(&mut self, stream: u64) {
         let info = &self.streams[stream as usize];
         if info.hpke && !info.connected && self.sc.is_server(info.host) {
