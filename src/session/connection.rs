@@ -502,10 +502,12 @@ impl Connection {
         self.sealed.is_some()
     }
 
-    /// Everything taken from the send queue is written (or sealed): the next frames may be
-    /// taken ([`Connection::handle_queued`]).
+    /// Everything taken from the send queue is written (or sealed) and the connection still
+    /// takes frames: the next ones may be taken ([`Connection::handle_queued`]). (A session
+    /// closing abortively takes nothing more; frames left queued then are the driver's to
+    /// drop, not a reason to stay awake.)
     pub(crate) fn wants_queue(&self) -> bool {
-        self.out.is_empty()
+        self.take_more && self.out.is_empty()
     }
 
     /// Frames taken and not yet written, counted as `wire_len` counts plaintext frames, plus

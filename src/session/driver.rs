@@ -372,6 +372,8 @@ impl Driver {
     }
 
     fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // `park` refused to sleep on the previous turn and nothing progressed since.
+        let mut refused = false;
         for _ in 0..BUDGET {
             let mut progress = self.sync();
             if !self.conn.read_done() {
@@ -382,8 +384,19 @@ impl Driver {
             if self.conn.is_done() {
                 return Poll::Ready(());
             }
-            if !progress && self.park(cx) {
+            if progress {
+                refused = false;
+            } else if self.park(cx) {
                 return Poll::Pending;
+            } else {
+                // `park` refuses only for work the next `sync` takes (frames, a close
+                // request); refusing twice with nothing done in between is a task that spins
+                // without ever sleeping.
+                debug_assert!(
+                    !refused,
+                    "session task spins: park refused twice, no progress"
+                );
+                refused = true;
             }
         }
         cx.waker().wake_by_ref();

@@ -355,6 +355,29 @@ fn an_abortive_close_finishes_the_frames_taken_and_tells_the_peer_why() {
     }
 }
 
+/// The driver stays awake while the connection wants the send queue and it holds frames: a
+/// connection that takes nothing more (an abortive close that still tells the peer why) must
+/// not want it, or the task spins until the linger expires (found by the `sim` fuzz target as
+/// a run that never ended: docs/fuzzing.md, bug 7).
+#[test]
+fn a_connection_that_takes_nothing_more_does_not_want_the_queue() {
+    for encrypted in [false, true] {
+        let (mut c, _s, pool) = pair(encrypted);
+        assert!(c.wants_queue());
+        c.handle_close(CloseReason::Heartbeat, at(0));
+        let mut left = queue(&pool, 0..2, 10);
+        assert!(!c.handle_queued(&mut left), "nothing more is taken");
+        assert!(!left.is_empty());
+        assert!(!c.wants_queue(), "encrypted: {encrypted}");
+    }
+    // A clean close still flushes the queue.
+    let (mut c, _s, pool) = pair(false);
+    c.handle_close(CloseReason::Local, at(0));
+    assert!(c.wants_queue());
+    assert!(c.handle_queued(&mut queue(&pool, 0..2, 10)));
+    assert!(!c.wants_queue(), "until what it took is written");
+}
+
 #[test]
 fn the_application_code_and_text_reach_the_peer() {
     for encrypted in [false, true] {
