@@ -60,4 +60,5 @@ pub const EDGES: &[&str] = &[
     "close-while-closing",
     "closing-at-shutdown",
     "late-subscriber",
+    "close-record-after-loss",
 ];

@@ -124,7 +124,7 @@ fn inputs_map_into_bounded_valid_cases() {
 
 /// Runs a case kept in `tests/regressions/` (a scenario and its fault schedule, written by
 /// `laxsim fuzz-input`): its violations.
-fn regression(name: &str) -> Vec<String> {
+fn regression(name: &str) -> laxnet_sim::runner::Outcome {
     use laxnet_sim::runner::{RunOpts, run_seed};
     use laxnet_sim::scenario::Scenario;
     use laxnet_sim::schedule::Schedule;
@@ -140,7 +140,6 @@ fn regression(name: &str) -> Vec<String> {
             ..Default::default()
         },
     )
-    .violations
 }
 
 /// Regression (found by the `sim` fuzz target): a server evicted an attempt whose
@@ -152,6 +151,25 @@ fn regression(name: &str) -> Vec<String> {
 /// newcomer: it must pass with no violation at all.
 #[test]
 fn an_attempt_evicted_after_its_server_hello_is_no_bad_record() {
-    let v = regression("evicted-after-hello");
+    let v = regression("evicted-after-hello").violations;
     assert!(v.is_empty(), "{v:#?}");
+}
+
+/// Regression (found by the `sim` fuzz target as a run that never ended): a client closed for
+/// its heartbeat while messages it had sent were still in the send queue. Closing abortively,
+/// the connection takes nothing more, but the task still asked for the queue, so it never
+/// slept: it spun (in the simulator, simulated time stopped). Once it ended, the oracle took
+/// the Close record that came while sent messages were unwritten for data, and the peer's
+/// "the peer closed: heartbeat timeout" for an end without a close record.
+#[test]
+fn a_heartbeat_close_with_messages_still_queued_ends_and_tells_the_peer() {
+    let out = regression("spin-after-heartbeat");
+    assert!(out.violations.is_empty(), "{:#?}", out.violations);
+    assert!(
+        out.edges
+            .get("close-record-after-loss")
+            .is_some_and(|n| *n > 0),
+        "{:?}",
+        out.edges
+    );
 }

@@ -240,6 +240,9 @@ impl CtWriter {
             return r;
         }
         if self.cur.is_none() {
+            if self.hdr.is_empty() {
+                lock(s.shared).record_started(s.id);
+            }
             let need = wire::RECORD_HEADER - self.hdr.len();
             if buf.len() < need {
                 self.hdr.extend_from_slice(buf);

@@ -135,6 +135,12 @@ pub struct StreamInfo {
     pub cause: Option<(u64, Cause, u64)>,
     /// Encrypted: this side wrote its whole `Close` record.
     pub close_record: bool,
+    /// Encrypted: the last record written has a close body's size but came while messages
+    /// sent were still unwritten, so it was counted as data. If nothing follows it before the
+    /// stream ends, it was the `Close` record of an abortive close that left those messages
+    /// untaken (settled by [`State::settle_close_record`] when the stream shuts down at a
+    /// record boundary; cleared when another record starts).
+    pub close_maybe: Option<u64>,
     /// This side wrote a close message with a reason: a close control frame ("bits", with
     /// its code) or a Close record with a payload ("bits-hpke", code unknown to the oracle).
     pub reason_sent: Option<Option<u8>>,
@@ -269,6 +275,7 @@ impl State {
             reset_ord: None,
             cause: None,
             close_record: false,
+            close_maybe: None,
             reason_sent: None,
             shut_down: false,
             head_out: Vec::new(),
@@ -346,6 +353,7 @@ impl State {
 
     /// The library shut `stream`'s write half down.
     pub fn shut_down(&mut self, stream: u64) {
+        self.settle_close_record(stream);
         self.streams[stream as usize].shut_down = true;
     }
 

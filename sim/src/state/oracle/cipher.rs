@@ -58,6 +58,12 @@ impl State {
             info.reason_sent = Some(None);
             (0, true)
         } else {
+            // An abortive close that still tells the peer why (heartbeat, idle, a violation)
+            // finishes only the frames already taken: its Close record can come while sent
+            // messages are unwritten. Which it was, the end of the stream tells.
+            if !close && reasoned && enq.is_some_and(|e| e > info.plain_written) {
+                info.close_maybe = Some(payload);
+            }
             (payload, close)
         };
         info.plain_written += payload;
@@ -85,6 +91,32 @@ impl State {
                 ),
             );
         }
+    }
+
+    /// Encrypted `stream` starts writing another record: the one before was data after all
+    /// (see [`StreamInfo::close_maybe`]).
+    ///
+    /// [`StreamInfo::close_maybe`]: crate::state::streams::StreamInfo::close_maybe
+    pub fn record_started(&mut self, stream: u64) {
+        self.streams[stream as usize].close_maybe = None;
+    }
+
+    /// `stream` shut its write half down with no record in progress: a last record of a
+    /// close body's size that was counted as data ([`StreamInfo::close_maybe`]) was its
+    /// `Close` record, with a reason. (The library shuts down only after its close message;
+    /// had that record been data, the reader would have opened it as a message and reported
+    /// the end as one without an authenticated close, which the reason check catches.)
+    ///
+    /// [`StreamInfo::close_maybe`]: crate::state::streams::StreamInfo::close_maybe
+    pub(crate) fn settle_close_record(&mut self, stream: u64) {
+        let info = &mut self.streams[stream as usize];
+        let Some(payload) = info.close_maybe.take() else {
+            return;
+        };
+        info.plain_written -= payload;
+        info.close_record = true;
+        info.reason_sent = Some(None);
+        self.edge("close-record-after-loss");
     }
 
     /// Decides the ciphertext fault (if any) for record `record` of `stream`: `len` is the
