@@ -9,8 +9,10 @@
 #   FUZZ_JOBS=1       libFuzzer -fork jobs per target (default 1: the machine is shared)
 #
 # New inputs go to fuzz/scratch/<target>/ (ignored by git), never into the committed corpus;
-# a crash leaves its input in fuzz/artifacts/<target>/ and fails the script. Commit a
-# crashing input into fuzz/corpus/<target>/ with the fix, so the stable test replays it.
+# a crash leaves its input in fuzz/artifacts/<target>/ and fails the script. An input that
+# runs over 60 s is a hang (a `timeout-` artifact; the slowest `sim` input takes well under a
+# second): it fails the script too, after a minute rather than libFuzzer's default 20. Commit
+# a crashing input into fuzz/corpus/<target>/ with the fix, so the stable test replays it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +43,7 @@ for t in $targets; do
   status=0
   cargo +nightly fuzz run --features libfuzzer -O --debug-assertions "$t" \
     "fuzz/scratch/$t" "fuzz/corpus/$t" -- \
-    -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=512 $fork \
+    -max_total_time="$seconds" -timeout=60 -rss_limit_mb=2048 -malloc_limit_mb=512 $fork \
     -print_final_stats=1 >"$log" 2>&1 || status=$?
   grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::|panicked|ERROR|SUMMARY|Test unit written' "$log" || true
   if [ "$status" -ne 0 ]; then
