@@ -108,7 +108,7 @@ impl State {
     /// the end as one without an authenticated close, which the reason check catches.)
     ///
     /// [`StreamInfo::close_maybe`]: crate::state::streams::StreamInfo::close_maybe
-    pub(crate) fn settle_close_record(&mut self, stream: u64) {
+    pub fn settle_close_record(&mut self, stream: u64) {
         let info = &mut self.streams[stream as usize];
         let Some(payload) = info.close_maybe.take() else {
             return;
