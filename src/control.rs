@@ -38,6 +38,8 @@ pub(crate) const MAX_TEXT: usize = PeerClose::MAX_TEXT;
 pub(crate) const OPEN_BODY: usize = 2;
 /// Bytes of a Close body without text.
 pub(crate) const CLOSE_FIXED: usize = 1 + 1 + 2 + 4 + 1;
+// The Close record keeps room for the longest close body (`record::CLOSE_PAYLOAD_MAX`).
+const _: () = assert!(CLOSE_FIXED + MAX_TEXT <= crate::crypto::record::CLOSE_PAYLOAD_MAX);
 /// Largest control body accepted (room for fields a newer peer may add).
 pub(crate) const MAX_BODY: usize = 128;
 /// Bytes of the Open frame on the wire.

@@ -285,8 +285,9 @@ impl Sealed {
             )
         };
         Sealed {
-            sealer: Sealer::new(keys.cipher, tx_key, tx_nonce, enc.record_limit),
-            opener: Opener::new(keys.cipher, rx_key, rx_nonce, enc.record_limit),
+            // At least the Close record.
+            sealer: Sealer::new(keys.cipher, tx_key, tx_nonce, enc.record_limit.max(1)),
+            opener: Opener::new(keys.cipher, rx_key, rx_nonce, enc.record_limit.max(1)),
             max_record: enc.max_record.max(64),
             peer_key: keys.peer_key,
             wire_in: ReadBuffer::new(pool.clone(), read_buffer, read_buffer_max),

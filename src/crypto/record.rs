@@ -71,7 +71,18 @@ fn key<A: hpke::aead::Aead>(bytes: &[u8; 32], nonce: &[u8; 12]) -> (AeadKey<A>, 
 /// no such limit below the record counter's.
 pub(crate) const AES_GCM_MAX_BLOCKS: u64 = 1 << 34;
 
-/// Seals outgoing records for one direction.
+/// The largest payload of a Close record this side seals (a close body with the longest text:
+/// `control` checks that its bodies fit).
+pub(crate) const CLOSE_PAYLOAD_MAX: usize = 80;
+
+/// AES blocks of the largest Close record (type byte and payload, plus the tag's block):
+/// kept back from the data records so that a session can always seal its Close record.
+const CLOSE_BLOCKS: u64 = (TYPE + CLOSE_PAYLOAD_MAX).div_ceil(16) as u64 + 1;
+
+/// Seals outgoing records for one direction. The last record of the limit (and with
+/// AES-128-GCM the blocks of a Close record) is kept for the Close record: data records stop
+/// one short, so a session that runs out can still end with its authenticated close, and a
+/// clean close never finds its Close record refused after its data was sealed.
 pub(crate) struct Sealer {
     ctx: SealCtx,
     sent: u64,
@@ -126,7 +137,11 @@ impl Sealer {
         let body = 1 + payload_len;
         // The body's blocks and the one that encrypts the tag.
         let blocks = (body as u64).div_ceil(16) + 1;
-        if self.sent >= self.limit || blocks > self.blocks_left {
+        let (records, reserve) = match ty {
+            RecordType::Data => (1, CLOSE_BLOCKS),
+            RecordType::Close => (0, 0),
+        };
+        if self.sent + records >= self.limit || blocks + reserve > self.blocks_left {
             return Err(CryptoError::CounterExhausted);
         }
         let total = HEADER + body + TAG;
@@ -325,16 +340,24 @@ mod tests {
 
     #[test]
     fn counter_limit_fails_closed() {
-        let (mut s, mut o) = pair(Cipher::ChaCha20Poly1305, 2);
+        let (mut s, mut o) = pair(Cipher::ChaCha20Poly1305, 3);
         let mut a = seal(&mut s, b"1");
         let mut b = seal(&mut s, b"2");
         let mut buf = vec![0u8; 1 + OVERHEAD];
         assert_eq!(
             s.seal(RecordType::Data, &mut buf, 1),
+            Err(CryptoError::CounterExhausted),
+            "the last record is the Close record's"
+        );
+        let total = s.seal(RecordType::Close, &mut buf, 0).unwrap();
+        let mut close = buf[..total].to_vec();
+        assert_eq!(
+            s.seal(RecordType::Close, &mut buf, 0),
             Err(CryptoError::CounterExhausted)
         );
         o.open(&mut a).unwrap();
         o.open(&mut b).unwrap();
+        assert_eq!(o.open(&mut close).unwrap().0, RecordType::Close);
         let mut c = b.clone();
         assert_eq!(o.open(&mut c).unwrap_err(), CryptoError::CounterExhausted);
     }
@@ -345,7 +368,8 @@ mod tests {
         let payload = [5u8; 40];
         let mut buf = vec![0u8; payload.len() + OVERHEAD];
         let (s, mut o) = pair(Cipher::Aes128Gcm, u64::MAX);
-        let mut s = s.with_blocks_left(10);
+        // Data records leave the blocks of the largest Close record.
+        let mut s = s.with_blocks_left(10 + CLOSE_BLOCKS);
         let mut a = seal(&mut s, &payload);
         let mut b = seal(&mut s, &payload);
         assert_eq!(
@@ -359,7 +383,12 @@ mod tests {
             s.seal(RecordType::Data, &mut buf, 1),
             Err(CryptoError::CounterExhausted)
         );
-        for r in [&mut a, &mut b, &mut c] {
+        // The Close record, with the longest reason, still fits.
+        let body = CLOSE_PAYLOAD_MAX;
+        let mut close = vec![0u8; body + OVERHEAD];
+        let total = s.seal(RecordType::Close, &mut close, body).unwrap();
+        assert_eq!(s.blocks_left, 0);
+        for r in [&mut a, &mut b, &mut c, &mut close[..total].to_vec()] {
             o.open(r).unwrap();
         }
         // The real limit is 2^34 blocks for AES-128-GCM and none for ChaCha20-Poly1305.

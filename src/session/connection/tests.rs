@@ -42,6 +42,14 @@ fn limits() -> Limits {
 
 /// A plaintext pair, or an encrypted one sharing fixed keys (client first).
 fn pair(encrypted: bool) -> (Connection, Connection, BufferPool) {
+    pair_with(encrypted, |e| e)
+}
+
+/// As [`pair`], with both ends' `Encryption` settings changed by `tune`.
+fn pair_with(
+    encrypted: bool,
+    tune: impl Fn(Encryption) -> Encryption,
+) -> (Connection, Connection, BufferPool) {
     let pool = BufferPool::new(PoolConfig::default());
     let side = |is_client: bool| {
         let sealed = encrypted.then(|| {
@@ -53,7 +61,7 @@ fn pair(encrypted: bool) -> (Connection, Connection, BufferPool) {
                 s2c_key: Zeroizing::new([3; 32]),
                 s2c_nonce: Zeroizing::new([4; 12]),
             };
-            let enc = Encryption::client(KeyPair::from_seed(&[5; 32]).public());
+            let enc = tune(Encryption::client(KeyPair::from_seed(&[5; 32]).public()));
             Box::new(Sealed::new(
                 &keys,
                 is_client,
@@ -610,5 +618,41 @@ fn a_servers_refusal_after_the_handshake_is_its_reason_not_a_bad_record() {
     assert_eq!(
         c.reason(),
         Some(&CloseReason::Crypto(CryptoError::RecordTooLarge))
+    );
+}
+
+/// At the record limit a session either ends cleanly with everything delivered (the data
+/// records used at most all but the last record, which is the Close record's) or reports that
+/// its keys ran out; never a clean close that lost frames.
+#[test]
+fn the_record_limit_keeps_the_last_record_for_the_close() {
+    let (mut clean_at, mut records) = (None, 0);
+    for limit in 1..8u64 {
+        let (mut c, mut s, pool) =
+            pair_with(true, |e| e.with_record_limit(limit).with_max_record(64));
+        let mut q = queue(&pool, 0..3, 50);
+        records = q.len().div_ceil(64) as u64;
+        assert!(c.handle_queued(&mut q));
+        c.handle_close(CloseReason::Local, at(0));
+        let (_, to_server) = finish_clean(&mut c, &mut s, at(1));
+        match c.reason() {
+            Some(CloseReason::Local) => {
+                assert_eq!(to_server, [0, 1, 2], "limit {limit}");
+                assert_eq!(s.reason(), Some(&peer(CloseCode::Normal)), "limit {limit}");
+                clean_at.get_or_insert(limit);
+            }
+            Some(CloseReason::Crypto(CryptoError::CounterExhausted)) => {
+                assert!(
+                    clean_at.is_none(),
+                    "limit {limit}: ran out above a limit that sufficed"
+                );
+            }
+            r => panic!("limit {limit}: {r:?}"),
+        }
+    }
+    assert_eq!(
+        clean_at,
+        Some(records + 1),
+        "the data records and the Close record"
     );
 }
