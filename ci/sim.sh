@@ -80,6 +80,7 @@ bytes-out-offered churn-hpke
 handshake-slot-leak close-races-hpke
 refuse-instead-of-evict handshake-flood
 frame-limit-off-by-one hostile-peers
+record-limit-off-by-one small-records-hpke
 reason-not-sent steady-echo
 refusal-looks-like-reset admission
 linger-expiry-clean slow-consumer

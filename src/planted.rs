@@ -69,11 +69,13 @@ pub enum Bug {
     RefusalLooksLikeReset,
     /// A clean close whose linger time ran out with bytes unsent keeps its clean reason.
     LingerExpiryClean,
+    /// A record of exactly `Encryption::max_record` payload is refused as too large.
+    RecordLimitOffByOne,
 }
 
 impl Bug {
     /// Every planted bug, with its command-line name.
-    pub const ALL: [(Bug, &'static str); 23] = [
+    pub const ALL: [(Bug, &'static str); 24] = [
         (Bug::NoFlushOnClose, "no-flush-on-close"),
         (Bug::DoubleClosed, "double-closed"),
         (Bug::DeliverAfterClose, "deliver-after-close"),
@@ -97,6 +99,7 @@ impl Bug {
         (Bug::ReasonNotSent, "reason-not-sent"),
         (Bug::RefusalLooksLikeReset, "refusal-looks-like-reset"),
         (Bug::LingerExpiryClean, "linger-expiry-clean"),
+        (Bug::RecordLimitOffByOne, "record-limit-off-by-one"),
     ];
 
     /// The command-line name.

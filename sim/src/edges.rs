@@ -61,4 +61,5 @@ pub const EDGES: &[&str] = &[
     "closing-at-shutdown",
     "late-subscriber",
     "close-record-after-loss",
+    "record-full",
 ];

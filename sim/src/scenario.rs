@@ -17,6 +17,11 @@ pub type Span = [u64; 2];
 /// schedules; a hand-written count in the billions would never finish drawing).
 pub const MAX_FAULTS: u64 = 10_000;
 
+/// The smallest `max_record` a scenario may set (the library's floor).
+pub const MIN_RECORD: usize = 64;
+/// The largest `max_record` a scenario may set (records are read whole into one buffer).
+pub const MAX_RECORD: usize = 1 << 20;
+
 /// One scenario file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +74,12 @@ pub struct Scenario {
     /// What the hostile hosts (`hosts.rogues`) send.
     #[serde(default)]
     pub rogue: RogueCfg,
+    /// On `"bits-hpke"`: the largest record payload of every host (`Encryption::max_record`,
+    /// at least 64; both ends must agree, as a record over the reader's limit is refused).
+    /// Small records cut frames across records and fill records exactly. Default: the
+    /// library's.
+    #[serde(default)]
+    pub max_record: Option<usize>,
 }
 
 /// The protocol of a scenario's sessions.
@@ -498,6 +509,12 @@ pub struct Faults {
 }
 
 impl Scenario {
+    /// The largest record payload of this scenario's encrypted sessions.
+    pub fn max_record(&self) -> usize {
+        self.max_record
+            .unwrap_or_else(|| laxnet::Encryption::default().max_record)
+    }
+
     /// Parses one scenario from TOML text.
     pub fn parse(text: &str) -> Result<Scenario, String> {
         let s: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
@@ -544,6 +561,20 @@ impl Scenario {
                 "{}: cipher is only for protocol = \"bits-hpke\"",
                 self.name
             ));
+        }
+        if let Some(n) = self.max_record {
+            if !self.protocol.encrypted() {
+                return Err(format!(
+                    "{}: max_record is only for protocol = \"bits-hpke\"",
+                    self.name
+                ));
+            }
+            if !(MIN_RECORD..=MAX_RECORD).contains(&n) {
+                return Err(format!(
+                    "{}: max_record must be in {MIN_RECORD}..={MAX_RECORD}",
+                    self.name
+                ));
+            }
         }
         if (self.server.io.ciphertext() || self.client.io.ciphertext())
             && !self.protocol.encrypted()

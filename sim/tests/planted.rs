@@ -18,7 +18,7 @@ fn scenario(name: &str) -> Arc<Scenario> {
 
 /// Each bug with a scenario meant to catch it and what the report must say. (The race
 /// `buffers-after-release` needs threads: `laxsim stress`, tests/stress.rs.)
-const CASES: [(&str, &str, &str); 22] = [
+const CASES: [(&str, &str, &str); 23] = [
     ("no-flush-on-close", "steady-echo", "lost messages"),
     ("double-closed", "steady-echo", "Closed published 2 times"),
     ("deliver-after-close", "close-races", "after its Closed"),
@@ -85,6 +85,11 @@ const CASES: [(&str, &str, &str); 22] = [
         "a refusal that looks like a reset",
     ),
     ("linger-expiry-clean", "slow-consumer", "closed cleanly"),
+    (
+        "record-limit-off-by-one",
+        "small-records-hpke",
+        "record larger than the maximum",
+    ),
 ];
 
 #[test]

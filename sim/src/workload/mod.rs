@@ -92,6 +92,7 @@ fn config(st: &State, h: u16, inc: u16, opts: &HostOpts) -> Config {
         if let Some(n) = s.max_handshakes_per_source {
             e.max_handshakes_per_source = n;
         }
+        e.max_record = st.sc.max_record();
         c.encryption = Some(e);
     }
     #[cfg(feature = "planted-bugs")]

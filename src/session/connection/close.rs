@@ -155,7 +155,11 @@ impl Connection {
                 return true;
             }
         }
-        let total = match Opener::record_len(s.wire_in.data(), s.max_record) {
+        let max_record = match self.plants.on(Bug::RecordLimitOffByOne) {
+            true => s.max_record - 1,
+            false => s.max_record,
+        };
+        let total = match Opener::record_len(s.wire_in.data(), max_record) {
             Ok(Some(t)) => t,
             Ok(None) => return false,
             Err(e) => {

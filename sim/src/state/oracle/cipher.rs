@@ -21,8 +21,8 @@
 //!
 //! Both rules fail with the library's null cipher (feature `null-cipher`,
 //! `tests/null_cipher.rs`). On every encrypted stream the oracle also checks that records
-//! carry no more plaintext than was sent and that the `Close` record follows all of it, and
-//! that every session reports the peer key its handshake proved (`SessionRef::peer_key`: the
+//! carry no more plaintext than was sent, no data record more than `max_record` bytes, and
+//! that the `Close` record follows all of it, and that every session reports the peer key its handshake proved (`SessionRef::peer_key`: the
 //! servers' shared key on a connected session; on an accepted one the clients' shared key with
 //! `client_auth`, else none; none at all in plaintext runs).
 
@@ -46,6 +46,7 @@ impl State {
         // close body's size, is its Close record. A stream without a session writes no
         // frames: its only record is the Close record of a refusal after the handshake (the
         // service is full or shutting down; either side).
+        let max_record = self.sc.max_record() as u64;
         let enq = Some(
             self.streams[stream as usize]
                 .sess
@@ -66,13 +67,23 @@ impl State {
             }
             (payload, close)
         };
+        // A data record carries at most `max_record` bytes. (A record of a close body's size
+        // may still turn out to be the Close record, whose payload has its own bound: it is
+        // judged when the next record starts, `record_started`.)
+        let over = !close && payload > max_record && info.close_maybe != Some(payload);
+        let full = !close && payload == max_record;
         info.plain_written += payload;
         info.close_record |= close;
         let plain = info.plain_written;
         let Some(idx) = info.sess else { return };
         let s = &self.sessions[idx];
         let (host, id, enq) = (s.host, s.id, s.enq_bytes);
-        if plain > enq {
+        if full {
+            self.edge("record-full");
+        }
+        if over {
+            self.record_over_max(stream, payload);
+        } else if plain > enq {
             self.violation(
                 Some(host),
                 Some(idx),
@@ -98,7 +109,30 @@ impl State {
     ///
     /// [`StreamInfo::close_maybe`]: crate::state::streams::StreamInfo::close_maybe
     pub fn record_started(&mut self, stream: u64) {
-        self.streams[stream as usize].close_maybe = None;
+        let max_record = self.sc.max_record() as u64;
+        if let Some(payload) = self.streams[stream as usize].close_maybe.take()
+            && payload > max_record
+        {
+            self.record_over_max(stream, payload);
+        }
+    }
+
+    /// A data record of `stream` carried `payload` bytes, over `max_record`.
+    fn record_over_max(&mut self, stream: u64, payload: u64) {
+        let Some(idx) = self.streams[stream as usize].sess else {
+            return;
+        };
+        let s = &self.sessions[idx];
+        let (host, id) = (s.host, s.id);
+        self.violation(
+            Some(host),
+            Some(idx),
+            format!(
+                "{} wrote a data record with {payload} plaintext bytes, over max_record ({})",
+                fmt_id(id),
+                self.sc.max_record()
+            ),
+        );
     }
 
     /// `stream` shut its write half down with no record in progress: a last record of a
