@@ -4,7 +4,8 @@
 //! multi-thread runtime, clients bursting sequenced messages against a small send queue and
 //! ending their sessions every way at once, checked by the stress run's lifecycle oracle — with
 //! the scenario's protocol and its servers' and clients' socket faults made in the real streams
-//! by [`crate::chaos`]: short reads and writes, stalls, resets mid-frame, corrupted ciphertext.
+//! by [`crate::chaos`]: short reads and writes, stalls, resets mid-frame, corrupted ciphertext;
+//! and its `max_record`.
 //!
 //! What loopback cannot make, or this mode does not yet, is skipped and listed per scenario
 //! ([`skipped`]): network latency, holds and latency spikes, partitions, host crashes and
@@ -91,6 +92,7 @@ pub fn run_real(
         encrypted: sc.protocol.encrypted(),
         plant,
         faults: Some((sc.server.io.clone(), sc.client.io.clone())),
+        max_record: sc.max_record,
         ..StressOpts::default()
     };
     let r = stress(&opts);

@@ -13,7 +13,8 @@
 //! Ids come from an 8-bit id space (255 ids), so the id counter wraps many times a round.
 //!
 //! Checked, per session: one `Opened`, one `Closed`, nothing delivered after `Closed`, FIFO
-//! without gaps or corruption, every `Closed(reason)` told to senders agrees with the event,
+//! without gaps or corruption, no record or frame refused as malformed on a connection no
+//! fault harmed, every `Closed(reason)` told to senders agrees with the event,
 //! a clean end on both sides loses nothing in either direction, ids stay inside the id
 //! space, a closed session's ref never sends again and its id resolves only to a newer
 //! session; per round: while the services shut down, an observer thread sees the pool
@@ -32,8 +33,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use laxnet::{
-    CloseReason, Config, Encryption, KeyPair, Protocol, Received, SendError, Service, SessionEvent,
-    SessionRef, Topic,
+    CloseReason, Config, CryptoError, Encryption, KeyPair, Protocol, Received, SendError, Service,
+    SessionEvent, SessionRef, Topic,
 };
 
 use crate::chaos::{ChaosCounts, ChaosRuntime, FaultCounts};
@@ -66,6 +67,8 @@ pub struct StressOpts {
     /// Socket faults in the server's and the clients' streams ([`ChaosRuntime`]; `laxsim run
     /// --real`). A connect may then fail (a reset during the handshake) without a violation.
     pub faults: Option<(IoFaults, IoFaults)>,
+    /// Encrypted: `Encryption::max_record` of both services (`None`: the library's).
+    pub max_record: Option<usize>,
 }
 
 impl Default for StressOpts {
@@ -81,6 +84,7 @@ impl Default for StressOpts {
             encrypted: false,
             plant: None,
             faults: None,
+            max_record: None,
         }
     }
 }
@@ -309,6 +313,22 @@ impl Book {
             if harmed.contains(&s.port) {
                 continue;
             }
+            // Between honest peers on an unharmed connection no side finds the other's bytes
+            // malformed: a record or frame refused is the library's own bug.
+            for (who, x) in [("client", r), ("server", s)] {
+                if let Some(
+                    why @ (CloseReason::Protocol(_)
+                    | CloseReason::Crypto(
+                        CryptoError::BadRecord | CryptoError::RecordTooLarge,
+                    )),
+                ) = &x.reason
+                {
+                    bad.push(format!(
+                        "{who} {:#x} closed with \"{why}\", but no fault harmed its connection",
+                        x.id
+                    ));
+                }
+            }
             let clean = |x: &Rec| x.reason.as_ref().is_some_and(|r| r.is_clean());
             if clean(r) && clean(s) && (s.recv_next != r.sent || r.recv_next != s.sent) {
                 bad.push(format!(
@@ -338,10 +358,14 @@ fn config(opts: &StressOpts, key: &KeyPair, server: bool) -> Config {
         .with_id_bits(ID_BITS)
         .with_logging(false);
     if opts.encrypted {
-        c = c.with_encryption(if server {
+        let e = if server {
             Encryption::server(key.clone())
         } else {
             Encryption::client(key.public())
+        };
+        c = c.with_encryption(match opts.max_record {
+            Some(n) => e.with_max_record(n),
+            None => e,
         });
     }
     #[cfg(feature = "planted-bugs")]

@@ -55,3 +55,21 @@ fn real_sockets_catch_a_planted_bug_under_faults() {
         assert!(!r.violations.is_empty(), "{bug} not caught on real sockets");
     }
 }
+
+/// The scenario's `max_record` applies on real sockets too, and the stress oracle refuses a
+/// record or frame refused as malformed on a connection no fault harmed.
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn small_records_on_real_sockets_catch_a_record_length_off_by_one() {
+    let sc = scenario("small-records-hpke");
+    let clean = run_real(&sc, 0, 3, None);
+    assert!(clean.violations.is_empty(), "{:#?}", clean.violations);
+    let r = run_real(&sc, 0, 3, Some("record-limit-off-by-one".into()));
+    assert!(
+        r.violations
+            .iter()
+            .any(|v| v.contains("record larger than the maximum")),
+        "{:#?}",
+        r.violations
+    );
+}
