@@ -62,4 +62,5 @@ pub const EDGES: &[&str] = &[
     "late-subscriber",
     "close-record-after-loss",
     "record-full",
+    "inbox-mirrored",
 ];

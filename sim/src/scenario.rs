@@ -412,6 +412,10 @@ pub struct Workload {
     pub listen_pause: f64,
     /// How long a paused listener stays closed.
     pub listen_pause_ms: Span,
+    /// Every host also receives through an `Inbox` (its sessions' events and `Data`),
+    /// drained with `recv` and `try_recv`: it must see what the callbacks see, in order
+    /// (`workload::inbox`).
+    pub inbox: bool,
     /// Session refs kept after close, to probe with sends later.
     pub keep_refs: usize,
     /// Pause between two stale-ref probes.
@@ -447,6 +451,7 @@ impl Default for Workload {
             close_again: 0.0,
             listen_pause: 0.0,
             listen_pause_ms: [20, 100],
+            inbox: false,
             keep_refs: 16,
             probe_gap_ms: [10, 40],
         }

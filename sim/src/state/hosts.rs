@@ -96,6 +96,19 @@ pub struct HostState {
     pub late_got: u64,
     /// A server whose listener is closed (`Acceptor::close`) for a while.
     pub paused: bool,
+    /// The callbacks' and the inbox's view of this incarnation (`workload::inbox`).
+    pub inbox: InboxMirror,
+}
+
+/// What the callbacks delivered and what the host's `Inbox` delivered, to compare.
+#[derive(Debug, Default)]
+pub struct InboxMirror {
+    /// `Opened`, `Closed` and `Data` the callbacks got.
+    pub cb: [u64; 3],
+    /// The same, from the inbox.
+    pub got: [u64; 3],
+    /// Sessions open as the inbox saw them, with the last `Data` sequence number it got on each.
+    pub live: BTreeMap<u32, Option<u64>>,
 }
 
 impl HostState {
@@ -128,6 +141,7 @@ impl HostState {
             late_expected: 0,
             late_got: 0,
             paused: false,
+            inbox: InboxMirror::default(),
         }
     }
 }
@@ -159,6 +173,7 @@ impl State {
         host.late_done = false;
         host.late_expected = 0;
         host.late_got = 0;
+        host.inbox = InboxMirror::default();
         // The crash dropped the tasks waiting in `ready()` with everything else.
         host.waiters = 0;
         Handles(svc, refs)

@@ -18,6 +18,7 @@ pub(super) fn subscribe(shared: &Shared, svc: &Service, h: u16, proto: Protocol)
         on_message(&sh, h, &m.session, &m.msg.0);
         let mut st = lock(&sh);
         let host = &mut st.hosts[h as usize];
+        host.inbox.cb[2] += 1;
         if host.late_sub.is_some() {
             host.late_expected += 1;
         }
@@ -71,6 +72,12 @@ pub(super) fn late_subscriber(shared: &Shared, svc: &Service, h: u16, proto: lax
 
 pub(super) fn on_session(shared: &Shared, h: u16, ev: &SessionEvent) {
     let mut st = lock(shared);
+    let cb = &mut st.hosts[h as usize].inbox.cb;
+    match ev {
+        SessionEvent::Opened { .. } => cb[0] += 1,
+        SessionEvent::Closed { .. } => cb[1] += 1,
+        _ => {}
+    }
     match ev {
         SessionEvent::Opened { session, direction } => {
             let connected = *direction == Direction::Connected;

@@ -15,6 +15,7 @@ use std::time::Duration;
 pub mod actions;
 mod drain;
 mod events;
+mod inbox;
 mod step;
 
 use laxnet::{Config, Encryption, Service};
@@ -128,6 +129,16 @@ pub async fn host_main(ctx: Ctx, opts: HostOpts) -> Result<(), BoxError> {
     };
     ctx.adopt(&svc);
     subscribe(&shared, &svc, h, proto);
+    // Hosts with an even index wait in `recv` in a task of their own, the others poll with
+    // `try_recv` every tick (so each of the two has hosts that depend on it alone).
+    let mut polled = None;
+    if lock(&shared).sc.workload.inbox {
+        match inbox::open(&svc, proto) {
+            Ok(i) if h % 2 == 0 => drop(tokio::spawn(inbox::consume(shared.clone(), h, i))),
+            Ok(i) => polled = Some(i),
+            Err(e) => lock(&shared).violation(Some(h), None, e),
+        }
+    }
     // The logging switch is the service's own, and reads back what was set.
     let logging = svc.logging();
     svc.set_logging(!logging);
@@ -150,6 +161,9 @@ pub async fn host_main(ctx: Ctx, opts: HostOpts) -> Result<(), BoxError> {
     let mut paused_until = None;
     loop {
         tokio::time::sleep(tick).await;
+        if let Some(i) = polled.as_mut() {
+            inbox::poll(&shared, h, i);
+        }
         if server {
             let now = lock(&shared).now_us;
             match paused_until {
@@ -201,5 +215,9 @@ pub async fn host_main(ctx: Ctx, opts: HostOpts) -> Result<(), BoxError> {
         }
     }
     drain(&shared, h, &svc).await;
+    if let Some(i) = polled.as_mut() {
+        inbox::poll(&shared, h, i);
+    }
+    inbox::check(&shared, h);
     Ok(())
 }
