@@ -116,13 +116,14 @@ pub fn frame(id: u32, body: &[u8]) -> Vec<u8> {
     f
 }
 
-fn body(host: u16, seq: u64, payload: usize) -> Vec<u8> {
+/// A [`Body`] as message `id` (1: `Data`, 2: `Bulk`, flagged as such) carries it.
+fn body(id: u32, host: u16, seq: u64, payload: usize) -> Vec<u8> {
     let b = Body {
         host,
         inc: 0,
         sid: 0,
         seq,
-        flags: 0,
+        flags: if id == 2 { msg::BULK } else { 0 },
         payload: msg::pattern(seq, payload),
     };
     borsh::to_vec(&b).unwrap_or_default()
@@ -165,7 +166,7 @@ pub fn plan(attack: Attack, host: u16, max_frame: usize, rng: &mut Rng) -> Plan 
             ));
         }
         Attack::Undecodable | Attack::Trailing => {
-            let mut b = body(host, 0, rng.range(0, 40) as usize);
+            let mut b = body(1, host, 0, rng.range(0, 40) as usize);
             if attack == Attack::Undecodable {
                 b.truncate(rng.range(0, (b.len() - 1) as u64) as usize);
             } else {
@@ -181,7 +182,7 @@ pub fn plan(attack: Attack, host: u16, max_frame: usize, rng: &mut Rng) -> Plan 
             ));
         }
         Attack::Truncated => {
-            let b = body(host, 0, rng.range(20, 200) as usize);
+            let b = body(1, host, 0, rng.range(20, 200) as usize);
             let f = frame(1, &b);
             let keep = rng.range(1, (f.len() - 1) as u64) as usize;
             p.bytes = f[..keep].to_vec();
@@ -190,7 +191,7 @@ pub fn plan(attack: Attack, host: u16, max_frame: usize, rng: &mut Rng) -> Plan 
         Attack::Boundary => {
             // A `Bulk` frame whose length field is exactly `max_frame`: id (4) + body.
             let payload = max_frame.saturating_sub(wire::FRAME_ID + BODY_FIXED);
-            p.bytes = frame(2, &body(host, 0, payload));
+            p.bytes = frame(2, &body(2, host, 0, payload));
             let over = max.saturating_add(1);
             p.bytes.extend_from_slice(&over.to_le_bytes());
             p.bytes.extend_from_slice(&[0xCD; 16]);

@@ -8,6 +8,9 @@ use borsh::{BorshDeserialize, BorshSerialize};
 /// Flag: the sender closes right after this message and asks the peer to close too.
 pub const CLOSE_REQ: u8 = 1;
 
+/// Flag: the message was sent as [`Bulk`] (the receiver checks it arrived as one).
+pub const BULK: u8 = 2;
+
 /// The common message shape; sent as [`Data`] or [`Bulk`] (two ids: a message mix).
 #[derive(BorshSerialize, BorshDeserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Body {

@@ -68,7 +68,7 @@ impl State {
             inc: host.inc,
             sid: s.id,
             seq: s.sent,
-            flags,
+            flags: if bulk { flags | msg::BULK } else { flags },
             payload: msg::pattern(s.sent, len),
         };
         let now = svc.now();
@@ -117,8 +117,9 @@ impl State {
         }
     }
 
-    /// Probes the kept refs of host `h`: a closed session's ref must never send again, and
-    /// its id must never resolve again.
+    /// Probes host `h`: the accounting, `Status` and pool checks; every session not yet
+    /// `Closed` resolves to itself (`Service::acquire`); a closed session's kept ref must never
+    /// send again, and its id must never resolve again.
     pub fn probe(&mut self, h: u16) {
         let Some(svc) = self.hosts[h as usize].svc.clone() else {
             return;
@@ -127,6 +128,26 @@ impl State {
         let status = svc.status();
         self.check_status(h, &svc, &status);
         self.check_pool(h, &svc.config().pool, &status.pool, false);
+        // Every session not yet Closed resolves to itself.
+        let live: Vec<(SessionRef, usize)> = self.hosts[h as usize]
+            .live
+            .values()
+            .map(|l| (l.sref.clone(), l.sess))
+            .collect();
+        for (sref, idx) in live {
+            let got = svc.acquire(sref.id()).map(|r| r.id());
+            if got != Some(sref.id()) {
+                self.violation(
+                    Some(h),
+                    Some(idx),
+                    format!(
+                        "acquire({}) of a session not yet Closed gave {}",
+                        fmt_id(sref.id().get()),
+                        got.map_or("nothing".to_string(), |g| fmt_id(g.get()))
+                    ),
+                );
+            }
+        }
         let kept: Vec<(SessionRef, usize)> = self.hosts[h as usize]
             .kept
             .iter()

@@ -4,7 +4,7 @@
 
 use laxnet::{Direction, Protocol, Received, Service, SessionEvent, SessionRef, Topic};
 
-use crate::msg::{Body, Bulk, CLOSE_REQ, Data};
+use crate::msg::{BULK, Body, Bulk, CLOSE_REQ, Data};
 use crate::state::hosts::Live;
 use crate::state::{Shared, lock};
 
@@ -15,6 +15,7 @@ pub(super) fn subscribe(shared: &Shared, svc: &Service, h: u16, proto: Protocol)
     });
     let sh = shared.clone();
     let r2 = svc.sub(Topic::message::<Data>(proto), move |m: &Received<Data>| {
+        check_type(&sh, h, &m.msg.0, false);
         on_message(&sh, h, &m.session, &m.msg.0);
         let mut st = lock(&sh);
         let host = &mut st.hosts[h as usize];
@@ -25,10 +26,31 @@ pub(super) fn subscribe(shared: &Shared, svc: &Service, h: u16, proto: Protocol)
     });
     let sh = shared.clone();
     let r3 = svc.sub(Topic::message::<Bulk>(proto), move |m: &Received<Bulk>| {
+        check_type(&sh, h, &m.msg.0, true);
         on_message(&sh, h, &m.session, &m.msg.0)
     });
     for r in [r1.err(), r2.err(), r3.err()].into_iter().flatten() {
         lock(shared).violation(Some(h), None, format!("subscribe failed: {r}"));
+    }
+}
+
+/// A message reaches the subscribers of the type it was sent as (`Data` and `Bulk` share
+/// their layout, so a frame dispatched to the wrong type's decoder would decode).
+fn check_type(shared: &Shared, h: u16, body: &Body, bulk: bool) {
+    if (body.flags & BULK != 0) != bulk {
+        let (sent, got) = if bulk {
+            ("Data", "Bulk")
+        } else {
+            ("Bulk", "Data")
+        };
+        lock(shared).violation(
+            Some(h),
+            None,
+            format!(
+                "a message sent as {sent} (seq {}) was delivered as {got}",
+                body.seq
+            ),
+        );
     }
 }
 
