@@ -227,11 +227,12 @@ pub struct Encryption {
     pub max_handshakes_per_source: usize,
     /// Largest record payload (frames per record are packed up to this). Default 16 KiB.
     pub max_record: usize,
-    /// Records per direction, the Close record included: a session that needs a data record
-    /// more closes (`CryptoError::CounterExhausted`), as both ends count. Default 2^32; at
-    /// least 1 (the Close record). With AES-128-GCM a session also closes after 2^34 AES blocks (256 GiB)
-    /// in one direction, the data limit RFC 8446 §5.5 sets for one AES-GCM key; there is no
-    /// key update.
+    /// Records per direction, the Close record included: a session that needs one data
+    /// record more closes abortively (`CryptoError::CounterExhausted`, without a Close
+    /// record). Both ends must use the same limit. Default 2^32; at least 1 (the Close
+    /// record). With AES-128-GCM a session also closes after 2^34 AES blocks (256 GiB) in one
+    /// direction, the data limit RFC 8446 §5.5 sets for one AES-GCM key; there is no key
+    /// update.
     pub record_limit: u64,
 }
 

@@ -81,8 +81,9 @@ const CLOSE_BLOCKS: u64 = (TYPE + CLOSE_PAYLOAD_MAX).div_ceil(16) as u64 + 1;
 
 /// Seals outgoing records for one direction. The last record of the limit (and with
 /// AES-128-GCM the blocks of a Close record) is kept for the Close record: data records stop
-/// one short, so a session that runs out can still end with its authenticated close, and a
-/// clean close never finds its Close record refused after its data was sealed.
+/// one short, so a clean close never finds its Close record refused after its data was
+/// sealed. (A session that needs one data record more still closes abortively, with
+/// `CounterExhausted` and no Close record.)
 pub(crate) struct Sealer {
     ctx: SealCtx,
     sent: u64,
